@@ -1,0 +1,47 @@
+# yhc -- build, test, fuzz, bench, demo.  `make test` runs everything CI runs.
+CC      ?= cc
+CLANG   ?= clang
+CXX     ?= g++
+WARN    := -Wall -Wextra -pedantic -Werror
+CSTD    := -std=c99
+CFLAGS  ?= -O2 -g
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+B       := build
+SRC     := $(sort $(wildcard src/*.h src/*.c))
+TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
+SHARED  ?= $(abspath ../shared)
+export YHC_SHARED := $(SHARED)
+
+.PHONY: all test check test-fast sim-deps fuzz bench demo clean
+all: yhc.h
+
+# yhc.h is assembled from the per-layer fragments in src/ (see tools/amalgamate.sh).
+yhc.h: $(SRC) tools/amalgamate.sh
+	./tools/amalgamate.sh
+
+$(B)/c/%: tests/%.c yhc.h tests/yt.h | $(B)/c
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+$(B)/cxx/%: tests/%.c yhc.h tests/yt.h | $(B)/cxx
+	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm
+$(B)/san/%: tests/%.c yhc.h tests/yt.h | $(B)/san
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm
+$(B)/c $(B)/cxx $(B)/san:
+	mkdir -p $@
+
+sim-deps: tests/yagna-sim/node_modules/.package-lock.json
+tests/yagna-sim/node_modules/.package-lock.json: tests/yagna-sim/package-lock.json
+	cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error
+
+# The whole suite: plain C99 build, C++ build, ASan+UBSan build (leaks included), the
+# stand-in's own tests; one total line at the end.
+test: yhc.h $(addprefix $(B)/c/,$(TESTS)) $(addprefix $(B)/cxx/,$(TESTS)) $(addprefix $(B)/san/,$(TESTS)) sim-deps
+	./tests/run-all.sh $(B) $(TESTS)
+
+# Quick loop while developing: plain build only.
+test-fast: yhc.h $(addprefix $(B)/c/,$(TESTS))
+	YHC_ONLY=c ./tests/run-all.sh $(B) $(TESTS)
+
+check: test
+
+clean:
+	rm -rf $(B)

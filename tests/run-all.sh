@@ -1,0 +1,46 @@
+#!/bin/bash
+# Runs every test program in every build variant, then the stand-in's node tests, and sums the
+# "N passed, N failed" lines into the final one. Exit status is non-zero on any failure.
+set -u
+B=$1; shift
+cd "$(dirname "$0")/.."
+total_pass=0; total_fail=0
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+variants=${YHC_ONLY:-"c cxx san"}
+
+tally() { # name, exit code, output file
+  local line p f
+  line=$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$3" | tail -n 1)
+  if [ -z "$line" ]; then p=0; f=1; echo "!! $1: no result line (exit $2)"; tail -n 20 "$3";
+  else
+    p=$(echo "$line" | grep -oE "[0-9]+ passed" | grep -oE "[0-9]+")
+    f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
+    if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "!! $1: exit $2 with no failed check"; tail -n 20 "$3"; fi
+  fi
+  printf '%-28s %s\n' "$1" "$line"
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+for v in $variants; do
+  for t in "$@"; do
+    out="$tmp/$v-$t.log"
+    timeout 300 "$B/$v/$t" >"$out" 2>&1; rc=$?
+    [ "$rc" -ne 0 ] && grep -E 'FAIL|ERROR|Sanitizer|runtime error' "$out" | head -n 30
+    tally "$v/$t" "$rc" "$out"
+  done
+done
+
+if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
+  out="$tmp/sim.log"
+  (cd tests/yagna-sim && timeout 600 npm test) >"$out" 2>&1; rc=$?
+  p=$(grep -E '^# pass ' "$out" | tail -n1 | grep -oE '[0-9]+'); f=$(grep -E '^# fail ' "$out" | tail -n1 | grep -oE '[0-9]+')
+  p=${p:-0}; f=${f:-1}
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  [ "$f" -ne 0 ] && grep -E 'not ok|Error' "$out" | head -n 30
+  printf '%-28s %s passed, %s failed\n' "yagna-sim (node --test)" "$p" "$f"
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+fi
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
