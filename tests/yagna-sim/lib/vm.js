@@ -1,0 +1,192 @@
+'use strict';
+// Daemon side of a simulated VM: a per-VM temp root, the agent process (lib/agent.js) in its own
+// user+net+pid namespaces (or plain, in fallback mode), command execution and TCP connections.
+//
+// Path mapping: the VM root is <tmp>/vm-<activityId>/root. The image's files are copied to
+// <root>/golem/run; <root>/golem/{work,input,output,resources} exist. In `run` commands every
+// absolute path starting with /golem/ (the entry point, each arg, and /golem/ occurrences inside
+// args, e.g. in `sh -c "python3 /golem/run/x.py &"`) is rewritten to <root>/golem/...
+// The command's cwd is <root>/golem/work.
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const { spawn, spawnSync } = require('node:child_process');
+const readline = require('node:readline');
+const { copyImage } = require('./images');
+
+const AGENT = path.join(__dirname, 'agent.js');
+const MAX_CAPTURE = 1024 * 1024; // bytes kept per stream per command
+
+/** Can we create unprivileged user+net+pid namespaces here? */
+function detectNetns() {
+  if (process.platform !== 'linux') return false;
+  const r = spawnSync('unshare', ['--user', '--map-root-user', '--net', '--pid', '--fork', '--kill-child', 'true'], { stdio: 'ignore', timeout: 5000 });
+  return r.status === 0;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+class VM {
+  constructor({ id, baseDir, netns, log, connectTimeoutMs = 5000 }) {
+    this.id = id;
+    this.dir = fs.mkdtempSync(path.join(baseDir, `vm-${id.slice(0, 8)}-`));
+    this.root = path.join(this.dir, 'root');
+    this.sock = path.join(this.dir, 'relay.sock');
+    this.netns = netns;
+    this.log = log || (() => {});
+    this.connectTimeoutMs = connectTimeoutMs;
+    this.pending = new Map(); // cmd id -> {resolve, stdout[], stderr[], onOutput}
+    this.pgids = new Set();
+    this.seq = 0;
+    this.alive = false;
+    this.port80 = 80; // fallback mode remaps it
+    this.onDeath = null;
+  }
+
+  async start() {
+    for (const d of ['golem/run', 'golem/work', 'golem/input', 'golem/output', 'golem/resources']) fs.mkdirSync(path.join(this.root, d), { recursive: true });
+    if (!this.netns) this.port80 = await freePort();
+    const agentArgs = [AGENT, '--sock', this.sock, '--connect-timeout-ms', String(this.connectTimeoutMs)];
+    const [file, args] = this.netns
+      ? ['unshare', ['--user', '--map-root-user', '--net', '--pid', '--fork', '--kill-child', process.execPath, ...agentArgs, '--netns']]
+      : [process.execPath, agentArgs];
+    this.proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: this.root });
+    this.proc.stderr.on('data', (d) => this.log(`vm ${this.id.slice(0, 8)} agent: ${d.toString().trim()}`));
+    this.proc.stdin.on('error', () => {});
+    const ready = new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('VM agent did not start')), 10000);
+      readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
+        let m; try { m = JSON.parse(l); } catch { return; }
+        if (m.ev === 'ready') { clearTimeout(t); this.alive = true; resolve(); }
+        else this.onAgent(m);
+      });
+      this.proc.once('exit', () => { clearTimeout(t); reject(new Error('VM agent exited')); });
+    });
+    this.proc.once('exit', () => this.died());
+    await ready;
+  }
+
+  died() {
+    const wasAlive = this.alive;
+    this.alive = false;
+    this.killGroups();
+    for (const p of this.pending.values()) p.resolve({ code: 137, signal: 'SIGKILL', stdout: Buffer.concat(p.stdout), stderr: Buffer.concat(p.stderr), vmDied: true });
+    this.pending.clear();
+    if (wasAlive && this.onDeath) this.onDeath();
+  }
+
+  onAgent(m) {
+    const p = this.pending.get(m.id);
+    if (m.ev === 'spawned') { if (!this.netns) this.pgids.add(m.pid); return; }
+    if (!p) return;
+    if (m.ev === 'stdout' || m.ev === 'stderr') {
+      const buf = Buffer.from(m.data, 'base64');
+      const arr = p[m.ev];
+      if (p.size[m.ev] < MAX_CAPTURE) { arr.push(buf); p.size[m.ev] += buf.length; }
+      if (p.onOutput) p.onOutput(m.ev, buf);
+    } else if (m.ev === 'exit') {
+      this.pending.delete(m.id);
+      p.resolve({ code: m.code, signal: m.signal || null, error: m.error, stdout: Buffer.concat(p.stdout), stderr: Buffer.concat(p.stderr) });
+    }
+  }
+
+  send(o) { if (this.alive) this.proc.stdin.write(JSON.stringify(o) + '\n'); }
+
+  deploy(image) { copyImage(image.dir, path.join(this.root, 'golem', 'run')); }
+
+  mapPath(s) {
+    const golem = path.join(this.root, 'golem');
+    let out = s.replace(/(^|[\s'"=:;,(])\/golem(?=\/|$|[\s'";)])/g, (_, pre) => pre + golem);
+    if (!this.netns) {
+      const P = String(this.port80);
+      out = out.replace(/0\.0\.0\.0:80(?!\d)/g, `127.0.0.1:${P}`)
+        .replace(/(--port[= ]|-p )80(?!\d)/g, `$1${P}`)
+        .replace(/([\s'"]):80(?!\d)/g, `$1:${P}`);
+    }
+    return out;
+  }
+
+  /** Run a command; resolves {code, signal, stdout, stderr}. onOutput(stream, buf) for streaming. */
+  run(entry, args, { env, onOutput } = {}) {
+    if (!this.alive) return Promise.resolve({ code: 137, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), vmDied: true });
+    const id = ++this.seq;
+    const vmEnv = {
+      PATH: process.env.PATH || '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: path.join(this.root, 'golem', 'work'),
+      LANG: 'C.UTF-8',
+      GOLEM_ROOT: path.join(this.root, 'golem'),
+      ...(this.netns ? {} : { PORT: String(this.port80), YAGNA_SIM_PORT80: String(this.port80) }),
+      ...(env || {}),
+    };
+    return new Promise((resolve) => {
+      this.pending.set(id, { resolve, stdout: [], stderr: [], size: { stdout: 0, stderr: 0 }, onOutput });
+      this.send({ op: 'spawn', id, file: this.mapPath(entry), args: (args || []).map((a) => this.mapPath(String(a))), cwd: path.join(this.root, 'golem', 'work'), env: vmEnv });
+    });
+  }
+
+  /** Kill every process started in the VM (the VM itself stays up). */
+  killServices() { this.send({ op: 'killall', id: 0 }); this.killGroups(); }
+
+  killGroups() {
+    for (const g of this.pgids) { try { process.kill(-g, 'SIGKILL'); } catch { /* gone */ } }
+    if (!this.alive) this.pgids.clear();
+  }
+
+  /** Connect to `port` inside the VM. Resolves a connected socket or rejects with err.code ETIMEDOUT/ECONNREFUSED/... */
+  connect(port) {
+    const target = !this.netns && port === 80 ? this.port80 : port;
+    return new Promise((resolve, reject) => {
+      if (!this.alive) { const e = new Error('VM is gone'); e.code = 'EHOSTUNREACH'; reject(e); return; }
+      const s = net.connect(this.sock);
+      let head = Buffer.alloc(0);
+      const fail = (code) => { s.destroy(); const e = new Error(code); e.code = code; reject(e); };
+      const timer = setTimeout(() => fail('ETIMEDOUT'), this.connectTimeoutMs + 1000);
+      s.once('error', (e) => { clearTimeout(timer); fail(e.code || 'EIO'); });
+      s.once('connect', () => s.write(`${target}\n`));
+      const onData = (d) => {
+        head = Buffer.concat([head, d]);
+        const nl = head.indexOf(10);
+        if (nl < 0) return;
+        s.removeListener('data', onData);
+        clearTimeout(timer);
+        const line = head.subarray(0, nl).toString();
+        if (line !== 'OK') { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
+        s.pause();
+        const rest = head.subarray(nl + 1);
+        if (rest.length) s.unshift(rest);
+        s.removeAllListeners('error');
+        resolve(s);
+      };
+      s.on('data', onData);
+    });
+  }
+
+  async destroy() {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
+      const exited = new Promise((r) => this.proc.once('exit', r));
+      this.send({ op: 'exit' });
+      const t = setTimeout(() => { try { this.proc.kill('SIGKILL'); } catch { /* gone */ } }, 1000);
+      await exited; clearTimeout(t);
+    }
+    this.alive = false;
+    this.killGroups();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Hard crash: SIGKILL the agent (and so, with namespaces, every process of the VM). */
+  crash() {
+    if (this.proc) { try { this.proc.kill('SIGKILL'); } catch { /* gone */ } }
+  }
+}
+
+function makeBaseDir() { return fs.mkdtempSync(path.join(os.tmpdir(), 'yagna-sim-')); }
+
+module.exports = { VM, detectNetns, makeBaseDir, freePort };
