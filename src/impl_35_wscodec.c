@@ -173,7 +173,7 @@ static YHC__UNUSED void yhc__ws_make_key(const unsigned char nonce16[16], char o
 
 /* The Sec-WebSocket-Accept a server must answer to `key`; 28 characters plus NUL. */
 static YHC__UNUSED void yhc__ws_accept_for_key(const char *key, char out[29]) {
-  static const char guid[] = "258EAFA5-E914-47A5-95CA-C5AB0DC85B11";
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
   unsigned char digest[20];
   yhc__sha1_ctx c;
   yhc__sha1_init(&c);
