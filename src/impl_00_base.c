@@ -38,8 +38,10 @@
 
 #ifdef __cplusplus
 #  define YHC__CAST(T, v) static_cast<T>(v)
+#  define YHC__PUN(T, v) reinterpret_cast<T>(v)
 #else
 #  define YHC__CAST(T, v) ((T)(v))
+#  define YHC__PUN(T, v) ((T)(v))
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)

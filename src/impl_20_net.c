@@ -71,7 +71,7 @@ static uint64_t yhc__monotonic_ms(void *user) {
 YHCDEF uint64_t yhc_loop_now(yhc_loop *loop) { return loop->clock(loop->clock_user); }
 
 #if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 3, 4)))
+__attribute__((format(printf, 3, 4), unused))
 #endif
 static void yhc__log(yhc_loop *loop, yhc_log_level level, const char *fmt, ...) {
   char msg[512];
@@ -391,7 +391,7 @@ static void yhc__tcp_io(void *ctx, int revents) {
 }
 
 static long yhc__tcp_read(yhc__stream *s, void *buf, size_t cap) {
-  yhc__tcp *t = YHC__CAST(yhc__tcp *, s);
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
   for (;;) {
     ssize_t n = recv(t->w.fd, buf, cap, 0);
     if (n >= 0) return (long)n;
@@ -404,7 +404,7 @@ static long yhc__tcp_read(yhc__stream *s, void *buf, size_t cap) {
 }
 
 static long yhc__tcp_write(yhc__stream *s, const void *buf, size_t len) {
-  yhc__tcp *t = YHC__CAST(yhc__tcp *, s);
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
 #ifdef MSG_NOSIGNAL
   int flags = MSG_NOSIGNAL;
 #else
@@ -422,12 +422,12 @@ static long yhc__tcp_write(yhc__stream *s, const void *buf, size_t len) {
 }
 
 static void yhc__tcp_want(yhc__stream *s, int rd, int wr) {
-  yhc__tcp *t = YHC__CAST(yhc__tcp *, s);
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
   if (t->connected) yhc__watch_set(&t->w, rd, wr);
 }
 
 static void yhc__tcp_close(yhc__stream *s) {
-  yhc__tcp *t = YHC__CAST(yhc__tcp *, s);
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
   yhc__tcp_close_fd(t);
   if (t->ai) freeaddrinfo(t->ai);
   YHC_FREE(t);
