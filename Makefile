@@ -25,7 +25,13 @@ $(B)/cxx/%: tests/%.c yhc.h tests/yt.h | $(B)/cxx
 	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm
 $(B)/san/%: tests/%.c yhc.h tests/yt.h | $(B)/san
 	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm
-$(B)/c $(B)/cxx $(B)/san:
+# The TLS variant: the same tests built with mbedTLS compiled in (tests that need TLS skip
+# themselves in the other variants).
+TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
+TLS_TESTS := $(filter test_tls test_http test_ws,$(TESTS))
+$(B)/tls/%: tests/%.c yhc.h tests/yt.h | $(B)/tls
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(TLS_LIBS)
+$(B)/c $(B)/cxx $(B)/san $(B)/tls:
 	mkdir -p $@
 
 sim-deps: tests/yagna-sim/node_modules/.package-lock.json
@@ -34,8 +40,8 @@ tests/yagna-sim/node_modules/.package-lock.json: tests/yagna-sim/package-lock.js
 
 # The whole suite: plain C99 build, C++ build, ASan+UBSan build (leaks included), the
 # stand-in's own tests; one total line at the end.
-test: yhc.h $(addprefix $(B)/c/,$(TESTS)) $(addprefix $(B)/cxx/,$(TESTS)) $(addprefix $(B)/san/,$(TESTS)) sim-deps
-	./tests/run-all.sh $(B) $(TESTS)
+test: yhc.h $(addprefix $(B)/c/,$(TESTS)) $(addprefix $(B)/cxx/,$(TESTS)) $(addprefix $(B)/san/,$(TESTS)) $(addprefix $(B)/tls/,$(TLS_TESTS)) sim-deps
+	YHC_TLS_TESTS="$(TLS_TESTS)" ./tests/run-all.sh $(B) $(TESTS)
 
 # Quick loop while developing: plain build only.
 test-fast: yhc.h $(addprefix $(B)/c/,$(TESTS))

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 total_pass=0; total_fail=0
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-variants=${YHC_ONLY:-"c cxx san"}
+variants=${YHC_ONLY:-"c cxx san tls"}
 
 tally() { # name, exit code, output file
   local line p f
@@ -24,7 +24,9 @@ tally() { # name, exit code, output file
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for v in $variants; do
-  for t in "$@"; do
+  list="$*"
+  [ "$v" = tls ] && list=${YHC_TLS_TESTS:-}
+  for t in $list; do
     out="$tmp/$v-$t.log"
     timeout 300 "$B/$v/$t" >"$out" 2>&1; rc=$?
     [ "$rc" -ne 0 ] && grep -E 'FAIL|ERROR|Sanitizer|runtime error' "$out" | head -n 30
