@@ -38,8 +38,9 @@ function loadImages(dir) {
   const images = new Map();
   if (!dir) return images;
   for (const ent of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (!ent.isDirectory() || ent.name.startsWith('.') || ent.name === 'node_modules') continue;
+    if (ent.name.startsWith('.') || ent.name === 'node_modules') continue;
     const d = path.join(dir, ent.name);
+    if (!fs.statSync(d).isDirectory()) continue; // follows symlinks to image dirs
     const { hash, size } = imageHash(d);
     images.set(hash, { name: ent.name, dir: d, hash, size });
   }

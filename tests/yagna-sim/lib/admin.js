@@ -1,0 +1,103 @@
+'use strict';
+// Root routes (/me, /version/get) and the simulator's own admin API (/_sim/...), which needs the app key.
+const { jsonErr } = require('./util');
+const { fromWei } = require('./util');
+
+const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'terminateAgreements', 'route', 'clear'];
+
+function init(sim) {
+  sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
+  sim.route('GET', '/version/get', () => ({
+    body: { current: { version: '0.17.6 (yagna-sim)', name: 'yagna-sim', seen: true, releaseTs: '2026-03-28T00:00:00', insertionTs: '2026-03-28T00:00:00', updateTs: '2026-03-28T00:00:00' }, pending: null },
+  }), { noAuth: true });
+  sim.route('GET', '/_sim/state', () => ({ body: state(sim) }), { noSpec: true });
+  sim.route('GET', '/_sim/violations', () => ({ body: { count: sim.violationCount, violations: sim.violations } }), { noSpec: true });
+  sim.route('DELETE', '/_sim/violations', () => { sim.violations = []; sim.violationCount = 0; return { body: null }; }, { noSpec: true });
+  sim.route('GET', '/_sim/requests', () => ({ body: sim.requestLog }), { noSpec: true });
+  sim.route('POST', '/_sim/fault', (c) => ({ body: fault(sim, c.body || {}) }), { noSpec: true });
+}
+
+/** Apply a fault. Returns a small report {ok, fault, provider?, affected?}. */
+function fault(sim, f) {
+  if (!FAULTS.includes(f.fault)) throw jsonErr(400, `unknown fault ${JSON.stringify(f.fault)}; one of ${FAULTS.join(', ')}`);
+  if (f.fault === 'route') {
+    if (typeof f.path !== 'string') throw jsonErr(400, 'route fault needs "path" (a regex)');
+    let re; try { re = new RegExp(f.path); } catch (e) { throw jsonErr(400, `bad path regex: ${e.message}`); }
+    const rf = { method: f.method ? String(f.method).toUpperCase() : null, path: f.path, re, status: f.status === undefined ? (f.stallMs ? 0 : 500) : Number(f.status), stallMs: Number(f.stallMs) || 0, remaining: f.count === undefined ? 1 : Number(f.count), message: f.message, body: f.body, hits: 0 };
+    sim.routeFaults.push(rf);
+    return { ok: true, fault: 'route' };
+  }
+  const targets = f.provider === '*' || f.provider === undefined && f.fault === 'clear' ? sim.providers : [sim.provider(f.provider)];
+  if (!targets[0]) throw jsonErr(404, `no provider ${JSON.stringify(f.provider)}`);
+  let affected = 0;
+  for (const p of targets) affected += applyToProvider(sim, p, f);
+  return { ok: true, fault: f.fault, providers: targets.map((p) => p.nodeId), affected };
+}
+
+function liveActs(sim, p) {
+  return [...sim.activityApi.activities.values()].filter((a) => a.provider === p && a.state[0] !== 'Terminated' && !a.vmGone);
+}
+
+function applyToProvider(sim, p, f) {
+  switch (f.fault) {
+    case 'killService': { const acts = liveActs(sim, p); for (const a of acts) a.vm.killServices(); return acts.length; }
+    case 'crashVm': { const acts = liveActs(sim, p); for (const a of acts) a.vm.crash(); return acts.length; }
+    case 'dropTunnels': return sim.netApi.closeTunnels((t) => t.providerId === p.nodeId, 1006, 'dropped', true);
+    case 'failActivityCreate': p.faults.failActivityCreate = f.count === undefined ? 1 : Number(f.count); return 0;
+    case 'proposals': {
+      if (!['draft', 'reject', 'ignore'].includes(f.mode)) throw jsonErr(400, 'proposals fault needs mode draft|reject|ignore');
+      p.onCounter = f.mode; return 0;
+    }
+    case 'agreements': {
+      if (!['approve', 'reject', 'ignore'].includes(f.mode)) throw jsonErr(400, 'agreements fault needs mode approve|reject|ignore');
+      p.onAgreement = f.mode; return 0;
+    }
+    case 'tunnelDelay': p.faults.tunnelDelayMs = Math.max(0, Number(f.ms) || 0); return 0;
+    case 'terminateAgreements': {
+      const at = f.at ? Date.parse(f.at) : Date.now() + (Number(f.inMs) || 0);
+      if (Number.isNaN(at)) throw jsonErr(400, 'terminateAgreements needs "at" (RFC 3339) or "inMs"');
+      p.faults.terminateAtMs = at;
+      let n = 0;
+      for (const a of sim.market.agreements.values()) if (a.provider === p && a.state === 'Approved') { sim.marketApi.scheduleProviderEnd(sim, a); n++; }
+      return n;
+    }
+    case 'clear':
+      p.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null };
+      p.onCounter = 'draft'; p.onAgreement = 'approve';
+      if (f.provider === undefined) sim.routeFaults = [];
+      return 0;
+    default: return 0;
+  }
+}
+
+function state(sim) {
+  const m = sim.market; const pay = sim.payment;
+  const acts = [...sim.activityApi.activities.values()];
+  return {
+    url: sim.url, identity: sim.identity, netns: sim.netns, specDir: sim.spec ? sim.spec.dir : null, strict: !!sim.opts.strict,
+    images: [...sim.images.values()].map(({ name, hash, size }) => ({ name, hash, size })),
+    providers: sim.providers.map((p) => ({ ...p.summary(), activeActivities: acts.filter((a) => a.provider === p && a.state[0] !== 'Terminated').length })),
+    demands: [...m.subs.values()].filter((s) => s.alive).map((s) => ({ id: s.id, queuedEvents: s.events.length, timestamp: s.timestamp })),
+    agreements: [...m.agreements.values()].map((a) => ({
+      agreementId: a.id, providerId: a.provider.nodeId, providerName: a.provider.name, state: a.state, validTo: a.validTo,
+      approvedDate: a.approvedDate, terminatedBy: a.terminatedBy || null, terminationReason: a.terminationReason, activities: [...a.activities],
+    })),
+    activities: acts.map((a) => ({
+      activityId: a.id, agreementId: a.agreement.id, providerId: a.provider.nodeId, state: a.state, reason: a.reason, errorMessage: a.errorMessage,
+      image: a.image ? a.image.name : null, vm: { dir: a.vm.dir, root: a.vm.root, alive: a.vm.alive, netns: a.vm.netns, port80: a.vm.netns ? 80 : a.vm.port80 }, batches: a.batches.size,
+    })),
+    allocations: [...pay.allocations.values()].map((a) => ({ allocationId: a.id, platform: a.paymentPlatform, totalAmount: fromWei(a.total), spentAmount: fromWei(a.spent), remainingAmount: fromWei(a.total - a.spent), released: a.released })),
+    payments: {
+      debitNotes: [...pay.debitNotes.values()].map((d) => ({ debitNoteId: d.id, agreementId: d.agreementId, activityId: d.activityId, totalAmountDue: fromWei(d.amount), status: d.status, timestamp: d.timestamp })),
+      invoices: [...pay.invoices.values()].map((i) => ({ invoiceId: i.id, agreementId: i.agreementId, amount: fromWei(i.amount), status: i.status, timestamp: i.timestamp })),
+      acceptedTotal: fromWei([...pay.allocations.values()].reduce((s, a) => s + a.spent, 0n)),
+    },
+    networks: [...sim.net.networks.values()].map((n) => ({ id: n.id, ip: `${n.ip}/${n.prefix}`, gateway: n.gateway, addresses: n.addresses, nodes: Object.fromEntries(n.nodes) })),
+    tunnels: [...sim.net.tunnels.values()].map((t) => require('./net').tunnelView(t)),
+    routeFaults: sim.routeFaults.map((f) => ({ method: f.method, path: f.path, status: f.status, stallMs: f.stallMs, remaining: f.remaining, hits: f.hits })),
+    violationCount: sim.violationCount,
+    violations: sim.violations,
+  };
+}
+
+module.exports = { init, state, fault, FAULTS };

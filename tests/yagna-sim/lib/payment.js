@@ -1,0 +1,328 @@
+'use strict';
+// Payment API (/payment-api/v1), requestor side: allocations, demand decorations, debit notes and
+// invoices issued by the simulated providers, acceptance rules as yagna (PROTOCOL.md §3, §7, §8.7-8).
+const { ids, isoMs, isoNs, parseTime, toWei, fromWei, fromWeiShort, jsonErr, HttpError, waitFor, wakeAll } = require('./util');
+
+const P = '/payment-api/v1';
+const PLATFORM_RE = /^(erc20|zksync)-(mainnet|polygon|holesky|sepolia|amoy|goerli|rinkeby|mumbai)-(t?glm)$/;
+const MAX_EVENTS_KEPT = 100000;
+
+function problem(status, detail, extra = {}) {
+  return new HttpError(status, { type: 'about:blank', instance: '/payment-api/v1/allocations', detail, ...extra }, { contentType: 'application/problem+json' });
+}
+
+function platformName(pp) {
+  if (pp === undefined || pp === null) return 'erc20-holesky-tglm';
+  if (typeof pp === 'string') return pp;
+  if (typeof pp === 'object') {
+    const driver = pp.driver || 'erc20';
+    const network = pp.network || 'holesky';
+    const token = pp.token || (['mainnet', 'polygon'].includes(network) ? 'glm' : 'tglm');
+    return `${driver}-${network}-${token}`;
+  }
+  return null;
+}
+
+function init(sim) {
+  const pay = sim.payment = { allocations: new Map(), debitNotes: new Map(), invoices: new Map(), dnEvents: [], invEvents: [], waiters: new Set(), reserved: 0n };
+  const api = sim.paymentApi = {
+    activityStarted: (act) => startDebitNotes(sim, act),
+    activityEnded: (act) => { if (act.dnTimer) { clearInterval(act.dnTimer); sim.timers.delete(act.dnTimer); act.dnTimer = null; } },
+    issueInvoice: (a) => issueInvoice(sim, a),
+  };
+  void api;
+  const r = (method, path, fn) => sim.route(method, P + path, fn);
+
+  r('POST', '/allocations', (c) => createAllocation(sim, c));
+  r('GET', '/allocations', (c) => ({ body: [...pay.allocations.values()].filter((a) => a.owner === c.who.identity && !a.released).map(allocView) }));
+  r('GET', '/allocations/:id', (c) => ({ body: allocView(getAlloc(sim, c, c.params.id)) }));
+  r('DELETE', '/allocations/:id', (c) => {
+    const a = getAlloc(sim, c, c.params.id);
+    a.released = true; a.updatedTs = isoNs();
+    return { body: null };
+  });
+  r('GET', '/demandDecorations', (c) => decorations(sim, c));
+  r('GET', '/debitNoteEvents', (c) => events(sim, c, pay.dnEvents));
+  r('GET', '/invoiceEvents', (c) => events(sim, c, pay.invEvents));
+  r('GET', '/debitNotes', (c) => ({ body: [...pay.debitNotes.values()].filter((d) => d.recipientId === c.who.identity).map(dnView) }));
+  r('GET', '/debitNotes/:id', (c) => ({ body: dnView(getDoc(pay.debitNotes, c)) }));
+  r('POST', '/debitNotes/:id/accept', (c) => acceptDebitNote(sim, c));
+  r('POST', '/debitNotes/:id/reject', () => { throw jsonErr(501, 'Not implemented'); });
+  r('GET', '/invoices', (c) => ({ body: [...pay.invoices.values()].filter((d) => d.recipientId === c.who.identity).map(invView) }));
+  r('GET', '/invoices/:id', (c) => ({ body: invView(getDoc(pay.invoices, c)) }));
+  r('POST', '/invoices/:id/accept', (c) => acceptInvoice(sim, c));
+  r('POST', '/invoices/:id/reject', () => { throw jsonErr(501, 'Not implemented'); });
+}
+
+// ---------------------------------------------------------------- allocations
+function allocView(a) {
+  const v = {
+    allocationId: a.id, address: a.address, paymentPlatform: a.paymentPlatform, totalAmount: fromWeiShort(a.total),
+    spentAmount: fromWeiShort(a.spent), remainingAmount: fromWeiShort(a.total - a.spent), timestamp: a.timestamp,
+  };
+  if (a.timeout) v.timeout = a.timeout;
+  if (a.extendTimeout !== undefined) v.extendTimeout = a.extendTimeout;
+  if (a.deposit) v.deposit = a.deposit;
+  Object.assign(v, { createdTs: a.createdTs, updatedTs: a.updatedTs, makeDeposit: a.makeDeposit });
+  return v;
+}
+
+function getAlloc(sim, c, id) {
+  const a = sim.payment.allocations.get(id);
+  if (!a || a.owner !== c.who.identity) throw jsonErr(404, null);
+  if (a.released) throw jsonErr(410, `Allocation ${id} has been released`);
+  if (a.timeoutMs && Date.now() > a.timeoutMs) { a.released = true; throw jsonErr(410, `Allocation ${id} has expired`); }
+  return a;
+}
+
+function createAllocation(sim, c) {
+  const b = c.body;
+  if (!b || typeof b !== 'object' || Array.isArray(b)) throw sim.invalid(c.req, 'Json deserialize error: expected an Allocation object');
+  if (b.totalAmount === undefined) throw sim.invalid(c.req, 'Json deserialize error: missing field `totalAmount`');
+  let total;
+  try { total = toWei(b.totalAmount); } catch (e) { throw sim.invalid(c.req, `Json deserialize error: totalAmount: ${e.message}`); }
+  const platform = platformName(b.paymentPlatform);
+  const address = typeof b.address === 'string' ? b.address.toLowerCase() : c.who.identity;
+  if (!platform || !PLATFORM_RE.test(platform)) throw problem(400, `Unsupported payment platform ${JSON.stringify(b.paymentPlatform)}`, { paymentPlatform: platform, address, requestBody: b });
+  if (total < 0n) throw problem(400, 'totalAmount must not be negative', { requestBody: b });
+  const balance = toWei(sim.opts.balance);
+  let reserved = 0n;
+  for (const a of sim.payment.allocations.values()) if (!a.released && a.owner === c.who.identity) reserved += a.total - a.spent;
+  if (reserved + total > balance) {
+    throw problem(400, `Insufficient funds to make allocation. Top up your account or release all existing allocations to unlock the funds via \`yagna payment release-allocations\``, {
+      requestedFunds: fromWei(total), availableFunds: fromWei(balance - reserved), reservedFunds: fromWei(reserved), paymentPlatform: platform, address,
+    });
+  }
+  let timeoutMs = null;
+  if (b.timeout !== undefined && b.timeout !== null) {
+    timeoutMs = parseTime(b.timeout);
+    if (Number.isNaN(timeoutMs)) throw sim.invalid(c.req, `Json deserialize error: invalid timeout ${b.timeout}`);
+  }
+  const now = isoNs();
+  const a = {
+    id: ids.uuid(), owner: c.who.identity, address, paymentPlatform: platform, total, spent: 0n, timestamp: now,
+    timeout: timeoutMs ? new Date(timeoutMs).toISOString().replace('.000Z', 'Z') : null, timeoutMs,
+    extendTimeout: b.extendTimeout, deposit: b.deposit || null, createdTs: now, updatedTs: now, makeDeposit: !!b.makeDeposit, released: false,
+  };
+  sim.payment.allocations.set(a.id, a);
+  return { status: 201, body: allocView(a) };
+}
+
+function decorations(sim, c) {
+  const raw = c.query.allocationIds;
+  if (!raw) throw sim.invalid(c.req, 'Query deserialize error: missing field `allocationIds`');
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const allocs = list.map((id) => {
+    const a = sim.payment.allocations.get(id);
+    if (!a || a.owner !== c.who.identity || a.released) throw jsonErr(404, `Allocation ${id} not found`);
+    return a;
+  });
+  const properties = []; const pres = [];
+  for (const a of allocs) {
+    const key = `golem.com.payment.platform.${a.paymentPlatform}.address`;
+    if (!properties.some((p) => p.key === key)) { properties.push({ key, value: a.address }); pres.push(`(${key}=*)`); }
+  }
+  const deposit = allocs.some((a) => a.deposit);
+  properties.push({ key: 'golem.com.payment.protocol.version', value: '3' });
+  const first = pres.length === 1 ? pres[0] : `(|\n  ${pres.join('\n  ')}\n)`;
+  return { body: { properties, constraints: [first, `(golem.com.payment.protocol.version>${deposit ? 2 : 1})`] } };
+}
+
+// ---------------------------------------------------------------- documents & events
+function dnView(d) {
+  const v = {
+    debitNoteId: d.id, issuerId: d.issuerId, recipientId: d.recipientId, payeeAddr: d.payeeAddr, payerAddr: d.payerAddr,
+    paymentPlatform: d.paymentPlatform, timestamp: d.timestamp, agreementId: d.agreementId, activityId: d.activityId,
+    totalAmountDue: fromWei(d.amount), usageCounterVector: d.usage, status: d.status,
+  };
+  if (d.previousDebitNoteId) v.previousDebitNoteId = d.previousDebitNoteId;
+  return v;
+}
+function invView(i) {
+  return {
+    invoiceId: i.id, issuerId: i.issuerId, recipientId: i.recipientId, payeeAddr: i.payeeAddr, payerAddr: i.payerAddr,
+    paymentPlatform: i.paymentPlatform, timestamp: i.timestamp, agreementId: i.agreementId, activityIds: i.activityIds,
+    amount: fromWei(i.amount), paymentDueDate: i.paymentDueDate, status: i.status,
+  };
+}
+function getDoc(map, c) {
+  const d = map.get(c.params.id);
+  if (!d || d.recipientId !== c.who.identity) throw jsonErr(404, null);
+  return d;
+}
+
+function pushEvent(sim, list, ev) {
+  if (list.length >= MAX_EVENTS_KEPT) list.shift();
+  list.push(ev);
+  wakeAll(sim.payment.waiters, 'event');
+}
+
+async function events(sim, c, list) {
+  let after = -Infinity;
+  if (c.query.afterTimestamp !== undefined) {
+    after = parseTime(c.query.afterTimestamp);
+    if (Number.isNaN(after)) throw sim.invalid(c.req, `Query deserialize error: invalid afterTimestamp ${c.query.afterTimestamp}`);
+  }
+  let timeout = 5;
+  if (c.query.timeout !== undefined) {
+    timeout = Number(c.query.timeout);
+    if (!Number.isFinite(timeout) || timeout < 0) throw sim.invalid(c.req, `Query deserialize error: invalid timeout ${c.query.timeout}`);
+  }
+  let max = Infinity;
+  if (c.query.maxEvents !== undefined) {
+    max = Number(c.query.maxEvents);
+    if (!Number.isInteger(max) || max < 1) throw sim.invalid(c.req, `Query deserialize error: invalid maxEvents ${c.query.maxEvents}`);
+  }
+  const pick = () => {
+    const out = [];
+    for (const e of list) {
+      if (e.recipientId !== c.who.identity || e.dateMs <= after) continue;
+      out.push(e.view);
+      if (out.length >= max) break;
+    }
+    return out;
+  };
+  let out = pick();
+  const deadline = Date.now() + timeout * 1000;
+  while (!out.length && Date.now() < deadline) {
+    let onClose; const closed = new Promise((r) => { onClose = () => r('closed'); c.res.on('close', onClose); });
+    const r = await Promise.race([waitFor(sim.payment.waiters, deadline - Date.now()), closed]);
+    c.res.removeListener('close', onClose);
+    if (r === 'closed') return { streamed: true };
+    out = pick();
+  }
+  return { body: out };
+}
+
+// ---------------------------------------------------------------- provider side: issuing
+function agreedTerms(a) {
+  const o = a.offer.properties;
+  const coeffs = o['golem.com.pricing.model.linear.coeffs'] || [0, 0, 0];
+  const vector = o['golem.com.usage.vector'] || ['golem.usage.duration_sec', 'golem.usage.cpu_sec'];
+  return {
+    coeffs, vector,
+    intervalSec: Number(o['golem.com.scheme.payu.debit-note.interval-sec?']) || a.provider.debitNoteIntervalSec,
+    acceptTimeoutSec: Number(o['golem.com.payment.debit-notes.accept-timeout?']) || a.provider.acceptTimeoutSec,
+    platform: a.demand.properties['golem.com.payment.chosen-platform'] || a.provider.platforms.find((p) => a.demand.properties[`golem.com.payment.platform.${p}.address`]) || a.provider.platforms[0],
+    payer: (() => {
+      const pl = a.demand.properties['golem.com.payment.chosen-platform'];
+      return (pl && a.demand.properties[`golem.com.payment.platform.${pl}.address`]) || a.owner;
+    })(),
+  };
+}
+
+function cost(terms, usageVec) {
+  let total = toWei(Number(terms.coeffs[terms.coeffs.length - 1] || 0).toFixed(18));
+  usageVec.forEach((u, i) => { total += toWei((Number(terms.coeffs[i] || 0) * u).toFixed(18)); });
+  return total;
+}
+
+function startDebitNotes(sim, act) {
+  const terms = agreedTerms(act.agreement);
+  act.terms = terms;
+  act.notes = [];
+  act.accepted = 0n;
+  const ms = Math.max(100, terms.intervalSec * 1000);
+  act.dnTimer = sim.every(ms, () => issueDebitNote(sim, act));
+}
+
+function issueDebitNote(sim, act) {
+  if (act.state[0] === 'Terminated') return;
+  const a = act.agreement; const p = act.provider;
+  const usageVec = sim.activityApi && require('./activity').usage(act);
+  const dateMs = sim.clock.next();
+  const prev = act.notes[act.notes.length - 1];
+  const d = {
+    id: ids.uuid(), issuerId: p.nodeId, recipientId: a.owner, payeeAddr: p.nodeId, payerAddr: act.terms.payer,
+    paymentPlatform: act.terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityId: act.id,
+    amount: cost(act.terms, usageVec), usage: usageVec, status: 'RECEIVED', previousDebitNoteId: prev ? prev.id : null, act,
+  };
+  act.notes.push(d);
+  sim.payment.debitNotes.set(d.id, d);
+  pushEvent(sim, sim.payment.dnEvents, { dateMs, recipientId: a.owner, view: { debitNoteId: d.id, eventDate: isoMs(dateMs), eventType: 'DebitNoteReceivedEvent' } });
+  // The provider breaks the agreement if this note (or a later one) is not accepted in time.
+  sim.later(act.terms.acceptTimeoutSec * 1000, () => {
+    const idx = act.notes.indexOf(d);
+    if (act.notes.slice(idx).some((n) => n.status === 'ACCEPTED' || n.status === 'SETTLED')) return;
+    if (a.state !== 'Approved') return;
+    sim.log(`provider ${p.name}: debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s, breaking agreement ${a.id}`);
+    sim.marketApi.terminate(sim, a, 'Provider', { message: `Debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s`, 'golem.provider.code': 'DebitNoteNotAccepted' });
+  });
+}
+
+function issueInvoice(sim, a) {
+  const pay = sim.payment;
+  if ([...pay.invoices.values()].some((i) => i.agreementId === a.id)) return;
+  const acts = [...a.activities].map((id) => sim.activityApi.activities.get(id)).filter(Boolean);
+  const terms = agreedTerms(a);
+  let amount = 0n;
+  for (const act of acts) {
+    const usageVec = act.finalUsage || require('./activity').usage(act);
+    const final = cost(terms, usageVec);
+    amount += final > (act.accepted || 0n) ? final : act.accepted;
+  }
+  const dateMs = sim.clock.next();
+  const i = {
+    id: ids.uuid(), issuerId: a.provider.nodeId, recipientId: a.owner, payeeAddr: a.provider.nodeId, payerAddr: terms.payer,
+    paymentPlatform: terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityIds: acts.map((x) => x.id),
+    amount, paymentDueDate: isoNs(dateMs + 24 * 3600 * 1000), status: 'RECEIVED', agreement: a,
+  };
+  pay.invoices.set(i.id, i);
+  pushEvent(sim, pay.invEvents, { dateMs, recipientId: a.owner, view: { invoiceId: i.id, eventDate: isoMs(dateMs), eventType: 'InvoiceReceivedEvent' } });
+}
+
+// ---------------------------------------------------------------- acceptance (yagna's rules, §3.5/§3.6)
+function parseAcceptance(sim, c) {
+  const b = c.body;
+  if (!b || typeof b !== 'object' || b.totalAmountAccepted === undefined || typeof b.allocationId !== 'string') {
+    throw sim.invalid(c.req, 'Json deserialize error: expected {totalAmountAccepted, allocationId}');
+  }
+  let amount;
+  try { amount = toWei(b.totalAmountAccepted); } catch (e) { throw sim.invalid(c.req, `Json deserialize error: totalAmountAccepted: ${e.message}`); }
+  return { amount, allocationId: b.allocationId };
+}
+function acceptAlloc(sim, c, allocationId) {
+  const a = sim.payment.allocations.get(allocationId);
+  if (!a || a.owner !== c.who.identity) throw jsonErr(400, `Allocation ${allocationId} not found`);
+  if (a.released || (a.timeoutMs && Date.now() > a.timeoutMs)) throw jsonErr(410, `Allocation ${allocationId} has been released`);
+  return a;
+}
+
+function acceptDebitNote(sim, c) {
+  const d = getDoc(sim.payment.debitNotes, c);
+  const { amount, allocationId } = parseAcceptance(sim, c);
+  if (d.status === 'ACCEPTED' || d.status === 'SETTLED') return { body: null };
+  if (d.status === 'CANCELLED') throw jsonErr(400, `Debit note ${d.id} has been cancelled`);
+  if (amount !== d.amount) throw jsonErr(400, 'Invalid amount accepted');
+  const alloc = acceptAlloc(sim, c, allocationId);
+  const act = d.act;
+  const delta = amount > act.accepted ? amount - act.accepted : 0n;
+  if (delta > alloc.total - alloc.spent) throw jsonErr(400, `Not enough funds. Allocated: ${fromWei(alloc.total - alloc.spent)} Needed: ${fromWei(delta)}`);
+  alloc.spent += delta; alloc.updatedTs = isoNs();
+  act.accepted += delta;
+  act.agreement.acceptedWei = (act.agreement.acceptedWei || 0n) + delta;
+  act.agreement.allocationId = alloc.id;
+  d.status = 'ACCEPTED'; d.acceptedAmount = amount; d.allocationId = alloc.id;
+  return { body: null };
+}
+
+function acceptInvoice(sim, c) {
+  const i = getDoc(sim.payment.invoices, c);
+  const { amount, allocationId } = parseAcceptance(sim, c);
+  if (i.status === 'ACCEPTED' || i.status === 'SETTLED') return { body: null };
+  if (i.status === 'CANCELLED') throw jsonErr(400, `Invoice ${i.id} has been cancelled`);
+  if (amount !== i.amount) throw jsonErr(400, 'Invalid amount accepted');
+  const already = i.agreement.acceptedWei || 0n;
+  if (amount < already) throw jsonErr(400, `Invoice amount ${fromWei(amount)} is lower than already accepted ${fromWei(already)}`);
+  const alloc = acceptAlloc(sim, c, allocationId);
+  const delta = amount - already;
+  if (delta > alloc.total - alloc.spent) throw jsonErr(400, `Not enough funds. Allocated: ${fromWei(alloc.total - alloc.spent)} Needed: ${fromWei(delta)}`);
+  alloc.spent += delta; alloc.updatedTs = isoNs();
+  i.agreement.acceptedWei = amount;
+  i.status = 'ACCEPTED'; i.allocationId = alloc.id;
+  return { body: null };
+}
+
+function shutdown(sim) { wakeAll(sim.payment.waiters, 'stop'); }
+
+module.exports = { init, shutdown, dnView, invView, allocView };
