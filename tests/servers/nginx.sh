@@ -7,6 +7,7 @@
 # crashed test never leaves it behind); then stops nginx and removes the temp dir.
 # Exits 3 without printing PORT when nginx is not installed.
 #
+# Every response carries X-Conn-Id: nginx's connection serial number (keep-alive reuse checks).
 # Served:
 #   /small.txt           "Hello from nginx\n"
 #   /big.bin             1 MiB (1048576 bytes), byte i = i % 251 (same pattern as origin.py /bytes)
@@ -76,6 +77,7 @@ http {
   server {
     listen 127.0.0.1:$1;
     root $dir/www;
+    add_header X-Conn-Id \$connection always;
     location /chunked/ { ssi on; ssi_types *; chunked_transfer_encoding on; }
   }
 }

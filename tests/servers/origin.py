@@ -29,6 +29,7 @@ Routes (every response carries X-Conn-Id, a number unique per TCP connection):
   /conn-id               the connection id as the body
   /continue?kind=K       interim responses before the final one: K = 100, 103 or both
   /head                  Content-Length: 1000; a GET gets 1000 bytes of 'h', a HEAD none
+  anything else          404 with X-Echo-Target (the request target, verbatim)
 """
 import argparse
 import http.server
@@ -163,7 +164,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, b"final", [("X-Final", "yes")])
         if path == "/head":
             return self.reply(200, b"h" * 1000, [("Content-Length", "1000")])
-        return self.reply(404, b"no such route\n", ctype="text/plain")
+        return self.reply(404, b"no such route\n", [("X-Echo-Target", self.path)],
+                          ctype="text/plain")
 
     def send_chunked(self, n, size, trailers):
         self.send_response(200)
