@@ -49,5 +49,14 @@ test-fast: yhc.h $(addprefix $(B)/c/,$(TESTS))
 
 check: test
 
+# libFuzzer targets (clang): every fuzz/fuzz_*.c runs for FUZZ_SECONDS; any crash fails.
+FUZZ_SECONDS ?= 60
+fuzz: yhc.h
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
+# Side-by-side benchmarks against the peers (installs them from Debian packages).
+bench: yhc.h
+	./bench/run.sh
+
 clean:
 	rm -rf $(B)
