@@ -1,4 +1,4 @@
-/* yt_proc.h -- helpers for C tests that need a server process (tests/servers/*).
+/* yt_proc.h -- helpers for C tests that need a server process (tests/servers/).
 
    A server is started with fork/exec; its stdout is a pipe from which yt_proc_start() reads the
    one line "PORT <n>" (with a timeout); its stdin is a pipe the parent keeps open, so when the

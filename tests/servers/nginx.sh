@@ -64,6 +64,7 @@ error_log stderr warn;
 events { worker_connections 256; }
 http {
   access_log off;
+  log_not_found off;
   client_body_temp_path $dir/tmp/body;
   proxy_temp_path $dir/tmp/proxy;
   fastcgi_temp_path $dir/tmp/fastcgi;
