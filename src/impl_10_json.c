@@ -250,10 +250,15 @@ static unsigned char *yhc__json_string(yhc__json_parser *ps, unsigned char *p, y
     }
     while (yhc__json_plain[*p]) p++;
     if (*p == '"') break;
-    if (*p >= 0x80 && (k = yhc__json_utf8(p, 4)) != 0) {
+    /* multibyte runs (CJK text, say): the common 3-byte form inline, the rest in the function */
+    while (*p >= 0x80) {
+      if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
+        k = 3;
+      else if (!(k = yhc__json_utf8(p, 4)))
+        break;
       p += k;
-      continue;
     }
+    if (yhc__json_plain[*p] || *p == '"') continue;
     if (*p == '\\') goto unescape;
     yhc__json_bad_string_byte(ps, p, s - 1);
     return NULL;
@@ -274,9 +279,7 @@ unescape: /* from here on the output lags the input: w <= p */
     } else if (*p == '"') {
       break;
     } else if (*p >= 0x80 && (k = yhc__json_utf8(p, 4)) != 0) {
-      memmove(w, p, k);
-      w += k;
-      p += k;
+      while (k--) *w++ = *p++; /* forward copy is safe: w trails p */
     } else {
       yhc__json_bad_string_byte(ps, p, s - 1);
       return NULL;
@@ -300,8 +303,17 @@ static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
   return 0;
 }
 
-#define YHC__JSON_SKIP_WS(p) \
-  while (yhc__json_ws[*(p)]) (p)++
+/* Pretty-printed input indents with runs of spaces; those go 8 at a time. */
+#define YHC__JSON_SKIP_WS(p)                                     \
+  while (yhc__json_ws[*(p)]) {                                   \
+    uint64_t ws8_;                                               \
+    (p)++;                                                       \
+    memcpy(&ws8_, (p), 8);                                       \
+    while (ws8_ == YHC__JSON_ONES * 0x20u) {                     \
+      (p) += 8;                                                  \
+      memcpy(&ws8_, (p), 8);                                     \
+    }                                                            \
+  }
 #define YHC__JSON_DIGIT(c) ((unsigned)(c) - '0' < 10u)
 
 /* One pass, no recursion: an open container keeps its parent's index in u.span and the
