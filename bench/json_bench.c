@@ -1,6 +1,6 @@
 /* json_bench.c -- parse throughput of yhc's JSON layer against cJSON on the files given.
    Build: cc -O2 -I. bench/json_bench.c -o /tmp/json_bench -lcjson -lm
-   Run:   /tmp/json_bench ../shared/bench-data/*.json
+   Run:   /tmp/json_bench ../shared/bench-data/twitter.json (and the others)
    Mode "yhc-only FILE" parses once with yhc and "read-only FILE" only reads the file, so
    callgrind's count for the parse is the difference of the two runs. */
 #define YHC_IMPLEMENTATION
@@ -37,7 +37,7 @@ static double now(void) {
 static double bench_yhc(const char *text, size_t len) {
   double best = 1e9;
   int r, i;
-  for (r = 0; r < 7; r++) {
+  for (r = 0; r < 15; r++) {
     double t0 = now();
     for (i = 0; i < 10; i++) {
       yhc_json_doc *d = yhc_json_parse(text, len, NULL, NULL);
@@ -53,7 +53,7 @@ static double bench_yhc(const char *text, size_t len) {
 static double bench_cjson(const char *text, size_t len) {
   double best = 1e9;
   int r, i;
-  for (r = 0; r < 7; r++) {
+  for (r = 0; r < 15; r++) {
     double t0 = now();
     for (i = 0; i < 10; i++) {
       cJSON *j = cJSON_ParseWithLength(text, len);
@@ -78,7 +78,7 @@ static double sum_numbers(const yhc_json *v) {
 static double bench_yhc_nums(const char *text, size_t len) {
   double best = 1e9, sink = 0;
   int r, i;
-  for (r = 0; r < 7; r++) {
+  for (r = 0; r < 15; r++) {
     double t0 = now();
     for (i = 0; i < 10; i++) {
       yhc_json_doc *d = yhc_json_parse(text, len, NULL, NULL);

@@ -161,6 +161,22 @@ static void test_basics(void) {
   YT_EQ_INT(yhc_json_typeof(yhc_json_root(d)), YHC_JSON_NULL);
   yhc_json_free(d);
 
+  /* whitespace runs of every length, also right up to the end of the input */
+  {
+    char buf[128]; /* '[', n spaces, newline, 1, n / 2 spaces, ']', spaces to 2n + 4 */
+    int n;
+    for (n = 0; n < 40; n++) {
+      memset(buf, ' ', sizeof buf);
+      buf[0] = '[';
+      buf[n + 1] = '\n';
+      buf[n + 2] = '1';
+      buf[n + 3 + n / 2] = ']';
+      d = yhc_json_parse(buf, (size_t)(n + 4 + n), NULL, NULL);
+      YT_CHECKF(d && yhc_json_int(yhc_json_at(yhc_json_root(d), 0), 0) == 1, "ws run %d", n);
+      yhc_json_free(d);
+    }
+  }
+
   /* duplicate keys: both kept, lookup finds the first */
   d = P("{\"a\":1,\"a\":2}");
   r = yhc_json_root(d);
