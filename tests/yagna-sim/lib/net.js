@@ -107,11 +107,11 @@ function createNetwork(sim, c) {
 
 // ---------------------------------------------------------------- tunnel
 function reject(socket, status, body) {
-  const text = body === undefined ? '' : JSON.stringify(body);
+  const text = body === undefined ? '' : typeof body === 'string' ? body : JSON.stringify(body);
   const reason = { 400: 'Bad Request', 401: 'Unauthorized', 404: 'Not Found', 500: 'Internal Server Error', 504: 'Gateway Timeout' }[status] || 'Error';
   const headers = [`HTTP/1.1 ${status} ${reason}`, `content-length: ${Buffer.byteLength(text)}`, 'connection: close'];
   if (text) headers.push(typeof body === 'string' ? 'content-type: text/plain; charset=utf-8' : 'content-type: application/json');
-  socket.end(`${headers.join('\r\n')}\r\n\r\n${typeof body === 'string' ? body : text}`);
+  socket.end(`${headers.join('\r\n')}\r\n\r\n${text}`);
 }
 
 /** Find the live activity VM at `ip` in network n: node id -> provider -> its activity deployed in n. */
@@ -198,6 +198,7 @@ function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {
   ws.on('ping', heard);
   ws.on('close', () => { close(sim, t); });
   ws.on('error', () => close(sim, t));
+  tcp.resume();
   t.pinger = sim.every(sim.opts.wsPingIntervalMs, () => {
     if (Date.now() - t.lastHeard > sim.opts.wsIdleTimeoutMs) { close(sim, t, 1000, 'idle timeout'); return; }
     try { ws.ping(); } catch { /* closing */ }
