@@ -54,7 +54,8 @@ int main(void) {
    server at TLS 1.1, "plain" serves without TLS. The handshake runs in the handler thread
    (on the first read), so a client that never finishes it blocks no one. */
 static const char server_py[] =
-    "import os, signal, ssl, sys, threading\n"
+    "import os, signal, ssl, sys, threading, warnings\n"
+    "warnings.simplefilter('ignore')  # TLS 1.1 is deprecated: that is the point\n"
     "sys.path.insert(0, os.path.join(os.getcwd(), 'tests', 'servers'))\n"
     "import origin\n"
     "cert, key, mode = sys.argv[1], sys.argv[2], sys.argv[3]\n"
@@ -178,6 +179,31 @@ static long conn_id(const yhc_response *r) {
   return atol(buf);
 }
 
+/* Streams a body and checks it against the /bytes pattern as it comes. */
+typedef struct sink {
+  size_t n;
+  int bad;
+  int done;
+  yhc_err err;
+  char msg[YHC_ERROR_MSG_MAX];
+} sink;
+
+static int sink_body(void *user, const void *data, size_t len) {
+  sink *k = (sink *)user;
+  const unsigned char *p = (const unsigned char *)data;
+  size_t i;
+  for (i = 0; i < len; i++, k->n++)
+    if (p[i] != k->n % 251) k->bad = 1;
+  return 0;
+}
+
+static void sink_done(const yhc_response *r, void *user) {
+  sink *k = (sink *)user;
+  k->done = 1;
+  k->err = r->err;
+  snprintf(k->msg, sizeof k->msg, "%s", r->error);
+}
+
 /* Expects one failed fetch whose message contains every needle. */
 static void expect_fail(client *c, const char *fmt, int port, yhc_err code, const char *n1,
                         const char *n2) {
@@ -244,14 +270,35 @@ static void test_good(int port) {
   if (r) yhc_response_free(r);
   client_close(&c);
 
+  /* A streamed body is read through the receive buffer, a few hundred bytes per read and a
+     bounded number of reads per wakeup, while TLS records are up to 16 KiB: the tail of the
+     last record is held decrypted inside mbedTLS, where poll() cannot see it. */
   YT_GROUP("small receive buffer: bytes held inside mbedTLS are not stuck");
   d.recv_buffer = 300;
+  d.idle_timeout_ms = 3000;
   client_open(&c, &d);
-  r = client_get(&c, "https://localhost:%d/chunked?n=12&size=15000&trailers=0", port);
-  YT_CHECKF(r && r->err == YHC_ERR_OK, "%s", r ? r->error : "no response");
-  if (r) {
-    YT_CHECK(body_is_pattern(r, 180000));
-    yhc_response_free(r);
+  {
+    sink k;
+    yhc_request req;
+    char url[128];
+    memset(&k, 0, sizeof k);
+    memset(&req, 0, sizeof req);
+    snprintf(url, sizeof url, "https://localhost:%d/bytes/49152", port); /* 3 full records */
+    req.url = url;
+    req.on_body = sink_body;
+    req.timeout_ms = 8000;
+    yhc_http_request(c.http, &req, sink_done, &k);
+    while (!k.done)
+      if (yhc_loop_poll(c.loop, -1) < 0 && errno != EINTR) break;
+    YT_CHECKF(k.done && k.err == YHC_ERR_OK, "%s", k.msg);
+    YT_EQ_INT(k.n, 49152);
+    YT_CHECK(!k.bad);
+    r = client_get(&c, "https://localhost:%d/chunked?n=12&size=15000&trailers=0", port);
+    YT_CHECKF(r && r->err == YHC_ERR_OK, "%s", r ? r->error : "no response");
+    if (r) {
+      YT_CHECK(body_is_pattern(r, 180000));
+      yhc_response_free(r);
+    }
   }
   client_close(&c);
 }
