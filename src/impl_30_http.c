@@ -410,7 +410,9 @@ bad_size:
 
 /* ---- client objects */
 
-enum { YHC__REQ_NEW, YHC__REQ_QUEUED, YHC__REQ_ACTIVE, YHC__REQ_DEFERRED, YHC__REQ_DONE };
+/* Where a request is: nowhere yet, in an origin's queue, on a connection, waiting for its
+   deferred answer, held by an upper layer (a cluster's queue), or finished. */
+enum { YHC__REQ_NEW, YHC__REQ_QUEUED, YHC__REQ_ACTIVE, YHC__REQ_DEFERRED, YHC__REQ_PARKED, YHC__REQ_DONE };
 enum { YHC__BODY_NONE, YHC__BODY_LENGTH, YHC__BODY_CHUNKED, YHC__BODY_CLOSE };
 enum { YHC__PH_HEAD, YHC__PH_BODY };
 
@@ -436,7 +438,14 @@ struct yhc__req {
   void *user;
   /* internal completion hook; the default hands the response to cb and recycles */
   void (*on_done)(yhc__req *req);
-  void *owner;
+  void (*unpark)(yhc__req *req);  /* takes a PARKED request out of its owner's queue */
+  void *owner;                    /* the upper layer's object (a cluster) */
+  void *slot;                     /* where the upper layer sent it (an instance) */
+  int attempts;
+  char failed_on[160];            /* providers that failed it, for the final error */
+  uint64_t submitted_ms;
+  int sent;                       /* bytes of it reached a connection */
+  int deadline_hit;
   yhc__timer deadline;
   int timeout_ms;
   /* what came back */
@@ -644,6 +653,8 @@ static void yhc__req_complete(yhc__req *r) {
   } else if (r->where == YHC__REQ_DEFERRED) {
     if (r->q_prev) r->q_prev->q_next = r->q_next; else http->dq_head = r->q_next;
     if (r->q_next) r->q_next->q_prev = r->q_prev; else http->dq_tail = r->q_prev;
+  } else if (r->where == YHC__REQ_PARKED) {
+    if (r->unpark) r->unpark(r);
   } else if (r->where == YHC__REQ_ACTIVE && r->conn) {
     yhc__conn *c = r->conn;
     c->req = NULL;
@@ -986,6 +997,7 @@ static void yhc__conn_flush(yhc__conn *c) {
       return;
     }
     c->wpos += (size_t)n;
+    r->sent = 1;
     c->last_activity = yhc_loop_now(c->host->http->loop);
   }
   if (!c->dead) c->s->vt->want(c->s, 1, r && c->wpos < r->wire.len);
@@ -1479,6 +1491,7 @@ static void yhc__host_submit(yhc__host *h, yhc__req *r, int front) {
 
 static void yhc__req_deadline(void *ctx) {
   yhc__req *r = YHC__CAST(yhc__req *, ctx);
+  r->deadline_hit = 1;
   yhc__req_fail(r, YHC_ERR_TIMEOUT, "request timed out after %d ms", r->timeout_ms);
 }
 

@@ -97,40 +97,6 @@ static void yhc__rfc3339(uint64_t ms, char out[40]) {
            (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u, (unsigned)(ms % 1000));
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian), without timegm(). */
-static int64_t yhc__days_from_civil(int64_t y, unsigned m, unsigned d) {
-  int64_t era;
-  unsigned yoe, doy, doe;
-  y -= m <= 2;
-  era = (y >= 0 ? y : y - 399) / 400;
-  yoe = (unsigned)(y - era * 400);
-  doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* Parses "2022-12-05T08:54:31.833Z" (fraction and offset optional). 0 when malformed. */
-static uint64_t yhc__parse_rfc3339(const char *s) {
-  int y, mo, d, h, mi, sec, n = 0;
-  int64_t days, ms = 0;
-  if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return 0;
-  s += n;
-  if (*s == '.') {
-    int digits = 0;
-    for (s++; *s >= '0' && *s <= '9'; s++)
-      if (digits++ < 3) ms = ms * 10 + (*s - '0');
-    while (digits++ < 3) ms *= 10;
-  }
-  days = yhc__days_from_civil(y, (unsigned)mo, (unsigned)d);
-  ms += ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000;
-  if (*s == '+' || *s == '-') {
-    int oh = 0, om = 0;
-    if (sscanf(s + 1, "%2d:%2d", &oh, &om) == 2) ms -= (*s == '+' ? 1 : -1) * (int64_t)(oh * 60 + om) * 60000;
-  }
-  return ms > 0 ? (uint64_t)ms : 0;
-}
-
 /* Decimal money strings ("0.000869307866200000") without strtod, which follows the
    process locale. Returns -1 for anything that is not a plain non-negative decimal. */
 static double yhc__parse_amount(yhc_str s) {
@@ -257,7 +223,7 @@ static void yhc__call_done(const yhc_response *resp, void *user) {
     }
     if (doc && !r.err) r.json = yhc_json_root(doc);
   }
-  call->fn(call->ctx, &r);
+  if (call->fn) call->fn(call->ctx, &r); /* fire-and-forget calls (rejections) have none */
   yhc_json_free(doc);
   YHC_FREE(call);
 }
@@ -371,6 +337,10 @@ static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   yhc_event ev;
   char msg[400];
   g->accepting--;
+  if (r->err == YHC_ERR_CANCELLED) {
+    YHC_FREE(p);
+    return;
+  }
   aid.ptr = p->agreement_id;
   aid.len = strlen(p->agreement_id);
   a = yhc__agreement_find(g, aid);
