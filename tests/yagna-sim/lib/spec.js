@@ -143,10 +143,14 @@ class Spec {
         schema.properties[obj.name] = this.inline(file, obj.schema || {}, 'request');
         if (obj.required) schema.required.push(obj.name);
       }
-      return this.ajvQuery.compile(patchRequest(opId, 'query', schema));
+      const v = this.ajvQuery.compile(patchRequest(opId, 'query', schema));
+      // style: form, explode: false -> comma separated arrays
+      v.arrays = Object.entries(schema.properties).filter(([, ps]) => ps.type === 'array').map(([k]) => k);
+      return v;
     });
     if (qv) {
       const q = { ...query };
+      for (const k of qv.arrays) if (typeof q[k] === 'string') q[k] = q[k].split(',');
       if (!qv(q)) errors.push(...qv.errors.map((e) => `query${e.instancePath} ${e.message}`));
     }
     const bv = this.compiled(o, 'body', () => {
