@@ -309,10 +309,17 @@ static void test_verify_failures(int good, int expired, int wronghost, int self)
   YT_GROUP("unknown CA (system bundle does not have the test CA)");
   memset(&d, 0, sizeof d);
   client_open(&c, &d);
-  expect_fail(&c, "https://localhost:%d/hello", good, YHC_ERR_TLS,
-              "certificate verification failed", "unknown CA");
-  expect_fail(&c, "https://localhost:%d/hello", good, YHC_ERR_TLS, "TLS handshake with localhost port",
-              "not correctly signed by the trusted CA");
+  if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) == 0) {
+    expect_fail(&c, "https://localhost:%d/hello", good, YHC_ERR_TLS,
+                "certificate verification failed", "unknown CA");
+    expect_fail(&c, "https://localhost:%d/hello", good, YHC_ERR_TLS,
+                "TLS handshake with localhost port", "not correctly signed by the trusted CA");
+  } else {
+    /* no ca-certificates package: the default must refuse clearly rather than trust nothing */
+    fprintf(stderr, "   (no system CA bundle: checking the error for that instead)\n");
+    expect_fail(&c, "https://localhost:%d/hello", good, YHC_ERR_TLS, "no trusted CA certificates",
+                "set ca_file");
+  }
   client_close(&c);
 
   d = desc_ca();
