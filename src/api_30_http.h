@@ -106,7 +106,7 @@ typedef struct yhc_url {
   yhc_str userinfo;
   yhc_str host;     /* without [] for IPv6 literals */
   int port;         /* explicit or the scheme's default */
-  yhc_str target;   /* path + query, "/" when empty */
+  yhc_str target;   /* path + query; "/" when empty; starts with '?' for "http://h?q" */
   yhc_str fragment;
 } yhc_url;
 /* Returns 0, or -1 with err (YHC_ERR_URL, message and offset). */

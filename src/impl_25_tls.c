@@ -3,6 +3,18 @@
    WebSocket code never know whether bytes are encrypted. Compiled in with YHC_MBEDTLS;
    otherwise opening one is a clear YHC_ERR_NO_TLS error. */
 
+/* Configuration, all of it through yhc_http_desc (and the same for wss:// WebSockets):
+     YHC_MBEDTLS     compile TLS in; link with -lmbedtls -lmbedx509 -lmbedcrypto.
+                     Works with mbedTLS 2.28 (verified) and 3.x (written for it; see below).
+     ca_file         PEM bundle of trusted CAs [/etc/ssl/certs/ca-certificates.crt, then the
+                     directory /etc/ssl/certs].
+     ca_path         directory of PEM CA certificates (loaded in addition to ca_file).
+     tls_insecure    1 = no certificate or host name verification. Logged as a WARN once per
+                     client, because it makes the connection readable by anyone on the path.
+   Verification is on by default: the chain must lead to a trusted CA, be within its validity
+   dates, and name the host (SNI is sent for the same name). TLS 1.2 is the minimum version.
+   connect_timeout_ms covers the TCP connect and the handshake together. */
+
 typedef struct yhc__tls_conf {
   const char *ca_file;  /* borrowed from the client's desc: must outlive the client */
   const char *ca_path;
@@ -29,21 +41,10 @@ static void yhc__tls_ctx_free(yhc__tls_ctx *ctx) { (void)ctx; }
 
 #else /* YHC_MBEDTLS */
 
-/* Configuration, all of it through yhc_http_desc (and the same for wss:// WebSockets):
-     YHC_MBEDTLS     compile TLS in; link with -lmbedtls -lmbedx509 -lmbedcrypto.
-                     Works with mbedTLS 2.28 (verified) and 3.x (written for it; see below).
-     ca_file         PEM bundle of trusted CAs [/etc/ssl/certs/ca-certificates.crt, then the
-                     directory /etc/ssl/certs].
-     ca_path         directory of PEM CA certificates (loaded in addition to ca_file).
-     tls_insecure    1 = no certificate or host name verification. Logged as a WARN once per
-                     client, because it makes the connection readable by anyone on the path.
-   Verification is on by default: the chain must lead to a trusted CA, be within its validity
-   dates, and name the host (SNI is sent for the same name). TLS 1.2 is the minimum version.
-   connect_timeout_ms covers the TCP connect and the handshake together.
-
+/* How it works, for the next reader:
    The stream owns a TCP stream (it is that stream's owner) and runs mbedTLS over it: the BIO
-   callbacks call the inner stream's read/write, so the same code runs TLS over anything with
-   the stream interface. The handshake is driven from the inner stream's events; CONNECT is
+   callbacks call the inner stream's read/write (recv, and send with MSG_NOSIGNAL, on the
+   non-blocking fd), so the same code runs TLS over anything with the stream interface. The handshake is driven from the inner stream's events; CONNECT is
    emitted only after it succeeded. mbedTLS may hold decrypted bytes that poll() cannot see,
    so a read that leaves some behind arms a zero-delay timer that emits READ again.
 
@@ -56,7 +57,8 @@ static void yhc__tls_ctx_free(yhc__tls_ctx *ctx) { (void)ctx; }
 
    mbedTLS 3.x: headers come through mbedtls/build_info.h (pulled in by version.h), struct
    fields are private and not touched, MBEDTLS_SSL_MINOR_VERSION_* are gone (3.x is TLS 1.2+
-   anyway, so no minimum is set), TLS 1.3 needs psa_crypto_init() and may hand over
+   anyway, so no minimum is set), TLS 1.3 needs psa_crypto_init() (process-wide state, but
+   mbedTLS's own and idempotent; yhc keeps none) and may hand over
    NewSessionTicket messages from read, which are skipped. mbedTLS 4 (PSA-only RNG) is not
    supported. */
 #include <mbedtls/version.h>

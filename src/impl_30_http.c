@@ -431,6 +431,7 @@ struct yhc__req {
   /* what to send */
   yhc_buf wire;
   int is_head;
+  int asked_close;                /* the caller sent Connection: close (RFC 9112 9.6) */
   int retryable;                  /* safe to resend on a stale keep-alive connection */
   int stale_retried;
   int (*on_body)(void *user, const void *data, size_t len);
@@ -699,6 +700,8 @@ static void yhc__req_defer(yhc__req *r) {
     yhc__timer_start(http->loop, &http->deferred_timer, 0, yhc__deferred_run, http);
 }
 
+static int yhc__token_list_has(yhc_str v, const char *tok);
+
 /* ---- request serialisation */
 
 static int yhc__header_ok(const char *s, int is_name) {
@@ -746,10 +749,12 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
     have_ua |= yhc__hdr_is(hd->name, "user-agent");
     have_len |= yhc__hdr_is(hd->name, "content-length");
     have_te |= yhc__hdr_is(hd->name, "transfer-encoding");
+    if (yhc__hdr_is(hd->name, "connection") && yhc__token_list_has(yhc__str_c(hd->value), "close"))
+      r->asked_close = 1;
   }
   if (yhc_buf_reserve(w, 256 + target.len + req->body_len)) goto nomem;
   ok |= yhc_buf_appends(w, method);
-  ok |= yhc_buf_append(w, " ", 1);
+  ok |= yhc_buf_append(w, target.ptr[0] == '/' ? " " : " /", target.ptr[0] == '/' ? 1 : 2);
   ok |= yhc_buf_append(w, target.ptr, target.len);
   ok |= yhc_buf_append(w, " HTTP/1.1\r\n", 11);
   if (!have_host) {
@@ -1095,7 +1100,7 @@ static int yhc__req_framing(yhc__req *r, yhc_error *err) {
       conn_keep |= yhc__token_list_has(v, "keep-alive");
     }
   }
-  r->keepalive = r->minor >= 1 ? !conn_close : (conn_keep && !conn_close);
+  r->keepalive = (r->minor >= 1 ? !conn_close : (conn_keep && !conn_close)) && !r->asked_close;
   if (r->is_head || r->status == 204 || r->status == 304 || (r->status >= 100 && r->status < 200)) {
     r->body_mode = YHC__BODY_NONE;
   } else if (te) {

@@ -177,6 +177,7 @@ static int yhc__ws_advance(yhc__ws *w) {
     if (h.opcode >= YHC__WS_OP_CLOSE) {
       yhc__ws_frame f;
       int n;
+      memset(&f, 0, sizeof f);
       if (avail < hl + h.payload_len) return 0;
       n = yhc__ws_parse(&w->parser, p, avail, &f, &e);
       if (n < 0) {

@@ -700,7 +700,7 @@ static void yhc__cluster_fail(yhc_cluster *c, const char *why) {
   yhc__instance *i;
   if (c->failed_cluster) return;
   c->failed_cluster = 1;
-  snprintf(c->fail_msg, sizeof c->fail_msg, "%s", why);
+  snprintf(c->fail_msg, sizeof c->fail_msg, "%.299s", why);
   yhc__emitf(c->g, YHC_EV_CLUSTER_FAILED, c->url, "cluster %s failed: %s", c->url, why);
   while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "cluster %s failed: %s", c->url, why);
   for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
