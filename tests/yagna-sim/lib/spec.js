@@ -34,6 +34,16 @@ function patchResponse(schema) {
   (function walk(s) {
     if (!s || typeof s !== 'object') return;
     if (s.properties && s.properties.usageCounterVector) s.properties.usageCounterVector = { type: 'array', items: { type: 'number' } };
+    // ActivityState.state is a [current, next] pair whose `next` is null when idle (PROTOCOL.md §5.5)
+    if (s.properties && s.properties.state && s.properties.state.type === 'array' && s.properties.state.items) {
+      s.properties.state.items = { anyOf: [s.properties.state.items, { type: 'null' }] };
+    }
+    // /version/get: "pending" is null when no update is pending
+    if (s.properties && s.properties.pending && s.properties.current) s.properties.pending = { anyOf: [s.properties.pending, { type: 'null' }] };
+    // exec results: yagna always sends stdout/stderr/message, null when empty (PROTOCOL.md §5.3)
+    if (s.properties && s.properties.isBatchFinished) {
+      for (const k of ['stdout', 'stderr', 'message']) if (s.properties[k]) s.properties[k] = { anyOf: [s.properties[k], { type: 'null' }] };
+    }
     for (const v of Object.values(s)) walk(v);
   })(schema);
   return schema;
