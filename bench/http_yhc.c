@@ -109,7 +109,6 @@ static int mode_get(const char *url) {
   http = yhc_http_create(loop, NULL);
   req.url = url;
   req.on_body = on_body;
-  bench_h.peak = bench_h.live; /* only what the download itself adds */
   {
     size_t base = bench_h.live;
     t0 = bench_now();
@@ -120,9 +119,11 @@ static int mode_get(const char *url) {
       fprintf(stderr, "http_yhc: download failed: %s status %d\n", last_err, one_status);
       return 1;
     }
-    printf("RESULT mbps=%.1f bytes=%llu peak_heap=%zu vmhwm_kb=%ld\n",
-           (double)body_bytes / (t1 - t0) / 1e6, (unsigned long long)body_bytes,
-           bench_h.peak - base + base, bench_proc_kb("VmHWM"));
+    /* peak_heap: everything the library held at its peak (client, connection, request,
+       receive buffer); heap_base: the client alone, before the request */
+    printf("RESULT mbps=%.1f bytes=%llu peak_heap=%zu heap_base=%zu vmhwm_kb=%ld\n",
+           (double)body_bytes / (t1 - t0) / 1e6, (unsigned long long)body_bytes, bench_h.peak,
+           base, bench_proc_kb("VmHWM"));
   }
   yhc_http_destroy(http);
   return 0;

@@ -3,10 +3,11 @@
      ws_yhc URL MSG_BYTES SECONDS
    Writes MSG_BYTES per write() (one binary frame each) while at most WINDOW bytes are
    unanswered, reads the echo back as a byte stream and checks it. Output:
-     RESULT mbps=<echoed payload MB/s, one direction> msgs=<messages/s> */
+     RESULT mbps=<echoed payload MB/s, one direction> msgs=<messages/s> cpu_pct=<yhc's CPU> */
 #include "common.h"
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
+#include <sys/resource.h>
 
 static yhc_loop *loop;
 static yhc__stream *ws;
@@ -16,6 +17,13 @@ static int done, failed, measuring;
 static double deadline;
 static unsigned char *out, *in;
 static size_t in_cap = 1 << 20;
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec * 1e-6;
+}
 
 /* The payload is a running byte counter mod 251, so the echo can be checked as a stream. */
 static void pump(void) {
@@ -71,7 +79,7 @@ static void on_event(void *owner, int ev) {
 
 int main(int argc, char **argv) {
   yhc_error err;
-  double secs, t0, t1;
+  double secs, t0, t1, c0;
   if (argc != 4) {
     fprintf(stderr, "usage: ws_yhc ws://HOST:PORT/ MSG_BYTES SECONDS\n");
     return 2;
@@ -105,14 +113,18 @@ int main(int argc, char **argv) {
   sent_at_start = sent;
   recv_at_start = received;
   t0 = bench_now();
+  c0 = cpu_seconds();
   deadline = t0 + secs;
   pump();
   yhc_loop_run(loop, &done);
   t1 = bench_now();
   if (failed) return 1;
-  printf("RESULT mbps=%.1f msgs=%.0f bytes=%llu\n", (double)(received - recv_at_start) / (t1 - t0) / 1e6,
+  /* cpu_pct: this process's user+sys share of the wall time (100 = one core busy); when it
+     is well below 100 the echo peer, not yhc, sets the pace */
+  printf("RESULT mbps=%.1f msgs=%.0f bytes=%llu cpu_pct=%.0f\n",
+         (double)(received - recv_at_start) / (t1 - t0) / 1e6,
          (double)(received - recv_at_start) / msg / (t1 - t0),
-         (unsigned long long)(received - recv_at_start));
+         (unsigned long long)(received - recv_at_start), (cpu_seconds() - c0) / (t1 - t0) * 100);
   ws->vt->close(ws);
   yhc_loop_destroy(loop);
   return 0;

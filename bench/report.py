@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""bench/report.py RAW -- turns bench/run.sh's raw lines into the one table `make bench` prints.
+
+Every figure is the median of the runs made in this invocation; [n%] after it is the spread,
+(max - min) / median, and a '!' marks a spread over 20% (a noisy figure: do not trust small
+ratios built on it). Ratios are yhc / peer (for latency, lower is better)."""
+import shlex
+import statistics
+import sys
+from collections import defaultdict
+
+WIDE = 0.20
+
+
+def parse(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            kind, _, rest = line.partition(' ')
+            if kind == 'note':
+                rows.append({'_kind': 'note', 'text': rest})
+                continue
+            d = {'_kind': kind}
+            for tok in shlex.split(rest):
+                k, _, v = tok.partition('=')
+                d[k] = v
+            rows.append(d)
+    return rows
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+class Stat:
+    def __init__(self, values):
+        self.values = [v for v in values if v is not None]
+        self.n = len(self.values)
+        self.med = statistics.median(self.values) if self.values else None
+        self.spread = ((max(self.values) - min(self.values)) / self.med
+                       if self.n > 1 and self.med else 0.0)
+
+    def fmt(self, unit='', digits=None):
+        if self.med is None:
+            return 'n/a'
+        s = fmt_num(self.med, digits) + unit
+        if self.n > 1:
+            s += ' [%d%%%s]' % (round(self.spread * 100), '!' if self.spread > WIDE else '')
+        return s
+
+
+def fmt_num(v, digits=None):
+    if v is None:
+        return 'n/a'
+    if digits is not None:
+        return '%.*f' % (digits, v)
+    a = abs(v)
+    if a >= 100:
+        return '{:,.0f}'.format(v)
+    if a >= 10:
+        return '%.1f' % v
+    return '%.2f' % v
+
+
+def select(rows, kind, **kw):
+    out = []
+    for r in rows:
+        if r['_kind'] != kind:
+            continue
+        if all(r.get(k) == str(v) for k, v in kw.items()):
+            out.append(r)
+    return out
+
+
+def stat(rows, kind, field, **kw):
+    return Stat([num(r.get(field)) for r in select(rows, kind, **kw) if r.get('failed') != '1'])
+
+
+def main():
+    rows = parse(sys.argv[1])
+    table = []   # (benchmark, yhc, peer, peer value, ratio, target, result)
+    misses = []
+
+    def add(bench, yhc, peer='', peerv='', ratio='', target='', result=''):
+        table.append((bench, yhc, peer, peerv, ratio, target, result))
+        if result.startswith('MISS'):
+            misses.append(bench + (' vs ' + peer if peer else ''))
+
+    def ratio_row(bench, ys, peer, ps, unit='', target=None, higher_better=True, note=''):
+        """target: (op, value) with op '>=' or '>' or '<=' on the ratio yhc/peer."""
+        r = ys.med / ps.med if ys.med and ps.med else None
+        res = ''
+        tgt = ''
+        if target and r is not None:
+            op, val = target
+            ok = {'>=': r >= val, '>': r > val, '<=': r <= val}[op]
+            res = 'PASS' if ok else 'MISS'
+            tgt = '%s %.2fx' % (op, val)
+            if ys.spread > WIDE or ps.spread > WIDE:
+                res += ' (noisy)'
+        elif target:
+            tgt = '%s %.2fx' % target
+            res = 'n/a'
+        add(bench, ys.fmt(unit), peer, ps.fmt(unit), fmt_num(r, 2) + 'x' if r else 'n/a', tgt,
+            res + note)
+
+    # ---- 1. HTTP rate
+    if select(rows, 'http'):
+        for c in ('1', '8', '64'):
+            ys = stat(rows, 'http', 'rps', tool='yhc', conc=c)
+            b = 'HTTP keep-alive req/s, %s conn%s' % (c, '' if c == '1' else 's')
+            ratio_row(b, ys, 'wrk', stat(rows, 'http', 'rps', tool='wrk', conc=c), target=('>=', 0.8))
+            ratio_row(b, ys, 'libcurl multi', stat(rows, 'http', 'rps', tool='curl', conc=c),
+                      target=('>', 1.0))
+        for q in ('p50', 'p99'):
+            ys = stat(rows, 'http', q + '_us', tool='yhc', conc='8')
+            for peer, tool in (('wrk', 'wrk'), ('libcurl multi', 'curl')):
+                ps = stat(rows, 'http', q + '_us', tool=tool, conc='8')
+                ratio_row('HTTP latency %s at 8 conns (us, lower better)' % q, ys, peer, ps)
+    # ---- 2. bodies
+    if select(rows, 'body'):
+        for src, kind, label in (('nginx', 'length', 'Content-Length, nginx'),
+                                 ('nginx', 'chunked', 'chunked, nginx SSI'),
+                                 ('csrv', 'chunked', 'chunked 64 KiB chunks, C server')):
+            ys = stat(rows, 'body', 'mbps', src=src, kind=kind, tool='yhc')
+            if ys.med is None:
+                continue
+            ratio_row('64 MiB download MB/s (%s)' % label, ys, 'libcurl multi',
+                      stat(rows, 'body', 'mbps', src=src, kind=kind, tool='curl'))
+        ph = stat(rows, 'body', 'peak_heap', tool='yhc')
+        bh = stat(rows, 'body', 'heap_base', tool='yhc')
+        cap = 16384 + 8192
+        if ph.med is not None:
+            add('yhc peak heap streaming 64 MiB (on_body; bytes, whole client)',
+                fmt_num(max(ph.values)), '', '', '',
+                '<= 16 KiB buffer + 8 KiB', 'PASS' if max(ph.values) <= cap else 'MISS')
+        hy = stat(rows, 'body', 'vmhwm_kb', tool='yhc')
+        hc = stat(rows, 'body', 'vmhwm_kb', tool='curl')
+        if hy.med is not None:
+            ratio_row('process peak RSS (VmHWM) during the download (KiB)', hy, 'libcurl multi', hc)
+    # ---- 3. JSON
+    files = []
+    for r in select(rows, 'json'):
+        if r['file'] not in files:
+            files.append(r['file'])
+    for f in files:
+        ys = stat(rows, 'json', 'parse_mbps', file=f, lib='yhc')
+        for s, r in zip([ys], [select(rows, 'json', file=f, lib='yhc')]):
+            if r:
+                ys.spread = num(r[0].get('parse_spread')) or 0
+                ys.n = 5
+        def js(lib, field):
+            st = stat(rows, 'json', field + '_mbps', file=f, lib=lib)
+            rr = select(rows, 'json', file=f, lib=lib)
+            if rr:
+                st.spread = num(rr[0].get(field + '_spread')) or 0
+                st.n = 5
+            return st
+        ys = js('yhc', 'parse')
+        ratio_row('JSON parse MB/s, %s' % f, ys, 'cJSON', js('cjson', 'parse'), target=('>=', 3.0))
+        ratio_row('JSON parse MB/s, %s' % f, ys, 'jansson', js('jansson', 'parse'))
+        ratio_row('JSON parse MB/s, %s' % f, ys, 'simdjson', js('simdjson', 'parse'))
+        yn = js('yhc+num', 'parse')
+        if yn.med:
+            ratio_row('JSON parse + read every number, %s' % f, yn, 'cJSON', js('cjson', 'parse'),
+                      note=' (info)')
+        yw = js('yhc', 'write')
+        for lib, name in (('cjson', 'cJSON'), ('jansson', 'jansson'), ('simdjson', 'simdjson minify')):
+            ratio_row('JSON write MB/s, %s' % f, yw, name, js(lib, 'write'))
+    irfiles = []
+    for r in select(rows, 'jsonir'):
+        if r['file'] not in irfiles:
+            irfiles.append(r['file'])
+    for f in irfiles:
+        def ipb(lib):
+            rr = select(rows, 'jsonir', file=f, lib=lib)
+            if not rr or not num(rr[0].get('bytes')) or not num(rr[0].get('ir')):
+                return None
+            return num(rr[0]['ir']) / num(rr[0]['bytes'])
+        y = ipb('yhc')
+        for lib, name in (('cjson', 'cJSON'), ('jansson', 'jansson'), ('simdjson', 'simdjson')):
+            p = ipb(lib)
+            tgt = res = ''
+            if f == 'twitter.json' and lib == 'cjson':
+                tgt = 'yhc <= 12 Ir/B'
+                res = ('PASS' if y is not None and y <= 12 else 'MISS') if y is not None else 'n/a'
+            add('JSON parse instructions/byte (callgrind), %s' % f, fmt_num(y, 2), name,
+                fmt_num(p, 2), fmt_num(y / p, 2) + 'x' if y and p else 'n/a', tgt, res)
+    # ---- 4. WebSocket
+    for sz in ('64', '1024', '65536'):
+        m = stat(rows, 'ws', 'mbps', size=sz)
+        if m.med is None:
+            continue
+        k = stat(rows, 'ws', 'msgs', size=sz)
+        cpu = stat(rows, 'ws', 'cpu_pct', size=sz)
+        label = {'64': '64 B', '1024': '1 KiB', '65536': '64 KiB'}[sz]
+        add('WebSocket stream echo, %s messages: MB/s' % label, m.fmt(), 'Node ws echo (peer)',
+            '', '', '', 'yhc CPU %s%%' % fmt_num(cpu.med, 0) if cpu.med is not None else '')
+        add('WebSocket stream echo, %s messages: msg/s' % label, k.fmt())
+    # ---- 5. end to end
+    pend = select(rows, 'e2e', pending='1')
+    if pend:
+        for p in pend:
+            add('End to end via yagna-sim tunnel', 'pending', '', '', '', '>= 0.70x direct; >= 5x new-tunnel',
+                'PENDING: ' + p.get('reason', ''))
+    elif select(rows, 'e2e'):
+        for n in ('1', '8'):
+            t = stat(rows, 'e2e', 'rps', mode='tunnel', inflight=n)
+            ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'direct loopback',
+                      stat(rows, 'e2e', 'rps', mode='direct', inflight=n), target=('>=', 0.7))
+            ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'new tunnel per request',
+                      stat(rows, 'e2e', 'rps', mode='newtunnel', inflight=n), target=('>=', 5.0))
+    # ---- 6. footprint
+    fy = select(rows, 'foot', prog='yhc')
+    fc = select(rows, 'foot', prog='curl')
+    if fy:
+        y = num(fy[0]['text'])
+        c = num(fc[0]['text']) if fc else None
+        add('Minimal HTTP+JSON client .text, bytes (-Os, gc-sections, no TLS)', fmt_num(y),
+            'libcurl+cJSON' + (' (%s libcurl)' % fc[0].get('method') if fc else ''),
+            fmt_num(c), fmt_num(y / c, 3) + 'x' if c else 'n/a', '<= 48 KB (49,152)',
+            'PASS' if y <= 49152 else 'MISS')
+        if fc:
+            add("  libcurl's own dependencies (TLS, HTTP/2, ssh, ldap, ...), .text, not added", '',
+                '', fmt_num(num(fc[0].get('deps_text'))))
+    al = select(rows, 'allocs', tool='yhc')
+    if al and al[0].get('failed') != '1':
+        a = num(al[0]['allocs_per_req']) + num(al[0].get('reallocs_per_req', 0))
+        add('Allocations per request, warm keep-alive, 17 B body', fmt_num(a, 3), '', '', '', '0',
+            'PASS' if a == 0 else 'MISS')
+        add('Heap growth over 1000 warm requests, bytes', fmt_num(num(al[0]['heap_growth'])))
+        add('Library heap with a warm connection (client + conn + records), bytes',
+            fmt_num(num(al[0]['live_heap'])))
+    q = select(rows, 'queue', tool='yhc')
+    if q and q[0].get('failed') != '1':
+        add('RSS growth with 10,000 queued requests, KiB', fmt_num(num(q[0]['rss_growth_kb'])))
+        add('Library heap per queued request, bytes', fmt_num(num(q[0]['bytes_per_queued'])))
+
+    # ---- print
+    mach = (select(rows, 'machine') or [{}])[0]
+    when = (select(rows, 'when') or [{}])[0]
+    tools = (select(rows, 'tools') or [{}])[0]
+    out = []
+    out.append('# yhc benchmarks (`make bench`)')
+    out.append('')
+    out.append('- machine: %s, %s cores, %s, Linux %s' % (mach.get('arch'), mach.get('nproc'),
+                                                          mach.get('cpu'), mach.get('kernel')))
+    out.append('- date: %s; load average at start: %s; commit %s' % (when.get('date'), when.get('load'),
+                                                                    when.get('commit')))
+    out.append('- %s runs per figure (HTTP/WebSocket: %s s each), medians; [n%%] = (max-min)/median, '
+               '! = over 20%%; JSON: 5 rounds, thread CPU time' % (when.get('runs'), when.get('secs')))
+    out.append('- %s; nginx %s (1 worker); libcurl %s; wrk %s (1 thread)' % (
+        tools.get('cc'), tools.get('nginx'), tools.get('curl'), tools.get('wrk')))
+    out.append('')
+    hdr = ('Benchmark', 'yhc', 'Peer', 'Peer value', 'yhc/peer', 'Target', 'Result')
+    w = [max(len(hdr[i]), *(len(r[i]) for r in table)) if table else len(hdr[i]) for i in range(7)]
+    line = lambda r: '| ' + ' | '.join(str(r[i]).ljust(w[i]) for i in range(7)) + ' |'
+    out.append(line(hdr))
+    out.append('|' + '|'.join('-' * (x + 2) for x in w) + '|')
+    for r in table:
+        out.append(line(r))
+    out.append('')
+    npass = sum(1 for r in table if r[6].startswith('PASS'))
+    out.append('Targets: %d PASS, %d MISS%s' % (npass, len(misses),
+                                                 (': ' + '; '.join(misses)) if misses else ''))
+    notes = [r['text'] for r in rows if r['_kind'] == 'note']
+    for r in select(rows, 'buildwarn'):
+        notes.append('yhc.h produced %s compiler warning(s) building %s (library code, not bench/)'
+                     % (r['yhc_h'], r['prog']))
+    if notes:
+        out.append('')
+        out.append('Notes:')
+        seen = set()
+        for n in notes:
+            if n not in seen:
+                seen.add(n)
+                out.append('- ' + n)
+    out.append('')
+    out.append('Method: HTTP rate = keep-alive GETs of a 17-byte static file from nginx, each completion '
+               'submits the next (0.3 s warm-up not counted); latency = submit to completion. '
+               'Downloads stream to a discarding callback. JSON MB/s are over the input size; '
+               'write = compact serialisation of the parsed tree. Instructions/byte: callgrind Ir '
+               'of one warm parse between CALLGRIND_TOGGLE_COLLECT marks. .text: `size -A`; '
+               'libcurl side = min_curl linked with Debian\'s libcurl.a (--gc-sections; the archive '
+               'is not built with -ffunction-sections, so little is dropped) + libcjson.so .text; '
+               'libc is dynamic for both.')
+    print('\n'.join(out))
+
+
+main()
