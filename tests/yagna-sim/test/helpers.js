@@ -15,8 +15,11 @@ function imagesDir() {
 }
 
 async function startSim(opts = {}) {
-  const sim = new YagnaSim({ port: 0, appkey: KEY, providers: 3, images: imagesDir(), quiet: true, ...opts });
+  const images = imagesDir();
+  const sim = new YagnaSim({ port: 0, appkey: KEY, providers: 3, images, quiet: true, ...opts });
   await sim.start();
+  const stop = sim.stop.bind(sim);
+  sim.stop = async () => { await stop(); fs.rmSync(images, { recursive: true, force: true }); };
   const calc = [...sim.images.values()].find((i) => i.name === 'calc-image');
   const api = async (method, p, body, { headers = {}, key = KEY, raw = false } = {}) => {
     const h = { ...headers };
