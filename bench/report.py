@@ -68,18 +68,18 @@ def fmt_num(v, digits=None):
     return '%.2f' % v
 
 
-def select(rows, kind, **kw):
+def select(rows, _k, **kw):
     out = []
     for r in rows:
-        if r['_kind'] != kind:
+        if r['_kind'] != _k:
             continue
         if all(r.get(k) == str(v) for k, v in kw.items()):
             out.append(r)
     return out
 
 
-def stat(rows, kind, field, **kw):
-    return Stat([num(r.get(field)) for r in select(rows, kind, **kw) if r.get('failed') != '1'])
+def stat(rows, _k, field, **kw):
+    return Stat([num(r.get(field)) for r in select(rows, _k, **kw) if r.get('failed') != '1'])
 
 
 def main():
@@ -150,11 +150,6 @@ def main():
         if r['file'] not in files:
             files.append(r['file'])
     for f in files:
-        ys = stat(rows, 'json', 'parse_mbps', file=f, lib='yhc')
-        for s, r in zip([ys], [select(rows, 'json', file=f, lib='yhc')]):
-            if r:
-                ys.spread = num(r[0].get('parse_spread')) or 0
-                ys.n = 5
         def js(lib, field):
             st = stat(rows, 'json', field + '_mbps', file=f, lib=lib)
             rr = select(rows, 'json', file=f, lib=lib)

@@ -90,10 +90,11 @@ done
 
 # ---- build (yhc.h is made by `make bench` before this script)
 CFLAGS="-O2 -g -Wall -Wextra -I$ROOT -I$ROOT/bench"
-build() { # out src flags...
-  local out=$1 src=$2
-  shift 2
-  if ! "$@" "$src" -o "$BIN/$out" >"$OUT/build-$out.log" 2>&1; then
+build() { # out src "libs" compiler flags...
+  local out=$1 src=$2 libs=$3
+  shift 3
+  # shellcheck disable=SC2086
+  if ! "$@" "$src" -o "$BIN/$out" $libs >"$OUT/build-$out.log" 2>&1; then
     log "build of $out failed:"; cat "$OUT/build-$out.log" >&2
     note "build of $out failed"
     return 1
@@ -107,19 +108,18 @@ build() { # out src flags...
   return 0
 }
 log "building into $BIN"
-build http_yhc bench/http_yhc.c gcc $CFLAGS -lm
-[ "${HAVE[curl]}" = 1 ] && build http_curl bench/http_curl.c gcc $CFLAGS -lcurl
-JLIBS=
+build http_yhc bench/http_yhc.c -lm gcc $CFLAGS
+[ "${HAVE[curl]}" = 1 ] && build http_curl bench/http_curl.c -lcurl gcc $CFLAGS
 [ "${HAVE[cjson]}" = 1 ] && [ "${HAVE[jansson]}" = 1 ] && [ "${HAVE[valgrind]}" = 1 ] &&
-  build json_peers bench/json_peers.c gcc $CFLAGS -lcjson -ljansson -lm
+  build json_peers bench/json_peers.c "-lcjson -ljansson -lm" gcc $CFLAGS
 [ "${HAVE[simdjson]}" = 1 ] && [ "${HAVE[valgrind]}" = 1 ] &&
-  build json_simd bench/json_simd.cpp g++ -std=c++17 -O2 -g -Wall -Wextra -lsimdjson
-build ws_yhc bench/ws_yhc.c gcc $CFLAGS -lm
-build e2e_yhc bench/e2e_yhc.c gcc $CFLAGS -lm
-build chunked_srv bench/chunked_srv.c gcc $CFLAGS
+  build json_simd bench/json_simd.cpp -lsimdjson g++ -std=c++17 -O2 -g -Wall -Wextra
+build ws_yhc bench/ws_yhc.c -lm gcc $CFLAGS
+[ -f bench/e2e_yhc.c ] && build e2e_yhc bench/e2e_yhc.c -lm gcc $CFLAGS
+build chunked_srv bench/chunked_srv.c "" gcc $CFLAGS
 FOOT="-Os -ffunction-sections -fdata-sections -Wl,--gc-sections -Wall -Wextra"
-build min_yhc bench/min_yhc.c gcc $FOOT -I"$ROOT" -lm
-[ "${HAVE[curl]}" = 1 ] && [ "${HAVE[cjson]}" = 1 ] && build min_curl bench/min_curl.c gcc $FOOT -lcurl -lcjson
+build min_yhc bench/min_yhc.c -lm gcc $FOOT -I"$ROOT"
+[ "${HAVE[curl]}" = 1 ] && [ "${HAVE[cjson]}" = 1 ] && build min_curl bench/min_curl.c "-lcurl -lcjson" gcc $FOOT
 
 # ---- machine header
 {
