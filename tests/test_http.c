@@ -1109,6 +1109,16 @@ static void test_stale_retry(void) {
     CHECK_ERR(r->err, r->error, YHC_ERR_OK);
     yhc_response_free(r);
   }
+  /* ... and so does a POST: the server's FIN was already there when the request was about to
+     be written, so the connection is known dead before anything is sent on it (a check such as
+     recv(MSG_PEEK | MSG_DONTWAIT) == 0 before reusing an idle connection, as curl does) */
+  yt_sleep_ms(200);
+  r = fetch_body(h, "POST", H("/keepalive-then-close?mode=idle&ms=30"), "p", 1);
+  YT_CHECK(r != NULL);
+  if (r) {
+    CHECK_ERR(r->err, r->error, YHC_ERR_OK);
+    yhc_response_free(r);
+  }
   yhc_http_destroy(h);
 }
 
