@@ -1,0 +1,67 @@
+#!/bin/bash
+# bench/e2e.sh -- part 5 of `make bench` (called by run.sh with BIN, OUT, RUNS, SECS, RAW set):
+# the calc service (examples/calc-image) reached
+#   direct     on loopback (the same calculator_server.py, http_yhc rate),
+#   tunnel     through a yhc session: yagna-sim rents one instance, requests go over its VPN
+#              tunnel (keep-alive connections inside WebSockets),
+#   newtunnel  a fresh WebSocket tunnel per request (the original library's approach),
+# at 1 and 8 in flight. Starts and stops its own servers (trap); writes "e2e ..." raw lines, or
+# "e2e pending=1 reason=..." when the session layer cannot get an instance.
+set -u
+ROOT=$PWD
+E=$OUT/e2e
+mkdir -p "$E/images"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+pending() { echo "e2e pending=1 reason=\"$*\"" >>"$RAW"; exit 0; }
+
+[ -d tests/yagna-sim/node_modules/ws ] ||
+  (cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error) >"$E/npm.log" 2>&1 ||
+  pending "yagna-sim dependencies could not be installed"
+[ -x "$BIN/e2e_yhc" ] || pending "e2e_yhc did not build"
+
+# direct: the same server on loopback
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 examples/calc-image/calculator_server.py --host 127.0.0.1 --port "$port" </dev/null >"$E/direct.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do (exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+for r in $(seq "$RUNS"); do
+  for n in 1 8; do
+    "$BIN/http_yhc" rate "http://127.0.0.1:$port/add/1/2" "$n" "$SECS" 2>>"$E/err.log" |
+      sed -n 's/^RESULT /RESULT mode=direct inflight='"$n"' /p' |
+      { read -r l || true; if [ -n "$l" ]; then echo "e2e run=$r ${l#RESULT }" >>"$RAW"; fi; }
+  done
+done
+
+# the stand-in daemon with the calc image
+ln -s "$ROOT/examples/calc-image" "$E/images/calc-image"
+KEY=bench-$$
+node tests/yagna-sim --port 0 --appkey "$KEY" --providers 2 --images "$E/images" --quiet \
+  --negotiation-delay-ms 5 </dev/null >"$E/sim.out" 2>"$E/sim.err" &
+PIDS+=($!)
+url=
+for _ in $(seq 200); do
+  url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim.out")
+  [ -n "$url" ] && break
+  sleep 0.05
+done
+[ -n "$url" ] || pending "yagna-sim did not start: $(tail -1 "$E/sim.err")"
+hash=$(awk '$2 == "image" && $3 == "calc-image" { print $4 }' "$E/sim.out")
+for r in $(seq "$RUNS"); do
+  timeout 300 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" "$SECS" >"$E/run$r.out" 2>"$E/run$r.err"
+  rc=$?
+  if ! grep -q 'mode=tunnel' "$E/run$r.out"; then
+    why=$(grep -v '^\[' "$E/run$r.err" | tail -1 | tr '"' "'" | cut -c1-160)
+    pending "session layer: no instance served a request (exit $rc: ${why:-no message})"
+  fi
+  sed -n 's/^RESULT /e2e run='"$r"' /p' "$E/run$r.out" >>"$RAW"
+  grep -v '^\[' "$E/run$r.err" | head -5 >&2
+done
+exit 0
