@@ -13,7 +13,7 @@ typedef struct yhc__instance yhc__instance;
 
 enum {
   YHC__I_AGREEING, YHC__I_ACTIVATING, YHC__I_JOINING, YHC__I_DEPLOYING, YHC__I_STARTING,
-  YHC__I_READY, YHC__I_STOPPING, YHC__I_STOPPED
+  YHC__I_PROBING, YHC__I_READY, YHC__I_STOPPING, YHC__I_STOPPED
 };
 
 struct yhc_ctx {
@@ -64,6 +64,10 @@ struct yhc__instance {
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
   yhc__host *origin;            /* tunnel connections for requests */
+  yhc__stream *probe;           /* a tunnel opened only to see the server listen */
+  yhc__timer probe_timer;
+  uint64_t probe_since;
+  int probe_tries;
   char why[300];                /* why it ended, when it failed */
   yhc__instance *next;
 };
@@ -190,6 +194,68 @@ static void yhc__instance_expiry(void *ctx) {
   if (i->hooks->ready) i->hooks->ready(i); /* lets the cluster start the replacement */
 }
 
+/* ---- readiness probe: a server started in the background may need a moment to listen,
+   and the daemon answers a tunnel only once its TCP connect inside the VPN succeeded, so a
+   tunnel that opens is the proof that requests can flow. */
+
+#ifndef YHC_STARTUP_PROBE_MS
+#  define YHC_STARTUP_PROBE_MS 60000
+#endif
+
+static void yhc__instance_became_ready(yhc__instance *i);
+static void yhc__instance_probe(void *ctx);
+
+static void yhc__instance_probe_close(yhc__instance *i) {
+  if (i->probe) {
+    yhc__stream *p = i->probe;
+    i->probe = NULL;
+    p->vt->close(p);
+  }
+  yhc__timer_stop(i->g->loop, &i->probe_timer);
+}
+
+static void yhc__instance_probe_event(void *ctx, int ev) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_error e;
+  if (!(ev & (YHC__EV_CONNECT | YHC__EV_ERROR))) return;
+  e = i->probe->err;
+  yhc__instance_probe_close(i);
+  if (ev & YHC__EV_CONNECT) {
+    yhc__instance_became_ready(i);
+    return;
+  }
+  if (yhc_loop_now(i->g->loop) - i->probe_since >= YHC_STARTUP_PROBE_MS) {
+    yhc__instance_fail(i, "the service did not start listening on port %d within %d ms: %s", i->port,
+                       YHC_STARTUP_PROBE_MS, e.msg);
+    return;
+  }
+  /* back off gently: 100 ms, 200 ms, ... up to a second */
+  i->probe_tries++;
+  yhc__timer_start(i->g->loop, &i->probe_timer, (uint64_t)YHC__MIN(100 * i->probe_tries, 1000),
+                   yhc__instance_probe, i);
+}
+
+static void yhc__instance_probe(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_error e;
+  yhc__error_clear(&e);
+  if (i->state != YHC__I_PROBING) return;
+  i->probe = yhc__instance_tunnel(NULL, i, &e);
+  if (!i->probe) {
+    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", e.msg);
+    return;
+  }
+  i->probe->owner = i;
+  i->probe->on_event = yhc__instance_probe_event;
+}
+
+static void yhc__instance_start_probe(yhc__instance *i) {
+  i->state = YHC__I_PROBING;
+  i->probe_since = yhc_loop_now(i->g->loop);
+  i->probe_tries = 0;
+  yhc__instance_probe(i);
+}
+
 /* ---- exec batches */
 
 static void yhc__instance_batch_poll(yhc__instance *i);
@@ -197,6 +263,7 @@ static void yhc__instance_exec(yhc__instance *i, const char *commands_json);
 
 static void yhc__instance_became_ready(yhc__instance *i) {
   yhc__golem *g = i->g;
+  if (i->state != YHC__I_PROBING) return;
   char key[200];
   yhc_event ev;
   char msg[300];
@@ -291,7 +358,7 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
       return;
     }
   }
-  yhc__instance_became_ready(i);
+  yhc__instance_start_probe(i);
 }
 
 static void yhc__instance_batch_poll(yhc__instance *i) {
@@ -618,6 +685,7 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__timer_stop(g->loop, &i->poll_timer);
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
+  yhc__instance_probe_close(i);
   if (i->origin) {
     yhc__host *h = i->origin;
     i->origin = NULL;
@@ -631,6 +699,7 @@ static void yhc__instance_stop(yhc__instance *i) {
 }
 
 static void yhc__instance_free(yhc__instance *i) {
+  yhc__instance_probe_close(i);
   yhc__api_cancel(i->g, &i->call);
   yhc__api_cancel(i->g, &i->poll_call);
   yhc__timer_stop(i->g->loop, &i->poll_timer);

@@ -569,12 +569,7 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
       yhc__instance *i = c->instances;
       c->instances = i->next;
       i->call = i->poll_call = 0; /* already cancelled with the client */
-      yhc__timer_stop(s->loop, &i->poll_timer);
-      yhc__timer_stop(s->loop, &i->drain_timer);
-      yhc__timer_stop(s->loop, &i->expiry_timer);
-      if (i->agreement) i->agreement->owner = NULL;
-      YHC_FREE(i->startup_cmds);
-      YHC_FREE(i);
+      yhc__instance_free(i);
     }
     yhc__cluster_free(c);
   }
