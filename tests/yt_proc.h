@@ -114,12 +114,13 @@ YT_PROC_FN void yt_proc_stop(yt_proc *p) {
   p->out_fd = -1;
 }
 
-/* Starts argv[0] (searched in PATH) with argv and waits up to timeout_ms for "PORT <n>" on its
-   stdout. Returns 0 with p->port set, or -1 (the child, if any, is stopped; a message went to
-   stderr). */
-YT_PROC_FN int yt_proc_start(yt_proc *p, const char *const *argv, int timeout_ms) {
+/* Starts argv[0] (searched in PATH) with argv and waits up to timeout_ms for a stdout line
+   containing `marker` followed by the port number (other lines are skipped). Returns 0 with
+   p->port set, or -1 (the child, if any, is stopped; a message went to stderr). */
+YT_PROC_FN int yt_proc_start_marker(yt_proc *p, const char *const *argv, int timeout_ms,
+                                    const char *marker) {
   int in[2], out[2];
-  char line[128];
+  char line[512];
   size_t len = 0;
   long long deadline = yt_now_ms() + timeout_ms;
   memset(p, 0, sizeof *p);
@@ -184,16 +185,16 @@ YT_PROC_FN int yt_proc_start(yt_proc *p, const char *const *argv, int timeout_ms
     }
     len += (size_t)n;
     line[len] = 0;
-    nl = strchr(line, '\n');
-    if (nl) {
+    while ((nl = strchr(line, '\n')) != NULL) {
       int port = 0;
-      if (sscanf(line, "PORT %d", &port) == 1 && port > 0 && port < 65536) {
+      const char *m = strstr(line, marker);
+      *nl = 0;
+      if (m && sscanf(m + strlen(marker), "%d", &port) == 1 && port > 0 && port < 65536) {
         p->port = port;
         return 0;
       }
-      fprintf(stderr, "yt_proc: %s printed \"%.*s\" instead of PORT <n>\n", argv[0],
-              (int)(nl - line), line);
-      break;
+      len -= (size_t)(nl + 1 - line);
+      memmove(line, nl + 1, len + 1);
     }
     if (len >= sizeof line - 1) {
       fprintf(stderr, "yt_proc: %s: overlong first line\n", argv[0]);
@@ -202,6 +203,11 @@ YT_PROC_FN int yt_proc_start(yt_proc *p, const char *const *argv, int timeout_ms
   }
   yt_proc_stop(p);
   return -1;
+}
+
+/* The servers in tests/servers print "PORT <n>" first. */
+YT_PROC_FN int yt_proc_start(yt_proc *p, const char *const *argv, int timeout_ms) {
+  return yt_proc_start_marker(p, argv, timeout_ms, "PORT ");
 }
 
 /* Convenience: `python3 <script> [arg]`. */
