@@ -187,8 +187,9 @@ YT_PROC_FN int yt_proc_start_marker(yt_proc *p, const char *const *argv, int tim
     line[len] = 0;
     while ((nl = strchr(line, '\n')) != NULL) {
       int port = 0;
-      const char *m = strstr(line, marker);
-      *nl = 0;
+      const char *m;
+      *nl = 0; /* search this line only: a later one may still be incomplete */
+      m = strstr(line, marker);
       if (m && sscanf(m + strlen(marker), "%d", &port) == 1 && port > 0 && port < 65536) {
         p->port = port;
         return 0;
