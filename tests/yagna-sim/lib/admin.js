@@ -3,7 +3,7 @@
 const { jsonErr } = require('./util');
 const { fromWei } = require('./util');
 
-const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'terminateAgreements', 'route', 'clear'];
+const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements', 'route', 'clear'];
 
 function init(sim) {
   sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
@@ -53,6 +53,11 @@ function applyToProvider(sim, p, f) {
       p.onAgreement = f.mode; return 0;
     }
     case 'tunnelDelay': p.faults.tunnelDelayMs = Math.max(0, Number(f.ms) || 0); return 0;
+    case 'inflateDebitNotes': {
+      const factor = f.factor === undefined ? 10 : Number(f.factor);
+      if (!Number.isFinite(factor) || factor <= 0) throw jsonErr(400, 'inflateDebitNotes needs a positive "factor"');
+      p.faults.debitNoteFactor = factor; return 0;
+    }
     case 'terminateAgreements': {
       const at = f.at ? Date.parse(f.at) : Date.now() + (Number(f.inMs) || 0);
       if (Number.isNaN(at)) throw jsonErr(400, 'terminateAgreements needs "at" (RFC 3339) or "inMs"');
@@ -62,7 +67,7 @@ function applyToProvider(sim, p, f) {
       return n;
     }
     case 'clear':
-      p.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null };
+      p.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1 };
       p.onCounter = 'draft'; p.onAgreement = 'approve';
       if (f.provider === undefined) sim.routeFaults = [];
       return 0;
@@ -94,6 +99,8 @@ function state(sim) {
     },
     networks: [...sim.net.networks.values()].map((n) => ({ id: n.id, ip: `${n.ip}/${n.prefix}`, gateway: n.gateway, addresses: n.addresses, nodes: Object.fromEntries(n.nodes) })),
     tunnels: [...sim.net.tunnels.values()].map((t) => require('./net').tunnelView(t)),
+    tunnelsOpened: sim.net.tunnelsOpened,
+    tunnelHistory: sim.net.tunnelHistory.map((t) => require('./net').tunnelView(t)),
     routeFaults: sim.routeFaults.map((f) => ({ method: f.method, path: f.path, status: f.status, stallMs: f.stallMs, remaining: f.remaining, hits: f.hits })),
     violationCount: sim.violationCount,
     violations: sim.violations,

@@ -6,13 +6,15 @@ const { ids, jsonErr, HttpError } = require('./util');
 
 const PREFIXES = ['/net-api/v1/net', '/net-api/v2/vpn/net'];
 const MAX_TUNNELS = 4096;
+const MAX_TUNNEL_HISTORY = 1000;
 
 const ip2n = (ip) => ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
 const n2ip = (n) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
 const isIp = (s) => typeof s === 'string' && net.isIPv4(s);
 
 function init(sim) {
-  const st = sim.net = { networks: new Map(), tunnels: new Map() };
+  // tunnelsOpened/tunnelHistory: every tunnel ever upgraded, so tests can prove connection reuse
+  const st = sim.net = { networks: new Map(), tunnels: new Map(), tunnelsOpened: 0, tunnelHistory: [] };
   sim.netApi = { closeTunnels: (pred, code, reason) => closeTunnels(sim, pred, code, reason) };
   for (const P of PREFIXES) {
     const r = (method, path, fn) => sim.route(method, P + path, fn);
@@ -169,6 +171,9 @@ function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {
     bytesToVm: 0, bytesFromVm: 0, messagesFromVm: 0, ws, tcp, lastHeard: Date.now(), closed: false,
   };
   sim.net.tunnels.set(t.id, t);
+  sim.net.tunnelsOpened++;
+  sim.net.tunnelHistory.push(t);
+  if (sim.net.tunnelHistory.length > MAX_TUNNEL_HISTORY) sim.net.tunnelHistory.shift();
   tcp.setNoDelay(true);
   const heard = () => { t.lastHeard = Date.now(); };
   let inflight = 0;
@@ -208,6 +213,7 @@ function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {
 function close(sim, t, code = 1000, reason = '', abrupt = false) {
   if (t.closed) return;
   t.closed = true;
+  t.closedAt = new Date().toISOString();
   clearInterval(t.pinger); sim.timers.delete(t.pinger);
   sim.net.tunnels.delete(t.id);
   t.tcp.destroy();
@@ -225,7 +231,7 @@ function closeTunnels(sim, pred, code = 1001, reason = '', abrupt = false) {
 }
 
 function tunnelView(t) {
-  return { id: t.id, networkId: t.networkId, ip: t.ip, port: t.port, activityId: t.activityId, providerId: t.providerId, openedAt: t.openedAt, bytesToVm: t.bytesToVm, bytesFromVm: t.bytesFromVm, messagesFromVm: t.messagesFromVm };
+  return { id: t.id, networkId: t.networkId, ip: t.ip, port: t.port, activityId: t.activityId, providerId: t.providerId, openedAt: t.openedAt, closedAt: t.closedAt || null, bytesToVm: t.bytesToVm, bytesFromVm: t.bytesFromVm, messagesFromVm: t.messagesFromVm };
 }
 
 function shutdown(sim) { closeTunnels(sim, () => true, 1001, 'daemon stopping', true); }

@@ -217,6 +217,12 @@ function cost(terms, usageVec) {
   return total;
 }
 
+// fault inflateDebitNotes: a provider asking more than its agreed price allows
+function inflate(amount, factor) {
+  if (!factor || factor === 1) return amount;
+  return (amount * BigInt(Math.round(factor * 1e6))) / 1000000n;
+}
+
 function startDebitNotes(sim, act) {
   const terms = agreedTerms(act.agreement);
   act.terms = terms;
@@ -235,7 +241,7 @@ function issueDebitNote(sim, act) {
   const d = {
     id: ids.uuid(), issuerId: p.nodeId, recipientId: a.owner, payeeAddr: p.nodeId, payerAddr: act.terms.payer,
     paymentPlatform: act.terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityId: act.id,
-    amount: cost(act.terms, usageVec), usage: usageVec, status: 'RECEIVED', previousDebitNoteId: prev ? prev.id : null, act,
+    amount: inflate(cost(act.terms, usageVec), p.faults.debitNoteFactor), usage: usageVec, status: 'RECEIVED', previousDebitNoteId: prev ? prev.id : null, act,
   };
   act.notes.push(d);
   sim.payment.debitNotes.set(d.id, d);

@@ -34,7 +34,7 @@ class Provider {
     Object.assign(this, defaultsFor(i, sim), cfg || {});
     this.index = i;
     this.createdMs = Date.now();
-    this.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null };
+    this.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1 };
     this.offerId = ids.subscription();
   }
 
