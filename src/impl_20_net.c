@@ -291,6 +291,10 @@ typedef struct yhc__stream_vt {
   long (*write)(yhc__stream *s, const void *buf, size_t len);
   void (*want)(yhc__stream *s, int rd, int wr);
   void (*close)(yhc__stream *s); /* frees the stream; no events after this */
+  /* 0 when an idle stream is known dead (the peer closed it, or sent bytes out of turn):
+     checked before reusing a kept-alive connection, since the loop may not have turned
+     since the peer's FIN arrived. NULL = assume alive. */
+  int (*alive)(yhc__stream *s);
 } yhc__stream_vt;
 
 struct yhc__stream {
@@ -433,8 +437,17 @@ static void yhc__tcp_close(yhc__stream *s) {
   YHC_FREE(t);
 }
 
+static int yhc__tcp_alive(yhc__stream *s) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  char b;
+  ssize_t n;
+  if (t->w.fd < 0 || !t->connected) return 0;
+  n = recv(t->w.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
 static const yhc__stream_vt yhc__tcp_vt = {yhc__tcp_read, yhc__tcp_write, yhc__tcp_want,
-                                           yhc__tcp_close};
+                                           yhc__tcp_close, yhc__tcp_alive};
 
 /* Resolves host (blocking getaddrinfo; numeric addresses skip the resolver) and starts a
    non-blocking connect. The stream emits CONNECT or ERROR later; NULL return = failed now

@@ -487,8 +487,15 @@ static void yhc__tls_close(yhc__stream *s) {
   YHC_FREE(t);
 }
 
+/* Alive when the TCP stream is and mbedTLS holds nothing unread (which would be out of turn). */
+static int yhc__tls_alive(yhc__stream *s) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  if (t->eof || t->failed || !t->handshaken || mbedtls_ssl_get_bytes_avail(&t->ssl)) return 0;
+  return !t->tcp->vt->alive || t->tcp->vt->alive(t->tcp);
+}
+
 static const yhc__stream_vt yhc__tls_vt = {yhc__tls_read, yhc__tls_write, yhc__tls_want,
-                                           yhc__tls_close};
+                                           yhc__tls_close, yhc__tls_alive};
 
 /* Opens a TLS stream to host:port (DNS and connect as yhc__tcp_open). *ctx is the shared
    context: created here on first use, freed by the caller with yhc__tls_ctx_free() after

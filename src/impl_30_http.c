@@ -903,6 +903,10 @@ static void yhc__host_pump(yhc__host *h) {
       if (c->state == YHC__CONN_IDLE && !idle) idle = c;
       if (c->state == YHC__CONN_CONNECTING) connecting++;
     }
+    if (idle && idle->s->vt->alive && !idle->s->vt->alive(idle->s)) {
+      yhc__conn_close(idle); /* closed by the peer while the loop was not turning */
+      continue;
+    }
     if (idle) {
       yhc__conn_next(idle);
       continue;

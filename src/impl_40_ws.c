@@ -444,7 +444,15 @@ static void yhc__ws_close(yhc__stream *s) {
   YHC_FREE(w);
 }
 
-static const yhc__stream_vt yhc__ws_vt = {yhc__ws_read, yhc__ws_write, yhc__ws_want, yhc__ws_close};
+/* A tunnel is alive while open; the daemon's close arrives as a frame we have either seen
+   (eof) or will see, and the retry rule covers the latter. */
+static int yhc__ws_alive(yhc__stream *s) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  return w->state == YHC__WS_OPEN && !w->eof && !w->failed;
+}
+
+static const yhc__stream_vt yhc__ws_vt = {yhc__ws_read, yhc__ws_write, yhc__ws_want, yhc__ws_close,
+                                          yhc__ws_alive};
 
 /* Opens a WebSocket to `url` (ws:// or wss://) as a byte stream. `headers` (e.g. the yagna
    Authorization) are added to the handshake. The stream emits CONNECT after a valid 101,
