@@ -12,7 +12,7 @@ TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
 SHARED  ?= $(abspath ../shared)
 export YHC_SHARED := $(SHARED)
 
-.PHONY: all test check test-fast sim-deps fuzz bench demo clean
+.PHONY: all test check test-fast sim-deps fuzz bench demo examples clean
 all: yhc.h
 
 # yhc.h is assembled from the per-layer fragments in src/ (see tools/amalgamate.sh).
@@ -57,6 +57,16 @@ fuzz: yhc.h
 # Side-by-side benchmarks against the peers (installs them from Debian packages).
 bench: yhc.h
 	./bench/run.sh
+
+# The examples, built against the generated header.
+EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
+$(B)/%: examples/%.c yhc.h | $(B)/c
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+examples: $(addprefix $(B)/,$(EXAMPLES))
+
+# The main job: the calculator example against the bundled yagna stand-in.
+demo: $(B)/calculator sim-deps
+	./examples/demo.sh
 
 clean:
 	rm -rf $(B)

@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
   sd.budget = 1.0;
   sd.image_repo = getenv("YHC_IMAGE_REPO"); /* NULL = the public Golem registry */
   sd.log_events = 1;                        /* progress on stderr */
+  setvbuf(stdout, NULL, _IOLBF, 0);         /* results interleave with the progress lines */
   s = yhc_session_create(&sd, &err);
   if (!s) {
     fprintf(stderr, "calculator: %s\n", err.msg);
