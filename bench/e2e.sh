@@ -8,7 +8,6 @@
 # at 1 and 8 in flight. Starts and stops its own servers (trap); writes "e2e ..." raw lines, or
 # "e2e pending=1 reason=..." when the session layer cannot get an instance.
 set -u
-ROOT=$PWD
 E=$OUT/e2e
 mkdir -p "$E/images"
 PIDS=()
@@ -27,9 +26,13 @@ pending() { echo "e2e pending=1 reason=\"$*\"" >>"$RAW"; exit 0; }
   pending "yagna-sim dependencies could not be installed"
 [ -x "$BIN/e2e_yhc" ] || pending "e2e_yhc did not build"
 
+# the image: the calc server plus bench_server.py, its TCP_NODELAY wrapper (see there)
+mkdir -p "$E/images/bench-calc"
+cp examples/calc-image/calculator_server.py bench/bench_server.py "$E/images/bench-calc/"
+
 # direct: the same server on loopback
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 examples/calc-image/calculator_server.py --host 127.0.0.1 --port "$port" </dev/null >"$E/direct.log" 2>&1 &
+python3 "$E/images/bench-calc/bench_server.py" --host 127.0.0.1 --port "$port" </dev/null >"$E/direct.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do (exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
 for r in $(seq "$RUNS"); do
@@ -41,9 +44,8 @@ for r in $(seq "$RUNS"); do
 done
 
 # the stand-in daemon with the calc image
-ln -s "$ROOT/examples/calc-image" "$E/images/calc-image"
 KEY=bench-$$
-node tests/yagna-sim --port 0 --appkey "$KEY" --providers 2 --images "$E/images" --quiet \
+node tests/yagna-sim --port 0 --appkey "$KEY" --providers 2 --images "$E/images" --log "$E/sim.log" \
   --negotiation-delay-ms 5 </dev/null >"$E/sim.out" 2>"$E/sim.err" &
 PIDS+=($!)
 url=
@@ -53,9 +55,9 @@ for _ in $(seq 200); do
   sleep 0.05
 done
 [ -n "$url" ] || pending "yagna-sim did not start: $(tail -1 "$E/sim.err")"
-hash=$(awk '$2 == "image" && $3 == "calc-image" { print $4 }' "$E/sim.out")
+hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim.out")
 for r in $(seq "$RUNS"); do
-  timeout 300 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" "$SECS" >"$E/run$r.out" 2>"$E/run$r.err"
+  E2E_LOG_EVENTS=1 timeout 90 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" "$SECS" >"$E/run$r.out" 2>"$E/run$r.err"
   rc=$?
   if ! grep -q 'mode=tunnel' "$E/run$r.out"; then
     why=$(grep -v '^\[' "$E/run$r.err" | tail -1 | tr '"' "'" | cut -c1-160)

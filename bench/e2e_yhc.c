@@ -1,6 +1,7 @@
 /* e2e_yhc.c -- a Golem service reached three ways, for bench/run.sh's end-to-end figures.
      e2e_yhc session YAGNA_URL APPKEY IMAGE_HASH SECONDS
-       rents one instance of the calc image through the daemon (yagna-sim), then measures
+       rents one instance of the bench calc image (calculator_server.py started through
+       bench_server.py, see there) through the daemon (yagna-sim), then measures
        requests/s at 1 and 8 in flight:
          mode=tunnel     yhc_session_request to http://calc/add/1/2 (the session's keep-alive
                          connections through the instance's VPN tunnel)
@@ -25,7 +26,7 @@ static yhc_request req;
 
 static void start_server(yhc_ctx *ctx, const char *listen_on, void *user) {
   const char *argv[] = {"/bin/sh", "-c",
-                        "python3 /golem/run/calculator_server.py --port 80 >/dev/null 2>&1 &", NULL};
+                        "python3 /golem/run/bench_server.py --port 80 >/dev/null 2>&1 &", NULL};
   (void)listen_on;
   (void)user;
   yhc_ctx_run(ctx, argv);
@@ -242,6 +243,7 @@ int main(int argc, char **argv) {
   sd.budget = 1.0;
   sd.offer_window_ms = 300;
   sd.instance_concurrency = 8;
+  sd.log_events = getenv("E2E_LOG_EVENTS") != NULL; /* progress on stderr */
   sess = yhc_session_create(&sd, &err);
   if (!sess) {
     fprintf(stderr, "e2e_yhc: session: %s\n", err.msg);
