@@ -1,19 +1,82 @@
-/* yhc.h -- Golem Network HTTP client in one C header.                   (generated TOC below)
+/* yhc.h -- Golem Network HTTP client in one C header. v0.1.0
 
    Send ordinary HTTP requests to HTTP servers running as services on Golem Network
-   providers, as easily as to any other server; plain HTTP(S) to every other URL.
+   providers, as easily as to any other server; plain HTTP(S) to every other URL. What the
+   Python ya-httpx-client does on top of yapapi, in C: libc and POSIX sockets only, mbedTLS
+   optional. Single-threaded and poll()-driven; embeds in your own event loop.
 
-   Do this in exactly one C or C++ file:
+   Do this in exactly one C or C++ file, with yhc.h as its first include:
        #define YHC_IMPLEMENTATION
        #include "yhc.h"
    and include "yhc.h" without the define everywhere else. License: MIT, at the end.
 
+   QUICK START (a service on Golem; see examples/calculator.c for the whole program)
+
+       static void start(yhc_ctx *ctx, const char *listen_on, void *user) {
+         const char *argv[] = {"/bin/sh", "-c", "python3 /golem/run/server.py &", NULL};
+         yhc_ctx_run(ctx, argv);            // commands that start the server in the VM
+       }
+       yhc_session_desc sd = {0};           // YAGNA_API_URL, YAGNA_APPKEY from the env
+       yhc_error err;
+       yhc_session *s = yhc_session_create(&sd, &err);
+       yhc_service_desc svc = {0};
+       svc.url = "http://calc"; svc.image_hash = "..."; svc.startup = start;
+       yhc_session_add_service(s, &svc, &err);
+       yhc_request rq = {0};
+       rq.url = "http://calc/add/3/4";      // any other URL is a plain HTTP request
+       yhc_response *r = yhc_session_fetch(s, &rq);   // or yhc_session_request(..., cb, user)
+       printf("%d %.*s\n", r->status, (int)r->body.len, r->body.ptr);
+       yhc_response_free(r);
+       yhc_session_close_wait(s);           // agreements terminated, invoices paid
+       yhc_session_destroy(s);
+
+   Plain HTTP without Golem: yhc_loop_create(), yhc_http_create(), yhc_http_fetch() or
+   yhc_http_request() with a callback, driven by yhc_loop_poll() or your own poll() through
+   yhc_loop_fds()/yhc_loop_dispatch().
+
+   CONFIGURATION MACROS (define before the implementation include)
+     YHC_MALLOC(sz), YHC_REALLOC(p,sz), YHC_FREE(p)   all three or none  [malloc/realloc/free]
+     YHC_ASSERT(c)       programmer errors only, never peer bytes         [assert]
+     YHCDEF              linkage of the public API                        [extern]
+     YHC_STATIC          makes YHCDEF static (private copy per file)
+     YHC_MBEDTLS         compile in TLS (https://, wss://); link -lmbedtls -lmbedx509 -lmbedcrypto
+     YHC_VERSION         the User-Agent version                           ["0.1.0"]
+     YHC_STARTUP_PROBE_MS  how long a started service may take to listen  [60000]
+
+   LIMITS AGAINST UNTRUSTED PEERS (runtime, per client; 0 = default)
+     yhc_limits.max_header_bytes   response head (and trailers)           [16384]
+     yhc_limits.max_header_count   header fields per response             [100]
+     yhc_limits.max_body_bytes     collected body (streaming: unlimited)  [64 MiB]
+     yhc_limits.max_chunk_digits   hex digits of a chunk size             [16]
+     yhc_json_opts.max_depth       JSON nesting                           [512]
+     WebSocket tunnel frames       payload of one received frame          [1 MiB]
+     timeouts: connect [10 s], idle [30 s], keep-alive [30 s], request [120 s; 60 s for services]
+     Daemon answers are parsed with a depth of 64 and at most 16 MiB.
+
+   ERRORS: every failure has a code (yhc_err, yhc_strerror()) and a message naming what went
+   wrong, e.g. "response header section exceeds 16384 bytes". Every request ends exactly once,
+   through its callback, with a response or an error.
+
    Contents (one banner per layer; each layer uses only those above it):
      Public API: configuration, errors, strings, buffers
      Public API: JSON (RFC 8259) parse, query, write
+     Public API: event loop, timers
+     Public API: HTTP/1.1 client
+     Public API: Golem session, services, clusters
      IMPLEMENTATION
      Config and portability hooks
      Buffers and errors
+     JSON parse, query, write
+     Sockets, watchers and timers
+     TLS streams (mbedTLS, optional)
+     HTTP/1.1 client
+     WebSocket frames (RFC 6455), SHA-1, base64
+     WebSocket client
+     poll() loop
+     yagna REST calls: identity, payment, market, activity, net
+     Service instance lifecycle
+     Cluster scheduler
+     Session and the public client API
 */
 #ifndef YHC_H
 #define YHC_H
@@ -152,9 +215,10 @@ typedef struct yhc_json_opts {
 } yhc_json_opts;
 
 /* Parses `len` bytes (not NUL-terminated necessarily). Strict: UTF-8 validated, no trailing
-   garbage, no comments, duplicate keys kept (lookup finds the first). On failure returns NULL
-   and fills `err` (if not NULL) with code YHC_ERR_JSON (or NOMEM/LIMIT), a message and the
-   byte offset. `opts` may be NULL. The input is not kept. */
+   garbage, no comments, no byte order mark, duplicate keys kept (lookup finds the first).
+   On failure returns NULL and fills `err` (if not NULL) with code YHC_ERR_JSON (or
+   NOMEM/LIMIT), a message ending "at offset N" and the byte offset N. `opts` may be NULL.
+   The input is copied, not kept: the document costs about len + 16 bytes per value. */
 YHCDEF yhc_json_doc *yhc_json_parse(const char *text, size_t len, const yhc_json_opts *opts,
                                     yhc_error *err);
 YHCDEF void yhc_json_free(yhc_json_doc *doc);
@@ -165,8 +229,10 @@ YHCDEF const yhc_json *yhc_json_root(const yhc_json_doc *doc);
 YHCDEF yhc_json_type yhc_json_typeof(const yhc_json *v);
 YHCDEF const yhc_json *yhc_json_get(const yhc_json *obj, const char *key);
 YHCDEF const yhc_json *yhc_json_getn(const yhc_json *obj, const char *key, size_t key_len);
+/* The index-th element; O(1) in an array of scalars, else one step per element skipped.
+   On an object it gives the index-th member's value (its key via yhc_json_key). */
 YHCDEF const yhc_json *yhc_json_at(const yhc_json *arr, size_t index);
-YHCDEF size_t yhc_json_len(const yhc_json *v); /* elements, members, or string bytes */
+YHCDEF size_t yhc_json_len(const yhc_json *v); /* elements, members, or string bytes; O(1) */
 
 /* Iteration over an array's elements or an object's members (in document order):
      for (const yhc_json *m = yhc_json_first(obj); m; m = yhc_json_next(m))
@@ -178,19 +244,25 @@ YHCDEF yhc_str yhc_json_key(const yhc_json *member); /* {NULL,0} for array eleme
 /* Typed getters with defaults: the default comes back when v is missing or of another type.
    Strings are NUL-terminated and may contain NUL bytes (use the yhc_str form for those).
    yhc_json_int returns the default unless the number is an integer that fits int64 exactly
-   (so 1e400, 1.5 and 2^63 do not silently become something else). */
+   (so 1e400, 1.5 and 2^63 do not silently become something else; 1e2 and 100.0 are 100).
+   Numbers are converted from their source text on each call (parsing stays fast): int64
+   exactly, double correctly rounded whatever the C locale; out of range gives +-inf or 0. */
 YHCDEF yhc_str yhc_json_str(const yhc_json *v, yhc_str def);
 YHCDEF const char *yhc_json_cstr(const yhc_json *v, const char *def);
 YHCDEF int64_t yhc_json_int(const yhc_json *v, int64_t def);
 YHCDEF int yhc_json_int_ok(const yhc_json *v, int64_t *out); /* 1 if exact int64 */
 YHCDEF double yhc_json_num(const yhc_json *v, double def);
 YHCDEF int yhc_json_bool(const yhc_json *v, int def);
-YHCDEF yhc_str yhc_json_raw_number(const yhc_json *v); /* the number's source text */
+YHCDEF yhc_str yhc_json_raw_number(const yhc_json *v); /* source text, not NUL-terminated */
 
 /* Writer: builds JSON text into a yhc_buf the caller owns, escaping as RFC 8259 requires
    (control characters as \u00XX, '"' and '\\' escaped; UTF-8 passed through; invalid UTF-8
    is an error). Commas and nesting are tracked for you. Errors are sticky: check
-   yhc_jw_finish() once at the end; it returns 0 when the text is complete and valid. */
+   yhc_jw_finish() once at the end; it returns 0 when the text is complete (one top-level
+   value, everything closed) and valid, otherwise the first error: YHC_ERR_JSON (invalid
+   UTF-8, NaN or infinity), YHC_ERR_INVALID (misuse: a value where a key belongs, a second
+   top-level value, an unbalanced end, a NULL string, nothing written), YHC_ERR_LIMIT (deeper
+   than YHC_JW_MAX_DEPTH) or YHC_ERR_NOMEM. The output buffer is the caller's either way. */
 #define YHC_JW_MAX_DEPTH 64
 typedef struct yhc_jw {
   yhc_buf *out;
@@ -215,8 +287,352 @@ YHCDEF void yhc_jw_num(yhc_jw *w, double v); /* shortest text that reads back ex
 YHCDEF void yhc_jw_bool(yhc_jw *w, int v);
 YHCDEF void yhc_jw_null(yhc_jw *w);
 YHCDEF void yhc_jw_raw(yhc_jw *w, const char *json, size_t len); /* trusted, already JSON */
-YHCDEF void yhc_jw_value(yhc_jw *w, const yhc_json *v);          /* copies a parsed value */
+/* Copies a parsed value (numbers as their source text). A subtree of any depth: only the
+   containers opened with yhc_jw_obj_begin/arr_begin count against YHC_JW_MAX_DEPTH. */
+YHCDEF void yhc_jw_value(yhc_jw *w, const yhc_json *v);
 YHCDEF int yhc_jw_finish(yhc_jw *w);
+
+/* ==== Public API: event loop, timers ============================================== */
+
+/* All I/O runs from one single-threaded poll() loop. Three ways to drive it, as curl's multi
+   interface does:
+     1. yhc_loop_poll(loop, timeout): the library calls poll() once and dispatches;
+        yhc_loop_run(loop, &done) turns it until *done becomes non-zero.
+     2. Your own poll(): yhc_loop_fds() fills pollfds and the timeout the library needs,
+        you poll() them together with your own fds, then hand them to yhc_loop_dispatch().
+     3. (planned) socket/timer callbacks for epoll or libuv users.
+   A loop is not thread-safe; use one per thread. */
+#include <poll.h>
+
+typedef struct yhc_loop yhc_loop;
+typedef uint64_t (*yhc_clock_fn)(void *user); /* milliseconds, monotonic */
+
+typedef struct yhc_loop_desc {
+  yhc_clock_fn clock; /* default: CLOCK_MONOTONIC; tests inject their own */
+  void *clock_user;
+  yhc_log_fn log;     /* default: none */
+  void *log_user;
+  yhc_log_level log_level; /* 0 = WARN */
+} yhc_loop_desc;
+
+/* desc may be NULL. Returns NULL when out of memory. */
+YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc);
+/* Destroys the loop; every object built on it must be destroyed first. */
+YHCDEF void yhc_loop_destroy(yhc_loop *loop);
+YHCDEF uint64_t yhc_loop_now(yhc_loop *loop);
+
+/* Tier 1. Waits at most timeout_ms (-1 = until something is due) and runs what is ready.
+   Returns the number of callbacks run, or -1 with errno when poll() itself failed. */
+YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms);
+/* Turns the loop until *done is non-zero or nothing is left to wait for. Returns 0 when
+   *done was set, -1 when the loop ran dry first. */
+YHCDEF int yhc_loop_run(yhc_loop *loop, const volatile int *done);
+
+/* Tier 2. Writes up to `cap` pollfds and the timeout the library needs (ms, -1 = none).
+   Returns how many fds the library watches (call again with more room if that exceeds cap). */
+YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeout_ms);
+/* Hands poll()'s results back (fds not owned by the library are ignored) and runs due timers. */
+YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds);
+
+/* Timers: one-shot; the callback runs from the loop. Ids are never reused, so cancelling a
+   timer that already fired is a harmless no-op (returns 0). */
+typedef void (*yhc_timer_fn)(void *user);
+YHCDEF uint64_t yhc_timer_add(yhc_loop *loop, uint64_t delay_ms, yhc_timer_fn fn, void *user);
+YHCDEF int yhc_timer_cancel(yhc_loop *loop, uint64_t id);
+
+/* ==== Public API: HTTP/1.1 client ================================================ */
+
+/* Limits against untrusted peers. Zero means the default in brackets. Exceeding one ends the
+   request with YHC_ERR_LIMIT and a message naming the limit; the connection is closed. */
+typedef struct yhc_limits {
+  size_t max_header_bytes;  /* status line + headers, also trailers [16384] */
+  size_t max_header_count;  /* headers (and trailers) per response [100] */
+  size_t max_body_bytes;    /* collected body; streaming bodies are not limited [64 MiB] */
+  size_t max_chunk_digits;  /* hex digits of a chunk size [16] */
+} yhc_limits;
+
+typedef struct yhc_http_desc {
+  yhc_limits limits;
+  int max_conns_per_host;  /* open connections per scheme://host:port [16] */
+  int max_idle_per_host;   /* idle keep-alive connections kept [= max_conns_per_host] */
+  int connect_timeout_ms;  /* TCP connect (and TLS handshake) [10000] */
+  int idle_timeout_ms;     /* no byte received while waiting for a response [30000] */
+  int keepalive_ms;        /* how long an idle connection is kept for reuse [30000] */
+  int request_timeout_ms;  /* whole request, queueing included [120000]; <0 = none */
+  size_t recv_buffer;      /* initial receive buffer per connection [16384] */
+  const char *user_agent;  /* [yhc/VERSION]; "" sends none */
+  /* TLS (only with YHC_MBEDTLS) */
+  const char *ca_file;     /* [system bundle] */
+  const char *ca_path;     /* directory of CA certificates */
+  int tls_insecure;        /* 1 = do not verify certificates (logged loudly) */
+} yhc_http_desc;
+
+/* A request header. Names and values are NUL-terminated; CR, LF and NUL inside either make the
+   request fail with YHC_ERR_INVALID before anything is sent. */
+typedef struct yhc_header {
+  const char *name;
+  const char *value;
+} yhc_header;
+
+/* A request. Everything is copied when the request is submitted; the caller may free its
+   strings and body right after yhc_http_request() returns. */
+typedef struct yhc_request {
+  const char *method;          /* NULL = "GET" */
+  const char *url;             /* http://host[:port]/path?query (https:// with YHC_MBEDTLS) */
+  const yhc_header *headers;
+  size_t header_count;
+  const void *body;
+  size_t body_len;
+  int timeout_ms;              /* overrides request_timeout_ms when non-zero; <0 = none */
+  /* Streaming: when set, body bytes are handed over as they arrive and not collected, so
+     memory stays at the receive buffer. Return non-zero to abort (YHC_ERR_CANCELLED). */
+  int (*on_body)(void *user, const void *data, size_t len);
+  int retry_unsafe;            /* 1 = a stale keep-alive connection may resend even a POST */
+} yhc_request;
+
+typedef struct yhc_header_view {
+  yhc_str name;
+  yhc_str value;
+} yhc_header_view;
+
+/* What a callback receives. Everything it points to is valid until the callback returns
+   (yhc_http_fetch() hands out an owned copy instead). err != YHC_ERR_OK means no complete
+   response: `error` then says why, e.g. "response header section exceeds 16384 bytes". */
+typedef struct yhc_response {
+  uint64_t id;
+  yhc_err err;
+  const char *error;           /* "" when err == YHC_ERR_OK */
+  int status;
+  int http_minor;              /* 0 or 1 */
+  yhc_str reason;
+  const yhc_header_view *headers;
+  size_t header_count;
+  const yhc_header_view *trailers;
+  size_t trailer_count;
+  yhc_str body;                /* empty when the request streamed its body */
+} yhc_response;
+
+typedef void (*yhc_response_fn)(const yhc_response *resp, void *user);
+
+typedef struct yhc_http yhc_http;
+
+/* desc may be NULL. The client keeps using `loop`; destroy the client before the loop. */
+YHCDEF yhc_http *yhc_http_create(yhc_loop *loop, const yhc_http_desc *desc);
+/* Ends every unfinished request with YHC_ERR_CANCELLED (callbacks run from inside this call),
+   closes every connection and frees the client. */
+YHCDEF void yhc_http_destroy(yhc_http *http);
+
+/* Submits a request. The callback runs exactly once, from the loop, never from inside this
+   call (so invalid requests are reported through it too). Returns the request's id (never
+   0), or 0 only when not even the request record could be allocated (no callback then). */
+YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_response_fn cb,
+                                 void *user);
+/* Ends an unfinished request with YHC_ERR_CANCELLED (its callback runs before this returns).
+   Returns 0, or -1 when the id is unknown or already finished. */
+YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id);
+
+/* Blocking convenience: submits and turns the loop until the request ends. Returns an owned
+   response (check ->err) to release with yhc_response_free(); NULL only when out of memory. */
+YHCDEF yhc_response *yhc_http_fetch(yhc_http *http, const yhc_request *req);
+YHCDEF void yhc_response_free(yhc_response *resp);
+
+/* Case-insensitive header lookup; the first match, or {NULL,0}. For repeated headers
+   (Set-Cookie) iterate: size_t i = 0; while (yhc_response_header_next(r, "set-cookie", &i, &v)) */
+YHCDEF yhc_str yhc_response_header(const yhc_response *resp, const char *name);
+YHCDEF int yhc_response_header_next(const yhc_response *resp, const char *name, size_t *iter,
+                                    yhc_str *value);
+
+/* Pieces of a URL, as views into the string given. */
+typedef struct yhc_url {
+  yhc_str scheme;   /* lower-case compare: http, https, ws, wss */
+  yhc_str userinfo;
+  yhc_str host;     /* without [] for IPv6 literals */
+  int port;         /* explicit or the scheme's default */
+  yhc_str target;   /* path + query; "/" when empty; starts with '?' for "http://h?q" */
+  yhc_str fragment;
+} yhc_url;
+/* Returns 0, or -1 with err (YHC_ERR_URL, message and offset). */
+YHCDEF int yhc_url_parse(const char *url, size_t len, yhc_url *out, yhc_error *err);
+
+/* ==== Public API: Golem session, services, clusters ============================== */
+
+/* A session rents providers through a yagna daemon and routes requests: a request whose URL
+   host names a registered service ("http://calc/add/1/2") goes to that service's cluster of
+   provider instances over the yagna VPN; any other URL is a plain HTTP(S) request. */
+
+typedef struct yhc_session yhc_session;
+typedef struct yhc_cluster yhc_cluster;
+typedef struct yhc_ctx yhc_ctx;
+
+typedef enum yhc_event_kind {
+  YHC_EV_SESSION_READY = 1,   /* identity, allocation and VPN are set up */
+  YHC_EV_DEMAND_PUBLISHED,
+  YHC_EV_OFFER_RECEIVED,
+  YHC_EV_OFFER_REJECTED,      /* by us: price, resources, platform, or an avoided provider */
+  YHC_EV_PROPOSAL_REJECTED,   /* by the provider */
+  YHC_EV_AGREEMENT_SIGNED,
+  YHC_EV_ACTIVITY_STARTED,
+  YHC_EV_SERVICE_READY,
+  YHC_EV_REQUEST_FORWARDED,
+  YHC_EV_REQUEST_RETRIED,
+  YHC_EV_DEBIT_NOTE_ACCEPTED,
+  YHC_EV_DEBIT_NOTE_REJECTED,
+  YHC_EV_INVOICE_ACCEPTED,
+  YHC_EV_INVOICE_REJECTED,
+  YHC_EV_SERVICE_FAILED,
+  YHC_EV_SERVICE_STOPPED,
+  YHC_EV_CLUSTER_FAILED,
+  YHC_EV_SESSION_CLOSED,
+  YHC_EV_ERROR
+} yhc_event_kind;
+
+/* Everything an event points to is valid during the callback only. Fields that do not apply
+   are NULL (or 0). `message` is always a complete human-readable line. */
+typedef struct yhc_event {
+  yhc_event_kind kind;
+  const char *service;        /* the service URL, e.g. "http://calc" */
+  const char *provider_id;
+  const char *provider_name;
+  const char *agreement_id;
+  const char *activity_id;
+  const char *amount;         /* GLM as a decimal string (payments) */
+  double price_hour;          /* expected GLM per hour (agreements) */
+  yhc_err err;
+  const char *message;
+} yhc_event;
+
+typedef void (*yhc_event_fn)(const yhc_event *ev, void *user);
+
+typedef struct yhc_session_desc {
+  const char *yagna_url;        /* [$YAGNA_API_URL or http://127.0.0.1:7465] */
+  const char *app_key;          /* [$YAGNA_APPKEY]; required */
+  const char *subnet;           /* [$YAGNA_SUBNET or "public"] */
+  const char *payment_driver;   /* [$YAGNA_PAYMENT_DRIVER or "erc20"] */
+  const char *payment_network;  /* [$YAGNA_PAYMENT_NETWORK or "holesky"]; "polygon" = mainnet */
+  double budget;                /* GLM the allocation holds [1.0] */
+  double max_price_cpu_hour;    /* GLM per CPU-hour an offer may ask [0.5] */
+  double max_price_env_hour;    /* GLM per hour of duration [0.5] */
+  double max_price_start;       /* GLM start price [0.5] */
+  int agreement_lifetime_s;     /* demand expiration and agreement validTo [3600] */
+  const char *image_repo;       /* image registry [https://registry.golem.network] */
+  int request_timeout_ms;       /* default deadline of a service request [60000]; <0 none */
+  size_t max_queue;             /* queued requests per cluster before refusing [10000] */
+  int max_retries;              /* times a request moves to another provider [3] */
+  int retry_idempotent_only;    /* 1 = a request already sent is retried only if idempotent */
+  int instance_concurrency;     /* requests in flight per instance (tunnel connections) [8] */
+  int offer_window_ms;          /* collect offers this long before choosing the cheapest [1500] */
+  int close_timeout_ms;         /* graceful close: wait for work and invoices [20000] */
+  int drain_timeout_ms;         /* scale-down: wait for an instance's requests [10000] */
+  int tunnel_dead_ms;           /* a silent tunnel counts as dead after [15000] */
+  int state_poll_ms;            /* activity state checks per instance [3000] */
+  yhc_event_fn on_event;
+  void *event_user;
+  int log_events;               /* 1 = also print every event on stderr */
+  yhc_loop *loop;               /* [a loop of the session's own] */
+  yhc_http_desc http;           /* for plain requests */
+  yhc_log_fn log;               /* library log (when the session makes its own loop) */
+  void *log_user;
+  yhc_log_level log_level;
+} yhc_session_desc;
+
+/* Validates the config (a clear YHC_ERR_CONFIG otherwise) and starts talking to the daemon
+   from the loop: identity, allocation, VPN. Returns NULL with err filled on failure. */
+YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err);
+
+typedef enum yhc_on_stop {
+  YHC_ON_STOP_RESTART = 0, /* replace a failed instance on another provider (default) */
+  YHC_ON_STOP_RAISE,       /* the cluster fails: its requests end with an error */
+  YHC_ON_STOP_IGNORE       /* do not replace: the cluster shrinks */
+} yhc_on_stop;
+
+/* Startup: called for each new instance once its VM has started; queue the commands that
+   start the HTTP server with yhc_ctx_run(). `listen_on` is where the server must listen,
+   e.g. "0.0.0.0:80". */
+typedef void (*yhc_startup_fn)(yhc_ctx *ctx, const char *listen_on, void *user);
+
+typedef struct yhc_service_desc {
+  const char *url;              /* "http://calc": requests to this host go to the service */
+  const char *image_hash;       /* sha3 of the VM image, resolved at the image repository */
+  const char *image_url;        /* optional: the image's download URL (no repository lookup) */
+  yhc_startup_fn startup;
+  void *startup_user;
+  int initial_size;             /* [1]; 0 is allowed (requests wait until a size is set) */
+  int port;                     /* where the server listens in the VM [80] */
+  double min_mem_gib;           /* [0.5] */
+  double min_storage_gib;       /* [2.0] */
+  int min_threads;              /* [1] */
+  const char *extra_properties; /* JSON object merged into the demand's properties */
+  const char *extra_constraints;/* e.g. "(golem.inf.cpu.threads>=4)", ANDed in */
+  yhc_on_stop on_stop;
+} yhc_service_desc;
+
+/* Registers a service. A duplicate URL or bad description is YHC_ERR_CONFIG. */
+YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc, yhc_error *err);
+
+/* Queues a command for the instance being started: argv[0] is the entry point, NULL ends the
+   list. Output is captured and shown in errors. Returns 0, or -1 when out of memory. */
+YHCDEF int yhc_ctx_run(yhc_ctx *ctx, const char *const *argv);
+/* The same with a raw ExeScript command object, e.g. {"run":{...}}. */
+YHCDEF int yhc_ctx_command(yhc_ctx *ctx, const char *command_json);
+
+/* Requests: the callback runs exactly once, from the loop. Service requests wait in their
+   cluster's queue until an instance is ready (or their deadline passes). */
+YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_response_fn cb,
+                                    void *user);
+YHCDEF int yhc_session_cancel(yhc_session *s, uint64_t id);
+/* Blocking convenience, as yhc_http_fetch. */
+YHCDEF yhc_response *yhc_session_fetch(yhc_session *s, const yhc_request *req);
+
+/* Cluster size: a number, a function re-evaluated on every scheduling decision and at least
+   once a second, or the built-in auto-balancer. Returns 0, or -1 for an unknown URL. */
+typedef int (*yhc_size_fn)(const yhc_cluster *c, void *user);
+YHCDEF int yhc_session_set_size(yhc_session *s, const char *url, int size);
+YHCDEF int yhc_session_set_size_fn(yhc_session *s, const char *url, yhc_size_fn fn, void *user);
+
+typedef struct yhc_autoscale_desc {
+  int min_size;           /* [0] */
+  int max_size;           /* [4] */
+  double queue_per_instance; /* grow when queued per instance exceeds this [4] */
+  int idle_ms;            /* shrink by one after this long with nothing queued and little in flight [30000] */
+  int cooldown_ms;        /* between two changes [5000] */
+} yhc_autoscale_desc;
+YHCDEF int yhc_session_autoscale(yhc_session *s, const char *url, const yhc_autoscale_desc *d);
+
+typedef struct yhc_cluster_stats {
+  const char *url;
+  int size_target;
+  int starting;            /* negotiating, deploying, starting */
+  int ready;
+  int stopping;
+  int instances_failed;    /* total so far */
+  size_t queued;
+  size_t in_flight;
+  uint64_t completed;      /* requests answered with a response */
+  uint64_t failed;         /* requests answered with an error */
+  uint64_t retried;        /* times a request moved to another instance */
+  double p50_ms, p99_ms;   /* over the last 1024 responses */
+  double spent;            /* GLM accepted for this cluster's agreements */
+  int failed_cluster;      /* on_stop = raise fired */
+} yhc_cluster_stats;
+
+/* Read access for size functions and monitoring. */
+YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out);
+YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats *out);
+YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clusters */
+
+/* Graceful close: no new requests; queued ones fail with YHC_ERR_SHUTDOWN, in-flight ones
+   finish (bounded by close_timeout_ms); instances stop, agreements are terminated, invoices
+   accepted, the VPN removed, the allocation released. Non-blocking: watch
+   yhc_session_closed(), or call yhc_session_close_wait(). Calling it twice is harmless. */
+YHCDEF void yhc_session_close(yhc_session *s);
+YHCDEF int yhc_session_closed(yhc_session *s);
+YHCDEF int yhc_session_close_wait(yhc_session *s);
+/* Frees everything at once (after close, or to abandon): every unanswered request ends with
+   YHC_ERR_SHUTDOWN first. Does not talk to the daemon. */
+YHCDEF void yhc_session_destroy(yhc_session *s);
+YHCDEF yhc_loop *yhc_session_loop(yhc_session *s);
+/* Turns the session's loop until *done (or, with done NULL, until the session has closed). */
+YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 
 #ifdef __cplusplus
 }
@@ -269,8 +685,10 @@ YHCDEF int yhc_jw_finish(yhc_jw *w);
 
 #ifdef __cplusplus
 #  define YHC__CAST(T, v) static_cast<T>(v)
+#  define YHC__PUN(T, v) reinterpret_cast<T>(v)
 #else
 #  define YHC__CAST(T, v) ((T)(v))
+#  define YHC__PUN(T, v) ((T)(v))
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -432,6 +850,8235 @@ static YHC__UNUSED yhc_str yhc__str_c(const char *s) {
   r.ptr = s;
   r.len = s ? strlen(s) : 0;
   return r;
+}
+
+/* ==== JSON parse, query, write =================================================== */
+/* Owns: the JSON document (parser, tree, queries, number conversion) and the JSON writer.
+   Uses only the base layer (allocator hooks, yhc_buf, yhc_error).
+
+   Why the design is as it is (yyjson's, cut down):
+   - A document is two heap blocks: the doc header with a NUL-padded copy of the input behind
+     it, and one array of 16-byte nodes in document order. Strings are unescaped in place in
+     that copy (unescaped text is never longer than its escaped form) and NUL-terminated where
+     the closing quote was, so most strings cost no copy and freeing a document is one call.
+   - The padding after the copy lets the hot loops run without bounds checks: the NUL after
+     the last byte stops every scanner (it is never valid where a scanner is looking), and
+     reading a word past the end stays inside the block.
+   - Containers record their node count (span), so the next sibling is one add away, a value
+     can be skipped or copied as a slice of the array, and an array of scalars is indexed
+     directly. Object members are a key node followed by the value node; a flag on the value
+     says "the node before me is my key", and another marks the last child, so iteration
+     needs only the node pointer.
+   - Numbers are validated during the parse and keep their source text; the getters convert
+     (int64 exactly, double correctly rounded). Converting later costs the reader of one
+     field almost nothing and keeps the parse of number-heavy input fast. The double path
+     never hands strtod() a decimal point, so the C locale setting cannot change a result. */
+
+#define YHC__JSON_TMASK 7u
+#define YHC__JSON_MEMBER 8u  /* an object member's value: the node before it is the key */
+#define YHC__JSON_LAST 16u   /* the last child of its container (and the root) */
+#define YHC__JSON_FLAG 32u   /* BOOL: true; NUMBER: integer syntax (no '.', no exponent) */
+#define YHC__JSON_SHIFT 8    /* tag >> SHIFT: string bytes, number text bytes, child count */
+#define YHC__JSON_PAD 16     /* NUL bytes after the input copy; >= the 8-byte word scan */
+
+struct yhc_json {
+  uint64_t tag; /* type | flags | length << YHC__JSON_SHIFT */
+  union {
+    const char *s; /* STRING: the unescaped bytes; NUMBER: the source text */
+    size_t span;   /* ARRAY/OBJECT: nodes in the subtree, itself included */
+  } u;
+};
+
+struct yhc_json_doc {
+  yhc_json *nodes; /* nodes[0] is the root */
+  size_t count;
+  /* the NUL-padded input copy follows in the same block */
+};
+
+/* 1 for the four bytes RFC 8259 calls whitespace */
+static const unsigned char yhc__json_ws[256] = {
+    0,0,0,0,0,0,0,0,0,1,1,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+
+/* 1 for bytes a string keeps as they are: printable ASCII other than '"' and '\\'. Shared by
+   the parser (what to skip) and the writer (what needs no escape). */
+static const unsigned char yhc__json_plain[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    1,1,0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+
+#define YHC__JSON_ONES UINT64_C(0x0101010101010101)
+#define YHC__JSON_HIGH UINT64_C(0x8080808080808080)
+#define YHC__JSON_TYPE(v) ((unsigned)((v)->tag & YHC__JSON_TMASK))
+#define YHC__JSON_LEN(v) ((size_t)((v)->tag >> YHC__JSON_SHIFT))
+
+/* Nonzero when any of the 8 bytes in w is '"', '\\', below 0x20 or at least 0x80: the bytes
+   that end a plain run inside a string. Each test is the exact "has a zero byte" idiom, so
+   the answer for the word as a whole is exact in either byte order. */
+static uint64_t yhc__json_special8(uint64_t w) {
+  uint64_t q = w ^ (YHC__JSON_ONES * 0x22u), b = w ^ (YHC__JSON_ONES * 0x5Cu);
+  return (((q - YHC__JSON_ONES) & ~q) | ((b - YHC__JSON_ONES) & ~b) |
+          ((w - YHC__JSON_ONES * 0x20u) & ~w) | w) &
+         YHC__JSON_HIGH;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7: no overlongs, no
+   surrogates, nothing above U+10FFFF), or 0. Reads a byte only after the one before it
+   proved to be a continuation byte, so it never reads past a terminator. */
+static size_t yhc__json_utf8(const unsigned char *p, size_t avail) {
+  unsigned c = p[0];
+  if (c < 0x80) return 1;
+  if (c < 0xC2) return 0;
+  if (c < 0xE0) return (avail >= 2 && (p[1] & 0xC0) == 0x80) ? 2 : 0;
+  if (c < 0xF0) {
+    if (avail < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && p[1] < 0xA0) return 0;
+    if (c == 0xED && p[1] > 0x9F) return 0;
+    return 3;
+  }
+  if (c < 0xF5) {
+    if (avail < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
+      return 0;
+    if (c == 0xF0 && p[1] < 0x90) return 0;
+    if (c == 0xF4 && p[1] > 0x8F) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+/* ---- parser */
+
+typedef struct yhc__json_parser {
+  unsigned char *start; /* the input copy; start[len..len+PAD) are NUL */
+  unsigned char *end;
+  yhc_json *nodes;
+  size_t cap;
+  yhc_error *err;
+} yhc__json_parser;
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static void yhc__json_fail(yhc__json_parser *ps, yhc_err code, const unsigned char *at,
+                           const char *fmt, ...) {
+  char what[160];
+  size_t off = (size_t)(at - ps->start);
+  va_list ap;
+  if (!ps->err) return;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  yhc__error_set(ps->err, code, off, "%s at offset %zu", what, off);
+}
+
+/* Names the byte a parser stopped at, for messages: 'x', or 0xNN when not printable. */
+static const char *yhc__json_byte_name(char buf[8], const yhc__json_parser *ps,
+                                       const unsigned char *p) {
+  if (p >= ps->end) return "end of input";
+  if (*p >= 0x21 && *p < 0x7F)
+    snprintf(buf, 8, "'%c'", *p);
+  else
+    snprintf(buf, 8, "0x%02X", *p);
+  return buf;
+}
+
+static void yhc__json_unexpected(yhc__json_parser *ps, const unsigned char *p, const char *want) {
+  char b[8];
+  if (p >= ps->end)
+    yhc__json_fail(ps, YHC_ERR_JSON, p, "unexpected end of input, expected %s", want);
+  else
+    yhc__json_fail(ps, YHC_ERR_JSON, p, "unexpected %s, expected %s",
+                   yhc__json_byte_name(b, ps, p), want);
+}
+
+static int yhc__json_hex4(const unsigned char *p) {
+  int v = 0, i, d;
+  for (i = 0; i < 4; i++) { /* stops at the first non-hex byte, so never passes the NUL pad */
+    unsigned c = p[i];
+    if (c - '0' < 10u)
+      d = (int)(c - '0');
+    else if ((c | 0x20u) - 'a' < 6u)
+      d = (int)((c | 0x20u) - 'a' + 10);
+    else
+      return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+/* Parses one escape at p (which points at the backslash) and writes its UTF-8 bytes to *w.
+   Returns the input position after it, or NULL with the error set. */
+static unsigned char *yhc__json_escape(yhc__json_parser *ps, unsigned char *p, unsigned char **w) {
+  unsigned char *o = *w;
+  int u, lo;
+  char b[8];
+  switch (p[1]) {
+    case '"': *o++ = '"'; break;
+    case '\\': *o++ = '\\'; break;
+    case '/': *o++ = '/'; break;
+    case 'b': *o++ = '\b'; break;
+    case 'f': *o++ = '\f'; break;
+    case 'n': *o++ = '\n'; break;
+    case 'r': *o++ = '\r'; break;
+    case 't': *o++ = '\t'; break;
+    case 'u':
+      u = yhc__json_hex4(p + 2);
+      if (u < 0) {
+        yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid \\u escape (needs 4 hex digits)");
+        return NULL;
+      }
+      if (u >= 0xD800 && u <= 0xDFFF) {
+        lo = (u <= 0xDBFF && p[6] == '\\' && p[7] == 'u') ? yhc__json_hex4(p + 8) : -1;
+        if (lo < 0xDC00 || lo > 0xDFFF) {
+          yhc__json_fail(ps, YHC_ERR_JSON, p, "lone surrogate \\u%04X", (unsigned)u);
+          return NULL;
+        }
+        u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+        p += 6;
+      }
+      if (u < 0x80) {
+        *o++ = (unsigned char)u;
+      } else if (u < 0x800) {
+        *o++ = (unsigned char)(0xC0 | (u >> 6));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+      } else if (u < 0x10000) {
+        *o++ = (unsigned char)(0xE0 | (u >> 12));
+        *o++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+      } else {
+        *o++ = (unsigned char)(0xF0 | (u >> 18));
+        *o++ = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
+        *o++ = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+        *o++ = (unsigned char)(0x80 | (u & 0x3F));
+      }
+      *w = o;
+      return p + 6;
+    default:
+      if (p + 1 >= ps->end)
+        yhc__json_fail(ps, YHC_ERR_JSON, p, "unterminated string");
+      else if (p[1] >= 0x21 && p[1] < 0x7F)
+        yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid escape \\%c", p[1]);
+      else
+        yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid escape \\ followed by %s",
+                       yhc__json_byte_name(b, ps, p + 1));
+      return NULL;
+  }
+  *w = o;
+  return p + 2;
+}
+
+static void yhc__json_bad_string_byte(yhc__json_parser *ps, const unsigned char *p,
+                                      const unsigned char *open) {
+  if (p >= ps->end)
+    yhc__json_fail(ps, YHC_ERR_JSON, open, "unterminated string");
+  else if (*p >= 0x80)
+    yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid UTF-8 in string");
+  else
+    yhc__json_fail(ps, YHC_ERR_JSON, p, "unescaped control character 0x%02X in string", *p);
+}
+
+/* Parses the string whose opening quote is at p[-1] into node (unescaping in place) and
+   returns the position after the closing quote, or NULL with the error set. */
+static unsigned char *yhc__json_string(yhc__json_parser *ps, unsigned char *p, yhc_json *node) {
+  unsigned char *s = p, *w;
+  uint64_t word;
+  size_t k;
+  for (;;) {
+    memcpy(&word, p, 8); /* in bounds: a special byte (at worst the NUL pad) stops us first */
+    if (!yhc__json_special8(word)) {
+      p += 8;
+      continue;
+    }
+    while (yhc__json_plain[*p]) p++;
+    if (*p == '"') break;
+    /* multibyte runs (CJK text, say): the common 3-byte form inline, the rest in the function */
+    while (*p >= 0x80) {
+      if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
+        k = 3;
+      else if (!(k = yhc__json_utf8(p, 4)))
+        break;
+      p += k;
+    }
+    if (yhc__json_plain[*p] || *p == '"') continue;
+    if (*p == '\\') goto unescape;
+    yhc__json_bad_string_byte(ps, p, s - 1);
+    return NULL;
+  }
+  node->tag = YHC_JSON_STRING | ((uint64_t)(p - s) << YHC__JSON_SHIFT);
+  node->u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
+  *p = 0;
+  return p + 1;
+
+unescape: /* from here on the output lags the input: w <= p */
+  w = p;
+  for (;;) {
+    if (yhc__json_plain[*p]) {
+      *w++ = *p++;
+    } else if (*p == '\\') {
+      p = yhc__json_escape(ps, p, &w);
+      if (!p) return NULL;
+    } else if (*p == '"') {
+      break;
+    } else if (*p >= 0x80 && (k = yhc__json_utf8(p, 4)) != 0) {
+      while (k--) *w++ = *p++; /* forward copy is safe: w trails p */
+    } else {
+      yhc__json_bad_string_byte(ps, p, s - 1);
+      return NULL;
+    }
+  }
+  node->tag = YHC_JSON_STRING | ((uint64_t)(w - s) << YHC__JSON_SHIFT);
+  node->u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
+  *w = 0;
+  return p + 1;
+}
+
+static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
+  size_t cap = ps->cap + ps->cap / 2 + 64;
+  yhc_json *nn;
+  if (cap < need) cap = need;
+  if (cap > SIZE_MAX / sizeof(yhc_json)) return -1;
+  nn = YHC__CAST(yhc_json *, YHC_REALLOC(ps->nodes, cap * sizeof(yhc_json)));
+  if (!nn) return -1;
+  ps->nodes = nn;
+  ps->cap = cap;
+  return 0;
+}
+
+/* Pretty-printed input indents with runs of spaces; those go 8 at a time. */
+#define YHC__JSON_SKIP_WS(p)                                     \
+  while (yhc__json_ws[*(p)]) {                                   \
+    uint64_t ws8_;                                               \
+    (p)++;                                                       \
+    memcpy(&ws8_, (p), 8);                                       \
+    while (ws8_ == YHC__JSON_ONES * 0x20u) {                     \
+      (p) += 8;                                                  \
+      memcpy(&ws8_, (p), 8);                                     \
+    }                                                            \
+  }
+#define YHC__JSON_DIGIT(c) ((unsigned)(c) - '0' < 10u)
+
+/* One pass, no recursion: an open container keeps its parent's index in u.span and the
+   count of the container being filled lives in a register, saved in the parent's tag while
+   a child container is open. So nesting costs no stack beyond the node array itself. */
+static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
+  unsigned char *p = ps->start, *s;
+  yhc_json *nodes = ps->nodes;
+  size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent;
+  uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
+  int depth = 0;
+  unsigned char c;
+
+value:
+  YHC__JSON_SKIP_WS(p);
+  if (YHC__UNLIKELY(n + 2 > cap)) { /* 2: a key and its value */
+    if (yhc__json_grow(ps, n + 2)) goto nomem;
+    nodes = ps->nodes;
+    cap = ps->cap;
+  }
+  idx = n;
+  c = *p;
+  switch (c) {
+    case '"':
+      p = yhc__json_string(ps, p + 1, &nodes[idx]);
+      if (!p) return 0;
+      nodes[idx].tag |= vflag;
+      n++;
+      goto scalar_done;
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+      s = p;
+      if (*p == '-') p++;
+      if (*p == '0') {
+        p++;
+        if (YHC__JSON_DIGIT(*p)) {
+          yhc__json_fail(ps, YHC_ERR_JSON, s, "number with a leading zero");
+          return 0;
+        }
+      } else if (YHC__JSON_DIGIT(*p)) {
+        do p++;
+        while (YHC__JSON_DIGIT(*p));
+      } else {
+        yhc__json_fail(ps, YHC_ERR_JSON, s, "invalid number: no digit after '-'");
+        return 0;
+      }
+      flag = YHC__JSON_FLAG;
+      if (*p == '.') {
+        p++;
+        if (!YHC__JSON_DIGIT(*p)) {
+          yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit after '.'");
+          return 0;
+        }
+        do p++;
+        while (YHC__JSON_DIGIT(*p));
+        flag = 0;
+      }
+      if ((*p | 0x20) == 'e') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!YHC__JSON_DIGIT(*p)) {
+          yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit in exponent");
+          return 0;
+        }
+        do p++;
+        while (YHC__JSON_DIGIT(*p));
+        flag = 0;
+      }
+      nodes[idx].tag = YHC_JSON_NUMBER | flag | vflag | ((uint64_t)(p - s) << YHC__JSON_SHIFT);
+      nodes[idx].u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
+      n++;
+      goto scalar_done;
+    case '{':
+    case '[':
+      if (depth >= max_depth) {
+        yhc__json_fail(ps, YHC_ERR_LIMIT, p, "nesting deeper than %d", max_depth);
+        return 0;
+      }
+      nodes[idx].tag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
+      nodes[idx].u.span = cidx;
+      if (depth) nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
+      cidx = idx;
+      ccount = 0;
+      depth++;
+      n++;
+      p++;
+      vflag = c == '{' ? YHC__JSON_MEMBER : 0;
+      YHC__JSON_SKIP_WS(p);
+      if (*p == c + 2) goto close; /* '{'+2 == '}', '['+2 == ']' */
+      ccount = 1;
+      if (vflag) goto key;
+      goto value;
+    case 't':
+      if (memcmp(p, "true", 4)) goto bad_literal; /* the pad makes 4 bytes readable */
+      nodes[idx].tag = YHC_JSON_BOOL | YHC__JSON_FLAG | vflag;
+      p += 4;
+      n++;
+      goto scalar_done;
+    case 'f':
+      if (memcmp(p, "false", 5)) goto bad_literal;
+      nodes[idx].tag = YHC_JSON_BOOL | vflag;
+      p += 5;
+      n++;
+      goto scalar_done;
+    case 'n':
+      if (memcmp(p, "null", 4)) goto bad_literal;
+      nodes[idx].tag = YHC_JSON_NULL | vflag;
+      p += 4;
+      n++;
+      goto scalar_done;
+    default:
+      yhc__json_unexpected(ps, p, "a value");
+      return 0;
+  }
+
+bad_literal:
+  yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid literal (true, false or null expected)");
+  return 0;
+
+key:
+  YHC__JSON_SKIP_WS(p);
+  if (*p != '"') {
+    yhc__json_unexpected(ps, p, "a string key");
+    return 0;
+  }
+  p = yhc__json_string(ps, p + 1, &nodes[n]); /* room for key + value was reserved */
+  if (!p) return 0;
+  n++;
+  YHC__JSON_SKIP_WS(p);
+  if (*p != ':') {
+    yhc__json_unexpected(ps, p, "':' after object key");
+    return 0;
+  }
+  p++;
+  goto value;
+
+scalar_done:
+  prev = idx;
+next:
+  if (!depth) goto done;
+  YHC__JSON_SKIP_WS(p);
+  if (*p == ',') {
+    p++;
+    ccount++;
+    if (vflag) goto key;
+    goto value;
+  }
+  if (*p == (vflag ? '}' : ']')) goto close;
+  yhc__json_unexpected(ps, p, vflag ? "',' or '}'" : "',' or ']'");
+  return 0;
+
+close:
+  parent = nodes[cidx].u.span;
+  if (ccount) nodes[prev].tag |= YHC__JSON_LAST;
+  nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
+  nodes[cidx].u.span = n - cidx;
+  prev = cidx;
+  p++;
+  if (--depth) {
+    cidx = parent;
+    ccount = (size_t)(nodes[cidx].tag >> YHC__JSON_SHIFT);
+    vflag = YHC__JSON_TYPE(&nodes[cidx]) == YHC_JSON_OBJECT ? YHC__JSON_MEMBER : 0;
+  }
+  goto next;
+
+done:
+  YHC__JSON_SKIP_WS(p);
+  if (p != ps->end) {
+    char b[8];
+    yhc__json_fail(ps, YHC_ERR_JSON, p, "unexpected %s after the top-level value",
+                   yhc__json_byte_name(b, ps, p));
+    return 0;
+  }
+  nodes[0].tag |= YHC__JSON_LAST;
+  return n;
+
+nomem:
+  yhc__json_fail(ps, YHC_ERR_NOMEM, p, "out of memory for %zu JSON values", n + 2);
+  return 0;
+}
+
+YHCDEF yhc_json_doc *yhc_json_parse(const char *text, size_t len, const yhc_json_opts *opts,
+                                    yhc_error *err) {
+  yhc__json_parser ps;
+  yhc_json_doc *doc;
+  size_t max_bytes = opts && opts->max_bytes ? opts->max_bytes : SIZE_MAX;
+  int max_depth = opts && opts->max_depth > 0 ? opts->max_depth : 512;
+  yhc__error_clear(err);
+  if (!text && len) {
+    yhc__error_set(err, YHC_ERR_INVALID, 0, "NULL text with length %zu", len);
+    return NULL;
+  }
+  if (len > max_bytes) {
+    yhc__error_set(err, YHC_ERR_LIMIT, 0, "input of %zu bytes exceeds max_bytes %zu", len,
+                   max_bytes);
+    return NULL;
+  }
+  if (len > SIZE_MAX - sizeof(yhc_json_doc) - YHC__JSON_PAD) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "input of %zu bytes is too large", len);
+    return NULL;
+  }
+  doc = YHC__CAST(yhc_json_doc *, YHC_MALLOC(sizeof(yhc_json_doc) + len + YHC__JSON_PAD));
+  if (!doc) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory copying %zu bytes of JSON", len);
+    return NULL;
+  }
+  ps.start = YHC__CAST(unsigned char *, YHC__CAST(void *, doc + 1));
+  ps.end = ps.start + len;
+  if (len) memcpy(ps.start, text, len);
+  memset(ps.end, 0, YHC__JSON_PAD);
+  ps.err = err;
+  /* A guess from typical documents (one value per 8-16 bytes) that avoids most regrowth
+     without reserving the worst case (one value per 2 bytes). */
+  ps.cap = len / 12 + 16;
+  ps.nodes = YHC__CAST(yhc_json *, YHC_MALLOC(ps.cap * sizeof(yhc_json)));
+  if (!ps.nodes) {
+    YHC_FREE(doc);
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory for JSON values");
+    return NULL;
+  }
+  doc->count = yhc__json_run(&ps, max_depth);
+  if (!doc->count) {
+    YHC_FREE(ps.nodes);
+    YHC_FREE(doc);
+    return NULL;
+  }
+  doc->nodes = ps.nodes;
+  return doc;
+}
+
+YHCDEF void yhc_json_free(yhc_json_doc *doc) {
+  if (!doc) return;
+  YHC_FREE(doc->nodes);
+  YHC_FREE(doc);
+}
+
+YHCDEF const yhc_json *yhc_json_root(const yhc_json_doc *doc) { return doc ? doc->nodes : NULL; }
+
+/* ---- queries */
+
+static size_t yhc__json_span(const yhc_json *v) {
+  unsigned t = YHC__JSON_TYPE(v);
+  return (t == YHC_JSON_ARRAY || t == YHC_JSON_OBJECT) ? v->u.span : 1;
+}
+
+YHCDEF yhc_json_type yhc_json_typeof(const yhc_json *v) {
+  return v ? YHC__CAST(yhc_json_type, YHC__JSON_TYPE(v)) : YHC_JSON_NONE;
+}
+
+YHCDEF size_t yhc_json_len(const yhc_json *v) {
+  unsigned t = v ? YHC__JSON_TYPE(v) : 0u;
+  return (t == YHC_JSON_ARRAY || t == YHC_JSON_OBJECT || t == YHC_JSON_STRING) ? YHC__JSON_LEN(v)
+                                                                               : 0;
+}
+
+YHCDEF const yhc_json *yhc_json_first(const yhc_json *c) {
+  if (!c || !YHC__JSON_LEN(c)) return NULL;
+  if (YHC__JSON_TYPE(c) == YHC_JSON_ARRAY) return c + 1;
+  if (YHC__JSON_TYPE(c) == YHC_JSON_OBJECT) return c + 2;
+  return NULL;
+}
+
+YHCDEF const yhc_json *yhc_json_next(const yhc_json *v) {
+  if (!v || (v->tag & YHC__JSON_LAST)) return NULL;
+  return v + yhc__json_span(v) + ((v->tag & YHC__JSON_MEMBER) ? 1 : 0);
+}
+
+YHCDEF yhc_str yhc_json_key(const yhc_json *m) {
+  yhc_str r;
+  r.ptr = NULL;
+  r.len = 0;
+  if (m && (m->tag & YHC__JSON_MEMBER)) {
+    r.ptr = m[-1].u.s;
+    r.len = YHC__JSON_LEN(&m[-1]);
+  }
+  return r;
+}
+
+YHCDEF const yhc_json *yhc_json_at(const yhc_json *c, size_t index) {
+  const yhc_json *v;
+  if (!c || index >= yhc_json_len(c) || YHC__JSON_TYPE(c) == YHC_JSON_STRING) return NULL;
+  if (YHC__JSON_TYPE(c) == YHC_JSON_ARRAY && c->u.span == YHC__JSON_LEN(c) + 1)
+    return c + 1 + index; /* only scalars inside: every element is one node */
+  for (v = yhc_json_first(c); index; index--) v = yhc_json_next(v);
+  return v;
+}
+
+YHCDEF const yhc_json *yhc_json_getn(const yhc_json *obj, const char *key, size_t key_len) {
+  const yhc_json *v;
+  if (!obj || YHC__JSON_TYPE(obj) != YHC_JSON_OBJECT || (!key && key_len)) return NULL;
+  for (v = yhc_json_first(obj); v; v = yhc_json_next(v)) {
+    if (YHC__JSON_LEN(&v[-1]) == key_len && (key_len == 0 || !memcmp(v[-1].u.s, key, key_len)))
+      return v;
+  }
+  return NULL;
+}
+
+YHCDEF const yhc_json *yhc_json_get(const yhc_json *obj, const char *key) {
+  return key ? yhc_json_getn(obj, key, strlen(key)) : NULL;
+}
+
+YHCDEF yhc_str yhc_json_str(const yhc_json *v, yhc_str def) {
+  if (v && YHC__JSON_TYPE(v) == YHC_JSON_STRING) {
+    def.ptr = v->u.s;
+    def.len = YHC__JSON_LEN(v);
+  }
+  return def;
+}
+
+YHCDEF const char *yhc_json_cstr(const yhc_json *v, const char *def) {
+  return (v && YHC__JSON_TYPE(v) == YHC_JSON_STRING) ? v->u.s : def;
+}
+
+YHCDEF int yhc_json_bool(const yhc_json *v, int def) {
+  if (!v || YHC__JSON_TYPE(v) != YHC_JSON_BOOL) return def;
+  return (v->tag & YHC__JSON_FLAG) ? 1 : 0;
+}
+
+YHCDEF yhc_str yhc_json_raw_number(const yhc_json *v) {
+  yhc_str r;
+  r.ptr = NULL;
+  r.len = 0;
+  if (v && YHC__JSON_TYPE(v) == YHC_JSON_NUMBER) {
+    r.ptr = v->u.s;
+    r.len = YHC__JSON_LEN(v);
+  }
+  return r;
+}
+
+/* ---- number conversion (over number text already validated by the parser) */
+
+/* A number as sign * digits * 10^exp10 with leading and trailing zeros removed from the
+   digits (the trailing ones moved into exp10). Only the first 19 significant digits are kept
+   in `mant`; exp10 then scales those, and `exp_raw` scales all digits up to the last one,
+   trailing zeros included, for the slow path that copies them all. */
+typedef struct yhc__json_dec {
+  int neg;
+  uint64_t mant;      /* the first min(ndig, 19) significant digits */
+  size_t ndig;        /* significant digits, first nonzero to last nonzero */
+  long long exp10;    /* value = mant * 10^exp10 when ndig <= 19 */
+  long long exp_raw;  /* value = (digits from the first nonzero to the end) * 10^exp_raw */
+} yhc__json_dec;
+
+/* Exponents are saturated here: far beyond any double, yet no arithmetic can overflow. */
+#define YHC__JSON_EXP_SAT 1000000000000LL
+
+static void yhc__json_decompose(const char *s, size_t len, yhc__json_dec *d) {
+  const char *e = s + len;
+  size_t zeros = 0, nfrac = 0;
+  long long ex = 0;
+  int in_frac = 0, eneg = 0;
+  d->neg = 0;
+  d->mant = 0;
+  d->ndig = 0;
+  if (s < e && *s == '-') {
+    d->neg = 1;
+    s++;
+  }
+  for (; s < e; s++) {
+    unsigned c = (unsigned char)*s;
+    if (c == '.') {
+      in_frac = 1;
+      continue;
+    }
+    if (c - '0' >= 10u) break;
+    nfrac += (size_t)in_frac;
+    if (c == '0') {
+      if (d->ndig) zeros++; /* leading zeros are not significant */
+      continue;
+    }
+    for (; zeros; zeros--) { /* zeros followed by a nonzero digit are significant */
+      if (d->ndig < 19) d->mant *= 10;
+      d->ndig++;
+    }
+    if (d->ndig < 19) d->mant = d->mant * 10 + (c - '0');
+    d->ndig++;
+  }
+  if (s < e) { /* the exponent */
+    s++;
+    if (*s == '-' || *s == '+') eneg = *s++ == '-';
+    for (; s < e; s++)
+      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*s - '0');
+    if (eneg) ex = -ex;
+  }
+  d->exp_raw = ex - (long long)nfrac;
+  d->exp10 = d->exp_raw + (long long)zeros + (d->ndig > 19 ? (long long)(d->ndig - 19) : 0);
+}
+
+YHCDEF int yhc_json_int_ok(const yhc_json *v, int64_t *out) {
+  yhc__json_dec d;
+  uint64_t m, lim;
+  long long e;
+  if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return 0;
+  if ((v->tag & YHC__JSON_FLAG) && YHC__JSON_LEN(v) <= 18) { /* fits without overflow */
+    const char *s = v->u.s, *end = s + YHC__JSON_LEN(v);
+    int neg = *s == '-';
+    int64_t x = 0;
+    for (s += neg; s < end; s++) x = x * 10 + (*s - '0');
+    if (out) *out = neg ? -x : x;
+    return 1;
+  }
+  yhc__json_decompose(v->u.s, YHC__JSON_LEN(v), &d);
+  if (!d.ndig) {
+    if (out) *out = 0;
+    return 1;
+  }
+  if (d.ndig > 19 || d.exp10 < 0 || d.exp10 > 18) return 0;
+  m = d.mant;
+  for (e = d.exp10; e; e--) {
+    if (m > UINT64_MAX / 10) return 0;
+    m *= 10;
+  }
+  lim = d.neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+  if (m > lim) return 0;
+  if (out) *out = d.neg ? (m == lim ? INT64_MIN : -(int64_t)m) : (int64_t)m;
+  return 1;
+}
+
+YHCDEF int64_t yhc_json_int(const yhc_json *v, int64_t def) {
+  int64_t x;
+  return yhc_json_int_ok(v, &x) ? x : def;
+}
+
+static const double yhc__json_pow10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                           1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                           1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Correctly rounded text -> double. Fast path (Clinger): a significand below 2^53 times or
+   over an exact power of ten is one correctly rounded IEEE operation. Anything else goes to
+   strtod() as "<digits>e<exp>": no decimal point, so the locale cannot matter. 780 kept
+   digits plus a nonzero sticky digit decide the rounding the same way all digits would
+   (a halfway point between two doubles has fewer than 770 significant digits). */
+static double yhc__json_text_to_double(const char *s, size_t len) {
+  yhc__json_dec d;
+  char buf[800];
+  size_t k = 0, i;
+  long long e;
+  int sticky = 0;
+  double r;
+  yhc__json_decompose(s, len, &d);
+  if (!d.ndig) return d.neg ? -0.0 : 0.0;
+  if (d.ndig <= 19 && d.mant <= (UINT64_C(1) << 53) && d.exp10 >= -22 && d.exp10 <= 22) {
+    r = (double)d.mant;
+    r = d.exp10 < 0 ? r / yhc__json_pow10[-d.exp10] : r * yhc__json_pow10[d.exp10];
+    return d.neg ? -r : r;
+  }
+  if (d.neg) buf[k++] = '-';
+  e = d.exp_raw;
+  for (i = 0; i < len; i++) { /* digits from the first nonzero one to the end */
+    unsigned c = (unsigned char)s[i];
+    if (c == 'e' || c == 'E') break;
+    if (c - '0' >= 10u || (c == '0' && k == (size_t)d.neg)) continue;
+    if (k < 781 + (size_t)d.neg) {
+      buf[k++] = (char)c;
+    } else {
+      sticky |= c != '0';
+      e++;
+    }
+  }
+  if (sticky) {
+    buf[k++] = '1';
+    e--;
+  }
+  if (e > 99999) e = 99999; /* 781 digits times 10^99999 is infinite either way */
+  if (e < -99999) e = -99999;
+  buf[k++] = 'e';
+  snprintf(buf + k, sizeof buf - k, "%lld", e);
+  return strtod(buf, NULL);
+}
+
+YHCDEF double yhc_json_num(const yhc_json *v, double def) {
+  if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return def;
+  return yhc__json_text_to_double(v->u.s, YHC__JSON_LEN(v));
+}
+
+/* ---- writer */
+
+static void yhc__jw_fail(yhc_jw *w, yhc_err code) {
+  if (!w->err) w->err = (int)code;
+}
+
+static void yhc__jw_put(yhc_jw *w, const char *s, size_t n) {
+  if (!w->err && yhc_buf_append(w->out, s, n)) yhc__jw_fail(w, YHC_ERR_NOMEM);
+}
+
+/* Writes the separator a new value needs and checks that a value may go here at all.
+   Returns 0 when the caller should write the value. */
+static int yhc__jw_pre_value(yhc_jw *w) {
+  int d = w->depth;
+  if (w->err) return -1;
+  if (w->in_object[d]) {
+    if (!w->after_key) { /* an object wants a key first */
+      yhc__jw_fail(w, YHC_ERR_INVALID);
+      return -1;
+    }
+    w->after_key = 0;
+    return 0;
+  }
+  if (w->need_comma[d]) {
+    if (!d) { /* a second top-level value */
+      yhc__jw_fail(w, YHC_ERR_INVALID);
+      return -1;
+    }
+    yhc__jw_put(w, ",", 1);
+  }
+  w->need_comma[d] = 1;
+  return w->err ? -1 : 0;
+}
+
+/* Escapes s into the output: runs of bytes that need nothing are appended in one go. */
+static void yhc__jw_string(yhc_jw *w, const char *str, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = YHC__CAST(const unsigned char *, YHC__CAST(const void *, str));
+  size_t i = 0, run, k;
+  char esc[6];
+  if (w->err) return;
+  if (yhc_buf_reserve(w->out, len + 2)) {
+    yhc__jw_fail(w, YHC_ERR_NOMEM);
+    return;
+  }
+  yhc__jw_put(w, "\"", 1);
+  while (i < len) {
+    run = i;
+    for (;;) {
+      while (i < len && yhc__json_plain[s[i]]) i++;
+      if (i < len && s[i] >= 0x80) {
+        k = yhc__json_utf8(s + i, len - i);
+        if (!k) {
+          yhc__jw_fail(w, YHC_ERR_JSON);
+          return;
+        }
+        i += k;
+        continue;
+      }
+      break;
+    }
+    if (i > run) yhc__jw_put(w, str + run, i - run);
+    if (i == len) break;
+    esc[0] = '\\';
+    switch (s[i]) {
+      case '"': esc[1] = '"'; k = 2; break;
+      case '\\': esc[1] = '\\'; k = 2; break;
+      case '\b': esc[1] = 'b'; k = 2; break;
+      case '\f': esc[1] = 'f'; k = 2; break;
+      case '\n': esc[1] = 'n'; k = 2; break;
+      case '\r': esc[1] = 'r'; k = 2; break;
+      case '\t': esc[1] = 't'; k = 2; break;
+      default:
+        esc[1] = 'u';
+        esc[2] = '0';
+        esc[3] = '0';
+        esc[4] = hex[s[i] >> 4];
+        esc[5] = hex[s[i] & 15];
+        k = 6;
+    }
+    yhc__jw_put(w, esc, k);
+    i++;
+  }
+  yhc__jw_put(w, "\"", 1);
+}
+
+YHCDEF void yhc_jw_init(yhc_jw *w, yhc_buf *out) {
+  memset(w, 0, sizeof *w);
+  w->out = out;
+  if (!out) w->err = YHC_ERR_INVALID;
+}
+
+static void yhc__jw_open(yhc_jw *w, int object) {
+  if (yhc__jw_pre_value(w)) return;
+  if (w->depth >= YHC_JW_MAX_DEPTH) {
+    yhc__jw_fail(w, YHC_ERR_LIMIT);
+    return;
+  }
+  yhc__jw_put(w, object ? "{" : "[", 1);
+  w->depth++;
+  w->need_comma[w->depth] = 0;
+  w->in_object[w->depth] = (unsigned char)object;
+}
+
+static void yhc__jw_close(yhc_jw *w, int object) {
+  if (w->err) return;
+  if (!w->depth || w->in_object[w->depth] != object || w->after_key) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  yhc__jw_put(w, object ? "}" : "]", 1);
+  w->depth--;
+}
+
+YHCDEF void yhc_jw_obj_begin(yhc_jw *w) { yhc__jw_open(w, 1); }
+YHCDEF void yhc_jw_obj_end(yhc_jw *w) { yhc__jw_close(w, 1); }
+YHCDEF void yhc_jw_arr_begin(yhc_jw *w) { yhc__jw_open(w, 0); }
+YHCDEF void yhc_jw_arr_end(yhc_jw *w) { yhc__jw_close(w, 0); }
+
+YHCDEF void yhc_jw_keyn(yhc_jw *w, const char *key, size_t len) {
+  if (w->err) return;
+  if (!w->in_object[w->depth] || w->after_key || (!key && len)) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  if (w->need_comma[w->depth]) yhc__jw_put(w, ",", 1);
+  w->need_comma[w->depth] = 1;
+  yhc__jw_string(w, key ? key : "", len);
+  yhc__jw_put(w, ":", 1);
+  w->after_key = 1;
+}
+
+YHCDEF void yhc_jw_key(yhc_jw *w, const char *key) {
+  if (!key) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  yhc_jw_keyn(w, key, strlen(key));
+}
+
+YHCDEF void yhc_jw_strn(yhc_jw *w, const char *s, size_t len) {
+  if (!s && len) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  if (yhc__jw_pre_value(w)) return;
+  yhc__jw_string(w, s ? s : "", len);
+}
+
+YHCDEF void yhc_jw_str(yhc_jw *w, const char *s) {
+  if (!s) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  yhc_jw_strn(w, s, strlen(s));
+}
+
+YHCDEF void yhc_jw_int(yhc_jw *w, int64_t v) {
+  char buf[24], *p = buf + sizeof buf;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v; /* INT64_MIN safe */
+  if (yhc__jw_pre_value(w)) return;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  yhc__jw_put(w, p, (size_t)(buf + sizeof buf - p));
+}
+
+/* printf's %g writes the locale's decimal point; JSON wants '.'. Every other byte %g can
+   produce here is a digit, a sign or 'e', so whatever else appears is the point. */
+static size_t yhc__jw_fmt_double(char *out, size_t cap, int prec, double v) {
+  char tmp[64];
+  size_t i, k = 0;
+  int n = snprintf(tmp, sizeof tmp, "%.*g", prec, v), point = 0;
+  if (n < 0 || (size_t)n >= sizeof tmp) return 0;
+  for (i = 0; i < (size_t)n && k + 1 < cap; i++) {
+    char c = tmp[i];
+    if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e') {
+      out[k++] = c;
+      point = 0;
+    } else if (!point) { /* a multibyte point becomes one '.' */
+      out[k++] = '.';
+      point = 1;
+    }
+  }
+  out[k] = 0;
+  return k;
+}
+
+YHCDEF void yhc_jw_num(yhc_jw *w, double v) {
+  char buf[64];
+  size_t n = 0;
+  int prec;
+  if (w->err) return;
+  if (!(v - v == 0)) { /* NaN and the infinities: JSON has no such numbers */
+    yhc__jw_fail(w, YHC_ERR_JSON);
+    return;
+  }
+  if (yhc__jw_pre_value(w)) return;
+  for (prec = 15; prec <= 17; prec++) {
+    n = yhc__jw_fmt_double(buf, sizeof buf, prec, v);
+    if (prec == 17 || yhc__json_text_to_double(buf, n) == v) break;
+  }
+  yhc__jw_put(w, buf, n);
+}
+
+YHCDEF void yhc_jw_bool(yhc_jw *w, int v) {
+  if (yhc__jw_pre_value(w)) return;
+  if (v)
+    yhc__jw_put(w, "true", 4);
+  else
+    yhc__jw_put(w, "false", 5);
+}
+
+YHCDEF void yhc_jw_null(yhc_jw *w) {
+  if (yhc__jw_pre_value(w)) return;
+  yhc__jw_put(w, "null", 4);
+}
+
+YHCDEF void yhc_jw_raw(yhc_jw *w, const char *json, size_t len) {
+  if (!json && len) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  if (yhc__jw_pre_value(w)) return;
+  yhc__jw_put(w, json ? json : "", len);
+}
+
+static void yhc__jw_scalar(yhc_jw *w, const yhc_json *v) {
+  switch (YHC__JSON_TYPE(v)) {
+    case YHC_JSON_STRING: yhc__jw_string(w, v->u.s, YHC__JSON_LEN(v)); break;
+    case YHC_JSON_NUMBER: yhc__jw_put(w, v->u.s, YHC__JSON_LEN(v)); break; /* exact text */
+    case YHC_JSON_BOOL:
+      if (v->tag & YHC__JSON_FLAG)
+        yhc__jw_put(w, "true", 4);
+      else
+        yhc__jw_put(w, "false", 5);
+      break;
+    default: yhc__jw_put(w, "null", 4); break;
+  }
+}
+
+/* Walks the subtree in node order. The open containers are kept on a stack of their own
+   (growing on the heap past 64), so a parsed document of any depth copies without recursion
+   and without counting against YHC_JW_MAX_DEPTH. */
+YHCDEF void yhc_jw_value(yhc_jw *w, const yhc_json *v) {
+  const yhc_json *local[64], **stk = local, **grown;
+  size_t sp = 0, cap = 64;
+  unsigned t;
+  if (!v) {
+    yhc__jw_fail(w, YHC_ERR_INVALID);
+    return;
+  }
+  if (yhc__jw_pre_value(w)) return;
+  for (;;) {
+    if (sp && (v->tag & YHC__JSON_MEMBER)) {
+      yhc__jw_string(w, v[-1].u.s, YHC__JSON_LEN(&v[-1]));
+      yhc__jw_put(w, ":", 1);
+    }
+    t = YHC__JSON_TYPE(v);
+    if (t == YHC_JSON_ARRAY || t == YHC_JSON_OBJECT) {
+      yhc__jw_put(w, t == YHC_JSON_OBJECT ? "{" : "[", 1);
+      if (YHC__JSON_LEN(v)) {
+        if (sp == cap) {
+          if (cap > SIZE_MAX / 2 / sizeof *stk) {
+            yhc__jw_fail(w, YHC_ERR_NOMEM);
+            break;
+          }
+          grown = YHC__CAST(const yhc_json **,
+                            stk == local ? YHC_MALLOC(2 * cap * sizeof *stk)
+                                         : YHC_REALLOC(YHC__CAST(void *, stk), 2 * cap * sizeof *stk));
+          if (!grown) {
+            yhc__jw_fail(w, YHC_ERR_NOMEM);
+            break;
+          }
+          if (stk == local) memcpy(YHC__CAST(void *, grown), local, sizeof local);
+          stk = grown;
+          cap *= 2;
+        }
+        stk[sp++] = v;
+        v = yhc_json_first(v);
+        continue;
+      }
+      yhc__jw_put(w, t == YHC_JSON_OBJECT ? "}" : "]", 1);
+    } else {
+      yhc__jw_scalar(w, v);
+    }
+    /* v is complete: close every container it was the last child of */
+    while (sp && (v->tag & YHC__JSON_LAST)) {
+      v = stk[--sp];
+      yhc__jw_put(w, YHC__JSON_TYPE(v) == YHC_JSON_OBJECT ? "}" : "]", 1);
+    }
+    if (!sp || w->err) break;
+    yhc__jw_put(w, ",", 1);
+    v = yhc_json_next(v);
+  }
+  if (stk != local) YHC_FREE(YHC__CAST(void *, stk));
+}
+
+YHCDEF int yhc_jw_finish(yhc_jw *w) {
+  if (w->err) return w->err;
+  if (w->depth || !w->need_comma[0]) return YHC_ERR_INVALID; /* unclosed, or nothing written */
+  return 0;
+}
+/* ==== Sockets, watchers and timers =============================================== */
+/* Owns: the loop object's registries (fd watchers, a timer heap, the clock, logging),
+   non-blocking TCP sockets, and the byte-stream interface that HTTP runs over. Knows nothing
+   of HTTP. poll() itself is called only by the poll() loop layer further down, so a user
+   who brings their own event loop drives exactly the same code.
+
+   Why a stream interface: the same HTTP connection code talks to a plain TCP socket, a TLS
+   session, or a yagna VPN tunnel (a WebSocket carrying raw TCP bytes). Streams are pull-based
+   (the owner reads into its own buffer when told the stream is readable) so the plain TCP
+   path copies bytes exactly once, from the kernel into the parser's buffer. */
+
+/* -- timers: an intrusive binary min-heap; objects embed their timer, so starting and
+   stopping never allocates and stopping is O(log n). */
+typedef void (*yhc__timer_fn)(void *ctx);
+typedef struct yhc__timer {
+  uint64_t due;
+  uint64_t seq;  /* FIFO among equal due times */
+  yhc__timer_fn fn;
+  void *ctx;
+  size_t slot;   /* index in the heap + 1; 0 = not armed */
+} yhc__timer;
+
+/* -- fd watchers */
+typedef void (*yhc__io_fn)(void *ctx, int revents);
+typedef struct yhc__watch {
+  int fd;
+  short events;
+  yhc__io_fn fn;
+  void *ctx;
+  uint64_t born; /* dispatch round it was added in: stale revents for a reused fd skip it */
+} yhc__watch;
+
+typedef struct yhc__pubtimer {
+  yhc__timer t;
+  uint64_t id;
+  yhc_timer_fn fn;
+  void *user;
+  yhc_loop *loop;
+  struct yhc__pubtimer *prev, *next;
+} yhc__pubtimer;
+
+struct yhc_loop {
+  yhc_clock_fn clock;
+  void *clock_user;
+  yhc_log_fn log;
+  void *log_user;
+  yhc_log_level log_level;
+  /* watchers: indexed by fd for O(1) dispatch of poll() results */
+  yhc__watch **by_fd;
+  int by_fd_cap;
+  int nwatch;
+  uint64_t round;
+  /* timers */
+  yhc__timer **heap;
+  size_t nheap, capheap;
+  uint64_t timer_seq;
+  yhc__pubtimer *pubtimers;
+  uint64_t next_pub_id;
+  /* scratch for tier 1 */
+  struct pollfd *pfd;
+  int pfd_cap;
+};
+
+static uint64_t yhc__monotonic_ms(void *user) {
+  struct timespec ts;
+  (void)user;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+YHCDEF uint64_t yhc_loop_now(yhc_loop *loop) { return loop->clock(loop->clock_user); }
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4), unused))
+#endif
+static void yhc__log(yhc_loop *loop, yhc_log_level level, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  if (!loop || !loop->log || level > loop->log_level) return;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  loop->log(loop->log_user, level, msg);
+}
+
+YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
+  yhc_loop *loop = YHC__NEW(yhc_loop);
+  if (!loop) return NULL;
+  loop->clock = yhc__monotonic_ms;
+  loop->log_level = YHC_LOG_WARN;
+  if (desc) {
+    if (desc->clock) {
+      loop->clock = desc->clock;
+      loop->clock_user = desc->clock_user;
+    }
+    loop->log = desc->log;
+    loop->log_user = desc->log_user;
+    if (desc->log_level) loop->log_level = desc->log_level;
+  }
+  loop->next_pub_id = 1;
+  return loop;
+}
+
+/* ---- timer heap */
+
+static int yhc__timer_less(const yhc__timer *a, const yhc__timer *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void yhc__heap_place(yhc_loop *loop, size_t i, yhc__timer *t) {
+  loop->heap[i] = t;
+  t->slot = i + 1;
+}
+
+static void yhc__heap_up(yhc_loop *loop, size_t i) {
+  yhc__timer *t = loop->heap[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!yhc__timer_less(t, loop->heap[parent])) break;
+    yhc__heap_place(loop, i, loop->heap[parent]);
+    i = parent;
+  }
+  yhc__heap_place(loop, i, t);
+}
+
+static void yhc__heap_down(yhc_loop *loop, size_t i) {
+  yhc__timer *t = loop->heap[i];
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    yhc__timer *best = t;
+    if (l < loop->nheap && yhc__timer_less(loop->heap[l], best)) { m = l; best = loop->heap[l]; }
+    if (r < loop->nheap && yhc__timer_less(loop->heap[r], best)) { m = r; best = loop->heap[r]; }
+    if (m == i) break;
+    yhc__heap_place(loop, i, best);
+    i = m;
+  }
+  yhc__heap_place(loop, i, t);
+}
+
+static void yhc__timer_stop(yhc_loop *loop, yhc__timer *t) {
+  size_t i;
+  if (!t->slot) return;
+  i = t->slot - 1;
+  t->slot = 0;
+  loop->nheap--;
+  if (i == loop->nheap) return;
+  yhc__heap_place(loop, i, loop->heap[loop->nheap]);
+  yhc__heap_up(loop, i);
+  yhc__heap_down(loop, loop->heap[i]->slot - 1);
+}
+
+/* Arms (or re-arms) `t` to fire `delay_ms` from now. Returns -1 only when out of memory. */
+static int yhc__timer_start(yhc_loop *loop, yhc__timer *t, uint64_t delay_ms, yhc__timer_fn fn,
+                            void *ctx) {
+  yhc__timer_stop(loop, t);
+  if (loop->nheap == loop->capheap) {
+    size_t cap = loop->capheap ? loop->capheap * 2 : 64;
+    yhc__timer **h = YHC__CAST(yhc__timer **, YHC_REALLOC(loop->heap, cap * sizeof *h));
+    if (!h) return -1;
+    loop->heap = h;
+    loop->capheap = cap;
+  }
+  t->due = yhc_loop_now(loop) + delay_ms;
+  t->seq = ++loop->timer_seq;
+  t->fn = fn;
+  t->ctx = ctx;
+  yhc__heap_place(loop, loop->nheap++, t);
+  yhc__heap_up(loop, loop->nheap - 1);
+  return 0;
+}
+
+static int yhc__timer_armed(const yhc__timer *t) { return t->slot != 0; }
+
+/* Milliseconds until the earliest timer, or -1 when none is armed. */
+static int yhc__timers_wait(yhc_loop *loop) {
+  uint64_t now, due;
+  if (!loop->nheap) return -1;
+  now = yhc_loop_now(loop);
+  due = loop->heap[0]->due;
+  if (due <= now) return 0;
+  return due - now > INT_MAX ? INT_MAX : (int)(due - now);
+}
+
+/* Runs timers that are due. A timer armed while running with delay 0 waits for the next
+   round, so a callback that re-arms itself cannot starve I/O. */
+static int yhc__timers_run(yhc_loop *loop) {
+  uint64_t now = yhc_loop_now(loop);
+  uint64_t last_seq = loop->timer_seq;
+  int ran = 0;
+  while (loop->nheap && loop->heap[0]->due <= now && loop->heap[0]->seq <= last_seq) {
+    yhc__timer *t = loop->heap[0];
+    yhc__timer_stop(loop, t);
+    t->fn(t->ctx);
+    ran++;
+  }
+  return ran;
+}
+
+static void yhc__pubtimer_fire(void *ctx) {
+  yhc__pubtimer *pt = YHC__CAST(yhc__pubtimer *, ctx);
+  yhc_loop *loop = pt->loop;
+  yhc_timer_fn fn = pt->fn;
+  void *user = pt->user;
+  if (pt->prev) pt->prev->next = pt->next; else loop->pubtimers = pt->next;
+  if (pt->next) pt->next->prev = pt->prev;
+  YHC_FREE(pt);
+  fn(user);
+}
+
+YHCDEF uint64_t yhc_timer_add(yhc_loop *loop, uint64_t delay_ms, yhc_timer_fn fn, void *user) {
+  yhc__pubtimer *pt = YHC__NEW(yhc__pubtimer);
+  if (!pt) return 0;
+  pt->id = loop->next_pub_id++;
+  pt->fn = fn;
+  pt->user = user;
+  pt->loop = loop;
+  if (yhc__timer_start(loop, &pt->t, delay_ms, yhc__pubtimer_fire, pt)) {
+    YHC_FREE(pt);
+    return 0;
+  }
+  pt->next = loop->pubtimers;
+  if (pt->next) pt->next->prev = pt;
+  loop->pubtimers = pt;
+  return pt->id;
+}
+
+YHCDEF int yhc_timer_cancel(yhc_loop *loop, uint64_t id) {
+  yhc__pubtimer *pt;
+  for (pt = loop->pubtimers; pt; pt = pt->next) {
+    if (pt->id != id) continue;
+    yhc__timer_stop(loop, &pt->t);
+    if (pt->prev) pt->prev->next = pt->next; else loop->pubtimers = pt->next;
+    if (pt->next) pt->next->prev = pt->prev;
+    YHC_FREE(pt);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- fd watchers */
+
+static int yhc__watch_add(yhc_loop *loop, yhc__watch *w, int fd, yhc__io_fn fn, void *ctx) {
+  if (fd < 0) return -1;
+  if (fd >= loop->by_fd_cap) {
+    int cap = loop->by_fd_cap ? loop->by_fd_cap : 64;
+    yhc__watch **m;
+    while (cap <= fd) cap *= 2;
+    m = YHC__CAST(yhc__watch **, YHC_REALLOC(loop->by_fd, (size_t)cap * sizeof *m));
+    if (!m) return -1;
+    memset(m + loop->by_fd_cap, 0, (size_t)(cap - loop->by_fd_cap) * sizeof *m);
+    loop->by_fd = m;
+    loop->by_fd_cap = cap;
+  }
+  YHC_ASSERT(!loop->by_fd[fd]);
+  w->fd = fd;
+  w->events = 0;
+  w->fn = fn;
+  w->ctx = ctx;
+  w->born = loop->round;
+  loop->by_fd[fd] = w;
+  loop->nwatch++;
+  return 0;
+}
+
+static void yhc__watch_del(yhc_loop *loop, yhc__watch *w) {
+  if (w->fd >= 0 && w->fd < loop->by_fd_cap && loop->by_fd[w->fd] == w) {
+    loop->by_fd[w->fd] = NULL;
+    loop->nwatch--;
+  }
+  w->fd = -1;
+}
+
+static void yhc__watch_set(yhc__watch *w, int rd, int wr) {
+  w->events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+}
+
+/* ---- byte streams */
+
+enum {
+  YHC__EV_READ = 1,     /* bytes (or EOF) can be read */
+  YHC__EV_WRITE = 2,    /* write() will accept bytes */
+  YHC__EV_CONNECT = 4,  /* the stream is open end to end */
+  YHC__EV_ERROR = 8     /* the stream failed; its err says why */
+};
+enum { YHC__AGAIN = -1, YHC__FAIL = -2 };
+
+typedef struct yhc__stream yhc__stream;
+typedef struct yhc__stream_vt {
+  /* >0 bytes, 0 EOF, YHC__AGAIN, or YHC__FAIL (s->err set) */
+  long (*read)(yhc__stream *s, void *buf, size_t cap);
+  long (*write)(yhc__stream *s, const void *buf, size_t len);
+  void (*want)(yhc__stream *s, int rd, int wr);
+  void (*close)(yhc__stream *s); /* frees the stream; no events after this */
+  /* 0 when an idle stream is known dead (the peer closed it, or sent bytes out of turn):
+     checked before reusing a kept-alive connection, since the loop may not have turned
+     since the peer's FIN arrived. NULL = assume alive. */
+  int (*alive)(yhc__stream *s);
+} yhc__stream_vt;
+
+struct yhc__stream {
+  const yhc__stream_vt *vt;
+  void (*on_event)(void *owner, int ev);
+  void *owner;
+  yhc_error err;
+};
+
+static void yhc__stream_emit(yhc__stream *s, int ev) {
+  if (s->on_event) s->on_event(s->owner, ev);
+}
+
+/* -- TCP */
+typedef struct yhc__tcp {
+  yhc__stream base;
+  yhc_loop *loop;
+  yhc__watch w;
+  struct addrinfo *ai, *next_ai;
+  int connected;
+  char host[256];
+  int port;
+} yhc__tcp;
+
+static void yhc__tcp_close_fd(yhc__tcp *t) {
+  if (t->w.fd >= 0) {
+    int fd = t->w.fd;
+    yhc__watch_del(t->loop, &t->w);
+    close(fd);
+  }
+}
+
+static int yhc__set_nonblock(int fd) {
+  int fl = fcntl(fd, F_GETFL, 0);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
+  return fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+static void yhc__tcp_io(void *ctx, int revents);
+
+/* Starts a non-blocking connect to the next address. Returns 0 when one is under way. */
+static int yhc__tcp_try_next(yhc__tcp *t) {
+  int last_errno = ECONNREFUSED;
+  while (t->next_ai) {
+    struct addrinfo *a = t->next_ai;
+    int fd, one = 1;
+    t->next_ai = a->ai_next;
+    fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) { last_errno = errno; continue; }
+    if (yhc__set_nonblock(fd) < 0) { last_errno = errno; close(fd); continue; }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
+      last_errno = errno;
+      close(fd);
+      continue;
+    }
+    if (yhc__watch_add(t->loop, &t->w, fd, yhc__tcp_io, t) < 0) {
+      close(fd);
+      yhc__error_set(&t->base.err, YHC_ERR_NOMEM, 0, "out of memory registering a socket");
+      return -1;
+    }
+    yhc__watch_set(&t->w, 0, 1);
+    return 0;
+  }
+  yhc__error_set(&t->base.err, YHC_ERR_CONNECT, 0, "cannot connect to %s port %d: %s", t->host,
+                 t->port, strerror(last_errno));
+  return -1;
+}
+
+static void yhc__tcp_io(void *ctx, int revents) {
+  yhc__tcp *t = YHC__CAST(yhc__tcp *, ctx);
+  if (!t->connected) {
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    if (getsockopt(t->w.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+    if (soerr == 0 && (revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT) {
+      t->connected = 1;
+      freeaddrinfo(t->ai);
+      t->ai = t->next_ai = NULL;
+      yhc__watch_set(&t->w, 0, 0);
+      yhc__stream_emit(&t->base, YHC__EV_CONNECT);
+      return;
+    }
+    if (soerr == 0 && !(revents & (POLLERR | POLLHUP))) return;
+    yhc__tcp_close_fd(t);
+    if (yhc__tcp_try_next(t) < 0) yhc__stream_emit(&t->base, YHC__EV_ERROR);
+    return;
+  }
+  {
+    int ev = 0;
+    if (revents & (POLLIN | POLLHUP | POLLERR)) ev |= YHC__EV_READ;
+    if (revents & (POLLOUT | POLLERR)) ev |= YHC__EV_WRITE;
+    if (ev) yhc__stream_emit(&t->base, ev);
+  }
+}
+
+static long yhc__tcp_read(yhc__stream *s, void *buf, size_t cap) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  for (;;) {
+    ssize_t n = recv(t->w.fd, buf, cap, 0);
+    if (n >= 0) return (long)n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return YHC__AGAIN;
+    yhc__error_set(&s->err, errno == ECONNRESET ? YHC_ERR_CLOSED : YHC_ERR_IO, 0,
+                   "receiving from %s port %d: %s", t->host, t->port, strerror(errno));
+    return YHC__FAIL;
+  }
+}
+
+static long yhc__tcp_write(yhc__stream *s, const void *buf, size_t len) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+#ifdef MSG_NOSIGNAL
+  int flags = MSG_NOSIGNAL;
+#else
+  int flags = 0;
+#endif
+  for (;;) {
+    ssize_t n = send(t->w.fd, buf, len, flags);
+    if (n >= 0) return (long)n;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return YHC__AGAIN;
+    yhc__error_set(&s->err, (errno == EPIPE || errno == ECONNRESET) ? YHC_ERR_CLOSED : YHC_ERR_IO,
+                   0, "sending to %s port %d: %s", t->host, t->port, strerror(errno));
+    return YHC__FAIL;
+  }
+}
+
+static void yhc__tcp_want(yhc__stream *s, int rd, int wr) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  if (t->connected) yhc__watch_set(&t->w, rd, wr);
+}
+
+static void yhc__tcp_close(yhc__stream *s) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  yhc__tcp_close_fd(t);
+  if (t->ai) freeaddrinfo(t->ai);
+  YHC_FREE(t);
+}
+
+static int yhc__tcp_alive(yhc__stream *s) {
+  yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  char b;
+  ssize_t n;
+  if (t->w.fd < 0 || !t->connected) return 0;
+  n = recv(t->w.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+}
+
+static const yhc__stream_vt yhc__tcp_vt = {yhc__tcp_read, yhc__tcp_write, yhc__tcp_want,
+                                           yhc__tcp_close, yhc__tcp_alive};
+
+/* Resolves host (blocking getaddrinfo; numeric addresses skip the resolver) and starts a
+   non-blocking connect. The stream emits CONNECT or ERROR later; NULL return = failed now
+   (err says why: DNS, CONNECT or NOMEM). */
+static yhc__stream *yhc__tcp_open(yhc_loop *loop, const char *host, int port, yhc_error *err) {
+  struct addrinfo hints;
+  char portstr[16];
+  int rc;
+  yhc__tcp *t = YHC__NEW(yhc__tcp);
+  if (!t) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a connection");
+    return NULL;
+  }
+  t->base.vt = &yhc__tcp_vt;
+  t->loop = loop;
+  t->w.fd = -1;
+  t->port = port;
+  snprintf(t->host, sizeof t->host, "%s", host);
+  snprintf(portstr, sizeof portstr, "%d", port);
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  rc = getaddrinfo(host, portstr, &hints, &t->ai);
+  if (rc != 0) {
+    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    rc = getaddrinfo(host, portstr, &hints, &t->ai);
+  }
+  if (rc != 0 || !t->ai) {
+    yhc__error_set(err, YHC_ERR_DNS, 0, "cannot resolve host %s: %s", host, gai_strerror(rc));
+    YHC_FREE(t);
+    return NULL;
+  }
+  t->next_ai = t->ai;
+  if (yhc__tcp_try_next(t) < 0) {
+    *err = t->base.err;
+    yhc__tcp_close(&t->base);
+    return NULL;
+  }
+  return &t->base;
+}
+
+/* ==== TLS streams (mbedTLS, optional) ============================================ */
+/* Owns: TLS sessions over TCP streams, exposed as the same byte-stream interface, so HTTP and
+   WebSocket code never know whether bytes are encrypted. Compiled in with YHC_MBEDTLS;
+   otherwise opening one is a clear YHC_ERR_NO_TLS error. */
+
+/* Configuration, all of it through yhc_http_desc (and the same for wss:// WebSockets):
+     YHC_MBEDTLS     compile TLS in; link with -lmbedtls -lmbedx509 -lmbedcrypto.
+                     Works with mbedTLS 2.28 (verified) and 3.x (written for it; see below).
+     ca_file         PEM bundle of trusted CAs [/etc/ssl/certs/ca-certificates.crt, then the
+                     directory /etc/ssl/certs].
+     ca_path         directory of PEM CA certificates (loaded in addition to ca_file).
+     tls_insecure    1 = no certificate or host name verification. Logged as a WARN once per
+                     client, because it makes the connection readable by anyone on the path.
+   Verification is on by default: the chain must lead to a trusted CA, be within its validity
+   dates, and name the host (SNI is sent for the same name). TLS 1.2 is the minimum version.
+   connect_timeout_ms covers the TCP connect and the handshake together. */
+
+typedef struct yhc__tls_conf {
+  const char *ca_file;  /* borrowed from the client's desc: must outlive the client */
+  const char *ca_path;
+  int insecure;
+  yhc_loop *log_loop;   /* where the loud "verification off" warning goes */
+} yhc__tls_conf;
+
+typedef struct yhc__tls_ctx yhc__tls_ctx;
+
+#ifndef YHC_MBEDTLS
+
+static yhc__stream *yhc__tls_open(yhc_loop *loop, yhc__tls_ctx **ctx, const yhc__tls_conf *conf,
+                                  const char *host, int port, yhc_error *err) {
+  (void)loop;
+  (void)ctx;
+  (void)conf;
+  yhc__error_set(err, YHC_ERR_NO_TLS, 0,
+                 "cannot reach %s port %d over TLS: yhc was built without TLS (define YHC_MBEDTLS)",
+                 host, port);
+  return NULL;
+}
+
+static void yhc__tls_ctx_free(yhc__tls_ctx *ctx) { (void)ctx; }
+
+#else /* YHC_MBEDTLS */
+
+/* How it works, for the next reader:
+   The stream owns a TCP stream (it is that stream's owner) and runs mbedTLS over it: the BIO
+   callbacks call the inner stream's read/write (recv, and send with MSG_NOSIGNAL, on the
+   non-blocking fd), so the same code runs TLS over anything with the stream interface. The handshake is driven from the inner stream's events; CONNECT is
+   emitted only after it succeeded. mbedTLS may hold decrypted bytes that poll() cannot see,
+   so a read that leaves some behind arms a zero-delay timer that emits READ again.
+
+   EOF: a close_notify alert and a bare TCP FIN both read as EOF (0). A truncation attack on
+   a close-delimited HTTP body is therefore not detected: RFC 9112 lets clients accept such
+   bodies, and servers commonly close without close_notify.
+
+   Write contract (as for every stream, but it matters here): after write() returned AGAIN,
+   call it again with the same bytes first; mbedTLS has already encrypted them.
+
+   mbedTLS 3.x: headers come through mbedtls/build_info.h (pulled in by version.h), struct
+   fields are private and not touched, MBEDTLS_SSL_MINOR_VERSION_* are gone (3.x is TLS 1.2+
+   anyway, so no minimum is set), TLS 1.3 needs psa_crypto_init() (process-wide state, but
+   mbedTLS's own and idempotent; yhc keeps none) and may hand over
+   NewSessionTicket messages from read, which are skipped. mbedTLS 4 (PSA-only RNG) is not
+   supported. */
+#include <mbedtls/version.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
+#  include <psa/crypto.h>
+#endif
+#if MBEDTLS_VERSION_NUMBER >= 0x04000000
+#  error "yhc supports mbedTLS 2.28 and 3.x; mbedTLS 4 is not supported yet"
+#endif
+#if MBEDTLS_VERSION_NUMBER < 0x02100000
+#  error "yhc needs mbedTLS 2.16 or later (2.28 LTS recommended)"
+#endif
+
+#define YHC__TLS_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define YHC__TLS_CA_DIR "/etc/ssl/certs"
+
+struct yhc__tls_ctx {
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_x509_crt ca;
+  mbedtls_ssl_config conf;
+  int insecure;
+};
+
+typedef struct yhc__tls {
+  yhc__stream base;
+  yhc_loop *loop;
+  yhc__stream *tcp;          /* owned; we are its owner */
+  mbedtls_ssl_context ssl;
+  yhc__timer pending;        /* READ for bytes mbedTLS holds that poll() cannot signal */
+  int handshaken, eof, failed;
+  int bio_failed;            /* the inner stream failed: its err is the cause */
+  int want_rd, want_wr;      /* what the owner asked for */
+  int rd_needs_write;        /* mbedTLS read wants the socket writable (alerts, renegotiation) */
+  int wr_needs_read;         /* mbedTLS write wants the socket readable */
+  size_t wpend;              /* length of a write mbedTLS encrypted but could not send yet */
+  char host[256];
+  int port;
+} yhc__tls;
+
+static void yhc__tls_strerror(int ret, char *buf, size_t cap) {
+#ifdef MBEDTLS_ERROR_C
+  char tmp[160];
+  mbedtls_strerror(ret, tmp, sizeof tmp);
+  snprintf(buf, cap, "%s (-0x%04x)", tmp, (unsigned)-ret);
+#else
+  snprintf(buf, cap, "mbedTLS error -0x%04x", (unsigned)-ret);
+#endif
+}
+
+static void yhc__tls_ctx_free(yhc__tls_ctx *ctx) {
+  if (!ctx) return;
+  mbedtls_ssl_config_free(&ctx->conf);
+  mbedtls_x509_crt_free(&ctx->ca);
+  mbedtls_ctr_drbg_free(&ctx->drbg);
+  mbedtls_entropy_free(&ctx->entropy);
+  YHC_FREE(ctx);
+}
+
+/* Loads the CAs the conf names, or the system's. Returns 0 or -1 with err set. */
+static int yhc__tls_load_cas(yhc__tls_ctx *ctx, const yhc__tls_conf *conf, yhc_error *err) {
+#ifdef MBEDTLS_FS_IO
+  char why[200];
+  int rc;
+  if (conf->ca_file && *conf->ca_file) {
+    rc = mbedtls_x509_crt_parse_file(&ctx->ca, conf->ca_file);
+    if (rc < 0) {
+      yhc__tls_strerror(rc, why, sizeof why);
+      yhc__error_set(err, YHC_ERR_TLS, 0, "cannot load CA file %s: %s", conf->ca_file, why);
+      return -1;
+    }
+  }
+  if (conf->ca_path && *conf->ca_path) {
+    rc = mbedtls_x509_crt_parse_path(&ctx->ca, conf->ca_path);
+    if (rc < 0) {
+      yhc__tls_strerror(rc, why, sizeof why);
+      yhc__error_set(err, YHC_ERR_TLS, 0, "cannot load CA directory %s: %s", conf->ca_path, why);
+      return -1;
+    }
+  }
+  if ((conf->ca_file && *conf->ca_file) || (conf->ca_path && *conf->ca_path)) return 0;
+  if (mbedtls_x509_crt_parse_file(&ctx->ca, YHC__TLS_CA_FILE) >= 0) return 0;
+  if (mbedtls_x509_crt_parse_path(&ctx->ca, YHC__TLS_CA_DIR) >= 0) return 0;
+  yhc__error_set(err, YHC_ERR_TLS, 0,
+                 "no trusted CA certificates: neither " YHC__TLS_CA_FILE " nor " YHC__TLS_CA_DIR
+                 "/ could be loaded; set ca_file or ca_path");
+  return -1;
+#else
+  (void)ctx;
+  (void)conf;
+  yhc__error_set(err, YHC_ERR_TLS, 0,
+                 "mbedTLS was built without MBEDTLS_FS_IO: CA certificates cannot be loaded");
+  return -1;
+#endif
+}
+
+/* The shared part: RNG, CA chain, configuration. Created on the first TLS connection. */
+static yhc__tls_ctx *yhc__tls_ctx_new(const yhc__tls_conf *conf, yhc_error *err) {
+  static const char pers[] = "yhc";
+  char why[200];
+  int rc;
+  yhc__tls_ctx *ctx = YHC__NEW(yhc__tls_ctx);
+  if (!ctx) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the TLS context");
+    return NULL;
+  }
+  mbedtls_entropy_init(&ctx->entropy);
+  mbedtls_ctr_drbg_init(&ctx->drbg);
+  mbedtls_x509_crt_init(&ctx->ca);
+  mbedtls_ssl_config_init(&ctx->conf);
+#if MBEDTLS_VERSION_NUMBER >= 0x03000000 && defined(MBEDTLS_PSA_CRYPTO_C)
+  /* TLS 1.3 (and MBEDTLS_USE_PSA_CRYPTO) run on PSA; initialising twice is harmless. */
+  if (psa_crypto_init() != PSA_SUCCESS) {
+    yhc__error_set(err, YHC_ERR_TLS, 0, "TLS setup failed: psa_crypto_init failed");
+    yhc__tls_ctx_free(ctx);
+    return NULL;
+  }
+#endif
+  rc = mbedtls_ctr_drbg_seed(&ctx->drbg, mbedtls_entropy_func, &ctx->entropy,
+                             YHC__PUN(const unsigned char *, pers), sizeof pers - 1);
+  if (rc == 0)
+    rc = mbedtls_ssl_config_defaults(&ctx->conf, MBEDTLS_SSL_IS_CLIENT,
+                                     MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (rc != 0) {
+    yhc__tls_strerror(rc, why, sizeof why);
+    yhc__error_set(err, YHC_ERR_TLS, 0, "TLS setup failed: %s", why);
+    yhc__tls_ctx_free(ctx);
+    return NULL;
+  }
+  mbedtls_ssl_conf_rng(&ctx->conf, mbedtls_ctr_drbg_random, &ctx->drbg);
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+  /* 2.x still offers TLS 1.0 and 1.1 when compiled in (Debian's is); 3.x starts at 1.2. */
+  mbedtls_ssl_conf_min_version(&ctx->conf, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+  ctx->insecure = conf->insecure;
+  if (conf->insecure) {
+    mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_NONE);
+    yhc__log(conf->log_loop, YHC_LOG_WARN,
+             "!!! TLS CERTIFICATE VERIFICATION IS OFF (tls_insecure=1): https:// and wss:// "
+             "connections accept any certificate for any host, so anyone on the network path "
+             "can read and change the traffic. Use this for testing only. !!!");
+  } else {
+    if (yhc__tls_load_cas(ctx, conf, err) < 0) {
+      yhc__tls_ctx_free(ctx);
+      return NULL;
+    }
+    mbedtls_ssl_conf_authmode(&ctx->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+    mbedtls_ssl_conf_ca_chain(&ctx->conf, &ctx->ca, NULL);
+  }
+  return ctx;
+}
+
+/* ---- BIO over the inner stream */
+
+static int yhc__tls_bio_send(void *ctx, const unsigned char *buf, size_t len) {
+  yhc__tls *t = YHC__CAST(yhc__tls *, ctx);
+  long n = t->tcp->vt->write(t->tcp, buf, YHC__MIN(len, (size_t)INT_MAX));
+  if (n == YHC__AGAIN) return MBEDTLS_ERR_SSL_WANT_WRITE;
+  if (n < 0) {
+    t->bio_failed = 1;
+    return MBEDTLS_ERR_NET_SEND_FAILED;
+  }
+  return (int)n;
+}
+
+static int yhc__tls_bio_recv(void *ctx, unsigned char *buf, size_t len) {
+  yhc__tls *t = YHC__CAST(yhc__tls *, ctx);
+  long n = t->tcp->vt->read(t->tcp, buf, YHC__MIN(len, (size_t)INT_MAX));
+  if (n == YHC__AGAIN) return MBEDTLS_ERR_SSL_WANT_READ;
+  if (n < 0) {
+    t->bio_failed = 1;
+    return MBEDTLS_ERR_NET_RECV_FAILED;
+  }
+  return (int)n; /* 0 = EOF: mbedTLS reports it as CONN_EOF */
+}
+
+/* ---- the stream */
+
+static void yhc__tls_update_want(yhc__tls *t) {
+  t->tcp->vt->want(t->tcp, t->want_rd || t->wr_needs_read, t->want_wr || t->rd_needs_write);
+}
+
+static void yhc__tls_pending_fire(void *ctx) {
+  yhc__tls *t = YHC__CAST(yhc__tls *, ctx);
+  if (!t->failed) yhc__stream_emit(&t->base, YHC__EV_READ);
+}
+
+/* Bytes already inside mbedTLS (decrypted, or a buffered record) never wake poll(). */
+static void yhc__tls_check_pending(yhc__tls *t) {
+  if ((mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl)) &&
+      !yhc__timer_armed(&t->pending))
+    yhc__timer_start(t->loop, &t->pending, 0, yhc__tls_pending_fire, t);
+}
+
+/* Why a handshake failed, in words a user can act on. */
+static void yhc__tls_handshake_error(yhc__tls *t, int ret) {
+  char why[200], cause[200];
+  yhc_error *e = &t->base.err;
+  if (t->bio_failed) {
+    yhc_error inner = t->tcp->err;
+    yhc__error_set(e, inner.code ? inner.code : YHC_ERR_IO, 0, "TLS handshake with %s port %d failed: %s",
+                   t->host, t->port, inner.msg);
+    return;
+  }
+  yhc__tls_strerror(ret, why, sizeof why);
+  if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
+    uint32_t flags = mbedtls_ssl_get_verify_result(&t->ssl);
+    char info[256];
+    char kinds[128];
+    size_t i, n;
+    static const struct { uint32_t flag; const char *name; } names[] = {
+        {MBEDTLS_X509_BADCERT_NOT_TRUSTED, "unknown CA or self-signed certificate"},
+        {MBEDTLS_X509_BADCERT_EXPIRED, "expired certificate"},
+        {MBEDTLS_X509_BADCERT_FUTURE, "certificate not yet valid"},
+        {MBEDTLS_X509_BADCERT_CN_MISMATCH, "hostname mismatch"},
+        {MBEDTLS_X509_BADCERT_REVOKED, "revoked certificate"}};
+    info[0] = kinds[0] = 0;
+    if (mbedtls_x509_crt_verify_info(info, sizeof info, "", flags) < 0) info[0] = 0;
+    /* one line per flag: join them */
+    n = strlen(info);
+    while (n && (info[n - 1] == '\n' || info[n - 1] == ' ')) info[--n] = 0;
+    for (i = 0; i < n; i++)
+      if (info[i] == '\n') info[i] = ';';
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+      size_t k = strlen(kinds);
+      if (flags & names[i].flag)
+        snprintf(kinds + k, sizeof kinds - k, "%s%s", k ? ", " : "", names[i].name);
+    }
+    if (!kinds[0]) snprintf(kinds, sizeof kinds, "certificate rejected");
+    yhc__error_set(e, YHC_ERR_TLS, 0,
+                   "TLS handshake with %s port %d failed: certificate verification failed: %s [%s]",
+                   t->host, t->port, info[0] ? info : why, kinds);
+    return;
+  }
+  if (ret == 0 || ret == MBEDTLS_ERR_SSL_CONN_EOF) {
+    snprintf(cause, sizeof cause, "the server closed the connection (not a TLS server, or it "
+                                  "rejected the client hello)");
+#if defined(MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION)
+  } else if (ret == MBEDTLS_ERR_SSL_BAD_HS_PROTOCOL_VERSION) {
+    snprintf(cause, sizeof cause, "protocol version not supported (yhc needs TLS 1.2 or later)");
+#endif
+#if defined(MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION)
+  } else if (ret == MBEDTLS_ERR_SSL_BAD_PROTOCOL_VERSION) {
+    snprintf(cause, sizeof cause, "protocol version not supported (yhc needs TLS 1.2 or later)");
+#endif
+  } else if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE) {
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+    /* 2.x keeps the alert in a public field; 3.x made it private, so only the code is said */
+    int alert = t->ssl.in_msg ? t->ssl.in_msg[1] : -1;
+    if (alert == MBEDTLS_SSL_ALERT_MSG_PROTOCOL_VERSION)
+      snprintf(cause, sizeof cause, "protocol version not supported: the server sent alert "
+                                    "protocol_version (yhc needs TLS 1.2 or later)");
+    else if (alert == MBEDTLS_SSL_ALERT_MSG_HANDSHAKE_FAILURE)
+      snprintf(cause, sizeof cause, "handshake failure: the server sent alert handshake_failure "
+                                    "(no common cipher suite or parameters)");
+    else
+      snprintf(cause, sizeof cause, "handshake failure: the server sent fatal alert %d", alert);
+#else
+    snprintf(cause, sizeof cause, "handshake failure: the server sent a fatal alert");
+#endif
+  } else {
+    snprintf(cause, sizeof cause, "handshake failure");
+  }
+  yhc__error_set(e, YHC_ERR_TLS, 0, "TLS handshake with %s port %d failed: %s: %s", t->host,
+                 t->port, cause, why);
+}
+
+static void yhc__tls_handshake_step(yhc__tls *t) {
+  int ret;
+  for (;;) {
+    ret = mbedtls_ssl_handshake(&t->ssl);
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+    if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue;
+#endif
+    break;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_READ) {
+    t->tcp->vt->want(t->tcp, 1, 0);
+    return;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+    t->tcp->vt->want(t->tcp, 0, 1);
+    return;
+  }
+  if (ret != 0) {
+    yhc__tls_handshake_error(t, ret);
+    t->failed = 1;
+    t->tcp->vt->want(t->tcp, 0, 0);
+    yhc__stream_emit(&t->base, YHC__EV_ERROR);
+    return;
+  }
+  t->handshaken = 1;
+  yhc__log(t->loop, YHC_LOG_DEBUG, "TLS with %s port %d: %s, %s", t->host, t->port,
+           mbedtls_ssl_get_version(&t->ssl), mbedtls_ssl_get_ciphersuite(&t->ssl));
+  yhc__tls_update_want(t);
+  yhc__tls_check_pending(t);
+  yhc__stream_emit(&t->base, YHC__EV_CONNECT); /* last: the owner may close us */
+}
+
+static void yhc__tls_inner_event(void *owner, int ev) {
+  yhc__tls *t = YHC__CAST(yhc__tls *, owner);
+  int out = 0;
+  if (t->failed) return;
+  if (ev & YHC__EV_ERROR) {
+    t->base.err = t->tcp->err;
+    t->failed = 1;
+    yhc__stream_emit(&t->base, YHC__EV_ERROR);
+    return;
+  }
+  if (!t->handshaken) {
+    /* CONNECT starts the handshake; READ/WRITE continue it */
+    yhc__tls_handshake_step(t);
+    return;
+  }
+  if (ev & YHC__EV_READ) out |= YHC__EV_READ | (t->wr_needs_read ? YHC__EV_WRITE : 0);
+  if (ev & YHC__EV_WRITE) out |= YHC__EV_WRITE | (t->rd_needs_write ? YHC__EV_READ : 0);
+  if (out) yhc__stream_emit(&t->base, out);
+}
+
+static long yhc__tls_read(yhc__stream *s, void *buf, size_t cap) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  if (!t->handshaken || t->failed) return t->failed ? YHC__FAIL : YHC__AGAIN;
+  if (t->eof) return 0;
+  for (;;) {
+    int ret = mbedtls_ssl_read(&t->ssl, YHC__CAST(unsigned char *, buf), YHC__MIN(cap, (size_t)INT_MAX));
+    if (ret > 0) {
+      if (t->rd_needs_write) {
+        t->rd_needs_write = 0;
+        yhc__tls_update_want(t);
+      }
+      yhc__tls_check_pending(t);
+      return ret;
+    }
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+      int need_wr = ret == MBEDTLS_ERR_SSL_WANT_WRITE;
+      if (need_wr != t->rd_needs_write) {
+        t->rd_needs_write = need_wr;
+        yhc__tls_update_want(t);
+      }
+      yhc__timer_stop(t->loop, &t->pending);
+      return YHC__AGAIN;
+    }
+#ifdef MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET
+    if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) continue; /* TLS 1.3 */
+#endif
+    if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF) {
+      t->eof = 1;
+      return 0;
+    }
+    t->failed = 1;
+    if (t->bio_failed) {
+      s->err = t->tcp->err;
+    } else {
+      char why[200];
+      yhc__tls_strerror(ret, why, sizeof why);
+      yhc__error_set(&s->err, YHC_ERR_TLS, 0, "TLS error receiving from %s port %d: %s", t->host,
+                     t->port, why);
+    }
+    return YHC__FAIL;
+  }
+}
+
+static long yhc__tls_write(yhc__stream *s, const void *buf, size_t len) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  size_t chunk;
+  int ret;
+  if (t->failed) return YHC__FAIL;
+  if (!t->handshaken) return YHC__AGAIN;
+  if (!len) return 0;
+  /* mbedTLS answers a retried write with the length it encrypted the first time */
+  YHC_ASSERT(!t->wpend || len >= t->wpend);
+  chunk = t->wpend ? YHC__MIN(t->wpend, len) : YHC__MIN(len, (size_t)INT_MAX);
+  ret = mbedtls_ssl_write(&t->ssl, YHC__CAST(const unsigned char *, buf), chunk);
+  if (ret > 0) {
+    t->wpend = 0;
+    if (t->wr_needs_read) {
+      t->wr_needs_read = 0;
+      yhc__tls_update_want(t);
+    }
+    return ret;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+    t->wpend = chunk;
+    return YHC__AGAIN;
+  }
+  if (ret == MBEDTLS_ERR_SSL_WANT_READ) {
+    if (!t->wr_needs_read) {
+      t->wr_needs_read = 1;
+      yhc__tls_update_want(t);
+    }
+    return YHC__AGAIN;
+  }
+  t->failed = 1;
+  if (t->bio_failed) {
+    s->err = t->tcp->err;
+  } else {
+    char why[200];
+    yhc__tls_strerror(ret, why, sizeof why);
+    yhc__error_set(&s->err, YHC_ERR_TLS, 0, "TLS error sending to %s port %d: %s", t->host,
+                   t->port, why);
+  }
+  return YHC__FAIL;
+}
+
+static void yhc__tls_want(yhc__stream *s, int rd, int wr) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  t->want_rd = rd;
+  t->want_wr = wr;
+  if (t->handshaken && !t->failed) yhc__tls_update_want(t);
+}
+
+static void yhc__tls_close(yhc__stream *s) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  yhc__timer_stop(t->loop, &t->pending);
+  /* best effort, never waits: a server that wants close_notify gets it when the socket
+     has room, and a missing one is no harm to an HTTP client */
+  if (t->handshaken && !t->eof && !t->failed && !t->bio_failed) mbedtls_ssl_close_notify(&t->ssl);
+  mbedtls_ssl_free(&t->ssl);
+  t->tcp->vt->close(t->tcp);
+  YHC_FREE(t);
+}
+
+/* Alive when the TCP stream is and mbedTLS holds nothing unread (which would be out of turn). */
+static int yhc__tls_alive(yhc__stream *s) {
+  yhc__tls *t = YHC__PUN(yhc__tls *, s);
+  if (t->eof || t->failed || !t->handshaken || mbedtls_ssl_get_bytes_avail(&t->ssl)) return 0;
+  return !t->tcp->vt->alive || t->tcp->vt->alive(t->tcp);
+}
+
+static const yhc__stream_vt yhc__tls_vt = {yhc__tls_read, yhc__tls_write, yhc__tls_want,
+                                           yhc__tls_close, yhc__tls_alive};
+
+/* Opens a TLS stream to host:port (DNS and connect as yhc__tcp_open). *ctx is the shared
+   context: created here on first use, freed by the caller with yhc__tls_ctx_free() after
+   every stream that used it is closed. conf is read only when creating the context. The
+   stream emits CONNECT after the handshake, or ERROR (err names the cause). */
+static yhc__stream *yhc__tls_open(yhc_loop *loop, yhc__tls_ctx **ctx, const yhc__tls_conf *conf,
+                                  const char *host, int port, yhc_error *err) {
+  yhc__tls *t;
+  int rc;
+  if (!*ctx) {
+    *ctx = yhc__tls_ctx_new(conf, err);
+    if (!*ctx) return NULL;
+  }
+  t = YHC__NEW(yhc__tls);
+  if (!t) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a TLS connection");
+    return NULL;
+  }
+  t->base.vt = &yhc__tls_vt;
+  t->loop = loop;
+  t->port = port;
+  snprintf(t->host, sizeof t->host, "%s", host);
+  mbedtls_ssl_init(&t->ssl);
+  rc = mbedtls_ssl_setup(&t->ssl, &(*ctx)->conf);
+  /* SNI and the name the certificate must carry (a literal IP is checked against the
+     certificate's names too; mbedTLS 2.28 matches only DNS names and the CN) */
+  if (rc == 0) rc = mbedtls_ssl_set_hostname(&t->ssl, host);
+  if (rc != 0) {
+    char why[200];
+    yhc__tls_strerror(rc, why, sizeof why);
+    yhc__error_set(err, rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? YHC_ERR_NOMEM : YHC_ERR_TLS, 0,
+                   "TLS setup for %s port %d failed: %s", host, port, why);
+    mbedtls_ssl_free(&t->ssl);
+    YHC_FREE(t);
+    return NULL;
+  }
+  mbedtls_ssl_set_bio(&t->ssl, t, yhc__tls_bio_send, yhc__tls_bio_recv, NULL);
+  t->tcp = yhc__tcp_open(loop, host, port, err);
+  if (!t->tcp) {
+    mbedtls_ssl_free(&t->ssl);
+    YHC_FREE(t);
+    return NULL;
+  }
+  t->tcp->owner = t;
+  t->tcp->on_event = yhc__tls_inner_event;
+  return &t->base;
+}
+
+#endif /* YHC_MBEDTLS */
+
+/* ==== HTTP/1.1 client ============================================================= */
+/* Owns: URL parsing, the response parsers (head, chunked body), request serialisation,
+   connections, the per-origin keep-alive pool and request lifetimes. Uses streams, watchers
+   and timers from the layer above; never calls poll().
+
+   The parsers are pure functions over bytes (consumed / need more / error with a reason and
+   an offset) so tests and fuzzers drive them directly at any split. A request is serialised
+   once at submission; the same bytes can then be sent again (stale keep-alive retry, or the
+   cluster layer moving it to another provider) without the caller's buffers. An "origin"
+   (yhc__host) is a queue plus connections opened by a pluggable opener: plain TCP for
+   http://, a VPN tunnel for a Golem service instance. */
+
+#ifndef YHC_VERSION
+#  define YHC_VERSION "0.1.0"
+#endif
+
+/* ---- URL */
+
+static int yhc__is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static int yhc__is_digit(int c) { return c >= '0' && c <= '9'; }
+
+YHCDEF int yhc_url_parse(const char *url, size_t len, yhc_url *out, yhc_error *err) {
+  size_t i = 0, auth_start, auth_end, host_end, p;
+  memset(out, 0, sizeof *out);
+  if (!url) {
+    yhc__error_set(err, YHC_ERR_URL, 0, "URL is NULL");
+    return -1;
+  }
+  while (i < len && (yhc__is_alpha((unsigned char)url[i]) ||
+                     (i > 0 && (yhc__is_digit((unsigned char)url[i]) || url[i] == '+' ||
+                                url[i] == '-' || url[i] == '.'))))
+    i++;
+  if (i == 0 || i + 2 >= len + 0 || url[i] != ':' || url[i + 1] != '/' || url[i + 2] != '/') {
+    yhc__error_set(err, YHC_ERR_URL, i, "URL must start with scheme:// (got \"%.*s\")",
+                   (int)YHC__MIN(len, 64), url);
+    return -1;
+  }
+  out->scheme.ptr = url;
+  out->scheme.len = i;
+  auth_start = i + 3;
+  auth_end = auth_start;
+  while (auth_end < len && url[auth_end] != '/' && url[auth_end] != '?' && url[auth_end] != '#')
+    auth_end++;
+  for (p = auth_start; p < auth_end; p++) {
+    unsigned char c = (unsigned char)url[p];
+    if (c <= 0x20 || c == 0x7f) {
+      yhc__error_set(err, YHC_ERR_URL, p, "URL has a space or control character at offset %zu", p);
+      return -1;
+    }
+  }
+  /* userinfo ends at the last '@' of the authority */
+  for (p = auth_end; p > auth_start; p--) {
+    if (url[p - 1] == '@') {
+      out->userinfo.ptr = url + auth_start;
+      out->userinfo.len = p - 1 - auth_start;
+      auth_start = p;
+      break;
+    }
+  }
+  if (auth_start < auth_end && url[auth_start] == '[') {
+    size_t close_b = auth_start + 1;
+    while (close_b < auth_end && url[close_b] != ']') close_b++;
+    if (close_b == auth_end) {
+      yhc__error_set(err, YHC_ERR_URL, auth_start, "unterminated [ in URL host");
+      return -1;
+    }
+    out->host.ptr = url + auth_start + 1;
+    out->host.len = close_b - auth_start - 1;
+    host_end = close_b + 1;
+    if (host_end < auth_end && url[host_end] != ':') {
+      yhc__error_set(err, YHC_ERR_URL, host_end, "unexpected character after ] in URL");
+      return -1;
+    }
+  } else {
+    host_end = auth_start;
+    while (host_end < auth_end && url[host_end] != ':') host_end++;
+    out->host.ptr = url + auth_start;
+    out->host.len = host_end - auth_start;
+  }
+  if (out->host.len == 0) {
+    yhc__error_set(err, YHC_ERR_URL, auth_start, "URL has no host");
+    return -1;
+  }
+  if (host_end < auth_end) { /* ":port" */
+    long port = 0;
+    size_t d = host_end + 1;
+    if (d == auth_end) port = -1;
+    for (; d < auth_end; d++) {
+      if (!yhc__is_digit((unsigned char)url[d]) || port > 65535) {
+        port = -1;
+        break;
+      }
+      port = port * 10 + (url[d] - '0');
+    }
+    if (port <= 0 || port > 65535) {
+      yhc__error_set(err, YHC_ERR_URL, host_end, "invalid port in URL");
+      return -1;
+    }
+    out->port = (int)port;
+  } else if (yhc__str_ieq(out->scheme, "http") || yhc__str_ieq(out->scheme, "ws")) {
+    out->port = 80;
+  } else if (yhc__str_ieq(out->scheme, "https") || yhc__str_ieq(out->scheme, "wss")) {
+    out->port = 443;
+  } else {
+    yhc__error_set(err, YHC_ERR_URL, 0, "unknown URL scheme \"%.*s\" and no port",
+                   (int)YHC__MIN(out->scheme.len, 32), url);
+    return -1;
+  }
+  p = auth_end;
+  while (p < len && url[p] != '#') {
+    unsigned char c = (unsigned char)url[p];
+    if (c <= 0x20 || c == 0x7f) {
+      yhc__error_set(err, YHC_ERR_URL, p, "URL has a space or control character at offset %zu", p);
+      return -1;
+    }
+    p++;
+  }
+  if (p == auth_end) {
+    out->target.ptr = "/";
+    out->target.len = 1;
+  } else {
+    out->target.ptr = url + auth_end;
+    out->target.len = p - auth_end;
+  }
+  if (p < len) {
+    out->fragment.ptr = url + p + 1;
+    out->fragment.len = len - p - 1;
+  }
+  return 0;
+}
+
+/* ---- response head */
+
+/* RFC 9110 token characters, for header names. */
+static int yhc__is_tchar(unsigned char c) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  return yhc__is_alpha(c) || yhc__is_digit(c) || (c && strchr(extra, c) != NULL);
+}
+
+/* Finds the end of the header section (the byte after its empty line) in p[from..len), or 0.
+   Bare LF line ends are accepted, as most clients do. */
+static size_t yhc__find_head_end(const char *p, size_t len, size_t from) {
+  const char *q = p + from, *end = p + len;
+  while (q < end) {
+    const char *nl = YHC__CAST(const char *, memchr(q, '\n', (size_t)(end - q)));
+    if (!nl) return 0;
+    if (nl + 1 < end && nl[1] == '\n') return (size_t)(nl + 2 - p);
+    if (nl + 2 < end && nl[1] == '\r' && nl[2] == '\n') return (size_t)(nl + 3 - p);
+    q = nl + 1;
+  }
+  return 0;
+}
+
+/* Parses header fields "name: value" up to and including the empty line. Returns bytes
+   consumed, 0 when the empty line has not arrived, -1 on error. `base` is added to offsets
+   in messages. */
+static long yhc__parse_fields(const char *p, size_t len, size_t base, yhc_header_view *hv,
+                              size_t cap, size_t *count, const char *what, yhc_error *err) {
+  size_t i = 0, n = 0;
+  for (;;) {
+    size_t name_start = i, name_end, vs, ve, eol;
+    if (i >= len) return 0;
+    if (p[i] == '\n') { i += 1; break; }
+    if (p[i] == '\r') {
+      if (i + 1 >= len) return 0;
+      if (p[i + 1] != '\n') goto bad_cr;
+      i += 2;
+      break;
+    }
+    if (p[i] == ' ' || p[i] == '\t') {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, base + i,
+                     "obsolete line folding in %s at offset %zu", what, base + i);
+      return -1;
+    }
+    while (i < len && yhc__is_tchar((unsigned char)p[i])) i++;
+    if (i >= len) return 0;
+    name_end = i;
+    if (p[i] != ':' || name_end == name_start) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, base + i, "invalid character in %s name at offset %zu",
+                     what, base + i);
+      return -1;
+    }
+    i++;
+    while (i < len && (p[i] == ' ' || p[i] == '\t')) i++;
+    vs = i;
+    while (i < len && p[i] != '\r' && p[i] != '\n') {
+      unsigned char c = (unsigned char)p[i];
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        yhc__error_set(err, YHC_ERR_PROTOCOL, base + i,
+                       "control character 0x%02x in %s value at offset %zu", c, what, base + i);
+        return -1;
+      }
+      i++;
+    }
+    if (i >= len) return 0;
+    eol = i;
+    if (p[i] == '\r') {
+      if (i + 1 >= len) return 0;
+      if (p[i + 1] != '\n') goto bad_cr;
+      i += 2;
+    } else {
+      i += 1;
+    }
+    ve = eol;
+    while (ve > vs && (p[ve - 1] == ' ' || p[ve - 1] == '\t')) ve--;
+    if (n >= cap) {
+      yhc__error_set(err, YHC_ERR_LIMIT, base + name_start, "%s has more than %zu fields", what, cap);
+      return -1;
+    }
+    hv[n].name.ptr = p + name_start;
+    hv[n].name.len = name_end - name_start;
+    hv[n].value.ptr = p + vs;
+    hv[n].value.len = ve - vs;
+    n++;
+  }
+  *count = n;
+  return (long)i;
+bad_cr:
+  yhc__error_set(err, YHC_ERR_PROTOCOL, base + i, "bare CR in %s at offset %zu", what, base + i);
+  return -1;
+}
+
+typedef struct yhc__head {
+  int status;
+  int minor;
+  yhc_str reason;
+  size_t nheaders;
+} yhc__head;
+
+/* Parses a status line and header section. Returns bytes consumed, 0 = need more, -1 = error.
+   Header views point into p. */
+static long yhc__parse_head(const char *p, size_t len, yhc__head *h, yhc_header_view *hv,
+                            size_t cap, yhc_error *err) {
+  size_t i, rs;
+  long n;
+  memset(h, 0, sizeof *h);
+  if (len < 5) {
+    if (memcmp(p, "HTTP/", len) != 0) goto bad_version;
+    return 0;
+  }
+  if (memcmp(p, "HTTP/1.", 7 <= len ? 7 : len) != 0) goto bad_version;
+  if (len < 13) {
+    /* not enough for "HTTP/1.x NNN " yet; still reject early if what we have is wrong */
+    if (len > 7 && p[7] != '0' && p[7] != '1') goto bad_version;
+    return memchr(p, '\n', len) ? (yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "truncated HTTP status line"), -1) : 0;
+  }
+  if ((p[7] != '0' && p[7] != '1') || p[8] != ' ') goto bad_version;
+  h->minor = p[7] - '0';
+  if (!yhc__is_digit((unsigned char)p[9]) || !yhc__is_digit((unsigned char)p[10]) ||
+      !yhc__is_digit((unsigned char)p[11]) || p[9] == '0') {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 9, "invalid HTTP status code \"%.3s\"", p + 9);
+    return -1;
+  }
+  h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+  i = 12;
+  if (p[i] != ' ' && p[i] != '\r' && p[i] != '\n') {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, i, "invalid HTTP status line");
+    return -1;
+  }
+  if (p[i] == ' ') i++;
+  rs = i;
+  while (i < len && p[i] != '\r' && p[i] != '\n') {
+    unsigned char c = (unsigned char)p[i];
+    if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, i, "control character in HTTP reason phrase");
+      return -1;
+    }
+    i++;
+  }
+  if (i >= len) return 0;
+  h->reason.ptr = p + rs;
+  h->reason.len = i - rs;
+  if (p[i] == '\r') {
+    if (i + 1 >= len) return 0;
+    if (p[i + 1] != '\n') {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, i, "bare CR in HTTP status line");
+      return -1;
+    }
+    i += 2;
+  } else {
+    i++;
+  }
+  n = yhc__parse_fields(p + i, len - i, i, hv, cap, &h->nheaders, "response header", err);
+  if (n <= 0) return n;
+  return (long)i + n;
+bad_version:
+  yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "response does not start with HTTP/1.0 or HTTP/1.1");
+  return -1;
+}
+
+/* ---- chunked body */
+
+enum { YHC__CH_SIZE, YHC__CH_DATA, YHC__CH_DATA_END, YHC__CH_TRAILER, YHC__CH_DONE };
+
+typedef struct yhc__chunked {
+  int state;
+  uint64_t left;
+} yhc__chunked;
+
+typedef struct yhc__chunk_out {
+  const char *data;   /* a piece of body, or NULL */
+  size_t len;
+  const char *trailer;/* the trailer section (without the final empty line), when done */
+  size_t trailer_len;
+  int done;
+} yhc__chunk_out;
+
+static int yhc__hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  c = yhc__lower(c);
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+/* One step of chunked decoding over p[0..len). Returns bytes consumed (0 with nothing in
+   `out` = need more), or -1 on error. At most one data piece per call, so the caller can
+   stream it out before continuing. `line_max` bounds a size line and the trailer section. */
+static long yhc__chunk_step(yhc__chunked *c, const char *p, size_t len, size_t max_digits,
+                            size_t line_max, size_t base, yhc__chunk_out *out, yhc_error *err) {
+  memset(out, 0, sizeof *out);
+  switch (c->state) {
+  case YHC__CH_SIZE: {
+    const char *nl = YHC__CAST(const char *, memchr(p, '\n', len));
+    size_t i = 0, digits = 0, eol;
+    uint64_t size = 0;
+    if (!nl) {
+      if (len > line_max) {
+        yhc__error_set(err, YHC_ERR_LIMIT, base, "chunk size line exceeds %zu bytes", line_max);
+        return -1;
+      }
+      /* still reject garbage early so an endless bogus line fails fast */
+      if (len > 0 && yhc__hexval((unsigned char)p[0]) < 0) goto bad_size;
+      for (i = 0; i < len && yhc__hexval((unsigned char)p[i]) >= 0; i++)
+        if (i >= max_digits) goto too_many;
+      return 0;
+    }
+    eol = (size_t)(nl - p);
+    for (; i < eol && yhc__hexval((unsigned char)p[i]) >= 0; i++) {
+      if (++digits > max_digits) goto too_many;
+      if (size >> 60) goto too_many;
+      size = (size << 4) | (uint64_t)yhc__hexval((unsigned char)p[i]);
+    }
+    if (digits == 0) goto bad_size;
+    while (i < eol && (p[i] == ' ' || p[i] == '\t')) i++;
+    if (i < eol && p[i] == ';') {
+      for (; i < eol; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && ch != '\t' && !(ch == '\r' && i + 1 == eol)) || ch == 0x7f) goto bad_size;
+      }
+    }
+    if (i < eol && !(p[i] == '\r' && i + 1 == eol)) goto bad_size;
+    c->left = size;
+    c->state = size ? YHC__CH_DATA : YHC__CH_TRAILER;
+    return (long)(eol + 1);
+  }
+  case YHC__CH_DATA: {
+    size_t take = len < c->left ? len : (size_t)c->left;
+    if (!take) return 0;
+    out->data = p;
+    out->len = take;
+    c->left -= take;
+    if (!c->left) c->state = YHC__CH_DATA_END;
+    return (long)take;
+  }
+  case YHC__CH_DATA_END:
+    if (len == 0) return 0;
+    if (p[0] == '\n') { c->state = YHC__CH_SIZE; return 1; }
+    if (p[0] == '\r') {
+      if (len < 2) return 0;
+      if (p[1] == '\n') { c->state = YHC__CH_SIZE; return 2; }
+    }
+    yhc__error_set(err, YHC_ERR_PROTOCOL, base, "missing CRLF after chunk data at offset %zu", base);
+    return -1;
+  case YHC__CH_TRAILER: {
+    size_t end;
+    if (len == 0) return 0;
+    if (p[0] == '\n') { c->state = YHC__CH_DONE; out->done = 1; return 1; }
+    if (p[0] == '\r') {
+      if (len < 2) return 0;
+      if (p[1] == '\n') { c->state = YHC__CH_DONE; out->done = 1; return 2; }
+    }
+    end = yhc__find_head_end(p, len, 0);
+    if (!end) {
+      if (len > line_max) {
+        yhc__error_set(err, YHC_ERR_LIMIT, base, "response trailer section exceeds %zu bytes", line_max);
+        return -1;
+      }
+      return 0;
+    }
+    if (end > line_max) {
+      yhc__error_set(err, YHC_ERR_LIMIT, base, "response trailer section exceeds %zu bytes", line_max);
+      return -1;
+    }
+    out->trailer = p;
+    out->trailer_len = end;
+    out->done = 1;
+    c->state = YHC__CH_DONE;
+    return (long)end;
+  }
+  default:
+    return 0;
+  }
+too_many:
+  yhc__error_set(err, YHC_ERR_LIMIT, base, "chunk size has more than %zu hex digits", max_digits);
+  return -1;
+bad_size:
+  yhc__error_set(err, YHC_ERR_PROTOCOL, base, "invalid chunk size line at offset %zu", base);
+  return -1;
+}
+
+/* ---- client objects */
+
+/* Where a request is: nowhere yet, in an origin's queue, on a connection, waiting for its
+   deferred answer, held by an upper layer (a cluster's queue), or finished. */
+enum { YHC__REQ_NEW, YHC__REQ_QUEUED, YHC__REQ_ACTIVE, YHC__REQ_DEFERRED, YHC__REQ_PARKED, YHC__REQ_DONE };
+enum { YHC__BODY_NONE, YHC__BODY_LENGTH, YHC__BODY_CHUNKED, YHC__BODY_CLOSE };
+enum { YHC__PH_HEAD, YHC__PH_BODY };
+
+typedef struct yhc__host yhc__host;
+typedef struct yhc__conn yhc__conn;
+typedef struct yhc__req yhc__req;
+
+struct yhc__req {
+  yhc_http *http;
+  uint64_t id;
+  int where;
+  yhc__req *all_prev, *all_next;  /* http->live: every request not yet finished */
+  yhc__req *q_prev, *q_next;      /* a host's queue or the deferred list */
+  yhc__host *host;
+  yhc__conn *conn;
+  /* what to send */
+  yhc_buf wire;
+  int is_head;
+  int asked_close;                /* the caller sent Connection: close (RFC 9112 9.6) */
+  int retryable;                  /* safe to resend on a stale keep-alive connection */
+  int stale_retried;
+  int (*on_body)(void *user, const void *data, size_t len);
+  yhc_response_fn cb;
+  void *user;
+  /* internal completion hook; the default hands the response to cb and recycles */
+  void (*on_done)(yhc__req *req);
+  void (*unpark)(yhc__req *req);  /* takes a PARKED request out of its owner's queue */
+  void *owner;                    /* the upper layer's object (a cluster) */
+  void *slot;                     /* where the upper layer sent it (an instance) */
+  int attempts;
+  char failed_on[160];            /* providers that failed it, for the final error */
+  uint64_t submitted_ms;
+  int sent;                       /* bytes of it reached a connection */
+  int deadline_hit;
+  yhc__timer deadline;
+  int timeout_ms;
+  /* what came back */
+  int status, minor;
+  yhc_str reason;
+  yhc_buf head;
+  yhc_header_view *hv;
+  size_t nh, hvcap;
+  yhc_buf trail;
+  yhc_header_view *tv;
+  size_t nt, tvcap;
+  yhc_buf body;
+  uint64_t body_total;
+  int body_mode;
+  uint64_t body_left;
+  yhc__chunked chunk;
+  int keepalive;
+  int got_bytes;
+  yhc_error error;
+  yhc__req *free_next;
+};
+
+typedef yhc__stream *(*yhc__open_fn)(yhc__host *h, void *ctx, yhc_error *err);
+
+struct yhc__host {
+  yhc_http *http;
+  char *key;        /* "scheme://host:port", or a name for external origins */
+  char *hostname;
+  int port;
+  int tls;
+  yhc__open_fn open;/* NULL = TCP (or TLS) to hostname:port */
+  void *open_ctx;
+  int external;     /* owned by another layer (a service instance), not by the client */
+  int max_conns;
+  yhc__conn *conns;
+  int nconns, nidle, nbusy;
+  yhc__req *qhead, *qtail;
+  size_t qlen;
+  yhc_error last_error; /* why the last connection attempt failed */
+  yhc__host *next;
+  /* optional observer, e.g. the cluster noticing a tunnel that failed */
+  void (*on_conn_error)(yhc__host *h, const yhc_error *err);
+};
+
+enum { YHC__CONN_CONNECTING, YHC__CONN_IDLE, YHC__CONN_BUSY };
+
+struct yhc__conn {
+  yhc__host *host;
+  yhc__stream *s;
+  yhc__conn *prev, *next;
+  int state;
+  int served;
+  yhc__req *req;
+  size_t wpos;
+  yhc_buf rbuf;
+  size_t rpos;
+  size_t scan;
+  int phase;
+  yhc__timer timer;
+  uint64_t last_activity;
+  int in_io;
+  int dead;
+};
+
+struct yhc_http {
+  yhc_loop *loop;
+  yhc_http_desc d;
+  yhc__host *hosts;
+  yhc__req *live;
+  yhc__req *dq_head, *dq_tail;  /* deferred completions (invalid requests) */
+  yhc__timer deferred_timer;
+  yhc__req *free_reqs;
+  int nfree;
+  uint64_t next_id;
+  int destroying;
+  char user_agent[64];
+  yhc__tls_ctx *tls;      /* created on the first https:// request */
+  yhc__tls_conf tls_conf;
+};
+
+#define YHC__FREE_REQS_MAX 256
+
+static void yhc__host_pump(yhc__host *h);
+static void yhc__conn_close(yhc__conn *c);
+static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---- request records (recycled so a warm keep-alive request allocates nothing) */
+
+static void yhc__req_reset_response(yhc__req *r) {
+  r->status = r->minor = 0;
+  r->reason.ptr = NULL;
+  r->reason.len = 0;
+  r->head.len = 0;
+  r->trail.len = 0;
+  r->body.len = 0;
+  r->body_total = 0;
+  r->nh = r->nt = 0;
+  r->body_mode = YHC__BODY_NONE;
+  r->body_left = 0;
+  r->chunk.state = YHC__CH_SIZE;
+  r->chunk.left = 0;
+  r->keepalive = 0;
+  r->got_bytes = 0;
+  yhc__error_clear(&r->error);
+}
+
+static yhc__req *yhc__req_new(yhc_http *http) {
+  yhc__req *r = http->free_reqs;
+  if (r) {
+    http->free_reqs = r->free_next;
+    http->nfree--;
+  } else {
+    r = YHC__NEW(yhc__req);
+    if (!r) return NULL;
+  }
+  {
+    /* keep buffers (their capacity is the point of recycling), clear the rest */
+    yhc_buf wire = r->wire, head = r->head, trail = r->trail, body = r->body;
+    yhc_header_view *hv = r->hv, *tv = r->tv;
+    size_t hvcap = r->hvcap, tvcap = r->tvcap;
+    memset(r, 0, sizeof *r);
+    r->wire = wire; r->wire.len = 0;
+    r->head = head; r->trail = trail; r->body = body;
+    r->hv = hv; r->hvcap = hvcap; r->tv = tv; r->tvcap = tvcap;
+  }
+  r->http = http;
+  r->id = ++http->next_id;
+  yhc__req_reset_response(r);
+  r->all_next = http->live;
+  if (r->all_next) r->all_next->all_prev = r;
+  http->live = r;
+  return r;
+}
+
+static void yhc__req_free_mem(yhc__req *r) {
+  yhc_buf_free(&r->wire);
+  yhc_buf_free(&r->head);
+  yhc_buf_free(&r->trail);
+  yhc_buf_free(&r->body);
+  YHC_FREE(r->hv);
+  YHC_FREE(r->tv);
+  YHC_FREE(r);
+}
+
+/* Returns a finished request's record to the free list. */
+static void yhc__req_release(yhc__req *r) {
+  yhc_http *http = r->http;
+  YHC_ASSERT(r->where == YHC__REQ_DONE);
+  /* big buffers are not worth keeping around */
+  if (r->body.cap > (size_t)1 << 20) yhc_buf_free(&r->body);
+  if (r->wire.cap > (size_t)1 << 20) yhc_buf_free(&r->wire);
+  if (http->nfree < YHC__FREE_REQS_MAX && !http->destroying) {
+    r->free_next = http->free_reqs;
+    http->free_reqs = r;
+    http->nfree++;
+  } else {
+    yhc__req_free_mem(r);
+  }
+}
+
+static void yhc__req_unlink_live(yhc__req *r) {
+  yhc_http *http = r->http;
+  if (r->all_prev) r->all_prev->all_next = r->all_next; else if (http->live == r) http->live = r->all_next;
+  if (r->all_next) r->all_next->all_prev = r->all_prev;
+  r->all_prev = r->all_next = NULL;
+}
+
+static void yhc__response_view(const yhc__req *r, yhc_response *resp) {
+  memset(resp, 0, sizeof *resp);
+  resp->id = r->id;
+  resp->err = r->error.code;
+  resp->error = r->error.code ? r->error.msg : "";
+  resp->status = r->status;
+  resp->http_minor = r->minor;
+  resp->reason = r->reason;
+  resp->headers = r->hv;
+  resp->header_count = r->nh;
+  resp->trailers = r->tv;
+  resp->trailer_count = r->nt;
+  resp->body.ptr = r->body.ptr ? r->body.ptr : "";
+  resp->body.len = r->body.len;
+}
+
+static void yhc__req_deliver_user(yhc__req *r) {
+  yhc_response resp;
+  yhc__response_view(r, &resp);
+  if (r->cb) r->cb(&resp, r->user);
+  yhc__req_release(r);
+}
+
+/* Detaches r from wherever it waits, then runs its completion exactly once. */
+static void yhc__req_complete(yhc__req *r) {
+  yhc_http *http = r->http;
+  YHC_ASSERT(r->where != YHC__REQ_DONE);
+  yhc__timer_stop(http->loop, &r->deadline);
+  if (r->where == YHC__REQ_QUEUED) {
+    yhc__host *h = r->host;
+    if (r->q_prev) r->q_prev->q_next = r->q_next; else h->qhead = r->q_next;
+    if (r->q_next) r->q_next->q_prev = r->q_prev; else h->qtail = r->q_prev;
+    h->qlen--;
+  } else if (r->where == YHC__REQ_DEFERRED) {
+    if (r->q_prev) r->q_prev->q_next = r->q_next; else http->dq_head = r->q_next;
+    if (r->q_next) r->q_next->q_prev = r->q_prev; else http->dq_tail = r->q_prev;
+  } else if (r->where == YHC__REQ_PARKED) {
+    if (r->unpark) r->unpark(r);
+  } else if (r->where == YHC__REQ_ACTIVE && r->conn) {
+    yhc__conn *c = r->conn;
+    c->req = NULL;
+    r->conn = NULL;
+    /* a response cut short leaves the connection in an unknown state */
+    if (r->error.code) yhc__conn_close(c);
+  }
+  r->q_prev = r->q_next = NULL;
+  r->where = YHC__REQ_DONE;
+  yhc__req_unlink_live(r);
+  if (r->on_done) r->on_done(r); else yhc__req_deliver_user(r);
+}
+
+static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  yhc__error_vset(&r->error, code, 0, fmt, ap);
+  va_end(ap);
+  yhc__req_complete(r);
+}
+
+static void yhc__req_fail_with(yhc__req *r, const yhc_error *e) {
+  r->error = *e;
+  if (!r->error.code) r->error.code = YHC_ERR_IO;
+  yhc__req_complete(r);
+}
+
+static void yhc__deferred_run(void *ctx) {
+  yhc_http *http = YHC__CAST(yhc_http *, ctx);
+  while (http->dq_head) yhc__req_complete(http->dq_head);
+}
+
+/* Ends r with its error from the loop rather than from inside the caller's submit call. */
+static void yhc__req_defer(yhc__req *r) {
+  yhc_http *http = r->http;
+  r->where = YHC__REQ_DEFERRED;
+  r->q_next = NULL;
+  r->q_prev = http->dq_tail;
+  if (http->dq_tail) http->dq_tail->q_next = r; else http->dq_head = r;
+  http->dq_tail = r;
+  if (!yhc__timer_armed(&http->deferred_timer))
+    yhc__timer_start(http->loop, &http->deferred_timer, 0, yhc__deferred_run, http);
+}
+
+static int yhc__token_list_has(yhc_str v, const char *tok);
+
+/* ---- request serialisation */
+
+static int yhc__header_ok(const char *s, int is_name) {
+  const unsigned char *p = YHC__PUN(const unsigned char *, s);
+  if (!p) return 0;
+  if (is_name && !*p) return 0;
+  for (; *p; p++) {
+    if (*p == '\r' || *p == '\n') return 0;
+    if (is_name && !yhc__is_tchar(*p)) return 0;
+  }
+  return 1;
+}
+
+static int yhc__method_ok(const char *m) {
+  if (!*m) return 0;
+  for (; *m; m++)
+    if (!yhc__is_tchar((unsigned char)*m)) return 0;
+  return 1;
+}
+
+static int yhc__method_idempotent(const char *m) {
+  return !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS") ||
+         !strcmp(m, "TRACE") || !strcmp(m, "PUT") || !strcmp(m, "DELETE");
+}
+
+static int yhc__hdr_is(const char *name, const char *want) {
+  return yhc__str_ieq(yhc__str_c(name), want);
+}
+
+/* Writes the request head and body into r->wire. Returns 0, or -1 with r->error set. */
+static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int port,
+                              int default_port, yhc_str target, const yhc_request *req) {
+  yhc_buf *w = &r->wire;
+  size_t i;
+  int have_host = 0, have_ua = 0, have_len = 0, have_te = 0, ok = 0;
+  for (i = 0; i < req->header_count; i++) {
+    const yhc_header *hd = &req->headers[i];
+    if (!yhc__header_ok(hd->name, 1) || !yhc__header_ok(hd->value, 0)) {
+      yhc__error_set(&r->error, YHC_ERR_INVALID, 0,
+                     "request header %zu (\"%.40s\") has an invalid name or a CR/LF in its value",
+                     i, hd->name ? hd->name : "(null)");
+      return -1;
+    }
+    have_host |= yhc__hdr_is(hd->name, "host");
+    have_ua |= yhc__hdr_is(hd->name, "user-agent");
+    have_len |= yhc__hdr_is(hd->name, "content-length");
+    have_te |= yhc__hdr_is(hd->name, "transfer-encoding");
+    if (yhc__hdr_is(hd->name, "connection") && yhc__token_list_has(yhc__str_c(hd->value), "close"))
+      r->asked_close = 1;
+  }
+  if (yhc_buf_reserve(w, 256 + target.len + req->body_len)) goto nomem;
+  ok |= yhc_buf_appends(w, method);
+  ok |= yhc_buf_append(w, target.ptr[0] == '/' ? " " : " /", target.ptr[0] == '/' ? 1 : 2);
+  ok |= yhc_buf_append(w, target.ptr, target.len);
+  ok |= yhc_buf_append(w, " HTTP/1.1\r\n", 11);
+  if (!have_host) {
+    int v6 = memchr(host.ptr, ':', host.len) != NULL;
+    ok |= yhc_buf_append(w, "Host: ", 6);
+    if (v6) ok |= yhc_buf_append(w, "[", 1);
+    ok |= yhc_buf_append(w, host.ptr, host.len);
+    if (v6) ok |= yhc_buf_append(w, "]", 1);
+    if (port != default_port) ok |= yhc_buf_printf(w, ":%d", port);
+    ok |= yhc_buf_append(w, "\r\n", 2);
+  }
+  if (!have_ua && r->http->user_agent[0]) ok |= yhc_buf_printf(w, "User-Agent: %s\r\n", r->http->user_agent);
+  for (i = 0; i < req->header_count; i++) {
+    ok |= yhc_buf_appends(w, req->headers[i].name);
+    ok |= yhc_buf_append(w, ": ", 2);
+    ok |= yhc_buf_appends(w, req->headers[i].value);
+    ok |= yhc_buf_append(w, "\r\n", 2);
+  }
+  if (!have_len && !have_te &&
+      (req->body_len || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")))
+    ok |= yhc_buf_printf(w, "Content-Length: %zu\r\n", req->body_len);
+  ok |= yhc_buf_append(w, "\r\n", 2);
+  if (req->body_len) ok |= yhc_buf_append(w, req->body, req->body_len);
+  if (ok) goto nomem;
+  return 0;
+nomem:
+  yhc__error_set(&r->error, YHC_ERR_NOMEM, 0, "out of memory building the request");
+  return -1;
+}
+
+/* ---- connections */
+
+static void yhc__conn_event(void *ctx, int ev);
+static void yhc__conn_timer(void *ctx);
+
+static int yhc__timeout_or(int v, int def) { return v ? v : def; }
+
+static void yhc__conn_unlink(yhc__conn *c) {
+  yhc__host *h = c->host;
+  if (c->prev) c->prev->next = c->next; else h->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  h->nconns--;
+  if (c->state == YHC__CONN_IDLE) h->nidle--;
+  if (c->state == YHC__CONN_BUSY) h->nbusy--;
+}
+
+static void yhc__conn_free(yhc__conn *c) {
+  yhc_buf_free(&c->rbuf);
+  YHC_FREE(c);
+}
+
+/* Closes c and frees it, unless we are inside its own I/O handler (then that frees it). The
+   request it carried, if any, must have been completed or requeued by the caller. */
+static void yhc__conn_close(yhc__conn *c) {
+  yhc__host *h = c->host;
+  if (c->dead) return;
+  c->dead = 1;
+  yhc__timer_stop(h->http->loop, &c->timer);
+  yhc__conn_unlink(c);
+  if (c->s) c->s->vt->close(c->s);
+  c->s = NULL;
+  if (!c->in_io) yhc__conn_free(c);
+}
+
+static void yhc__conn_set_state(yhc__conn *c, int st) {
+  yhc__host *h = c->host;
+  if (c->state == YHC__CONN_IDLE) h->nidle--;
+  if (c->state == YHC__CONN_BUSY) h->nbusy--;
+  c->state = st;
+  if (st == YHC__CONN_IDLE) h->nidle++;
+  if (st == YHC__CONN_BUSY) h->nbusy++;
+}
+
+static void yhc__conn_arm(yhc__conn *c, int ms) {
+  yhc_loop *loop = c->host->http->loop;
+  c->last_activity = yhc_loop_now(loop);
+  if (ms > 0) yhc__timer_start(loop, &c->timer, (uint64_t)ms, yhc__conn_timer, c);
+  else yhc__timer_stop(loop, &c->timer);
+}
+
+static void yhc__conn_go_idle(yhc__conn *c) {
+  yhc__conn_set_state(c, YHC__CONN_IDLE);
+  c->rbuf.len = c->rpos = c->scan = 0;
+  c->phase = YHC__PH_HEAD;
+  c->s->vt->want(c->s, 1, 0); /* an idle socket that turns readable was closed (or is rude) */
+  yhc__conn_arm(c, c->host->http->d.keepalive_ms);
+}
+
+static void yhc__conn_flush(yhc__conn *c);
+
+static void yhc__conn_start(yhc__conn *c, yhc__req *r) {
+  yhc_http *http = c->host->http;
+  c->req = r;
+  r->conn = c;
+  r->where = YHC__REQ_ACTIVE;
+  c->wpos = 0;
+  c->rbuf.len = c->rpos = c->scan = 0;
+  c->phase = YHC__PH_HEAD;
+  yhc__conn_set_state(c, YHC__CONN_BUSY);
+  yhc__conn_arm(c, http->d.idle_timeout_ms);
+  yhc__conn_flush(c);
+}
+
+/* Takes the next queued request for an idle or freshly connected connection. */
+static void yhc__conn_next(yhc__conn *c) {
+  yhc__host *h = c->host;
+  yhc__req *r = h->qhead;
+  if (!r) {
+    yhc__conn_go_idle(c);
+    return;
+  }
+  h->qhead = r->q_next;
+  if (h->qhead) h->qhead->q_prev = NULL; else h->qtail = NULL;
+  h->qlen--;
+  r->q_next = r->q_prev = NULL;
+  yhc__conn_start(c, r);
+}
+
+static yhc__conn *yhc__conn_open(yhc__host *h, yhc_error *err);
+
+static void yhc__host_enqueue(yhc__host *h, yhc__req *r, int front) {
+  r->host = h;
+  r->where = YHC__REQ_QUEUED;
+  if (front) {
+    r->q_prev = NULL;
+    r->q_next = h->qhead;
+    if (h->qhead) h->qhead->q_prev = r; else h->qtail = r;
+    h->qhead = r;
+  } else {
+    r->q_next = NULL;
+    r->q_prev = h->qtail;
+    if (h->qtail) h->qtail->q_next = r; else h->qhead = r;
+    h->qtail = r;
+  }
+  h->qlen++;
+}
+
+/* Matches queued requests with idle connections, and opens connections for the rest up to
+   the cap. A failure to even start a connection fails the request at the queue's head, so a
+   dead origin answers each request once instead of retrying forever. */
+static void yhc__host_pump(yhc__host *h) {
+  while (h->qhead) {
+    yhc__conn *c, *idle = NULL;
+    int connecting = 0;
+    for (c = h->conns; c; c = c->next) {
+      if (c->state == YHC__CONN_IDLE && !idle) idle = c;
+      if (c->state == YHC__CONN_CONNECTING) connecting++;
+    }
+    if (idle && idle->s->vt->alive && !idle->s->vt->alive(idle->s)) {
+      yhc__conn_close(idle); /* closed by the peer while the loop was not turning */
+      continue;
+    }
+    if (idle) {
+      yhc__conn_next(idle);
+      continue;
+    }
+    if ((size_t)connecting >= h->qlen || h->nconns >= h->max_conns) return;
+    {
+      yhc_error err;
+      yhc__error_clear(&err);
+      if (!yhc__conn_open(h, &err)) {
+        h->last_error = err;
+        if (h->on_conn_error) h->on_conn_error(h, &err);
+        if (h->qhead) yhc__req_fail_with(h->qhead, &err);
+      }
+    }
+  }
+}
+
+static void yhc__conn_fail(yhc__conn *c, const yhc_error *e) {
+  yhc__host *h = c->host;
+  yhc__req *r = c->req;
+  int was_connecting = c->state == YHC__CONN_CONNECTING;
+  h->last_error = *e;
+  if (r) {
+    /* A reused connection the server closed before answering anything: resend once when
+       the request is safe to repeat. */
+    if (c->served > 0 && !r->got_bytes && r->retryable && !r->stale_retried &&
+        (e->code == YHC_ERR_CLOSED || e->code == YHC_ERR_IO)) {
+      r->stale_retried = 1;
+      c->req = NULL;
+      r->conn = NULL;
+      yhc__req_reset_response(r);
+      yhc__conn_close(c);
+      yhc__host_enqueue(h, r, 1);
+      yhc__host_pump(h);
+      return;
+    }
+    r->error = *e;
+    yhc__req_complete(r); /* closes c */
+  } else {
+    yhc__conn_close(c);
+  }
+  if (was_connecting) {
+    if (h->on_conn_error) h->on_conn_error(h, e);
+    /* the request this connection was opened for takes the error */
+    if (h->qhead && h->nconns < (int)h->qlen) yhc__req_fail_with(h->qhead, e);
+  }
+  yhc__host_pump(h);
+}
+
+static void yhc__conn_fail_msg(yhc__conn *c, yhc_err code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void yhc__conn_fail_msg(yhc__conn *c, yhc_err code, const char *fmt, ...) {
+  yhc_error e;
+  va_list ap;
+  va_start(ap, fmt);
+  yhc__error_vset(&e, code, 0, fmt, ap);
+  va_end(ap);
+  yhc__conn_fail(c, &e);
+}
+
+static void yhc__conn_timer(void *ctx) {
+  yhc__conn *c = YHC__CAST(yhc__conn *, ctx);
+  yhc_http *http = c->host->http;
+  uint64_t now = yhc_loop_now(http->loop);
+  int limit;
+  if (c->state == YHC__CONN_CONNECTING) {
+    yhc__conn_fail_msg(c, YHC_ERR_TIMEOUT, "connecting to %s timed out after %d ms", c->host->key,
+                       http->d.connect_timeout_ms);
+    return;
+  }
+  limit = c->state == YHC__CONN_IDLE ? http->d.keepalive_ms : http->d.idle_timeout_ms;
+  /* activity only stamps last_activity; the timer checks it lazily instead of being
+     re-armed on every read */
+  if (now < c->last_activity + (uint64_t)limit) {
+    yhc__timer_start(http->loop, &c->timer, c->last_activity + (uint64_t)limit - now,
+                     yhc__conn_timer, c);
+    return;
+  }
+  if (c->state == YHC__CONN_IDLE) {
+    yhc__conn_close(c);
+    return;
+  }
+  yhc__conn_fail_msg(c, YHC_ERR_TIMEOUT, "no data from %s for %d ms", c->host->key, limit);
+}
+
+static void yhc__conn_flush(yhc__conn *c) {
+  yhc__req *r = c->req;
+  while (r && c->wpos < r->wire.len) {
+    long n = c->s->vt->write(c->s, r->wire.ptr + c->wpos, r->wire.len - c->wpos);
+    if (n == YHC__AGAIN) break;
+    if (n < 0) {
+      yhc_error e = c->s->err;
+      yhc__conn_fail(c, &e);
+      return;
+    }
+    c->wpos += (size_t)n;
+    r->sent = 1;
+    c->last_activity = yhc_loop_now(c->host->http->loop);
+  }
+  if (!c->dead) c->s->vt->want(c->s, 1, r && c->wpos < r->wire.len);
+}
+
+/* Stores a body piece: streamed to the user, or collected within the limit. */
+static int yhc__conn_body(yhc__conn *c, const char *p, size_t n) {
+  yhc__req *r = c->req;
+  yhc_http *http = c->host->http;
+  r->body_total += n;
+  if (r->on_body) {
+    if (r->on_body(r->user, p, n)) {
+      yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "body callback aborted the request");
+      return -1;
+    }
+    return 0;
+  }
+  if (r->body.len + n > http->d.limits.max_body_bytes) {
+    yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response body exceeds %zu bytes",
+                       http->d.limits.max_body_bytes);
+    return -1;
+  }
+  if (yhc_buf_append(&r->body, p, n)) {
+    yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing the response body");
+    return -1;
+  }
+  return 0;
+}
+
+static int yhc__token_list_has(yhc_str v, const char *tok) {
+  size_t i = 0, n = strlen(tok);
+  while (i < v.len) {
+    size_t s, e;
+    while (i < v.len && (v.ptr[i] == ' ' || v.ptr[i] == '\t' || v.ptr[i] == ',')) i++;
+    s = i;
+    while (i < v.len && v.ptr[i] != ',') i++;
+    e = i;
+    while (e > s && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) e--;
+    if (e - s == n) {
+      yhc_str t;
+      t.ptr = v.ptr + s;
+      t.len = n;
+      if (yhc__str_ieq(t, tok)) return 1;
+    }
+  }
+  return 0;
+}
+
+/* Decides framing from the parsed head (RFC 9112 §6.3). Returns 0 or -1 (error set). */
+static int yhc__req_framing(yhc__req *r, yhc_error *err) {
+  size_t i;
+  int have_cl = 0, chunked = 0, te = 0, conn_close = 0, conn_keep = 0;
+  uint64_t cl = 0;
+  for (i = 0; i < r->nh; i++) {
+    yhc_str n = r->hv[i].name, v = r->hv[i].value;
+    if (yhc__str_ieq(n, "content-length")) {
+      /* "5, 5" and repeated equal values are one length; anything else is an attack */
+      size_t j = 0;
+      while (j < v.len) {
+        uint64_t x = 0;
+        size_t digits = 0;
+        while (j < v.len && (v.ptr[j] == ' ' || v.ptr[j] == ',')) j++;
+        if (j >= v.len) break;
+        while (j < v.len && yhc__is_digit((unsigned char)v.ptr[j])) {
+          if (x > (UINT64_MAX - 9) / 10) goto bad_cl;
+          x = x * 10 + (uint64_t)(v.ptr[j] - '0');
+          j++;
+          digits++;
+        }
+        if (!digits || (j < v.len && v.ptr[j] != ',' && v.ptr[j] != ' ')) goto bad_cl;
+        if (have_cl && x != cl) {
+          yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "conflicting Content-Length values");
+          return -1;
+        }
+        cl = x;
+        have_cl = 1;
+      }
+    } else if (yhc__str_ieq(n, "transfer-encoding")) {
+      te = 1;
+      /* chunked must be the final coding to frame the body */
+      {
+        size_t e = v.len;
+        while (e > 0 && (v.ptr[e - 1] == ' ' || v.ptr[e - 1] == '\t')) e--;
+        chunked = e >= 7 && yhc__lower((unsigned char)v.ptr[e - 7]) == 'c' &&
+                  (e == 7 || v.ptr[e - 8] == ',' || v.ptr[e - 8] == ' ');
+        if (chunked) {
+          yhc_str last;
+          last.ptr = v.ptr + e - 7;
+          last.len = 7;
+          chunked = yhc__str_ieq(last, "chunked");
+        }
+      }
+    } else if (yhc__str_ieq(n, "connection")) {
+      conn_close |= yhc__token_list_has(v, "close");
+      conn_keep |= yhc__token_list_has(v, "keep-alive");
+    }
+  }
+  r->keepalive = (r->minor >= 1 ? !conn_close : (conn_keep && !conn_close)) && !r->asked_close;
+  if (r->is_head || r->status == 204 || r->status == 304 || (r->status >= 100 && r->status < 200)) {
+    r->body_mode = YHC__BODY_NONE;
+  } else if (te) {
+    r->body_mode = chunked ? YHC__BODY_CHUNKED : YHC__BODY_CLOSE;
+    if (have_cl || !chunked) r->keepalive = 0; /* RFC 9112: close after such a message */
+  } else if (have_cl) {
+    r->body_mode = cl ? YHC__BODY_LENGTH : YHC__BODY_NONE;
+    r->body_left = cl;
+  } else {
+    r->body_mode = YHC__BODY_CLOSE;
+    r->keepalive = 0;
+  }
+  return 0;
+bad_cl:
+  yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "invalid Content-Length value");
+  return -1;
+}
+
+static int yhc__grow_views(yhc_header_view **v, size_t *cap, size_t want) {
+  yhc_header_view *nv;
+  if (*cap >= want) return 0;
+  nv = YHC__CAST(yhc_header_view *, YHC_REALLOC(*v, want * sizeof *nv));
+  if (!nv) return -1;
+  *v = nv;
+  *cap = want;
+  return 0;
+}
+
+/* The response is complete: settle the connection first (idle or closed), then answer. */
+static void yhc__conn_finish_response(yhc__conn *c) {
+  yhc__req *r = c->req;
+  int reuse = r->keepalive && c->wpos == r->wire.len && c->rpos == c->rbuf.len;
+  c->req = NULL;
+  r->conn = NULL; /* still ACTIVE, but attached to nothing: completing touches no connection */
+  c->served++;
+  if (reuse) {
+    yhc__conn_next(c);
+  } else {
+    yhc__conn_close(c);
+  }
+  yhc__req_complete(r);
+}
+
+/* Parses what is buffered. Returns 1 when the connection is still usable for more input. */
+static int yhc__conn_parse(yhc__conn *c) {
+  yhc_http *http = c->host->http;
+  const yhc_limits *lim = &http->d.limits;
+  while (c->req && !c->dead) {
+    yhc__req *r = c->req;
+    const char *p = c->rbuf.ptr + c->rpos;
+    size_t avail = c->rbuf.len - c->rpos;
+    if (c->phase == YHC__PH_HEAD) {
+      size_t end;
+      long n;
+      yhc__head h;
+      yhc_error e;
+      if (!avail) return 1;
+      end = yhc__find_head_end(p, avail, c->scan > 3 ? c->scan - 3 : 0);
+      if (!end) {
+        c->scan = avail;
+        if (avail > lim->max_header_bytes) {
+          yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response header section exceeds %zu bytes",
+                             lim->max_header_bytes);
+          return 0;
+        }
+        /* a wrong first line fails now rather than after a whole header section */
+        if (avail >= 8 && memcmp(p, "HTTP/1.", 7) != 0) {
+          yhc__conn_fail_msg(c, YHC_ERR_PROTOCOL, "response does not start with HTTP/1.0 or HTTP/1.1");
+          return 0;
+        }
+        return 1;
+      }
+      if (end > lim->max_header_bytes) {
+        yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response header section exceeds %zu bytes",
+                           lim->max_header_bytes);
+        return 0;
+      }
+      r->head.len = 0;
+      if (yhc_buf_append(&r->head, p, end) ||
+          yhc__grow_views(&r->hv, &r->hvcap, YHC__MIN(lim->max_header_count, 32) + 1)) {
+        yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing response headers");
+        return 0;
+      }
+      yhc__error_clear(&e);
+      for (;;) {
+        n = yhc__parse_head(r->head.ptr, end, &h, r->hv, r->hvcap, &e);
+        if (n >= 0 || e.code != YHC_ERR_LIMIT || r->hvcap >= lim->max_header_count) break;
+        if (yhc__grow_views(&r->hv, &r->hvcap, YHC__MIN(r->hvcap * 4, lim->max_header_count))) {
+          yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing response headers");
+          return 0;
+        }
+        yhc__error_clear(&e);
+      }
+      if (n <= 0) {
+        if (n == 0) yhc__error_set(&e, YHC_ERR_PROTOCOL, 0, "malformed response header section");
+        if (e.code == YHC_ERR_LIMIT)
+          yhc__error_set(&e, YHC_ERR_LIMIT, e.offset, "response has more than %zu header fields",
+                         lim->max_header_count);
+        yhc__conn_fail(c, &e);
+        return 0;
+      }
+      c->rpos += end;
+      c->scan = 0;
+      r->got_bytes = 1;
+      r->status = h.status;
+      r->minor = h.minor;
+      r->reason = h.reason;
+      r->nh = h.nheaders;
+      if (h.status >= 100 && h.status < 200) {
+        if (h.status == 101) {
+          yhc__conn_fail_msg(c, YHC_ERR_PROTOCOL, "unexpected 101 Switching Protocols");
+          return 0;
+        }
+        r->nh = 0; /* interim response: skip it and read the final one */
+        continue;
+      }
+      if (yhc__req_framing(r, &e)) {
+        yhc__conn_fail(c, &e);
+        return 0;
+      }
+      if (r->body_mode == YHC__BODY_LENGTH && !r->on_body &&
+          r->body_left > lim->max_body_bytes) {
+        yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response body exceeds %zu bytes (Content-Length %llu)",
+                           lim->max_body_bytes, (unsigned long long)r->body_left);
+        return 0;
+      }
+      if (r->body_mode == YHC__BODY_NONE) {
+        yhc__conn_finish_response(c);
+        return 0;
+      }
+      c->phase = YHC__PH_BODY;
+      continue;
+    }
+    /* body */
+    if (r->body_mode == YHC__BODY_LENGTH) {
+      size_t take = avail < r->body_left ? avail : (size_t)r->body_left;
+      if (!take) return 1;
+      if (yhc__conn_body(c, p, take)) return 0;
+      c->rpos += take;
+      r->body_left -= take;
+      if (!r->body_left) {
+        yhc__conn_finish_response(c);
+        return 0;
+      }
+      return 1;
+    }
+    if (r->body_mode == YHC__BODY_CLOSE) {
+      if (!avail) return 1;
+      if (yhc__conn_body(c, p, avail)) return 0;
+      c->rpos += avail;
+      return 1;
+    }
+    { /* chunked */
+      yhc__chunk_out out;
+      yhc_error e;
+      long n = yhc__chunk_step(&r->chunk, p, avail, lim->max_chunk_digits, lim->max_header_bytes,
+                               c->rpos, &out, &e);
+      if (n < 0) {
+        yhc__conn_fail(c, &e);
+        return 0;
+      }
+      if (n == 0 && !out.done) return 1;
+      c->rpos += (size_t)n;
+      if (out.data && yhc__conn_body(c, out.data, out.len)) return 0;
+      if (out.done) {
+        if (out.trailer_len) {
+          long tn;
+          size_t cnt = 0;
+          r->trail.len = 0;
+          if (yhc_buf_append(&r->trail, out.trailer, out.trailer_len) ||
+              yhc__grow_views(&r->tv, &r->tvcap, lim->max_header_count)) {
+            yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing trailers");
+            return 0;
+          }
+          tn = yhc__parse_fields(r->trail.ptr, r->trail.len, 0, r->tv, lim->max_header_count, &cnt,
+                                 "response trailer", &e);
+          if (tn <= 0) {
+            if (tn == 0) yhc__error_set(&e, YHC_ERR_PROTOCOL, 0, "malformed trailer section");
+            yhc__conn_fail(c, &e);
+            return 0;
+          }
+          r->nt = cnt;
+        }
+        yhc__conn_finish_response(c);
+        return 0;
+      }
+    }
+  }
+  return !c->dead;
+}
+
+static void yhc__conn_eof(yhc__conn *c) {
+  yhc__req *r = c->req;
+  if (!r) {
+    yhc__conn_close(c); /* an idle keep-alive connection the server closed */
+    return;
+  }
+  if (c->phase == YHC__PH_BODY && r->body_mode == YHC__BODY_CLOSE) {
+    r->keepalive = 0;
+    yhc__conn_finish_response(c);
+    return;
+  }
+  if (c->phase == YHC__PH_BODY && r->body_mode == YHC__BODY_LENGTH) {
+    yhc__conn_fail_msg(c, YHC_ERR_CLOSED,
+                       "connection closed by %s after %llu of %llu body bytes", c->host->key,
+                       (unsigned long long)r->body_total,
+                       (unsigned long long)(r->body_total + r->body_left));
+    return;
+  }
+  if (c->phase == YHC__PH_BODY) {
+    yhc__conn_fail_msg(c, YHC_ERR_CLOSED, "connection closed by %s in the middle of a chunked body",
+                       c->host->key);
+    return;
+  }
+  if (c->rbuf.len > c->rpos) r->got_bytes = 1;
+  yhc__conn_fail_msg(c, YHC_ERR_CLOSED, "connection closed by %s before the response %s",
+                     c->host->key, r->got_bytes ? "headers were complete" : "started");
+}
+
+static void yhc__conn_readable(yhc__conn *c) {
+  yhc_http *http = c->host->http;
+  int rounds;
+  for (rounds = 0; rounds < 8 && !c->dead; rounds++) {
+    yhc__req *r = c->req;
+    char *dst;
+    size_t cap;
+    long n;
+    if (!r) {
+      /* idle: any event means the peer closed or talks out of turn; both end it */
+      char b;
+      n = c->s->vt->read(c->s, &b, 1);
+      if (n == YHC__AGAIN) return;
+      yhc__conn_close(c);
+      return;
+    }
+    if (c->rpos == c->rbuf.len) c->rbuf.len = c->rpos = c->scan = 0;
+    /* Body with a known length and nothing buffered: read straight into the body. */
+    if (c->phase == YHC__PH_BODY && r->body_mode == YHC__BODY_LENGTH && !r->on_body &&
+        c->rpos == c->rbuf.len) {
+      size_t want = r->body_left < (uint64_t)(1u << 20) ? (size_t)r->body_left : (size_t)1 << 20;
+      if (yhc_buf_reserve(&r->body, want)) {
+        yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing the response body");
+        return;
+      }
+      n = c->s->vt->read(c->s, r->body.ptr + r->body.len, want);
+      if (n > 0) {
+        r->body.len += (size_t)n;
+        r->body.ptr[r->body.len] = 0;
+        r->body_total += (uint64_t)n;
+        r->body_left -= (uint64_t)n;
+        c->last_activity = yhc_loop_now(http->loop);
+        if (!r->body_left) {
+          yhc__conn_finish_response(c);
+          return;
+        }
+        continue;
+      }
+    } else {
+      if (c->rpos > 0 && c->rbuf.cap - c->rbuf.len < 1024) {
+        yhc__buf_consume(&c->rbuf, c->rpos);
+        c->rpos = 0;
+      }
+      if (yhc_buf_reserve(&c->rbuf, http->d.recv_buffer)) {
+        yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory growing the receive buffer");
+        return;
+      }
+      dst = c->rbuf.ptr + c->rbuf.len;
+      cap = c->rbuf.cap - c->rbuf.len - 1;
+      n = c->s->vt->read(c->s, dst, cap);
+      if (n > 0) {
+        c->rbuf.len += (size_t)n;
+        c->last_activity = yhc_loop_now(http->loop);
+        if (!yhc__conn_parse(c)) return;
+        continue;
+      }
+    }
+    if (n == YHC__AGAIN) return;
+    if (n == 0) {
+      yhc__conn_eof(c);
+      return;
+    }
+    {
+      yhc_error e = c->s->err;
+      yhc__conn_fail(c, &e);
+      return;
+    }
+  }
+}
+
+static void yhc__conn_event(void *ctx, int ev) {
+  yhc__conn *c = YHC__CAST(yhc__conn *, ctx);
+  c->in_io++;
+  if (ev & YHC__EV_ERROR) {
+    yhc_error e = c->s->err;
+    if (!e.code) yhc__error_set(&e, YHC_ERR_IO, 0, "connection to %s failed", c->host->key);
+    yhc__conn_fail(c, &e);
+  } else {
+    if (ev & YHC__EV_CONNECT) {
+      yhc__host *h = c->host;
+      yhc__error_clear(&h->last_error);
+      yhc__conn_set_state(c, YHC__CONN_IDLE);
+      yhc__conn_next(c);
+    }
+    if (!c->dead && (ev & YHC__EV_WRITE) && c->req) yhc__conn_flush(c);
+    if (!c->dead && (ev & YHC__EV_READ)) yhc__conn_readable(c);
+  }
+  c->in_io--;
+  if (c->dead && !c->in_io) yhc__conn_free(c);
+}
+
+static yhc__conn *yhc__conn_open(yhc__host *h, yhc_error *err) {
+  yhc_http *http = h->http;
+  yhc__stream *s;
+  yhc__conn *c = YHC__NEW(yhc__conn);
+  if (!c) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a connection");
+    return NULL;
+  }
+  if (h->open) s = h->open(h, h->open_ctx, err);
+  else if (h->tls) s = yhc__tls_open(http->loop, &http->tls, &http->tls_conf, h->hostname, h->port, err);
+  else s = yhc__tcp_open(http->loop, h->hostname, h->port, err);
+  if (!s) {
+    YHC_FREE(c);
+    return NULL;
+  }
+  c->host = h;
+  c->s = s;
+  s->owner = c;
+  s->on_event = yhc__conn_event;
+  c->state = YHC__CONN_CONNECTING;
+  c->next = h->conns;
+  if (c->next) c->next->prev = c;
+  h->conns = c;
+  h->nconns++;
+  yhc__conn_arm(c, http->d.connect_timeout_ms);
+  return c;
+}
+
+/* ---- origins */
+
+static yhc__host *yhc__host_new(yhc_http *http, const char *key, const char *hostname, int port,
+                                int tls, int max_conns) {
+  yhc__host *h = YHC__NEW(yhc__host);
+  if (!h) return NULL;
+  h->http = http;
+  h->key = yhc__strdup(key);
+  h->hostname = yhc__strdup(hostname);
+  h->port = port;
+  h->tls = tls;
+  h->max_conns = max_conns > 0 ? max_conns : 1;
+  if (!h->key || !h->hostname) {
+    YHC_FREE(h->key);
+    YHC_FREE(h->hostname);
+    YHC_FREE(h);
+    return NULL;
+  }
+  h->next = http->hosts;
+  http->hosts = h;
+  return h;
+}
+
+/* Fails every request waiting on or running at h and closes its connections. */
+static void yhc__host_abort(yhc__host *h, yhc_err code, const char *msg) {
+  while (h->qhead) yhc__req_fail(h->qhead, code, "%s", msg);
+  while (h->conns) {
+    yhc__conn *c = h->conns;
+    if (c->req) yhc__req_fail(c->req, code, "%s", msg); /* closes c */
+    else yhc__conn_close(c);
+  }
+}
+
+static void yhc__host_free(yhc__host *h) {
+  yhc_http *http = h->http;
+  yhc__host **pp;
+  yhc__host_abort(h, YHC_ERR_CANCELLED, "request cancelled: origin closed");
+  for (pp = &http->hosts; *pp; pp = &(*pp)->next) {
+    if (*pp == h) {
+      *pp = h->next;
+      break;
+    }
+  }
+  YHC_FREE(h->key);
+  YHC_FREE(h->hostname);
+  YHC_FREE(h);
+}
+
+static void yhc__host_submit(yhc__host *h, yhc__req *r, int front) {
+  yhc__host_enqueue(h, r, front);
+  yhc__host_pump(h);
+}
+
+/* ---- public client */
+
+static void yhc__req_deadline(void *ctx) {
+  yhc__req *r = YHC__CAST(yhc__req *, ctx);
+  r->deadline_hit = 1;
+  yhc__req_fail(r, YHC_ERR_TIMEOUT, "request timed out after %d ms", r->timeout_ms);
+}
+
+YHCDEF yhc_http *yhc_http_create(yhc_loop *loop, const yhc_http_desc *desc) {
+  yhc_http *http = YHC__NEW(yhc_http);
+  yhc_http_desc *d;
+  if (!http) return NULL;
+  http->loop = loop;
+  if (desc) http->d = *desc;
+  d = &http->d;
+  if (!d->limits.max_header_bytes) d->limits.max_header_bytes = 16384;
+  if (!d->limits.max_header_count) d->limits.max_header_count = 100;
+  if (!d->limits.max_body_bytes) d->limits.max_body_bytes = (size_t)64 << 20;
+  if (!d->limits.max_chunk_digits) d->limits.max_chunk_digits = 16;
+  if (d->max_conns_per_host <= 0) d->max_conns_per_host = 16;
+  if (d->max_idle_per_host <= 0) d->max_idle_per_host = d->max_conns_per_host;
+  d->connect_timeout_ms = yhc__timeout_or(d->connect_timeout_ms, 10000);
+  d->idle_timeout_ms = yhc__timeout_or(d->idle_timeout_ms, 30000);
+  d->keepalive_ms = yhc__timeout_or(d->keepalive_ms, 30000);
+  d->request_timeout_ms = yhc__timeout_or(d->request_timeout_ms, 120000);
+  if (!d->recv_buffer) d->recv_buffer = 16384;
+  snprintf(http->user_agent, sizeof http->user_agent, "%s",
+           d->user_agent ? d->user_agent : "yhc/" YHC_VERSION);
+  d->user_agent = NULL; /* not kept: the copy above is what is used */
+  http->tls_conf.ca_file = d->ca_file;
+  http->tls_conf.ca_path = d->ca_path;
+  http->tls_conf.insecure = d->tls_insecure;
+  http->tls_conf.log_loop = loop;
+  return http;
+}
+
+static yhc__host *yhc__host_find_or_add(yhc_http *http, const yhc_url *u, int tls) {
+  char key[320], hostname[256];
+  yhc__host *h;
+  if (u->host.len >= sizeof hostname) return NULL;
+  memcpy(hostname, u->host.ptr, u->host.len);
+  hostname[u->host.len] = 0;
+  snprintf(key, sizeof key, "%s://%s:%d", tls ? "https" : "http", hostname, u->port);
+  for (h = http->hosts; h; h = h->next)
+    if (!h->external && !strcmp(h->key, key)) return h;
+  return yhc__host_new(http, key, hostname, u->port, tls, http->d.max_conns_per_host);
+}
+
+/* Builds a request record from the public description. Invalid input leaves r->error set
+   (the caller defers the answer). */
+static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *tls) {
+  const char *method = req->method ? req->method : "GET";
+  yhc_error e;
+  *tls = 0;
+  if (!req->url || yhc_url_parse(req->url, strlen(req->url), u, &e) < 0) {
+    if (!req->url) yhc__error_set(&e, YHC_ERR_URL, 0, "request has no URL");
+    r->error = e;
+    return;
+  }
+  if (yhc__str_ieq(u->scheme, "https")) {
+    *tls = 1;
+#ifndef YHC_MBEDTLS
+    yhc__error_set(&r->error, YHC_ERR_NO_TLS, 0,
+                   "https:// needs TLS, but yhc was built without TLS (define YHC_MBEDTLS)");
+    return;
+#endif
+  } else if (!yhc__str_ieq(u->scheme, "http")) {
+    yhc__error_set(&r->error, YHC_ERR_URL, 0, "unsupported URL scheme \"%.*s\"",
+                   (int)YHC__MIN(u->scheme.len, 32), u->scheme.ptr);
+    return;
+  }
+  if (!yhc__method_ok(method)) {
+    yhc__error_set(&r->error, YHC_ERR_INVALID, 0, "invalid request method \"%.32s\"", method);
+    return;
+  }
+  r->is_head = !strcmp(method, "HEAD");
+  r->retryable = yhc__method_idempotent(method) || req->retry_unsafe;
+  r->on_body = req->on_body;
+  yhc__req_serialise(r, method, u->host, u->port, *tls ? 443 : 80, u->target, req);
+}
+
+YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_response_fn cb,
+                                 void *user) {
+  yhc__req *r = yhc__req_new(http);
+  yhc_url u;
+  int tls = 0, timeout;
+  yhc__host *h;
+  if (!r) return 0;
+  r->cb = cb;
+  r->user = user;
+  if (!req) {
+    yhc__error_set(&r->error, YHC_ERR_INVALID, 0, "request is NULL");
+    yhc__req_defer(r);
+    return r->id;
+  }
+  yhc__req_fill(r, req, &u, &tls);
+  if (r->error.code) {
+    yhc__req_defer(r);
+    return r->id;
+  }
+  h = yhc__host_find_or_add(http, &u, tls);
+  if (!h) {
+    yhc__error_set(&r->error, YHC_ERR_NOMEM, 0, "out of memory (or host name too long)");
+    yhc__req_defer(r);
+    return r->id;
+  }
+  timeout = req->timeout_ms ? req->timeout_ms : http->d.request_timeout_ms;
+  r->timeout_ms = timeout;
+  if (timeout > 0) yhc__timer_start(http->loop, &r->deadline, (uint64_t)timeout, yhc__req_deadline, r);
+  yhc__host_submit(h, r, 0);
+  return r->id;
+}
+
+YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id) {
+  yhc__req *r;
+  for (r = http->live; r; r = r->all_next) {
+    if (r->id == id) {
+      yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled");
+      return 0;
+    }
+  }
+  return -1;
+}
+
+YHCDEF void yhc_http_destroy(yhc_http *http) {
+  if (!http) return;
+  http->destroying = 1;
+  yhc__timer_stop(http->loop, &http->deferred_timer);
+  while (http->dq_head) yhc__req_complete(http->dq_head);
+  while (http->hosts) yhc__host_free(http->hosts);
+  while (http->live) yhc__req_fail(http->live, YHC_ERR_CANCELLED, "request cancelled: client destroyed");
+  while (http->free_reqs) {
+    yhc__req *r = http->free_reqs;
+    http->free_reqs = r->free_next;
+    yhc__req_free_mem(r);
+  }
+  yhc__tls_ctx_free(http->tls);
+  YHC_FREE(http);
+}
+
+YHCDEF yhc_str yhc_response_header(const yhc_response *resp, const char *name) {
+  size_t i;
+  yhc_str none;
+  none.ptr = NULL;
+  none.len = 0;
+  if (!resp) return none;
+  for (i = 0; i < resp->header_count; i++)
+    if (yhc__str_ieq(resp->headers[i].name, name)) return resp->headers[i].value;
+  return none;
+}
+
+YHCDEF int yhc_response_header_next(const yhc_response *resp, const char *name, size_t *iter,
+                                    yhc_str *value) {
+  size_t i;
+  if (!resp) return 0;
+  for (i = *iter; i < resp->header_count; i++) {
+    if (yhc__str_ieq(resp->headers[i].name, name)) {
+      *value = resp->headers[i].value;
+      *iter = i + 1;
+      return 1;
+    }
+  }
+  *iter = resp->header_count;
+  return 0;
+}
+
+/* ==== WebSocket frames (RFC 6455), SHA-1, base64 ================================= */
+/* Owns: the bytes of the WebSocket protocol and nothing else -- the opening-handshake key and
+   accept values (which need SHA-1 and base64, so they live here rather than in a crypto layer
+   nobody else needs), the client frame encoder with masking, the server frame parser with its
+   fragmentation state and limits, close payloads, and strict UTF-8 checking. Every function
+   is pure over caller-owned bytes: no sockets, no clocks, no allocation except appends to a
+   caller's yhc_buf, so the client layer, the tests and the fuzzer drive the same code.
+   Randomness for keys and masks comes from the caller for the same reason. */
+
+/* Opcodes (RFC 6455 5.2). Values are the wire values. */
+#define YHC__WS_OP_CONT 0x0
+#define YHC__WS_OP_TEXT 0x1
+#define YHC__WS_OP_BINARY 0x2
+#define YHC__WS_OP_CLOSE 0x8
+#define YHC__WS_OP_PING 0x9
+#define YHC__WS_OP_PONG 0xA
+
+/* Control frames carry at most this much payload (RFC 6455 5.5). */
+#define YHC__WS_MAX_CONTROL 125
+/* Largest frame header: 2 + 8 (64-bit length) + 4 (mask key). */
+#define YHC__WS_MAX_HEADER 14
+
+/* Defaults for a parser whose limits are given as 0. A frame is buffered whole by
+   yhc__ws_parse, so its limit bounds memory per connection; bulk byte pipes stream payload via
+   yhc__ws_parse_header and are bounded by their own flow control instead. */
+#ifndef YHC__WS_DEFAULT_MAX_FRAME
+#  define YHC__WS_DEFAULT_MAX_FRAME ((size_t)16 << 20)
+#endif
+#ifndef YHC__WS_DEFAULT_MAX_MESSAGE
+#  define YHC__WS_DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
+#endif
+
+/* ---- SHA-1 (FIPS 180-4, 6.1) --------------------------------------------------- */
+/* Only for Sec-WebSocket-Accept, where SHA-1 is mandated and no secrecy is at stake. */
+
+typedef struct yhc__sha1_ctx {
+  uint32_t h[5];
+  uint64_t total;          /* message bytes seen so far */
+  unsigned char block[64]; /* bytes of the current, not yet full, block */
+  size_t used;
+} yhc__sha1_ctx;
+
+static uint32_t yhc__rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32u - n)); }
+
+static void yhc__sha1_block(uint32_t h[5], const unsigned char *p) {
+  uint32_t w[80], a, b, c, d, e, f, k, t;
+  int i;
+  for (i = 0; i < 16; i++) {
+    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+           (uint32_t)p[4 * i + 3];
+  }
+  for (i = 16; i < 80; i++) w[i] = yhc__rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+  a = h[0];
+  b = h[1];
+  c = h[2];
+  d = h[3];
+  e = h[4];
+  for (i = 0; i < 80; i++) {
+    if (i < 20) {
+      f = (b & c) | (~b & d); /* Ch */
+      k = 0x5A827999u;
+    } else if (i < 40) {
+      f = b ^ c ^ d; /* Parity */
+      k = 0x6ED9EBA1u;
+    } else if (i < 60) {
+      f = (b & c) | (b & d) | (c & d); /* Maj */
+      k = 0x8F1BBCDCu;
+    } else {
+      f = b ^ c ^ d;
+      k = 0xCA62C1D6u;
+    }
+    t = yhc__rol32(a, 5) + f + e + k + w[i];
+    e = d;
+    d = c;
+    c = yhc__rol32(b, 30);
+    b = a;
+    a = t;
+  }
+  h[0] += a;
+  h[1] += b;
+  h[2] += c;
+  h[3] += d;
+  h[4] += e;
+}
+
+static void yhc__sha1_init(yhc__sha1_ctx *c) {
+  c->h[0] = 0x67452301u;
+  c->h[1] = 0xEFCDAB89u;
+  c->h[2] = 0x98BADCFEu;
+  c->h[3] = 0x10325476u;
+  c->h[4] = 0xC3D2E1F0u;
+  c->total = 0;
+  c->used = 0;
+}
+
+static void yhc__sha1_update(yhc__sha1_ctx *c, const void *data, size_t len) {
+  const unsigned char *p = YHC__CAST(const unsigned char *, data);
+  c->total += len;
+  if (c->used) {
+    size_t n = YHC__MIN(len, 64 - c->used);
+    memcpy(c->block + c->used, p, n);
+    c->used += n;
+    p += n;
+    len -= n;
+    if (c->used < 64) return;
+    yhc__sha1_block(c->h, c->block);
+    c->used = 0;
+  }
+  for (; len >= 64; p += 64, len -= 64) yhc__sha1_block(c->h, p);
+  if (len) memcpy(c->block, p, len);
+  c->used = len;
+}
+
+static void yhc__sha1_final(yhc__sha1_ctx *c, unsigned char out[20]) {
+  uint64_t bits = c->total * 8;
+  int i;
+  /* Padding: 0x80, zeros up to 56 mod 64, then the bit length big-endian (5.1.1). */
+  c->block[c->used++] = 0x80;
+  if (c->used > 56) {
+    memset(c->block + c->used, 0, 64 - c->used);
+    yhc__sha1_block(c->h, c->block);
+    c->used = 0;
+  }
+  memset(c->block + c->used, 0, 56 - c->used);
+  for (i = 0; i < 8; i++) c->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+  yhc__sha1_block(c->h, c->block);
+  for (i = 0; i < 20; i++) out[i] = (unsigned char)(c->h[i / 4] >> (24 - 8 * (i % 4)));
+}
+
+static YHC__UNUSED void yhc__sha1(const void *data, size_t len, unsigned char out[20]) {
+  yhc__sha1_ctx c;
+  yhc__sha1_init(&c);
+  yhc__sha1_update(&c, data, len);
+  yhc__sha1_final(&c, out);
+}
+
+/* ---- base64 (RFC 4648 section 4, with padding) --------------------------------- */
+
+/* `out` needs 4*ceil(len/3)+1 bytes; it is NUL-terminated. Returns the characters written. */
+static size_t yhc__base64_encode(const unsigned char *in, size_t len, char *out) {
+  static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i, o = 0;
+  for (i = 0; i + 3 <= len; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    out[o++] = digits[(v >> 18) & 63];
+    out[o++] = digits[(v >> 12) & 63];
+    out[o++] = digits[(v >> 6) & 63];
+    out[o++] = digits[v & 63];
+  }
+  if (len - i == 1) {
+    uint32_t v = (uint32_t)in[i] << 16;
+    out[o++] = digits[(v >> 18) & 63];
+    out[o++] = digits[(v >> 12) & 63];
+    out[o++] = '=';
+    out[o++] = '=';
+  } else if (len - i == 2) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+    out[o++] = digits[(v >> 18) & 63];
+    out[o++] = digits[(v >> 12) & 63];
+    out[o++] = digits[(v >> 6) & 63];
+    out[o++] = '=';
+  }
+  out[o] = 0;
+  return o;
+}
+
+/* ---- Opening handshake values (RFC 6455 4.1, 4.2.2) ---------------------------- */
+
+/* Sec-WebSocket-Key from 16 random bytes the caller drew; 24 characters plus NUL. */
+static YHC__UNUSED void yhc__ws_make_key(const unsigned char nonce16[16], char out[25]) {
+  yhc__base64_encode(nonce16, 16, out);
+}
+
+/* The Sec-WebSocket-Accept a server must answer to `key`; 28 characters plus NUL. */
+static YHC__UNUSED void yhc__ws_accept_for_key(const char *key, char out[29]) {
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[20];
+  yhc__sha1_ctx c;
+  yhc__sha1_init(&c);
+  yhc__sha1_update(&c, key, strlen(key));
+  yhc__sha1_update(&c, guid, sizeof guid - 1);
+  yhc__sha1_final(&c, digest);
+  yhc__base64_encode(digest, 20, out);
+}
+
+/* ---- UTF-8 (RFC 3629) ---------------------------------------------------------- */
+
+/* Length of the longest prefix of `s` made of complete, valid UTF-8 sequences: shortest
+   form only, no surrogates (U+D800..DFFF), nothing above U+10FFFF. Equals `len` exactly when
+   all of `s` is valid; otherwise it is the offset of the sequence that is bad or cut off,
+   which is what an error message and a streaming validator both need. */
+static size_t yhc__utf8_scan(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    unsigned c = s[i];
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
+    size_t need, j;
+    if (c < 0x80) {
+      /* Text is mostly ASCII; skipping it eight bytes at a time keeps validation of large
+         messages cheap. memcpy keeps the load free of alignment assumptions. */
+      while (len - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull) break;
+        i += 8;
+      }
+      if (i < len && s[i] < 0x80) i++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+      need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      need = 2;
+      if (c == 0xE0) lo = 0xA0; /* below is overlong */
+      if (c == 0xED) hi = 0x9F; /* above is a surrogate */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      need = 3;
+      if (c == 0xF0) lo = 0x90; /* below is overlong */
+      if (c == 0xF4) hi = 0x8F; /* above is past U+10FFFF */
+    } else {
+      return i; /* continuation byte, overlong lead C0/C1, or F5..FF */
+    }
+    if (len - i <= need) return i; /* cut off */
+    if (s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (j = 2; j <= need; j++) {
+      if (s[i + j] < 0x80 || s[i + j] > 0xBF) return i;
+    }
+    i += need + 1;
+  }
+  return i;
+}
+
+/* 1 when all `len` bytes are strict UTF-8 (see yhc__utf8_scan), else 0. */
+static YHC__UNUSED int yhc__utf8_valid(const unsigned char *s, size_t len) {
+  return yhc__utf8_scan(s, len) == len;
+}
+
+/* ---- Client frames: header, masking, encoding (RFC 6455 5.2, 5.3) -------------- */
+
+/* Writes a frame header into `hdr` (room for YHC__WS_MAX_HEADER bytes) and returns its
+   length. Lengths use the shortest encoding. A client always masks (5.1); `mask` may be NULL
+   only to build unmasked server frames for tests and fuzzers. */
+static size_t yhc__ws_frame_header(unsigned char *hdr, int fin, int opcode, uint64_t payload_len,
+                                   const unsigned char mask[4]) {
+  size_t n = 2;
+  int i;
+  hdr[0] = (unsigned char)((fin ? 0x80 : 0) | (opcode & 0x0F));
+  if (payload_len <= 125) {
+    hdr[1] = (unsigned char)payload_len;
+  } else if (payload_len <= 0xFFFF) {
+    hdr[1] = 126;
+    hdr[2] = (unsigned char)(payload_len >> 8);
+    hdr[3] = (unsigned char)payload_len;
+    n = 4;
+  } else {
+    hdr[1] = 127;
+    for (i = 0; i < 8; i++) hdr[2 + i] = (unsigned char)(payload_len >> (56 - 8 * i));
+    n = 10;
+  }
+  if (mask) {
+    hdr[1] |= 0x80;
+    memcpy(hdr + n, mask, 4);
+    n += 4;
+  }
+  return n;
+}
+
+/* XORs `len` bytes with the mask in place. `offset` is how many bytes of this frame's payload
+   were masked already, so a payload can be masked in pieces as it is sent. Eight bytes at a
+   time: an 8-byte pattern holds the 4-byte key twice, so one rotation by `offset` keeps it in
+   phase for every later word; memcpy makes the word loads legal at any alignment. */
+static void yhc__ws_mask(unsigned char *data, size_t len, const unsigned char mask[4], size_t offset) {
+  unsigned char pat[8];
+  uint64_t pw, w;
+  size_t i;
+  for (i = 0; i < 8; i++) pat[i] = mask[(offset + i) & 3];
+  memcpy(&pw, pat, 8);
+  for (i = 0; len - i >= 8; i += 8) {
+    memcpy(&w, data + i, 8);
+    w ^= pw;
+    memcpy(data + i, &w, 8);
+  }
+  for (; i < len; i++) data[i] ^= pat[i & 7];
+}
+
+/* Appends one complete masked frame to `out`. 0 on success; -1 when memory ran out, with
+   `out` left as it was. */
+static YHC__UNUSED int yhc__ws_encode(yhc_buf *out, int opcode, int fin, const void *payload, size_t len,
+                                      const unsigned char mask[4]) {
+  unsigned char hdr[YHC__WS_MAX_HEADER];
+  size_t hlen = yhc__ws_frame_header(hdr, fin, opcode, (uint64_t)len, mask);
+  size_t start;
+  if (len > SIZE_MAX - hlen || yhc_buf_reserve(out, hlen + len)) return -1;
+  /* Cannot fail now that the room is reserved. */
+  yhc_buf_append(out, hdr, hlen);
+  start = out->len;
+  yhc_buf_append(out, payload, len);
+  if (mask) yhc__ws_mask(YHC__CAST(unsigned char *, YHC__CAST(void *, out->ptr + start)), len, mask, 0);
+  return 0;
+}
+
+/* ---- Close frames (RFC 6455 5.5.1, 7.4) ---------------------------------------- */
+
+/* Codes a peer may put on the wire. 1004-1006 and 1015 are reserved or local-only (7.4.1),
+   the rest of 1000-2999 is unassigned, and 3000-4999 belong to libraries and applications.
+   1012-1014 are accepted although RFC 6455 predates them: they are in the IANA registry and
+   servers send 1012/1013 when restarting, which a client should see as a clean close. */
+static int yhc__ws_close_code_valid(int code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+/* Builds a close payload: the code big-endian, then `reason` (NULL for none) cut to the 123
+   bytes that fit, never inside a UTF-8 sequence. code 0 means "no status" and gives an empty
+   payload. Returns the length, or -1 when `code` may not be sent or `reason` is not UTF-8. */
+static YHC__UNUSED int yhc__ws_close_payload(unsigned char out[125], int code, const char *reason) {
+  size_t n;
+  if (code == 0) return 0;
+  if (!yhc__ws_close_code_valid(code)) return -1;
+  out[0] = (unsigned char)(code >> 8);
+  out[1] = (unsigned char)code;
+  n = reason ? strlen(reason) : 0;
+  if (n > YHC__WS_MAX_CONTROL - 2) {
+    n = YHC__WS_MAX_CONTROL - 2;
+    /* Back off over continuation bytes so the cut lands on a sequence boundary. */
+    while (n > 0 && (YHC__CAST(unsigned char, reason[n]) & 0xC0) == 0x80) n--;
+  }
+  if (n) {
+    const unsigned char *r = YHC__CAST(const unsigned char *, YHC__CAST(const void *, reason));
+    if (!yhc__utf8_valid(r, n)) return -1;
+    memcpy(out + 2, r, n);
+  }
+  return (int)(n + 2);
+}
+
+/* Checks a received close payload and splits it. `base` is added to error offsets so they
+   point into the caller's buffer. An empty payload gives code 0 (the peer sent no status;
+   RFC 6455 calls that 1005). */
+static YHC__UNUSED int yhc__ws_close_parse(const unsigned char *payload, size_t len, int *code, yhc_str *reason,
+                               size_t base, yhc_error *err) {
+  size_t good;
+  int c;
+  *code = 0;
+  reason->ptr = "";
+  reason->len = 0;
+  if (len == 0) return 0;
+  if (len == 1) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, base, "close frame payload of 1 byte (must be empty or hold a 2-byte code)");
+    return -1;
+  }
+  c = payload[0] << 8 | payload[1];
+  if (!yhc__ws_close_code_valid(c)) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, base, "invalid close code %d", c);
+    return -1;
+  }
+  good = yhc__utf8_scan(payload + 2, len - 2);
+  if (good != len - 2) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, base + 2 + good, "close reason is not valid UTF-8 (byte %lu of the reason)",
+                   (unsigned long)good);
+    return -1;
+  }
+  *code = c;
+  reason->ptr = YHC__CAST(const char *, YHC__CAST(const void *, payload + 2));
+  reason->len = len - 2;
+  return 0;
+}
+
+/* ---- Server frames: parser (RFC 6455 5.2-5.5) ---------------------------------- */
+
+/* What a frame header says, once checked on its own (no state): no RSV bits, a known opcode,
+   control frames final and short, not masked, a length below 2^63. */
+typedef struct yhc__ws_header {
+  int fin;
+  int opcode;
+  uint64_t payload_len;
+  size_t header_len; /* 2, 4 or 10: server frames carry no mask key */
+} yhc__ws_header;
+
+/* One complete frame. `payload` points into the caller's buffer and lives as long as it. */
+typedef struct yhc__ws_frame {
+  int fin;
+  int opcode;         /* as on the wire: 0 for a continuation */
+  int message_opcode; /* data frames: TEXT or BINARY of the message this frame belongs to;
+                         control frames: same as opcode */
+  const unsigned char *payload;
+  size_t len;
+  int close_code;   /* CLOSE only: the status, or 0 when the peer sent none */
+  yhc_str close_reason; /* CLOSE only: the UTF-8 reason (validated), possibly empty */
+} yhc__ws_frame;
+
+/* Per-connection receive state: the limits and where the current fragmented message stands.
+   Zero it, or call yhc__ws_parser_init, before the first frame. */
+typedef struct yhc__ws_parser {
+  size_t max_frame;   /* payload bytes of one frame; 0 = YHC__WS_DEFAULT_MAX_FRAME */
+  size_t max_message; /* bytes of a whole data message over all its fragments; 0 = default */
+  int msg_opcode;     /* TEXT/BINARY while a fragmented message is open, else 0 */
+  size_t msg_len;     /* bytes of the open message received so far */
+  int failed;         /* set by the first error: the connection must be failed (7.1.7) */
+} yhc__ws_parser;
+
+static YHC__UNUSED void yhc__ws_parser_init(yhc__ws_parser *p, size_t max_frame, size_t max_message) {
+  memset(p, 0, sizeof *p);
+  p->max_frame = max_frame;
+  p->max_message = max_message;
+}
+
+/* Parses and checks the header at the start of `buf`. Returns the header length (>0), 0 when
+   more bytes are needed, or -1 with `err` filled (offset = the offending byte). Errors visible
+   in the bytes present are reported at once rather than after more arrive.
+   Non-minimal length encodings (e.g. 5 sent in the 16-bit form) are accepted: they are
+   unambiguous and RFC 6455 puts no duty on the receiver to refuse them. */
+static int yhc__ws_parse_header(const unsigned char *buf, size_t len, yhc__ws_header *h, yhc_error *err) {
+  unsigned b0, b1, len7;
+  int op, i;
+  uint64_t plen;
+  size_t hl;
+  if (len < 1) return 0;
+  b0 = buf[0];
+  op = (int)(b0 & 0x0F);
+  if (b0 & 0x70) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "reserved bits 0x%02x set in frame header (no extension negotiated)",
+                   b0 & 0x70);
+    return -1;
+  }
+  if (!(op <= YHC__WS_OP_BINARY || (op >= YHC__WS_OP_CLOSE && op <= YHC__WS_OP_PONG))) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "unknown opcode 0x%x", (unsigned)op);
+    return -1;
+  }
+  if (op >= YHC__WS_OP_CLOSE && !(b0 & 0x80)) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "fragmented control frame (opcode 0x%x without FIN)", (unsigned)op);
+    return -1;
+  }
+  if (len < 2) return 0;
+  b1 = buf[1];
+  if (b1 & 0x80) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 1, "masked frame from server (servers must not mask)");
+    return -1;
+  }
+  len7 = b1 & 0x7F;
+  if (op >= YHC__WS_OP_CLOSE && len7 > YHC__WS_MAX_CONTROL) {
+    /* 126 and 127 announce an extended length, which is over 125 whatever follows. */
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 1, "control frame (opcode 0x%x) with payload over 125 bytes", (unsigned)op);
+    return -1;
+  }
+  if (len7 < 126) {
+    plen = len7;
+    hl = 2;
+  } else if (len7 == 126) {
+    if (len < 4) return 0;
+    plen = (uint64_t)buf[2] << 8 | buf[3];
+    hl = 4;
+  } else {
+    if (len >= 3 && (buf[2] & 0x80)) {
+      yhc__error_set(err, YHC_ERR_WEBSOCKET, 2, "64-bit payload length with the most significant bit set");
+      return -1;
+    }
+    if (len < 10) return 0;
+    plen = 0;
+    for (i = 0; i < 8; i++) plen = plen << 8 | buf[2 + i];
+    hl = 10;
+  }
+  h->fin = (b0 & 0x80) != 0;
+  h->opcode = op;
+  h->payload_len = plen;
+  h->header_len = hl;
+  return (int)hl;
+}
+
+/* Checks a parsed header against the parser's fragmentation state and limits without
+   changing anything, so a caller that must wait for the payload can ask again. */
+static int yhc__ws_parser_check(const yhc__ws_parser *p, const yhc__ws_header *h, yhc_error *err) {
+  size_t max_frame = p->max_frame ? p->max_frame : YHC__WS_DEFAULT_MAX_FRAME;
+  size_t max_message = p->max_message ? p->max_message : YHC__WS_DEFAULT_MAX_MESSAGE;
+  if (p->failed) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "WebSocket stream already failed");
+    return -1;
+  }
+  if (h->opcode == YHC__WS_OP_CONT && !p->msg_opcode) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "continuation frame without a message in progress");
+    return -1;
+  }
+  if ((h->opcode == YHC__WS_OP_TEXT || h->opcode == YHC__WS_OP_BINARY) && p->msg_opcode) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "new data frame (opcode 0x%x) while a fragmented message is in progress",
+                   (unsigned)h->opcode);
+    return -1;
+  }
+  if (h->payload_len > (uint64_t)max_frame) {
+    yhc__error_set(err, YHC_ERR_LIMIT, 1, "frame payload of %llu bytes exceeds limit %llu",
+                   (unsigned long long)h->payload_len, (unsigned long long)max_frame);
+    return -1;
+  }
+  if (h->opcode < YHC__WS_OP_CLOSE && (p->msg_len > max_message || h->payload_len > (uint64_t)(max_message - p->msg_len))) {
+    yhc__error_set(err, YHC_ERR_LIMIT, 1, "message of %llu bytes exceeds limit %llu",
+                   (unsigned long long)((uint64_t)p->msg_len + h->payload_len), (unsigned long long)max_message);
+    return -1;
+  }
+  return 0;
+}
+
+/* Records that the frame described by `h` is being delivered. Returns the opcode of the
+   message it belongs to (the frame's own opcode for control frames). */
+static int yhc__ws_parser_commit(yhc__ws_parser *p, const yhc__ws_header *h) {
+  int msg_op;
+  if (h->opcode >= YHC__WS_OP_CLOSE) return h->opcode;
+  msg_op = h->opcode == YHC__WS_OP_CONT ? p->msg_opcode : h->opcode;
+  if (h->fin) {
+    p->msg_opcode = 0;
+    p->msg_len = 0;
+  } else {
+    p->msg_opcode = msg_op;
+    p->msg_len += (size_t)h->payload_len; /* fits: checked against max_message */
+  }
+  return msg_op;
+}
+
+/* For callers that stream payload instead of buffering whole frames: after
+   yhc__ws_parse_header succeeds, checks sequencing and limits and, if they pass, records the
+   frame. The caller then owns `h->payload_len` payload bytes; a CLOSE payload should be
+   checked with yhc__ws_close_parse once it is complete. 0, or -1 with `err` set. */
+static YHC__UNUSED int yhc__ws_parser_begin(yhc__ws_parser *p, const yhc__ws_header *h, int *message_opcode,
+                                            yhc_error *err) {
+  int op;
+  if (yhc__ws_parser_check(p, h, err)) {
+    p->failed = 1;
+    return -1;
+  }
+  op = yhc__ws_parser_commit(p, h);
+  if (message_opcode) *message_opcode = op;
+  return 0;
+}
+
+/* Parses one whole server frame at the start of `buf`. Returns the bytes it spans (>0) and
+   fills `out`, 0 when `buf` does not hold all of it yet (nothing changes: call again with the
+   same start and more bytes), or -1 with `err` set (YHC_ERR_WEBSOCKET, or YHC_ERR_LIMIT for
+   a limit; offset relative to `buf`). After an error every later call fails too. Limit errors
+   come as soon as the header is in, before the payload. The whole frame must fit an int,
+   which bounds frames parsed this way to about 2 GiB; stream bigger ones. */
+static YHC__UNUSED int yhc__ws_parse(yhc__ws_parser *p, const unsigned char *buf, size_t len, yhc__ws_frame *out,
+                                     yhc_error *err) {
+  yhc__ws_header h;
+  int r;
+  size_t total;
+  if (p->failed) {
+    yhc__error_set(err, YHC_ERR_WEBSOCKET, 0, "WebSocket stream already failed");
+    return -1;
+  }
+  r = yhc__ws_parse_header(buf, len, &h, err);
+  if (r <= 0) {
+    if (r < 0) p->failed = 1;
+    return r;
+  }
+  if (yhc__ws_parser_check(p, &h, err)) {
+    p->failed = 1;
+    return -1;
+  }
+  if (h.payload_len > (uint64_t)(INT_MAX - (int)h.header_len)) {
+    yhc__error_set(err, YHC_ERR_LIMIT, 1, "frame payload of %llu bytes too large to parse whole",
+                   (unsigned long long)h.payload_len);
+    p->failed = 1;
+    return -1;
+  }
+  total = h.header_len + (size_t)h.payload_len;
+  if (len < total) return 0;
+  out->fin = h.fin;
+  out->opcode = h.opcode;
+  out->payload = buf + h.header_len;
+  out->len = (size_t)h.payload_len;
+  out->close_code = 0;
+  out->close_reason.ptr = "";
+  out->close_reason.len = 0;
+  if (h.opcode == YHC__WS_OP_CLOSE &&
+      yhc__ws_close_parse(out->payload, out->len, &out->close_code, &out->close_reason, h.header_len, err)) {
+    p->failed = 1;
+    return -1;
+  }
+  out->message_opcode = yhc__ws_parser_commit(p, &h);
+  return (int)total;
+}
+/* ==== WebSocket client ============================================================ */
+/* Owns: the client side of RFC 6455 over a TCP or TLS stream -- the opening handshake with
+   its Sec-WebSocket-Accept check, ping/pong, the close handshake, keepalive -- exposed as a
+   byte stream, because that is what yagna's VPN tunnel is: raw TCP bytes in binary messages
+   whose boundaries mean nothing. So the HTTP client runs over a tunnel unchanged.
+
+   Received frames are parsed in place in the receive buffer (server frames are unmasked) and
+   their payload is copied once, straight into the reader's buffer. Control frames are
+   answered as they are met, even while the reader is idle, so the daemon's pings never go
+   unanswered. A tunnel that has been silent past `dead_ms` (the daemon pings every 5 s) is
+   reported as failed, which is how a vanished provider is noticed within seconds. */
+
+typedef struct yhc__ws_conf {
+  size_t max_frame;    /* [1 MiB] payload of one received frame */
+  int ping_ms;         /* our own keepalive ping when we have sent nothing [5000] */
+  int dead_ms;         /* nothing received for this long: the tunnel is dead [15000] */
+  int handshake_ms;    /* [10000], from TCP connect to the 101 */
+  size_t max_wbuf;     /* bytes queued for sending before write() pushes back [1 MiB] */
+} yhc__ws_conf;
+
+enum { YHC__WS_CONNECTING, YHC__WS_HANDSHAKE, YHC__WS_OPEN, YHC__WS_CLOSED };
+
+typedef struct yhc__ws {
+  yhc__stream base;    /* what the owner sees */
+  yhc__stream *inner;  /* TCP or TLS */
+  yhc_loop *loop;
+  yhc__ws_conf conf;
+  int state;
+  int want_rd, want_wr;
+  int eof;             /* the server closed (close frame or TCP EOF): reads return 0 */
+  int failed;
+  int http_status;     /* of the handshake answer, for callers that map errors */
+  char accept[32];
+  char target_desc[160];
+  yhc_buf rbuf;        /* raw bytes from inner */
+  size_t rpos;
+  uint64_t cur_left;   /* payload bytes of the current data frame not yet read */
+  int cur_complete;    /* current frame's payload is wholly in rbuf */
+  yhc__ws_parser parser;
+  yhc_buf wbuf;        /* frames (or the handshake) waiting for inner */
+  size_t wpos;
+  yhc__timer kick;     /* deferred events to the owner */
+  yhc__timer keepalive;
+  uint64_t last_rx, last_tx;
+  uint64_t rng[2];
+  int pending_ev;
+} yhc__ws;
+
+static uint64_t yhc__ws_rand(yhc__ws *w) {
+  /* xorshift128+, seeded from the system's entropy per connection: masks must not be
+     predictable by the peer's software, and one urandom read per tunnel is cheap */
+  uint64_t s1 = w->rng[0];
+  const uint64_t s0 = w->rng[1];
+  w->rng[0] = s0;
+  s1 ^= s1 << 23;
+  w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+  return w->rng[1] + s0;
+}
+
+static void yhc__entropy(void *out, size_t n) {
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  size_t got = 0;
+  if (fd >= 0) {
+    while (got < n) {
+      ssize_t r = read(fd, YHC__CAST(char *, out) + got, n - got);
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    close(fd);
+  }
+  if (got < n) { /* no urandom: mix what varies, better than nothing */
+    uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
+    size_t i;
+    for (i = got; i < n; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      YHC__CAST(unsigned char *, out)[i] = (unsigned char)x;
+    }
+  }
+}
+
+static void yhc__ws_kick_fire(void *ctx) {
+  yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
+  int ev = w->pending_ev;
+  w->pending_ev = 0;
+  if (ev) yhc__stream_emit(&w->base, ev);
+}
+
+/* Tells the owner about `ev` from the loop, not from inside its own call into us. */
+static void yhc__ws_kick(yhc__ws *w, int ev) {
+  w->pending_ev |= ev;
+  if (!yhc__timer_armed(&w->kick)) yhc__timer_start(w->loop, &w->kick, 0, yhc__ws_kick_fire, w);
+}
+
+static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...) {
+  va_list ap;
+  if (w->failed) return;
+  va_start(ap, fmt);
+  yhc__error_vset(&w->base.err, code, 0, fmt, ap);
+  va_end(ap);
+  w->failed = 1;
+  w->state = YHC__WS_CLOSED;
+  yhc__timer_stop(w->loop, &w->keepalive);
+  yhc__ws_kick(w, YHC__EV_ERROR);
+}
+
+/* Reads from inner only while the reader keeps up, so a stalled reader cannot make us buffer
+   without bound (and a level-triggered poll cannot spin on data we will not take). */
+static void yhc__ws_interest(yhc__ws *w) {
+  int rd = w->state != YHC__WS_CLOSED && !w->eof &&
+           w->rbuf.len - w->rpos <= w->conf.max_frame + 64 + 65536;
+  w->inner->vt->want(w->inner, rd, w->wpos < w->wbuf.len);
+}
+
+static void yhc__ws_flush(yhc__ws *w) {
+  while (w->wpos < w->wbuf.len) {
+    long n = w->inner->vt->write(w->inner, w->wbuf.ptr + w->wpos, w->wbuf.len - w->wpos);
+    if (n == YHC__AGAIN) break;
+    if (n < 0) {
+      yhc__ws_fail(w, w->inner->err.code ? w->inner->err.code : YHC_ERR_IO, "tunnel %s: %s",
+                   w->target_desc, w->inner->err.msg);
+      return;
+    }
+    w->wpos += (size_t)n;
+    w->last_tx = yhc_loop_now(w->loop);
+  }
+  if (w->wpos == w->wbuf.len) w->wbuf.len = w->wpos = 0;
+  else if (w->wpos > 65536) {
+    yhc__buf_consume(&w->wbuf, w->wpos);
+    w->wpos = 0;
+  }
+  yhc__ws_interest(w);
+}
+
+static int yhc__ws_send_frame(yhc__ws *w, int opcode, const void *data, size_t len) {
+  unsigned char mask[4];
+  uint64_t r = yhc__ws_rand(w);
+  memcpy(mask, &r, 4);
+  if (yhc__ws_encode(&w->wbuf, opcode, 1, data, len, mask)) {
+    yhc__ws_fail(w, YHC_ERR_NOMEM, "out of memory queueing a WebSocket frame");
+    return -1;
+  }
+  return 0;
+}
+
+/* Handles one complete control frame from the server. */
+static void yhc__ws_control(yhc__ws *w, const yhc__ws_frame *f) {
+  if (f->opcode == YHC__WS_OP_PING) {
+    yhc__ws_send_frame(w, YHC__WS_OP_PONG, f->payload, f->len);
+  } else if (f->opcode == YHC__WS_OP_CLOSE) {
+    unsigned char pl[YHC__WS_MAX_CONTROL];
+    int n = yhc__ws_close_payload(pl, f->close_code ? 1000 : 0, NULL);
+    /* answer the close handshake, then the pipe has ended */
+    yhc__ws_send_frame(w, YHC__WS_OP_CLOSE, pl, (size_t)(n > 0 ? n : 0));
+    w->eof = 1;
+  }
+}
+
+/* Walks frames at the read position: answers control frames, stops at data. Returns 1 when
+   data is available to read, 0 when more bytes are needed, -1 on a protocol error. */
+static int yhc__ws_advance(yhc__ws *w) {
+  while (!w->cur_left && !w->eof) {
+    const unsigned char *p = YHC__PUN(const unsigned char *, w->rbuf.ptr) + w->rpos;
+    size_t avail = w->rbuf.len - w->rpos;
+    yhc__ws_header h;
+    yhc_error e;
+    int hl = yhc__ws_parse_header(p, avail, &h, &e);
+    if (hl < 0) {
+      yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+      return -1;
+    }
+    if (hl == 0) return 0;
+    if (h.opcode >= YHC__WS_OP_CLOSE) {
+      yhc__ws_frame f;
+      int n;
+      memset(&f, 0, sizeof f);
+      if (avail < hl + h.payload_len) return 0;
+      n = yhc__ws_parse(&w->parser, p, avail, &f, &e);
+      if (n < 0) {
+        yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+        return -1;
+      }
+      w->rpos += (size_t)n;
+      yhc__ws_control(w, &f);
+      continue;
+    }
+    /* data: its payload is streamed out by read(), so only the header is consumed here */
+    if (yhc__ws_parser_begin(&w->parser, &h, NULL, &e)) {
+      yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+      return -1;
+    }
+    w->rpos += (size_t)hl;
+    w->cur_left = h.payload_len;
+  }
+  return w->cur_left > 0 || w->eof;
+}
+
+/* Moves bytes from inner into rbuf until inner has no more (or we hold plenty). Returns 2
+   when bytes were added, 0 when none were, 1 on EOF from inner, -1 on failure. */
+static int yhc__ws_fill(yhc__ws *w) {
+  int rounds, added = 0;
+  for (rounds = 0; rounds < 16; rounds++) {
+    long n;
+    if (w->rpos == w->rbuf.len) w->rbuf.len = w->rpos = 0;
+    else if (w->rpos > 0 && w->rbuf.cap - w->rbuf.len < 4096) {
+      yhc__buf_consume(&w->rbuf, w->rpos);
+      w->rpos = 0;
+    }
+    if (w->rbuf.len - w->rpos > w->conf.max_frame + 64 + 65536) break; /* reader is behind */
+    if (yhc_buf_reserve(&w->rbuf, 16384)) {
+      yhc__ws_fail(w, YHC_ERR_NOMEM, "out of memory receiving from tunnel %s", w->target_desc);
+      return -1;
+    }
+    n = w->inner->vt->read(w->inner, w->rbuf.ptr + w->rbuf.len, w->rbuf.cap - w->rbuf.len - 1);
+    if (n == YHC__AGAIN) break;
+    if (n == 0) return added ? 2 : 1; /* the EOF is seen again on the next read */
+    if (n < 0) {
+      yhc__ws_fail(w, w->inner->err.code ? w->inner->err.code : YHC_ERR_IO, "tunnel %s: %s",
+                   w->target_desc, w->inner->err.msg);
+      return -1;
+    }
+    w->rbuf.len += (size_t)n;
+    w->last_rx = yhc_loop_now(w->loop);
+    added = 1;
+  }
+  return added ? 2 : 0;
+}
+
+/* ---- keepalive: one timer checks both directions */
+
+static void yhc__ws_keepalive_fire(void *ctx);
+
+static void yhc__ws_arm_keepalive(yhc__ws *w) {
+  int step = w->conf.ping_ms;
+  if (w->conf.dead_ms > 0 && (step <= 0 || w->conf.dead_ms / 3 < step)) step = w->conf.dead_ms / 3;
+  if (step <= 0) return;
+  yhc__timer_start(w->loop, &w->keepalive, (uint64_t)(step > 0 ? step : 1), yhc__ws_keepalive_fire, w);
+}
+
+static void yhc__ws_keepalive_fire(void *ctx) {
+  yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
+  uint64_t now = yhc_loop_now(w->loop);
+  if (w->state != YHC__WS_OPEN) return;
+  if (w->conf.dead_ms > 0 && now - w->last_rx >= (uint64_t)w->conf.dead_ms) {
+    yhc__ws_fail(w, YHC_ERR_TIMEOUT, "tunnel %s: nothing received for %d ms", w->target_desc,
+                 w->conf.dead_ms);
+    return;
+  }
+  if (w->conf.ping_ms > 0 && now - w->last_tx >= (uint64_t)w->conf.ping_ms) {
+    if (yhc__ws_send_frame(w, YHC__WS_OP_PING, "yhc", 3) == 0) yhc__ws_flush(w);
+    if (w->failed) return;
+  }
+  yhc__ws_arm_keepalive(w);
+}
+
+/* ---- handshake */
+
+static void yhc__ws_handshake_read(yhc__ws *w) {
+  yhc_header_view hv[64];
+  yhc__head h;
+  yhc_error e;
+  size_t end, i;
+  long n;
+  int upgrade = 0, connection = 0, accept_ok = 0;
+  yhc__error_clear(&e);
+  end = yhc__find_head_end(w->rbuf.ptr, w->rbuf.len, 0);
+  if (!end) {
+    if (w->rbuf.len > 16384)
+      yhc__ws_fail(w, YHC_ERR_LIMIT, "tunnel %s: handshake answer exceeds 16384 bytes", w->target_desc);
+    return;
+  }
+  n = yhc__parse_head(w->rbuf.ptr, end, &h, hv, 64, &e);
+  if (n <= 0) {
+    yhc__ws_fail(w, YHC_ERR_WEBSOCKET, "tunnel %s: bad handshake answer: %s", w->target_desc,
+                 n < 0 ? e.msg : "truncated");
+    return;
+  }
+  w->http_status = h.status;
+  if (h.status != 101) {
+    /* yagna reports tunnel errors as ordinary answers with a JSON message; show it */
+    size_t blen = w->rbuf.len - end;
+    for (i = 0; i < h.nheaders; i++) {
+      if (yhc__str_ieq(hv[i].name, "content-length")) {
+        unsigned long cl = strtoul(hv[i].value.ptr, NULL, 10);
+        if (cl < 4096 && blen < cl) return; /* wait for the small body */
+      }
+    }
+    yhc__ws_fail(w, YHC_ERR_HTTP_STATUS, "tunnel %s refused: HTTP %d %.*s%s%.*s", w->target_desc,
+                 h.status, (int)h.reason.len, h.reason.ptr, blen ? ": " : "",
+                 (int)YHC__MIN(blen, 200), w->rbuf.ptr + end);
+    return;
+  }
+  for (i = 0; i < h.nheaders; i++) {
+    if (yhc__str_ieq(hv[i].name, "upgrade")) upgrade |= yhc__str_ieq(hv[i].value, "websocket");
+    if (yhc__str_ieq(hv[i].name, "connection")) connection |= yhc__token_list_has(hv[i].value, "upgrade");
+    if (yhc__str_ieq(hv[i].name, "sec-websocket-accept")) accept_ok = yhc__str_eq(hv[i].value, w->accept);
+  }
+  if (!upgrade || !connection || !accept_ok) {
+    yhc__ws_fail(w, YHC_ERR_WEBSOCKET, "tunnel %s: handshake answer lacks %s", w->target_desc,
+                 !upgrade ? "Upgrade: websocket" : !connection ? "Connection: Upgrade"
+                                                               : "a matching Sec-WebSocket-Accept");
+    return;
+  }
+  w->rpos = end;
+  w->state = YHC__WS_OPEN;
+  w->last_rx = w->last_tx = yhc_loop_now(w->loop);
+  yhc__ws_arm_keepalive(w);
+  yhc__ws_kick(w, YHC__EV_CONNECT | (w->rpos < w->rbuf.len ? YHC__EV_READ : 0));
+}
+
+
+static void yhc__ws_handshake_timeout(void *ctx) {
+  yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
+  if (w->state == YHC__WS_OPEN) return;
+  yhc__ws_fail(w, YHC_ERR_TIMEOUT, "tunnel %s: no handshake answer within %d ms", w->target_desc,
+               w->conf.handshake_ms);
+}
+
+/* ---- events from the inner stream */
+
+static void yhc__ws_inner_event(void *ctx, int ev) {
+  yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
+  if (w->failed) return;
+  if (ev & YHC__EV_ERROR) {
+    yhc__ws_fail(w, w->inner->err.code ? w->inner->err.code : YHC_ERR_CONNECT, "tunnel %s: %s",
+                 w->target_desc, w->inner->err.msg);
+    return;
+  }
+  if (ev & YHC__EV_CONNECT) {
+    w->state = YHC__WS_HANDSHAKE;
+    yhc__ws_flush(w); /* the handshake request is already in wbuf */
+    if (w->failed) return;
+  }
+  if (ev & YHC__EV_WRITE) {
+    size_t before = w->wbuf.len - w->wpos;
+    yhc__ws_flush(w);
+    if (w->failed) return;
+    if (w->state == YHC__WS_OPEN && w->want_wr && (w->wbuf.len - w->wpos) < before)
+      yhc__ws_kick(w, YHC__EV_WRITE);
+  }
+  if (ev & YHC__EV_READ) {
+    int r = yhc__ws_fill(w);
+    if (r < 0) return;
+    if (w->state == YHC__WS_HANDSHAKE) {
+      if (r == 1) {
+        yhc__ws_fail(w, YHC_ERR_CLOSED, "tunnel %s: connection closed during the handshake",
+                     w->target_desc);
+        return;
+      }
+      yhc__ws_handshake_read(w);
+      return;
+    }
+    if (r == 1) w->eof = 1;
+    if (w->state == YHC__WS_OPEN && (r != 0 || w->cur_left || w->rpos < w->rbuf.len)) {
+      int a = yhc__ws_advance(w);
+      if (a < 0) return;
+      if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs, close replies */
+      if (w->failed) return;
+      if (a > 0 || w->eof) yhc__ws_kick(w, YHC__EV_READ);
+    }
+    if (!w->failed) yhc__ws_interest(w);
+  }
+}
+
+/* ---- the stream the owner sees */
+
+static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  size_t got = 0;
+  if (w->failed) return YHC__FAIL;
+  if (w->state != YHC__WS_OPEN) return YHC__AGAIN;
+  while (got < cap) {
+    int a = yhc__ws_advance(w), r;
+    if (a < 0) return YHC__FAIL;
+    if (w->cur_left && w->rpos < w->rbuf.len) {
+      size_t take = YHC__MIN(w->rbuf.len - w->rpos, cap - got);
+      if (take > w->cur_left) take = (size_t)w->cur_left;
+      memcpy(YHC__CAST(char *, buf) + got, w->rbuf.ptr + w->rpos, take);
+      got += take;
+      w->rpos += take;
+      w->cur_left -= take;
+      continue;
+    }
+    if (w->eof) break;
+    r = yhc__ws_fill(w);
+    if (r < 0) return YHC__FAIL;
+    if (r == 1) w->eof = 1;
+    if (r != 2) break;
+  }
+  if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
+  else yhc__ws_interest(w);
+  if (got) return (long)got;
+  if (w->failed) return YHC__FAIL;
+  return w->eof ? 0 : YHC__AGAIN;
+}
+
+static long yhc__ws_write(yhc__stream *s, const void *buf, size_t len) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  size_t room, take;
+  if (w->failed) return YHC__FAIL;
+  if (w->state != YHC__WS_OPEN) return YHC__AGAIN;
+  if (w->eof) {
+    yhc__error_set(&w->base.err, YHC_ERR_CLOSED, 0, "tunnel %s closed by the daemon", w->target_desc);
+    return YHC__FAIL;
+  }
+  room = w->wbuf.len - w->wpos < w->conf.max_wbuf ? w->conf.max_wbuf - (w->wbuf.len - w->wpos) : 0;
+  if (!room) return YHC__AGAIN;
+  take = YHC__MIN(len, room);
+  if (take > 65536) take = 65536; /* frames of at most 64 KiB, as the daemon's own reads */
+  if (yhc__ws_send_frame(w, YHC__WS_OP_BINARY, buf, take)) return YHC__FAIL;
+  yhc__ws_flush(w);
+  if (w->failed) return YHC__FAIL;
+  return (long)take;
+}
+
+static void yhc__ws_want(yhc__stream *s, int rd, int wr) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  w->want_rd = rd;
+  w->want_wr = wr;
+  if (w->state != YHC__WS_OPEN) return;
+  if (wr && w->wbuf.len - w->wpos < w->conf.max_wbuf) yhc__ws_kick(w, YHC__EV_WRITE);
+  if (rd && (w->cur_left || w->eof || w->rpos < w->rbuf.len)) yhc__ws_kick(w, YHC__EV_READ);
+}
+
+static void yhc__ws_close(yhc__stream *s) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  if (w->state == YHC__WS_OPEN && !w->eof && !w->failed) {
+    /* best effort: tell the daemon we are done so it drops the provider-side socket now */
+    unsigned char pl[YHC__WS_MAX_CONTROL];
+    int n = yhc__ws_close_payload(pl, 1000, NULL);
+    if (yhc__ws_send_frame(w, YHC__WS_OP_CLOSE, pl, (size_t)(n > 0 ? n : 0)) == 0) {
+      w->inner->vt->write(w->inner, w->wbuf.ptr + w->wpos, w->wbuf.len - w->wpos);
+    }
+  }
+  yhc__timer_stop(w->loop, &w->kick);
+  yhc__timer_stop(w->loop, &w->keepalive);
+  if (w->inner) w->inner->vt->close(w->inner);
+  yhc_buf_free(&w->rbuf);
+  yhc_buf_free(&w->wbuf);
+  YHC_FREE(w);
+}
+
+/* A tunnel is alive while open; the daemon's close arrives as a frame we have either seen
+   (eof) or will see, and the retry rule covers the latter. */
+static int yhc__ws_alive(yhc__stream *s) {
+  yhc__ws *w = YHC__PUN(yhc__ws *, s);
+  return w->state == YHC__WS_OPEN && !w->eof && !w->failed;
+}
+
+static const yhc__stream_vt yhc__ws_vt = {yhc__ws_read, yhc__ws_write, yhc__ws_want, yhc__ws_close,
+                                          yhc__ws_alive};
+
+/* Opens a WebSocket to `url` (ws:// or wss://) as a byte stream. `headers` (e.g. the yagna
+   Authorization) are added to the handshake. The stream emits CONNECT after a valid 101,
+   ERROR (with the daemon's answer in err) otherwise. NULL = failed at once (err set). */
+static YHC__UNUSED yhc__stream *yhc__ws_open(yhc_loop *loop, yhc__tls_ctx **tls, const yhc__tls_conf *tls_conf,
+                                 const char *url, const yhc_header *headers, size_t nheaders,
+                                 const yhc__ws_conf *conf, yhc_error *err) {
+  yhc_url u;
+  yhc__ws *w;
+  char host[256], key[32];
+  unsigned char nonce[16];
+  size_t i;
+  int secure, ok = 0;
+  if (yhc_url_parse(url, strlen(url), &u, err) < 0) return NULL;
+  secure = yhc__str_ieq(u.scheme, "wss") || yhc__str_ieq(u.scheme, "https");
+  if (!secure && !yhc__str_ieq(u.scheme, "ws") && !yhc__str_ieq(u.scheme, "http")) {
+    yhc__error_set(err, YHC_ERR_URL, 0, "WebSocket URL must be ws:// or wss://");
+    return NULL;
+  }
+  if (u.host.len >= sizeof host) {
+    yhc__error_set(err, YHC_ERR_URL, 0, "WebSocket host name too long");
+    return NULL;
+  }
+  memcpy(host, u.host.ptr, u.host.len);
+  host[u.host.len] = 0;
+  w = YHC__NEW(yhc__ws);
+  if (!w) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a WebSocket");
+    return NULL;
+  }
+  w->base.vt = &yhc__ws_vt;
+  w->loop = loop;
+  if (conf) w->conf = *conf;
+  if (!w->conf.max_frame) w->conf.max_frame = (size_t)1 << 20;
+  if (!w->conf.max_wbuf) w->conf.max_wbuf = (size_t)1 << 20;
+  if (!w->conf.ping_ms) w->conf.ping_ms = 5000;
+  if (!w->conf.dead_ms) w->conf.dead_ms = 15000;
+  if (!w->conf.handshake_ms) w->conf.handshake_ms = 10000;
+  yhc__ws_parser_init(&w->parser, w->conf.max_frame, (size_t)-1 / 2);
+  snprintf(w->target_desc, sizeof w->target_desc, "%.*s", (int)YHC__MIN(u.target.len, 150),
+           u.target.ptr);
+  {
+    /* strip a ?authToken= from what we print: it is the app key */
+    char *q = strchr(w->target_desc, '?');
+    if (q) *q = 0;
+  }
+  yhc__entropy(nonce, sizeof nonce);
+  yhc__entropy(w->rng, sizeof w->rng);
+  if (!w->rng[0] && !w->rng[1]) w->rng[0] = 0x9e3779b97f4a7c15ull;
+  yhc__ws_make_key(nonce, key);
+  yhc__ws_accept_for_key(key, w->accept);
+  ok |= yhc_buf_append(&w->wbuf, "GET ", 4);
+  ok |= yhc_buf_append(&w->wbuf, u.target.ptr, u.target.len);
+  ok |= yhc_buf_printf(&w->wbuf, " HTTP/1.1\r\nHost: %s%s%s", strchr(host, ':') ? "[" : "", host,
+                       strchr(host, ':') ? "]" : "");
+  if (u.port != (secure ? 443 : 80)) ok |= yhc_buf_printf(&w->wbuf, ":%d", u.port);
+  ok |= yhc_buf_printf(&w->wbuf, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", key);
+  for (i = 0; i < nheaders; i++) {
+    if (!yhc__header_ok(headers[i].name, 1) || !yhc__header_ok(headers[i].value, 0)) {
+      yhc__error_set(err, YHC_ERR_INVALID, 0, "invalid WebSocket handshake header");
+      ok = -1;
+      break;
+    }
+    ok |= yhc_buf_printf(&w->wbuf, "%s: %s\r\n", headers[i].name, headers[i].value);
+  }
+  ok |= yhc_buf_append(&w->wbuf, "\r\n", 2);
+  if (ok) {
+    if (!err || !err->code) yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a WebSocket");
+    yhc__ws_close(&w->base);
+    return NULL;
+  }
+  w->inner = secure ? yhc__tls_open(loop, tls, tls_conf, host, u.port, err)
+                    : yhc__tcp_open(loop, host, u.port, err);
+  if (!w->inner) {
+    yhc__ws_close(&w->base);
+    return NULL;
+  }
+  w->inner->owner = w;
+  w->inner->on_event = yhc__ws_inner_event;
+  w->state = YHC__WS_CONNECTING;
+  yhc__timer_start(loop, &w->keepalive, (uint64_t)w->conf.handshake_ms, yhc__ws_handshake_timeout, w);
+  return &w->base;
+}
+
+/* ==== poll() loop ================================================================== */
+/* Owns: the calls to poll(), the embeddable tier (fds out, results in), and the blocking
+   conveniences built on them. Everything below the loop is driven from here or from the
+   user's own loop through yhc_loop_fds()/yhc_loop_dispatch(); nothing else blocks. */
+
+YHCDEF void yhc_loop_destroy(yhc_loop *loop) {
+  if (!loop) return;
+  while (loop->pubtimers) yhc_timer_cancel(loop, loop->pubtimers->id);
+  YHC_FREE(loop->by_fd);
+  YHC_FREE(loop->heap);
+  YHC_FREE(loop->pfd);
+  YHC_FREE(loop);
+}
+
+YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeout_ms) {
+  int fd, n = 0;
+  for (fd = 0; fd < loop->by_fd_cap; fd++) {
+    yhc__watch *w = loop->by_fd[fd];
+    if (!w || !w->events) continue;
+    if (n < cap) {
+      fds[n].fd = fd;
+      fds[n].events = w->events;
+      fds[n].revents = 0;
+    }
+    n++;
+  }
+  if (timeout_ms) *timeout_ms = yhc__timers_wait(loop);
+  return n;
+}
+
+YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds) {
+  int i;
+  uint64_t round = ++loop->round;
+  for (i = 0; i < nfds; i++) {
+    int fd = fds[i].fd;
+    short rev = fds[i].revents;
+    yhc__watch *w;
+    if (!rev || fd < 0 || fd >= loop->by_fd_cap) continue;
+    w = loop->by_fd[fd];
+    /* a watch born in this round reuses the fd of one closed during it: not its revents */
+    if (!w || w->born == round) continue;
+    rev &= (short)(w->events | POLLERR | POLLHUP | POLLNVAL);
+    if (!w->events || !rev) continue;
+    w->fn(w->ctx, rev);
+  }
+  yhc__timers_run(loop);
+}
+
+YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
+  int n, tw, rc, ran = 0, i;
+  n = yhc_loop_fds(loop, loop->pfd, loop->pfd_cap, &tw);
+  if (n > loop->pfd_cap) {
+    struct pollfd *p = YHC__CAST(struct pollfd *, YHC_REALLOC(loop->pfd, (size_t)n * sizeof *p));
+    if (!p) {
+      errno = ENOMEM;
+      return -1;
+    }
+    loop->pfd = p;
+    loop->pfd_cap = n;
+    n = yhc_loop_fds(loop, loop->pfd, loop->pfd_cap, &tw);
+  }
+  if (tw >= 0 && (timeout_ms < 0 || tw < timeout_ms)) timeout_ms = tw;
+  rc = poll(loop->pfd, (nfds_t)n, timeout_ms);
+  if (rc < 0 && errno != EINTR) return -1;
+  if (rc > 0)
+    for (i = 0; i < n; i++) ran += loop->pfd[i].revents != 0;
+  yhc_loop_dispatch(loop, loop->pfd, rc > 0 ? n : 0);
+  return ran;
+}
+
+static int yhc__loop_idle(yhc_loop *loop) {
+  int fd;
+  if (loop->nheap) return 0;
+  for (fd = 0; fd < loop->by_fd_cap; fd++)
+    if (loop->by_fd[fd] && loop->by_fd[fd]->events) return 0;
+  return 1;
+}
+
+YHCDEF int yhc_loop_run(yhc_loop *loop, const volatile int *done) {
+  while (!*done) {
+    if (yhc__loop_idle(loop)) return -1;
+    if (yhc_loop_poll(loop, -1) < 0) return -1;
+  }
+  return 0;
+}
+
+/* ---- blocking fetch */
+
+typedef struct yhc__fetch {
+  yhc_response *out;
+  int done;
+} yhc__fetch;
+
+static size_t yhc__views_bytes(const yhc_header_view *v, size_t n) {
+  size_t i, total = 0;
+  for (i = 0; i < n; i++) total += v[i].name.len + v[i].value.len + 2;
+  return total;
+}
+
+static char *yhc__copy_str(char *dst, yhc_str src, yhc_str *out) {
+  if (src.len) memcpy(dst, src.ptr, src.len);
+  dst[src.len] = 0;
+  out->ptr = dst;
+  out->len = src.len;
+  return dst + src.len + 1;
+}
+
+/* One allocation holds the response, its views and all their bytes, so one free releases it. */
+static yhc_response *yhc__response_clone(const yhc_response *r) {
+  size_t nviews = r->header_count + r->trailer_count;
+  size_t errlen = strlen(r->error ? r->error : "");
+  size_t bytes = sizeof(yhc_response) + nviews * sizeof(yhc_header_view) +
+                 yhc__views_bytes(r->headers, r->header_count) +
+                 yhc__views_bytes(r->trailers, r->trailer_count) + r->reason.len + 1 +
+                 r->body.len + 1 + errlen + 1;
+  yhc_response *c = YHC__CAST(yhc_response *, YHC_MALLOC(bytes));
+  yhc_header_view *views;
+  char *p;
+  size_t i;
+  yhc_str tmp;
+  if (!c) return NULL;
+  *c = *r;
+  views = YHC__CAST(yhc_header_view *, YHC__CAST(void *, c + 1));
+  p = YHC__CAST(char *, YHC__CAST(void *, views + nviews));
+  for (i = 0; i < r->header_count; i++) {
+    p = yhc__copy_str(p, r->headers[i].name, &views[i].name);
+    p = yhc__copy_str(p, r->headers[i].value, &views[i].value);
+  }
+  for (i = 0; i < r->trailer_count; i++) {
+    p = yhc__copy_str(p, r->trailers[i].name, &views[r->header_count + i].name);
+    p = yhc__copy_str(p, r->trailers[i].value, &views[r->header_count + i].value);
+  }
+  c->headers = views;
+  c->trailers = views + r->header_count;
+  p = yhc__copy_str(p, r->reason, &c->reason);
+  p = yhc__copy_str(p, r->body, &c->body);
+  tmp.ptr = r->error ? r->error : "";
+  tmp.len = errlen;
+  yhc__copy_str(p, tmp, &tmp);
+  c->error = tmp.ptr;
+  return c;
+}
+
+static void yhc__fetch_done(const yhc_response *resp, void *user) {
+  yhc__fetch *f = YHC__CAST(yhc__fetch *, user);
+  f->out = yhc__response_clone(resp);
+  f->done = 1;
+}
+
+YHCDEF yhc_response *yhc_http_fetch(yhc_http *http, const yhc_request *req) {
+  yhc__fetch f;
+  f.out = NULL;
+  f.done = 0;
+  if (!yhc_http_request(http, req, yhc__fetch_done, &f)) return NULL;
+  while (!f.done)
+    if (yhc_loop_poll(http->loop, -1) < 0 && errno != EINTR) break;
+  return f.out;
+}
+
+YHCDEF void yhc_response_free(yhc_response *resp) { YHC_FREE(resp); }
+
+/* ==== yagna REST calls: identity, payment, market, activity, net =================== */
+/* Owns: the daemon connection (base URL, app key), JSON calls with defensive answers, the
+   shared Golem context (identity, allocation, VPN, agreements we pay for) and payments:
+   debit notes and invoices are accepted only for our agreements and only within the budget
+   and what the agreed price allows for the time elapsed.
+
+   Call sequences follow ../shared/yagna-api/PROTOCOL.md (yapapi's behaviour): long-polls with
+   server-side timeouts, never sleep loops; every id that goes back into a URL is checked
+   first, since it came from the daemon or a provider. */
+
+#define YHC__ID_MAX 160
+
+typedef struct yhc__golem yhc__golem;
+
+/* What an agreement allows us to pay, kept until its invoice is settled. */
+typedef struct yhc__agreement {
+  char id[YHC__ID_MAX];
+  char provider_id[64];
+  char provider_name[64];
+  char service[128];
+  double coeff_duration, coeff_cpu, coeff_start; /* GLM per second / per cpu-second / once */
+  int threads;
+  uint64_t approved_ms;   /* wall clock */
+  uint64_t ended_ms;      /* 0 while running */
+  double accepted;        /* through debit notes and the invoice */
+  int invoice_done;
+  int terminated;
+  void *owner;            /* the instance, while it lives */
+  double *spent_sink;     /* the cluster's counter */
+  struct yhc__agreement *next;
+} yhc__agreement;
+
+typedef struct yhc__reply {
+  yhc_err err;
+  const char *error;     /* names the call, e.g. "POST /payment-api/v1/allocations answered 400: ..." */
+  int status;
+  const yhc_json *json;  /* parsed body of a 2xx answer, or NULL */
+  yhc_str body;
+} yhc__reply;
+
+typedef void (*yhc__reply_fn)(void *ctx, const yhc__reply *r);
+
+enum { YHC__G_INIT, YHC__G_STARTING, YHC__G_READY, YHC__G_FAILED, YHC__G_CLOSING, YHC__G_CLOSED };
+
+struct yhc__golem {
+  yhc_loop *loop;
+  yhc_http *api;            /* the daemon client: many long-polls in parallel */
+  char base[256];
+  char auth[300];           /* "Bearer <key>" */
+  char appkey[200];
+  char subnet[64];
+  char platform[96];        /* driver-network-token */
+  char identity[64];
+  char allocation_id[YHC__ID_MAX];
+  char network_id[YHC__ID_MAX];
+  char network_ip[32];      /* "192.168.0.0" */
+  yhc_json_doc *decorations;/* demandDecorations answer */
+  int state;
+  double budget;
+  double spent;
+  /* payments */
+  char debit_after[40], invoice_after[40], agreement_after[40];
+  uint64_t debit_call, invoice_call, agreement_call;
+  yhc__timer debit_retry, invoice_retry, agreement_retry;
+  int payment_polls;        /* 1 while the event feeds should run */
+  int accepting;            /* accept calls in flight */
+  yhc__agreement *agreements;
+  /* VPN addresses .2 .. .254 */
+  unsigned char ip_used[256];
+  /* events */
+  yhc_event_fn on_event;
+  void *event_user;
+  int log_events;
+  /* hooks the upper layers set */
+  void (*on_ready)(yhc__golem *g);
+  void (*on_agreement_ended)(yhc__golem *g, yhc__agreement *a, const char *why);
+  void *owner;
+  yhc_error error;          /* why start-up failed */
+};
+
+/* ---- small helpers */
+
+static uint64_t yhc__wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* RFC 3339 UTC with milliseconds and Z, as the daemon expects. */
+static void yhc__rfc3339(uint64_t ms, char out[40]) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  /* the modulos bound each field, so the compiler can see the text fits */
+  snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
+           (unsigned)tm.tm_mon % 12u + 1u, (unsigned)tm.tm_mday % 32u, (unsigned)tm.tm_hour % 24u,
+           (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u, (unsigned)(ms % 1000));
+}
+
+/* Decimal money strings ("0.000869307866200000") without strtod, which follows the
+   process locale. Returns -1 for anything that is not a plain non-negative decimal. */
+static double yhc__parse_amount(yhc_str s) {
+  double v = 0, scale = 1;
+  size_t i = 0;
+  int digits = 0, dot = 0;
+  if (!s.ptr) return -1;
+  for (; i < s.len; i++) {
+    char c = s.ptr[i];
+    if (c >= '0' && c <= '9') {
+      digits++;
+      if (dot) {
+        scale /= 10;
+        v += (c - '0') * scale;
+      } else {
+        v = v * 10 + (c - '0');
+      }
+    } else if (c == '.' && !dot) {
+      dot = 1;
+    } else {
+      return -1;
+    }
+  }
+  return digits ? v : -1;
+}
+
+/* Ids go back into URLs: allow only what yagna's ids are made of. */
+static int yhc__id_ok(yhc_str s) {
+  size_t i;
+  if (!s.ptr || !s.len || s.len >= YHC__ID_MAX) return 0;
+  for (i = 0; i < s.len; i++) {
+    unsigned char c = (unsigned char)s.ptr[i];
+    if (!(yhc__is_alpha(c) || yhc__is_digit(c) || c == '-' || c == '_')) return 0;
+  }
+  return 1;
+}
+
+static void yhc__copy_id(char *dst, size_t cap, yhc_str s) {
+  size_t n = YHC__MIN(s.len, cap - 1);
+  if (n) memcpy(dst, s.ptr, n);
+  dst[n] = 0;
+}
+
+/* ---- events */
+
+static void yhc__emit(yhc__golem *g, yhc_event *ev) {
+  if (g->log_events) {
+    static const char *const names[] = {"",          "session",  "demand",   "offer",    "offer",
+                                        "proposal",  "agreement","activity", "ready",    "request",
+                                        "retry",     "payment",  "payment",  "invoice",  "invoice",
+                                        "failed",    "stopped",  "cluster",  "closed",   "error"};
+    int k = (int)ev->kind;
+    fprintf(stderr, "[yhc %-9s] %s\n", (k > 0 && k < (int)(sizeof names / sizeof *names)) ? names[k] : "event",
+            ev->message ? ev->message : "");
+  }
+  if (g->on_event) g->on_event(ev, g->event_user);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static void yhc__emitf(yhc__golem *g, yhc_event_kind kind, const char *service, const char *fmt, ...) {
+  char msg[512];
+  yhc_event ev;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  memset(&ev, 0, sizeof ev);
+  ev.kind = kind;
+  ev.service = service;
+  ev.message = msg;
+  yhc__emit(g, &ev);
+}
+
+/* ---- JSON calls */
+
+typedef struct yhc__call {
+  yhc__golem *g;
+  yhc__reply_fn fn;
+  void *ctx;
+  char what[200]; /* "METHOD /path" without the query, for messages */
+} yhc__call;
+
+static void yhc__call_done(const yhc_response *resp, void *user) {
+  yhc__call *call = YHC__CAST(yhc__call *, user);
+  yhc__reply r;
+  yhc_json_doc *doc = NULL;
+  char msg[YHC_ERROR_MSG_MAX + 240];
+  memset(&r, 0, sizeof r);
+  r.status = resp->status;
+  r.body = resp->body;
+  r.error = "";
+  if (resp->err) {
+    r.err = resp->err;
+    snprintf(msg, sizeof msg, "%s: %s", call->what, resp->error);
+    r.error = msg;
+  } else {
+    const char *ctype = NULL;
+    yhc_str ct = yhc_response_header(resp, "content-type");
+    (void)ctype;
+    if (resp->body.len && (ct.len == 0 || memchr(ct.ptr, 'j', ct.len) || resp->body.ptr[0] == '{' ||
+                           resp->body.ptr[0] == '[' || resp->body.ptr[0] == '"')) {
+      yhc_error e;
+      yhc_json_opts o;
+      memset(&o, 0, sizeof o);
+      o.max_depth = 64;
+      o.max_bytes = (size_t)16 << 20;
+      doc = yhc_json_parse(resp->body.ptr, resp->body.len, &o, &e);
+      if (!doc && resp->status >= 200 && resp->status < 300) {
+        r.err = YHC_ERR_YAGNA;
+        snprintf(msg, sizeof msg, "%s: invalid JSON in the answer: %s", call->what, e.msg);
+        r.error = msg;
+      }
+    }
+    if (!r.err && (resp->status < 200 || resp->status >= 300)) {
+      /* the daemon's message, from {"message": ...} or a plain-text body */
+      const char *m = doc ? yhc_json_cstr(yhc_json_get(yhc_json_root(doc), "message"), NULL) : NULL;
+      r.err = YHC_ERR_YAGNA;
+      if (m) snprintf(msg, sizeof msg, "%s answered %d: %.200s", call->what, resp->status, m);
+      else snprintf(msg, sizeof msg, "%s answered %d%s%.*s", call->what, resp->status,
+                    resp->body.len ? ": " : "", (int)YHC__MIN(resp->body.len, 200), resp->body.ptr);
+      r.error = msg;
+    }
+    if (doc && !r.err) r.json = yhc_json_root(doc);
+  }
+  if (call->fn) call->fn(call->ctx, &r); /* fire-and-forget calls (rejections) have none */
+  yhc_json_free(doc);
+  YHC_FREE(call);
+}
+
+/* Sends one JSON call to the daemon. `path` starts with "/"; `body` is JSON text or NULL.
+   The callback runs exactly once (also when cancelled, with YHC_ERR_CANCELLED). Returns the
+   request id for cancelling. */
+static uint64_t yhc__api(yhc__golem *g, const char *method, const char *path, const char *body,
+                         int timeout_ms, yhc__reply_fn fn, void *ctx) {
+  yhc__call *call = YHC__NEW(yhc__call);
+  yhc_request rq;
+  yhc_header hd[3];
+  yhc_buf url;
+  size_t nh = 0;
+  uint64_t id;
+  const char *q;
+  if (!call) return 0;
+  call->g = g;
+  call->fn = fn;
+  call->ctx = ctx;
+  q = strchr(path, '?');
+  snprintf(call->what, sizeof call->what, "%s %.*s", method, (int)(q ? (size_t)(q - path) : strlen(path)), path);
+  memset(&url, 0, sizeof url);
+  if (yhc_buf_appends(&url, g->base) || yhc_buf_appends(&url, path)) {
+    yhc_buf_free(&url);
+    YHC_FREE(call);
+    return 0;
+  }
+  hd[nh].name = "Authorization";
+  hd[nh++].value = g->auth;
+  hd[nh].name = "Accept";
+  hd[nh++].value = "application/json";
+  if (body) {
+    hd[nh].name = "Content-Type";
+    hd[nh++].value = "application/json";
+  }
+  memset(&rq, 0, sizeof rq);
+  rq.method = method;
+  rq.url = url.ptr;
+  rq.headers = hd;
+  rq.header_count = nh;
+  rq.body = body;
+  rq.body_len = body ? strlen(body) : 0;
+  rq.timeout_ms = timeout_ms;
+  id = yhc_http_request(g->api, &rq, yhc__call_done, call);
+  yhc_buf_free(&url);
+  if (!id) YHC_FREE(call);
+  return id;
+}
+
+static void yhc__api_cancel(yhc__golem *g, uint64_t *id) {
+  if (*id) {
+    uint64_t v = *id;
+    *id = 0;
+    yhc_http_cancel(g->api, v);
+  }
+}
+
+/* A required string field of an answer; names the call and field when absent. */
+static int yhc__need_str(const yhc_json *obj, const char *field, const char *call, yhc_str *out,
+                         yhc_error *err) {
+  const yhc_json *v = yhc_json_get(obj, field);
+  if (yhc_json_typeof(v) != YHC_JSON_STRING) {
+    yhc__error_set(err, YHC_ERR_YAGNA, 0, "%s: answer field \"%s\" is %s", call, field,
+                   v ? "not a string" : "missing");
+    return -1;
+  }
+  *out = yhc_json_str(v, *out);
+  return 0;
+}
+
+/* ---- agreements we pay for */
+
+static yhc__agreement *yhc__agreement_find(yhc__golem *g, yhc_str id) {
+  yhc__agreement *a;
+  for (a = g->agreements; a; a = a->next)
+    if (yhc__str_eq(id, a->id)) return a;
+  return NULL;
+}
+
+/* The most a provider may ask by now under the agreed linear price, with slack for clock
+   skew and the provider's rounding: start + per-second * elapsed + per-cpu-second * elapsed
+   * threads, elapsed counted from approval plus a minute. */
+static double yhc__agreement_allowed(const yhc__agreement *a, uint64_t now_ms) {
+  uint64_t end = a->ended_ms ? a->ended_ms : now_ms;
+  double secs = (double)(end > a->approved_ms ? end - a->approved_ms : 0) / 1000.0 + 60.0;
+  double v = a->coeff_start + a->coeff_duration * secs + a->coeff_cpu * secs * (a->threads > 0 ? a->threads : 1);
+  return v * 1.05 + 1e-12;
+}
+
+/* ---- debit notes and invoices */
+
+typedef struct yhc__payment {
+  yhc__golem *g;
+  int invoice;                 /* 0 = debit note */
+  char id[YHC__ID_MAX];
+  char amount_str[64];
+  char agreement_id[YHC__ID_MAX];
+  double amount;
+} yhc__payment;
+
+static void yhc__payment_poll(yhc__golem *g, int invoice);
+static void yhc__debit_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 0); }
+static void yhc__invoice_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 1); }
+
+static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
+  yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
+  yhc__golem *g = p->g;
+  yhc_str aid;
+  yhc__agreement *a;
+  yhc_event ev;
+  char msg[400];
+  g->accepting--;
+  if (r->err == YHC_ERR_CANCELLED) {
+    YHC_FREE(p);
+    return;
+  }
+  aid.ptr = p->agreement_id;
+  aid.len = strlen(p->agreement_id);
+  a = yhc__agreement_find(g, aid);
+  memset(&ev, 0, sizeof ev);
+  ev.agreement_id = p->agreement_id;
+  ev.amount = p->amount_str;
+  if (a) {
+    ev.provider_id = a->provider_id;
+    ev.provider_name = a->provider_name;
+    ev.service = a->service;
+  }
+  if (r->err) {
+    ev.kind = p->invoice ? YHC_EV_INVOICE_REJECTED : YHC_EV_DEBIT_NOTE_REJECTED;
+    ev.err = r->err;
+    snprintf(msg, sizeof msg, "accepting %s %s failed: %s", p->invoice ? "invoice" : "debit note",
+             p->id, r->error);
+  } else {
+    double delta = 0;
+    if (a) {
+      /* amounts are cumulative per agreement: spend only the growth */
+      delta = p->amount > a->accepted ? p->amount - a->accepted : 0;
+      a->accepted = YHC__MAX(a->accepted, p->amount);
+      if (p->invoice) a->invoice_done = 1;
+      if (a->spent_sink) *a->spent_sink += delta;
+    }
+    g->spent += delta;
+    ev.kind = p->invoice ? YHC_EV_INVOICE_ACCEPTED : YHC_EV_DEBIT_NOTE_ACCEPTED;
+    snprintf(msg, sizeof msg, "%s %s GLM accepted for %s (%s), total spent %.6f GLM",
+             p->invoice ? "invoice of" : "debit note of", p->amount_str,
+             a ? a->provider_name : "?", a ? a->service : "?", g->spent);
+  }
+  ev.message = msg;
+  yhc__emit(g, &ev);
+  YHC_FREE(p);
+}
+
+static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *a, const char *why) {
+  yhc_event ev;
+  char msg[400];
+  memset(&ev, 0, sizeof ev);
+  ev.kind = p->invoice ? YHC_EV_INVOICE_REJECTED : YHC_EV_DEBIT_NOTE_REJECTED;
+  ev.agreement_id = p->agreement_id;
+  ev.amount = p->amount_str;
+  ev.err = YHC_ERR_BUDGET;
+  if (a) {
+    ev.provider_id = a->provider_id;
+    ev.provider_name = a->provider_name;
+    ev.service = a->service;
+  }
+  snprintf(msg, sizeof msg, "not accepting %s %s of %s GLM: %s", p->invoice ? "invoice" : "debit note",
+           p->id, p->amount_str, why);
+  ev.message = msg;
+  yhc__log(g->loop, YHC_LOG_WARN, "%s", msg);
+  yhc__emit(g, &ev);
+}
+
+/* A debit note or invoice has been fetched: decide, then accept. */
+static void yhc__payment_got(void *ctx, const yhc__reply *r) {
+  yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
+  yhc__golem *g = p->g;
+  yhc_str aid, amount, status;
+  yhc__agreement *a;
+  yhc_error e;
+  const char *what = p->invoice ? "GET /payment-api/v1/invoices/{id}" : "GET /payment-api/v1/debitNotes/{id}";
+  char why[200];
+  aid.ptr = amount.ptr = status.ptr = NULL;
+  aid.len = amount.len = status.len = 0;
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__log(g->loop, YHC_LOG_WARN, "%s", r->error);
+    YHC_FREE(p);
+    return;
+  }
+  if (yhc__need_str(r->json, "agreementId", what, &aid, &e) ||
+      yhc__need_str(r->json, p->invoice ? "amount" : "totalAmountDue", what, &amount, &e)) {
+    yhc__log(g->loop, YHC_LOG_WARN, "%s", e.msg);
+    YHC_FREE(p);
+    return;
+  }
+  status = yhc_json_str(yhc_json_get(r->json, "status"), status);
+  a = yhc__agreement_find(g, aid);
+  if (!a) { /* not ours (another requestor app on this daemon): leave it alone */
+    YHC_FREE(p);
+    return;
+  }
+  yhc__copy_id(p->agreement_id, sizeof p->agreement_id, aid);
+  yhc__copy_id(p->amount_str, sizeof p->amount_str, amount);
+  p->amount = yhc__parse_amount(amount);
+  if (yhc__str_eq(status, "ACCEPTED") || yhc__str_eq(status, "SETTLED") || yhc__str_eq(status, "CANCELLED")) {
+    YHC_FREE(p);
+    return;
+  }
+  if (p->amount < 0) {
+    yhc__payment_reject(g, p, a, "the amount is not a decimal number");
+    YHC_FREE(p);
+    return;
+  }
+  if (p->amount > yhc__agreement_allowed(a, yhc__wall_ms())) {
+    snprintf(why, sizeof why, "above the %.9f GLM the agreed price allows for the time elapsed",
+             yhc__agreement_allowed(a, yhc__wall_ms()));
+    yhc__payment_reject(g, p, a, why);
+    YHC_FREE(p);
+    return;
+  }
+  if (g->spent + (p->amount - a->accepted) > g->budget + 1e-12) {
+    snprintf(why, sizeof why, "it would exceed the budget of %.6f GLM", g->budget);
+    yhc__payment_reject(g, p, a, why);
+    YHC_FREE(p);
+    return;
+  }
+  {
+    yhc_buf body, path;
+    yhc_jw w;
+    memset(&body, 0, sizeof body);
+    memset(&path, 0, sizeof path);
+    yhc_jw_init(&w, &body);
+    yhc_jw_obj_begin(&w);
+    yhc_jw_key(&w, "totalAmountAccepted");
+    yhc_jw_str(&w, p->amount_str);
+    yhc_jw_key(&w, "allocationId");
+    yhc_jw_str(&w, g->allocation_id);
+    yhc_jw_obj_end(&w);
+    if (yhc_jw_finish(&w) ||
+        yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15",
+                       p->invoice ? "invoices" : "debitNotes", p->id) ||
+        !yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
+      yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
+      YHC_FREE(p);
+    } else {
+      g->accepting++;
+    }
+    yhc_buf_free(&body);
+    yhc_buf_free(&path);
+  }
+}
+
+static void yhc__payment_events(void *ctx, const yhc__reply *r, int invoice) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  const yhc_json *ev;
+  char *after = invoice ? g->invoice_after : g->debit_after;
+  if (invoice) g->invoice_call = 0; else g->debit_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (r->err) {
+    yhc__log(g->loop, YHC_LOG_WARN, "%s", r->error);
+  } else if (yhc_json_typeof(r->json) == YHC_JSON_ARRAY) {
+    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
+      yhc_str type, date, id;
+      type.ptr = date.ptr = id.ptr = NULL;
+      type.len = date.len = id.len = 0;
+      type = yhc_json_str(yhc_json_get(ev, "eventType"), type);
+      date = yhc_json_str(yhc_json_get(ev, "eventDate"), date);
+      id = yhc_json_str(yhc_json_get(ev, invoice ? "invoiceId" : "debitNoteId"), id);
+      /* the feed is not consumed: move our window to the newest event seen */
+      if (date.len && date.len < 40) yhc__copy_id(after, 40, date);
+      if (!yhc__str_eq(type, invoice ? "InvoiceReceivedEvent" : "DebitNoteReceivedEvent")) continue;
+      if (!yhc__id_ok(id)) {
+        yhc__log(g->loop, YHC_LOG_WARN, "payment event with a malformed id ignored");
+        continue;
+      }
+      {
+        yhc__payment *p = YHC__NEW(yhc__payment);
+        char path[256];
+        if (!p) continue;
+        p->g = g;
+        p->invoice = invoice;
+        yhc__copy_id(p->id, sizeof p->id, id);
+        snprintf(path, sizeof path, "/payment-api/v1/%s/%s", invoice ? "invoices" : "debitNotes", p->id);
+        if (!yhc__api(g, "GET", path, NULL, 30000, yhc__payment_got, p)) YHC_FREE(p);
+      }
+    }
+  }
+  if (!g->payment_polls) return;
+  if (r->err && r->err != YHC_ERR_TIMEOUT) {
+    /* the daemon had a problem: ask again in a second, not in a tight loop */
+    yhc__timer_start(g->loop, invoice ? &g->invoice_retry : &g->debit_retry, 1000,
+                     invoice ? yhc__invoice_retry : yhc__debit_retry, g);
+    return;
+  }
+  yhc__payment_poll(g, invoice);
+}
+
+static void yhc__debit_events(void *ctx, const yhc__reply *r) { yhc__payment_events(ctx, r, 0); }
+static void yhc__invoice_events(void *ctx, const yhc__reply *r) { yhc__payment_events(ctx, r, 1); }
+
+static void yhc__payment_poll(yhc__golem *g, int invoice) {
+  char path[200];
+  uint64_t *slot = invoice ? &g->invoice_call : &g->debit_call;
+  if (*slot || !g->payment_polls) return;
+  snprintf(path, sizeof path, "/payment-api/v1/%s?afterTimestamp=%s&timeout=5&maxEvents=100",
+           invoice ? "invoiceEvents" : "debitNoteEvents", invoice ? g->invoice_after : g->debit_after);
+  *slot = yhc__api(g, "GET", path, NULL, 20000, invoice ? yhc__invoice_events : yhc__debit_events, g);
+}
+
+/* ---- agreement events: how a provider's termination is noticed at once */
+
+static void yhc__agreement_poll(yhc__golem *g);
+static void yhc__agreement_retry(void *ctx) { yhc__agreement_poll(YHC__CAST(yhc__golem *, ctx)); }
+
+static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  const yhc_json *ev;
+  g->agreement_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (!r->err && yhc_json_typeof(r->json) == YHC_JSON_ARRAY) {
+    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
+      yhc_str type, date, id, reason;
+      yhc__agreement *a;
+      type.ptr = date.ptr = id.ptr = reason.ptr = NULL;
+      type.len = date.len = id.len = reason.len = 0;
+      type = yhc_json_str(yhc_json_get(ev, "eventType"), type);
+      date = yhc_json_str(yhc_json_get(ev, "eventDate"), date);
+      id = yhc_json_str(yhc_json_get(ev, "agreementId"), id);
+      if (date.len && date.len < 40) yhc__copy_id(g->agreement_after, 40, date);
+      if (!yhc__str_eq(type, "AgreementTerminatedEvent")) continue;
+      a = yhc__agreement_find(g, id);
+      if (!a || a->terminated) continue;
+      reason = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), reason);
+      a->terminated = 1;
+      if (!a->ended_ms) a->ended_ms = yhc__wall_ms();
+      if (g->on_agreement_ended) {
+        char why[200];
+        snprintf(why, sizeof why, "agreement terminated by the %s%s%.*s",
+                 yhc__str_eq(yhc_json_str(yhc_json_get(ev, "terminator"), reason), "Requestor") ? "requestor" : "provider",
+                 reason.len ? ": " : "", (int)YHC__MIN(reason.len, 120), reason.ptr);
+        g->on_agreement_ended(g, a, why);
+      }
+    }
+  } else if (r->err && r->err != YHC_ERR_TIMEOUT) {
+    yhc__log(g->loop, YHC_LOG_DEBUG, "%s", r->error);
+    if (g->payment_polls) yhc__timer_start(g->loop, &g->agreement_retry, 1000, yhc__agreement_retry, g);
+    return;
+  }
+  yhc__agreement_poll(g);
+}
+
+static void yhc__agreement_poll(yhc__golem *g) {
+  char path[200];
+  if (g->agreement_call || !g->payment_polls) return;
+  snprintf(path, sizeof path, "/market-api/v1/agreementEvents?afterTimestamp=%s&timeout=5",
+           g->agreement_after);
+  g->agreement_call = yhc__api(g, "GET", path, NULL, 20000, yhc__agreement_events, g);
+}
+
+/* ---- start-up: identity, allocation, decorations, VPN (PROTOCOL.md §7) */
+
+static void yhc__golem_fail(yhc__golem *g, const char *msg) {
+  yhc__error_set(&g->error, YHC_ERR_YAGNA, 0, "%s", msg);
+  g->state = YHC__G_FAILED;
+  yhc__emitf(g, YHC_EV_ERROR, NULL, "session start failed: %s", msg);
+  if (g->on_ready) g->on_ready(g);
+}
+
+static void yhc__golem_fail_reply(yhc__golem *g, const yhc__reply *r) {
+  yhc__error_set(&g->error, r->err == YHC_ERR_YAGNA ? YHC_ERR_YAGNA : r->err, 0, "%s", r->error);
+  g->state = YHC__G_FAILED;
+  yhc__emitf(g, YHC_EV_ERROR, NULL, "session start failed: %s", r->error);
+  if (g->on_ready) g->on_ready(g);
+}
+
+static void yhc__start_payment_feeds(yhc__golem *g) {
+  char now[40];
+  yhc__rfc3339(yhc__wall_ms() - 1000, now);
+  memcpy(g->debit_after, now, sizeof now);
+  memcpy(g->invoice_after, now, sizeof now);
+  memcpy(g->agreement_after, now, sizeof now);
+  g->payment_polls = 1;
+  yhc__payment_poll(g, 0);
+  yhc__payment_poll(g, 1);
+  yhc__agreement_poll(g);
+}
+
+static void yhc__net_address_done(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  if (r->err && r->status != 409) { /* 409: already ours */
+    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+    return;
+  }
+  g->state = YHC__G_READY;
+  yhc__emitf(g, YHC_EV_SESSION_READY, NULL, "session ready: identity %s, allocation %s (%.6f GLM on %s), network %s",
+             g->identity, g->allocation_id, g->budget, g->platform, g->network_id);
+  if (g->on_ready) g->on_ready(g);
+}
+
+static void yhc__net_created(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc_str id;
+  yhc_error e;
+  char path[256];
+  id.ptr = NULL;
+  id.len = 0;
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+    return;
+  }
+  if (yhc__need_str(r->json, "id", "POST /net-api/v1/net", &id, &e)) {
+    yhc__golem_fail(g, e.msg);
+    return;
+  }
+  if (!yhc__id_ok(id)) {
+    yhc__golem_fail(g, "POST /net-api/v1/net: answer field \"id\" is not a valid id");
+    return;
+  }
+  yhc__copy_id(g->network_id, sizeof g->network_id, id);
+  snprintf(path, sizeof path, "/net-api/v1/net/%s/addresses", g->network_id);
+  yhc__api(g, "POST", path, "{\"ip\":\"192.168.0.1\"}", 30000, yhc__net_address_done, g);
+}
+
+static void yhc__decorations_done(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc_buf copy;
+  yhc_jw w;
+  yhc_error e;
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+    return;
+  }
+  if (yhc_json_typeof(yhc_json_get(r->json, "properties")) != YHC_JSON_ARRAY ||
+      yhc_json_typeof(yhc_json_get(r->json, "constraints")) != YHC_JSON_ARRAY) {
+    yhc__golem_fail(g, "GET /payment-api/v1/demandDecorations: answer lacks \"properties\" or \"constraints\" arrays");
+    return;
+  }
+  /* keep our own copy: the reply's document is freed when this callback returns */
+  memset(&copy, 0, sizeof copy);
+  yhc_jw_init(&w, &copy);
+  yhc_jw_value(&w, r->json);
+  g->decorations = yhc_jw_finish(&w) ? NULL : yhc_json_parse(copy.ptr, copy.len, NULL, &e);
+  yhc_buf_free(&copy);
+  if (!g->decorations) {
+    yhc__golem_fail(g, "out of memory keeping the demand decorations");
+    return;
+  }
+  yhc__start_payment_feeds(g);
+  g->network_ip[0] = 0;
+  snprintf(g->network_ip, sizeof g->network_ip, "192.168.0.0");
+  yhc__api(g, "POST", "/net-api/v1/net", "{\"ip\":\"192.168.0.0\",\"mask\":\"255.255.255.0\"}", 30000,
+           yhc__net_created, g);
+}
+
+static void yhc__allocation_done(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc_str id;
+  yhc_error e;
+  char path[300];
+  id.ptr = NULL;
+  id.len = 0;
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+    return;
+  }
+  if (yhc__need_str(r->json, "allocationId", "POST /payment-api/v1/allocations", &id, &e)) {
+    yhc__golem_fail(g, e.msg);
+    return;
+  }
+  if (!yhc__id_ok(id)) {
+    yhc__golem_fail(g, "POST /payment-api/v1/allocations: \"allocationId\" is not a valid id");
+    return;
+  }
+  yhc__copy_id(g->allocation_id, sizeof g->allocation_id, id);
+  snprintf(path, sizeof path, "/payment-api/v1/demandDecorations?allocationIds=%s", g->allocation_id);
+  yhc__api(g, "GET", path, NULL, 30000, yhc__decorations_done, g);
+}
+
+static void yhc__identity_done(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc_str id;
+  yhc_error e;
+  yhc_buf body;
+  yhc_jw w;
+  char timeout[40];
+  id.ptr = NULL;
+  id.len = 0;
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+    return;
+  }
+  if (yhc__need_str(r->json, "identity", "GET /me", &id, &e)) {
+    yhc__golem_fail(g, e.msg);
+    return;
+  }
+  if (id.len < 3 || id.len >= sizeof g->identity || !yhc__id_ok(id)) {
+    yhc__golem_fail(g, "GET /me: \"identity\" is not a node id");
+    return;
+  }
+  yhc__copy_id(g->identity, sizeof g->identity, id);
+  /* yapapi asks for a 10-year allocation timeout; yagna releases it when it expires */
+  yhc__rfc3339(yhc__wall_ms() + (uint64_t)10 * 365 * 24 * 3600 * 1000, timeout);
+  memset(&body, 0, sizeof body);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "address");
+  yhc_jw_str(&w, g->identity);
+  yhc_jw_key(&w, "paymentPlatform");
+  yhc_jw_str(&w, g->platform);
+  yhc_jw_key(&w, "totalAmount");
+  {
+    char amount[64];
+    snprintf(amount, sizeof amount, "%.9f", g->budget);
+    yhc_jw_str(&w, amount);
+  }
+  yhc_jw_key(&w, "timeout");
+  yhc_jw_str(&w, timeout);
+  yhc_jw_key(&w, "makeDeposit");
+  yhc_jw_bool(&w, 0);
+  yhc_jw_obj_end(&w);
+  if (yhc_jw_finish(&w) == 0)
+    yhc__api(g, "POST", "/payment-api/v1/allocations", body.ptr, 30000, yhc__allocation_done, g);
+  else
+    yhc__golem_fail(g, "out of memory building the allocation");
+  yhc_buf_free(&body);
+}
+
+static void yhc__golem_start(yhc__golem *g) {
+  if (g->state != YHC__G_INIT) return;
+  g->state = YHC__G_STARTING;
+  if (!yhc__api(g, "GET", "/me", NULL, 30000, yhc__identity_done, g))
+    yhc__golem_fail(g, "out of memory starting the session");
+}
+
+/* VPN addresses for providers: .2 upward, reused after an instance leaves. */
+static int yhc__golem_take_ip(yhc__golem *g) {
+  int i;
+  for (i = 2; i < 255; i++) {
+    if (!g->ip_used[i]) {
+      g->ip_used[i] = 1;
+      return i;
+    }
+  }
+  return -1;
+}
+
+static void yhc__golem_release_ip(yhc__golem *g, int host) {
+  if (host > 1 && host < 255) g->ip_used[host] = 0;
+}
+
+/* ---- shutdown: the network goes last (after tunnels and nodes), then the allocation */
+
+typedef struct yhc__golem_closer {
+  yhc__golem *g;
+  void (*done)(void *ctx);
+  void *ctx;
+} yhc__golem_closer;
+
+static void yhc__golem_finish_close(yhc__golem *g) {
+  g->payment_polls = 0;
+  yhc__timer_stop(g->loop, &g->debit_retry);
+  yhc__timer_stop(g->loop, &g->invoice_retry);
+  yhc__timer_stop(g->loop, &g->agreement_retry);
+  yhc__api_cancel(g, &g->debit_call);
+  yhc__api_cancel(g, &g->invoice_call);
+  yhc__api_cancel(g, &g->agreement_call);
+  g->state = YHC__G_CLOSED;
+}
+
+static void yhc__allocation_released(void *ctx, const yhc__reply *r) {
+  yhc__golem_closer *c = YHC__CAST(yhc__golem_closer *, ctx);
+  if (r->err && r->err != YHC_ERR_CANCELLED)
+    yhc__log(c->g->loop, YHC_LOG_WARN, "releasing the allocation: %s", r->error);
+  yhc__golem_finish_close(c->g);
+  c->done(c->ctx);
+  YHC_FREE(c);
+}
+
+static void yhc__network_removed(void *ctx, const yhc__reply *r) {
+  yhc__golem_closer *c = YHC__CAST(yhc__golem_closer *, ctx);
+  yhc__golem *g = c->g;
+  char path[256];
+  if (r->err && r->err != YHC_ERR_CANCELLED)
+    yhc__log(g->loop, YHC_LOG_WARN, "removing the network: %s", r->error);
+  g->network_id[0] = 0;
+  if (!g->allocation_id[0]) {
+    yhc__reply none;
+    memset(&none, 0, sizeof none);
+    none.error = "";
+    yhc__allocation_released(c, &none);
+    return;
+  }
+  snprintf(path, sizeof path, "/payment-api/v1/allocations/%s", g->allocation_id);
+  g->allocation_id[0] = 0;
+  if (!yhc__api(g, "DELETE", path, NULL, 15000, yhc__allocation_released, c)) {
+    yhc__reply none;
+    memset(&none, 0, sizeof none);
+    none.error = "";
+    yhc__allocation_released(c, &none);
+  }
+}
+
+/* Removes the network and releases the allocation, then calls done(ctx). Call once every
+   tunnel is closed and every invoice we wait for is handled. */
+static void yhc__golem_teardown(yhc__golem *g, void (*done)(void *ctx), void *ctx) {
+  yhc__golem_closer *c = YHC__NEW(yhc__golem_closer);
+  yhc__reply none;
+  char path[256];
+  if (!c) {
+    yhc__golem_finish_close(g);
+    done(ctx);
+    return;
+  }
+  c->g = g;
+  c->done = done;
+  c->ctx = ctx;
+  g->state = YHC__G_CLOSING;
+  memset(&none, 0, sizeof none);
+  none.error = "";
+  if (!g->network_id[0]) {
+    yhc__network_removed(c, &none);
+    return;
+  }
+  snprintf(path, sizeof path, "/net-api/v1/net/%s", g->network_id);
+  if (!yhc__api(g, "DELETE", path, NULL, 15000, yhc__network_removed, c)) yhc__network_removed(c, &none);
+}
+
+/* Invoices still expected: agreements that ended and were not invoiced yet. */
+static int yhc__golem_invoices_pending(yhc__golem *g) {
+  yhc__agreement *a;
+  int n = 0;
+  for (a = g->agreements; a; a = a->next)
+    if (a->ended_ms && !a->invoice_done) n++;
+  return n + g->accepting;
+}
+
+/* ==== Service instance lifecycle ================================================== */
+/* Owns: one provider running one copy of a service, from a signed draft to a terminated,
+   paid agreement: agreement create/confirm/wait, activity, VPN node, deploy/start and the
+   startup commands (results read until each batch finishes), then the tunnel origin that
+   requests use, health checks, and the stop sequence. It reports to its cluster through two
+   hooks (ready, ended) and knows nothing of queues or sizes.
+
+   One daemon call is outstanding per instance at a time (`call`), plus the periodic state
+   check (`poll_call`); both are cancelled before the instance is freed, so no callback ever
+   sees a freed instance. */
+
+typedef struct yhc__instance yhc__instance;
+
+enum {
+  YHC__I_AGREEING, YHC__I_ACTIVATING, YHC__I_JOINING, YHC__I_DEPLOYING, YHC__I_STARTING,
+  YHC__I_PROBING, YHC__I_READY, YHC__I_STOPPING, YHC__I_STOPPED
+};
+
+struct yhc_ctx {
+  yhc_buf cmds; /* JSON array text being built: "[{...},{...}" */
+  int count;
+  int failed;
+};
+
+typedef struct yhc__instance_hooks {
+  void (*ready)(yhc__instance *i);
+  void (*ended)(yhc__instance *i); /* stopped or failed; the cluster frees it */
+} yhc__instance_hooks;
+
+struct yhc__instance {
+  yhc__golem *g;
+  void *cluster;
+  const yhc__instance_hooks *hooks;
+  const char *service;          /* the cluster's URL, for events */
+  int state;
+  int failed;                   /* ended by a failure (not a requested stop) */
+  int draining;                 /* no new requests; stops when in_flight reaches 0 */
+  int expiring;                 /* agreement near its end: replace before it stops */
+  int port;
+  int ip_host;                  /* x in 192.168.0.x */
+  char ip[32];
+  char proposal_id[YHC__ID_MAX];
+  char agreement_id[YHC__ID_MAX];
+  char activity_id[YHC__ID_MAX];
+  char batch_id[YHC__ID_MAX];
+  char provider_id[64];
+  char provider_name[64];
+  double coeff_duration, coeff_cpu, coeff_start;
+  int threads;
+  yhc__agreement *agreement;
+  uint64_t call, poll_call;
+  size_t results_seen;
+  int batch_no;                 /* 0 = deploy+start, 1 = startup commands */
+  char *startup_cmds;           /* JSON array text, owned */
+  yhc__timer poll_timer;
+  yhc__timer drain_timer;
+  yhc__timer expiry_timer;
+  uint64_t valid_to_ms;
+  int lifetime_s;
+  int state_poll_ms;
+  int drain_ms;
+  int tunnel_dead_ms;
+  int concurrency;
+  int in_flight;
+  int conn_failures;            /* tunnels that failed to open in a row */
+  yhc__host *origin;            /* tunnel connections for requests */
+  yhc__stream *probe;           /* a tunnel opened only to see the server listen */
+  yhc__timer probe_timer;
+  uint64_t probe_since;
+  int probe_tries;
+  char why[300];                /* why it ended, when it failed */
+  yhc__instance *next;
+};
+
+static void yhc__instance_stop(yhc__instance *i);
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
+  va_list ap;
+  yhc_event ev;
+  if (i->state >= YHC__I_STOPPING) return;
+  va_start(ap, fmt);
+  vsnprintf(i->why, sizeof i->why, fmt, ap);
+  va_end(ap);
+  i->failed = 1;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = YHC_EV_SERVICE_FAILED;
+  ev.service = i->service;
+  ev.provider_id = i->provider_id;
+  ev.provider_name = i->provider_name;
+  ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
+  ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
+  ev.err = YHC_ERR_SERVICE_FAILED;
+  {
+    char msg[420];
+    snprintf(msg, sizeof msg, "%s on %s failed: %s", i->service,
+             i->provider_name[0] ? i->provider_name : "(provider)", i->why);
+    ev.message = msg;
+    yhc__emit(i->g, &ev);
+  }
+  yhc__instance_stop(i);
+}
+
+static void yhc__instance_fail_reply(yhc__instance *i, const yhc__reply *r) {
+  if (r->err == YHC_ERR_CANCELLED) return;
+  yhc__instance_fail(i, "%s", r->error);
+}
+
+/* ---- tunnel origin */
+
+static yhc__stream *yhc__instance_tunnel(yhc__host *h, void *ctx, yhc_error *err) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__golem *g = i->g;
+  char url[600];
+  yhc_header hd[1];
+  yhc__ws_conf conf;
+  const char *rest = g->base;
+  (void)h;
+  /* the daemon's http(s) base becomes ws(s) */
+  if (!strncmp(rest, "https://", 8)) snprintf(url, sizeof url, "wss://%s", rest + 8);
+  else if (!strncmp(rest, "http://", 7)) snprintf(url, sizeof url, "ws://%s", rest + 7);
+  else snprintf(url, sizeof url, "%s", rest);
+  snprintf(url + strlen(url), sizeof url - strlen(url), "/net-api/v1/net/%s/tcp/%s/%d", g->network_id,
+           i->ip, i->port);
+  hd[0].name = "Authorization";
+  hd[0].value = g->auth;
+  memset(&conf, 0, sizeof conf);
+  conf.dead_ms = i->tunnel_dead_ms;
+  return yhc__ws_open(g->loop, &g->api->tls, &g->api->tls_conf, url, hd, 1, &conf, err);
+}
+
+/* A tunnel that cannot be opened means the service or the VM is gone. */
+static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
+  if (++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)
+    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", err->msg);
+}
+
+/* ---- health */
+
+static void yhc__instance_poll_state(void *ctx);
+
+static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  const yhc_json *st;
+  yhc_str cur;
+  i->poll_call = 0;
+  if (r->err == YHC_ERR_CANCELLED || i->state >= YHC__I_STOPPING) return;
+  if (r->err) {
+    /* 404 (spec) and 500 (yagna: "not found", "GSB error ... endpoint address not found")
+       mean the activity is gone; anything else may be a passing daemon problem */
+    if (r->status == 404 || r->status == 403 ||
+        (r->status == 500 && (strstr(r->error, "ot found") || strstr(r->error, "GSB error")))) {
+      yhc__instance_fail(i, "activity is gone: %s", r->error);
+      return;
+    }
+  } else {
+    st = yhc_json_at(yhc_json_get(r->json, "state"), 0);
+    cur.ptr = NULL;
+    cur.len = 0;
+    cur = yhc_json_str(st, cur);
+    if (yhc__str_eq(cur, "Terminated") || yhc__str_eq(cur, "Unresponsive")) {
+      yhc_str reason;
+      reason.ptr = NULL;
+      reason.len = 0;
+      reason = yhc_json_str(yhc_json_get(r->json, "reason"), reason);
+      yhc__instance_fail(i, "activity state is %.*s%s%.*s", (int)cur.len, cur.ptr, reason.len ? ": " : "",
+                         (int)YHC__MIN(reason.len, 150), reason.ptr);
+      return;
+    }
+  }
+  yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
+}
+
+static void yhc__instance_poll_state(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  char path[256];
+  if (i->poll_call || i->state >= YHC__I_STOPPING || !i->activity_id[0]) return;
+  snprintf(path, sizeof path, "/activity-api/v1/activity/%s/state", i->activity_id);
+  i->poll_call = yhc__api(i->g, "GET", path, NULL, 15000, yhc__instance_state_done, i);
+}
+
+/* Something suggests trouble (a request failed): check now instead of at the next tick. */
+static void yhc__instance_check_soon(yhc__instance *i) {
+  if (i->state == YHC__I_READY && !i->poll_call)
+    yhc__timer_start(i->g->loop, &i->poll_timer, 0, yhc__instance_poll_state, i);
+}
+
+static void yhc__instance_expiry(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  i->expiring = 1;
+  if (i->hooks->ready) i->hooks->ready(i); /* lets the cluster start the replacement */
+}
+
+/* ---- readiness probe: a server started in the background may need a moment to listen,
+   and the daemon answers a tunnel only once its TCP connect inside the VPN succeeded, so a
+   tunnel that opens is the proof that requests can flow. */
+
+#ifndef YHC_STARTUP_PROBE_MS
+#  define YHC_STARTUP_PROBE_MS 60000
+#endif
+
+static void yhc__instance_became_ready(yhc__instance *i);
+static void yhc__instance_probe(void *ctx);
+
+static void yhc__instance_probe_close(yhc__instance *i) {
+  if (i->probe) {
+    yhc__stream *p = i->probe;
+    i->probe = NULL;
+    p->vt->close(p);
+  }
+  yhc__timer_stop(i->g->loop, &i->probe_timer);
+}
+
+static void yhc__instance_probe_event(void *ctx, int ev) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_error e;
+  if (!(ev & (YHC__EV_CONNECT | YHC__EV_ERROR))) return;
+  e = i->probe->err;
+  yhc__instance_probe_close(i);
+  if (ev & YHC__EV_CONNECT) {
+    yhc__instance_became_ready(i);
+    return;
+  }
+  if (yhc_loop_now(i->g->loop) - i->probe_since >= YHC_STARTUP_PROBE_MS) {
+    yhc__instance_fail(i, "the service did not start listening on port %d within %d ms: %s", i->port,
+                       YHC_STARTUP_PROBE_MS, e.msg);
+    return;
+  }
+  /* back off gently: 100 ms, 200 ms, ... up to a second */
+  i->probe_tries++;
+  yhc__timer_start(i->g->loop, &i->probe_timer, (uint64_t)YHC__MIN(100 * i->probe_tries, 1000),
+                   yhc__instance_probe, i);
+}
+
+static void yhc__instance_probe(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_error e;
+  yhc__error_clear(&e);
+  if (i->state != YHC__I_PROBING) return;
+  i->probe = yhc__instance_tunnel(NULL, i, &e);
+  if (!i->probe) {
+    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", e.msg);
+    return;
+  }
+  i->probe->owner = i;
+  i->probe->on_event = yhc__instance_probe_event;
+}
+
+static void yhc__instance_start_probe(yhc__instance *i) {
+  i->state = YHC__I_PROBING;
+  i->probe_since = yhc_loop_now(i->g->loop);
+  i->probe_tries = 0;
+  yhc__instance_probe(i);
+}
+
+/* ---- exec batches */
+
+static void yhc__instance_batch_poll(yhc__instance *i);
+static void yhc__instance_exec(yhc__instance *i, const char *commands_json);
+
+static void yhc__instance_became_ready(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  if (i->state != YHC__I_PROBING) return;
+  char key[200];
+  yhc_event ev;
+  char msg[300];
+  snprintf(key, sizeof key, "tunnel:%s", i->activity_id);
+  i->origin = yhc__host_new(g->api, key, i->ip, i->port, 0, i->concurrency);
+  if (!i->origin) {
+    yhc__instance_fail(i, "out of memory creating the tunnel origin");
+    return;
+  }
+  i->origin->external = 1;
+  i->origin->open = yhc__instance_tunnel;
+  i->origin->open_ctx = i;
+  i->origin->on_conn_error = yhc__instance_conn_error;
+  i->state = YHC__I_READY;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = YHC_EV_SERVICE_READY;
+  ev.service = i->service;
+  ev.provider_id = i->provider_id;
+  ev.provider_name = i->provider_name;
+  ev.agreement_id = i->agreement_id;
+  ev.activity_id = i->activity_id;
+  snprintf(msg, sizeof msg, "%s is ready on %s (%s, VPN %s)", i->service, i->provider_name,
+           i->provider_id, i->ip);
+  ev.message = msg;
+  yhc__emit(g, &ev);
+  yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
+  if (i->valid_to_ms) {
+    uint64_t now = yhc__wall_ms(), margin = 120000;
+    uint64_t at = i->valid_to_ms > now + margin ? i->valid_to_ms - margin - now : 0;
+    yhc__timer_start(g->loop, &i->expiry_timer, at, yhc__instance_expiry, i);
+  }
+  i->hooks->ready(i);
+}
+
+static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  const yhc_json *res;
+  size_t n, k;
+  int finished = 0;
+  i->call = 0;
+  if (r->err) {
+    if (r->err == YHC_ERR_CANCELLED) return;
+    if (r->status == 408) { /* commandIndex wait ran out: ask again */
+      yhc__instance_batch_poll(i);
+      return;
+    }
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  if (yhc_json_typeof(r->json) != YHC_JSON_ARRAY) {
+    yhc__instance_fail(i, "GET /activity-api/v1/activity/{id}/exec/{batch}: answer is not an array");
+    return;
+  }
+  n = yhc_json_len(r->json);
+  for (k = i->results_seen; k < n; k++) {
+    yhc_str result, msg, err_text;
+    res = yhc_json_at(r->json, k);
+    result.ptr = msg.ptr = err_text.ptr = NULL;
+    result.len = msg.len = err_text.len = 0;
+    result = yhc_json_str(yhc_json_get(res, "result"), result);
+    msg = yhc_json_str(yhc_json_get(res, "message"), msg);
+    err_text = yhc_json_str(yhc_json_get(res, "stderr"), err_text);
+    if (yhc__str_eq(result, "Error")) {
+      yhc__instance_fail(i, "%s command %zu failed: %.*s%s%.*s", i->batch_no ? "startup" : "deploy/start",
+                         k, (int)YHC__MIN(msg.len, 120), msg.ptr, err_text.len ? " / stderr: " : "",
+                         (int)YHC__MIN(err_text.len, 120), err_text.ptr);
+      return;
+    }
+    if (yhc_json_bool(yhc_json_get(res, "isBatchFinished"), 0)) finished = 1;
+  }
+  i->results_seen = n;
+  if (!finished) {
+    yhc__instance_batch_poll(i);
+    return;
+  }
+  if (i->batch_no == 0) {
+    yhc_event ev;
+    char m[300];
+    memset(&ev, 0, sizeof ev);
+    ev.kind = YHC_EV_ACTIVITY_STARTED;
+    ev.service = i->service;
+    ev.provider_id = i->provider_id;
+    ev.provider_name = i->provider_name;
+    ev.activity_id = i->activity_id;
+    snprintf(m, sizeof m, "activity %s started on %s", i->activity_id, i->provider_name);
+    ev.message = m;
+    yhc__emit(i->g, &ev);
+    i->batch_no = 1;
+    if (i->startup_cmds && strcmp(i->startup_cmds, "[]") != 0) {
+      i->state = YHC__I_STARTING;
+      yhc__instance_exec(i, i->startup_cmds);
+      return;
+    }
+  }
+  yhc__instance_start_probe(i);
+}
+
+static void yhc__instance_batch_poll(yhc__instance *i) {
+  char path[400];
+  snprintf(path, sizeof path, "/activity-api/v1/activity/%s/exec/%s?timeout=5", i->activity_id, i->batch_id);
+  i->call = yhc__api(i->g, "GET", path, NULL, 20000, yhc__instance_batch_results, i);
+}
+
+static void yhc__instance_exec_started(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_str id;
+  i->call = 0;
+  if (r->err) {
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  id.ptr = NULL;
+  id.len = 0;
+  id = yhc_json_str(r->json, id);
+  if (!yhc__id_ok(id)) {
+    yhc__instance_fail(i, "POST /activity-api/v1/activity/{id}/exec: answer is not a batch id");
+    return;
+  }
+  yhc__copy_id(i->batch_id, sizeof i->batch_id, id);
+  i->results_seen = 0;
+  yhc__instance_batch_poll(i);
+}
+
+static void yhc__instance_exec(yhc__instance *i, const char *commands_json) {
+  yhc_buf body;
+  yhc_jw w;
+  char path[256];
+  memset(&body, 0, sizeof body);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "text");
+  yhc_jw_str(&w, commands_json);
+  yhc_jw_obj_end(&w);
+  snprintf(path, sizeof path, "/activity-api/v1/activity/%s/exec", i->activity_id);
+  if (yhc_jw_finish(&w)) yhc__instance_fail(i, "out of memory building an exec batch");
+  else i->call = yhc__api(i->g, "POST", path, body.ptr, 30000, yhc__instance_exec_started, i);
+  yhc_buf_free(&body);
+}
+
+static void yhc__instance_deploy(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  yhc_buf cmds;
+  yhc_jw w;
+  memset(&cmds, 0, sizeof cmds);
+  yhc_jw_init(&w, &cmds);
+  yhc_jw_arr_begin(&w);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "deploy");
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "net");
+  yhc_jw_arr_begin(&w);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "id");
+  yhc_jw_str(&w, g->network_id);
+  yhc_jw_key(&w, "ip");
+  yhc_jw_str(&w, g->network_ip);
+  yhc_jw_key(&w, "mask");
+  yhc_jw_str(&w, "255.255.255.0");
+  yhc_jw_key(&w, "nodeIp");
+  yhc_jw_str(&w, i->ip);
+  yhc_jw_key(&w, "nodes");
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "192.168.0.1");
+  yhc_jw_str(&w, g->identity);
+  yhc_jw_key(&w, i->ip);
+  yhc_jw_str(&w, i->provider_id);
+  yhc_jw_obj_end(&w);
+  yhc_jw_obj_end(&w);
+  yhc_jw_arr_end(&w);
+  yhc_jw_obj_end(&w);
+  yhc_jw_obj_end(&w);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "start");
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "args");
+  yhc_jw_arr_begin(&w);
+  yhc_jw_arr_end(&w);
+  yhc_jw_obj_end(&w);
+  yhc_jw_obj_end(&w);
+  yhc_jw_arr_end(&w);
+  i->state = YHC__I_DEPLOYING;
+  i->batch_no = 0;
+  if (yhc_jw_finish(&w)) yhc__instance_fail(i, "out of memory building the deploy batch");
+  else yhc__instance_exec(i, cmds.ptr);
+  yhc_buf_free(&cmds);
+}
+
+/* ---- agreement, activity, VPN node */
+
+static void yhc__instance_node_added(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  i->call = 0;
+  if (r->err && r->status != 409) {
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  yhc__instance_deploy(i);
+}
+
+static void yhc__instance_activity_created(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_str id;
+  yhc_buf body;
+  yhc_jw w;
+  char path[256];
+  i->call = 0;
+  if (r->err) {
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  id.ptr = NULL;
+  id.len = 0;
+  /* the answer mirrors the request: {"activityId"} for the object form, a string otherwise */
+  id = yhc_json_str(yhc_json_typeof(r->json) == YHC_JSON_OBJECT ? yhc_json_get(r->json, "activityId") : r->json, id);
+  if (!yhc__id_ok(id)) {
+    yhc__instance_fail(i, "POST /activity-api/v1/activity: answer has no valid activity id");
+    return;
+  }
+  yhc__copy_id(i->activity_id, sizeof i->activity_id, id);
+  i->state = YHC__I_JOINING;
+  memset(&body, 0, sizeof body);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "id");
+  yhc_jw_str(&w, i->provider_id);
+  yhc_jw_key(&w, "ip");
+  yhc_jw_str(&w, i->ip);
+  yhc_jw_obj_end(&w);
+  snprintf(path, sizeof path, "/net-api/v1/net/%s/nodes", i->g->network_id);
+  if (yhc_jw_finish(&w)) yhc__instance_fail(i, "out of memory adding the VPN node");
+  else i->call = yhc__api(i->g, "POST", path, body.ptr, 30000, yhc__instance_node_added, i);
+  yhc_buf_free(&body);
+}
+
+static void yhc__instance_create_activity(yhc__instance *i) {
+  char body[YHC__ID_MAX + 32];
+  i->state = YHC__I_ACTIVATING;
+  snprintf(body, sizeof body, "{\"agreementId\":\"%s\"}", i->agreement_id);
+  i->call = yhc__api(i->g, "POST", "/activity-api/v1/activity", body, 60000, yhc__instance_activity_created, i);
+}
+
+static void yhc__instance_register_agreement(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  yhc__agreement *a = YHC__NEW(yhc__agreement);
+  yhc_event ev;
+  char msg[400];
+  double hour;
+  if (a) {
+    snprintf(a->id, sizeof a->id, "%s", i->agreement_id);
+    snprintf(a->provider_id, sizeof a->provider_id, "%s", i->provider_id);
+    snprintf(a->provider_name, sizeof a->provider_name, "%s", i->provider_name);
+    snprintf(a->service, sizeof a->service, "%s", i->service);
+    a->coeff_duration = i->coeff_duration;
+    a->coeff_cpu = i->coeff_cpu;
+    a->coeff_start = i->coeff_start;
+    a->threads = i->threads;
+    a->approved_ms = yhc__wall_ms();
+    a->owner = i;
+    a->next = g->agreements;
+    g->agreements = a;
+  }
+  i->agreement = a;
+  hour = i->coeff_start + 3600.0 * (i->coeff_duration + i->coeff_cpu * (i->threads > 0 ? i->threads : 1));
+  memset(&ev, 0, sizeof ev);
+  ev.kind = YHC_EV_AGREEMENT_SIGNED;
+  ev.service = i->service;
+  ev.provider_id = i->provider_id;
+  ev.provider_name = i->provider_name;
+  ev.agreement_id = i->agreement_id;
+  ev.price_hour = hour;
+  snprintf(msg, sizeof msg, "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
+           i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
+  ev.message = msg;
+  yhc__emit(g, &ev);
+}
+
+static void yhc__instance_wait(yhc__instance *i);
+
+static void yhc__instance_waited(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  i->call = 0;
+  if (r->err) {
+    if (r->status == 408) { /* not yet: wait again */
+      yhc__instance_wait(i);
+      return;
+    }
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  yhc__instance_register_agreement(i);
+  yhc__instance_create_activity(i);
+}
+
+static void yhc__instance_wait(yhc__instance *i) {
+  char path[256];
+  snprintf(path, sizeof path, "/market-api/v1/agreements/%s/wait?timeout=15", i->agreement_id);
+  i->call = yhc__api(i->g, "POST", path, NULL, 30000, yhc__instance_waited, i);
+}
+
+static void yhc__instance_confirmed(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  i->call = 0;
+  if (r->err) {
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  yhc__instance_wait(i);
+}
+
+static void yhc__instance_agreement_created(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_str id;
+  char path[256];
+  i->call = 0;
+  if (r->err) {
+    yhc__instance_fail_reply(i, r);
+    return;
+  }
+  id.ptr = NULL;
+  id.len = 0;
+  id = yhc_json_str(r->json, id);
+  if (!yhc__id_ok(id)) {
+    yhc__instance_fail(i, "POST /market-api/v1/agreements: answer is not an agreement id");
+    return;
+  }
+  yhc__copy_id(i->agreement_id, sizeof i->agreement_id, id);
+  snprintf(path, sizeof path, "/market-api/v1/agreements/%s/confirm", i->agreement_id);
+  i->call = yhc__api(i->g, "POST", path, NULL, 30000, yhc__instance_confirmed, i);
+}
+
+/* Starts an instance from a provider's draft proposal. */
+static void yhc__instance_begin(yhc__instance *i) {
+  char body[YHC__ID_MAX + 96], valid_to[40];
+  i->valid_to_ms = yhc__wall_ms() + (uint64_t)i->lifetime_s * 1000u;
+  yhc__rfc3339(i->valid_to_ms, valid_to);
+  i->ip_host = yhc__golem_take_ip(i->g);
+  if (i->ip_host < 0) {
+    yhc__instance_fail(i, "no free address left in the VPN");
+    return;
+  }
+  snprintf(i->ip, sizeof i->ip, "192.168.0.%d", i->ip_host);
+  i->state = YHC__I_AGREEING;
+  snprintf(body, sizeof body, "{\"proposalId\":\"%s\",\"validTo\":\"%s\"}", i->proposal_id, valid_to);
+  i->call = yhc__api(i->g, "POST", "/market-api/v1/agreements", body, 30000, yhc__instance_agreement_created, i);
+}
+
+/* ---- stop: tunnels first, then activity, node, agreement (PROTOCOL.md §7) */
+
+static void yhc__instance_stop_step(yhc__instance *i);
+
+static void yhc__instance_stop_reply(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  i->call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (r->err) yhc__log(i->g->loop, YHC_LOG_DEBUG, "stopping %s: %s", i->service, r->error);
+  yhc__instance_stop_step(i);
+}
+
+static void yhc__instance_stop_step(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  char path[300];
+  if (i->activity_id[0]) {
+    snprintf(path, sizeof path, "/activity-api/v1/activity/%s?timeout=10", i->activity_id);
+    i->activity_id[0] = 0;
+    i->call = yhc__api(g, "DELETE", path, NULL, 20000, yhc__instance_stop_reply, i);
+    return;
+  }
+  if (i->ip_host > 0 && g->network_id[0] && i->provider_id[0]) {
+    snprintf(path, sizeof path, "/net-api/v1/net/%s/nodes/%s", g->network_id, i->provider_id);
+    yhc__golem_release_ip(g, i->ip_host);
+    i->ip_host = 0;
+    i->call = yhc__api(g, "DELETE", path, NULL, 20000, yhc__instance_stop_reply, i);
+    return;
+  }
+  if (i->agreement_id[0] && i->agreement && !i->agreement->terminated) {
+    char body[200];
+    i->agreement->terminated = 1;
+    snprintf(path, sizeof path, "/market-api/v1/agreements/%s/terminate", i->agreement_id);
+    snprintf(body, sizeof body, "{\"message\":\"%s\",\"golem.requestor.code\":\"%s\"}",
+             i->failed ? "Service failed" : "Work cancelled", i->failed ? "ServiceFailed" : "Cancelled");
+    i->call = yhc__api(g, "POST", path, body, 20000, yhc__instance_stop_reply, i);
+    return;
+  }
+  if (i->agreement) {
+    if (!i->agreement->ended_ms) i->agreement->ended_ms = yhc__wall_ms();
+    i->agreement->owner = NULL;
+  } else if (i->agreement_id[0] && i->state == YHC__I_STOPPING && !i->failed) {
+    /* an agreement created but never approved needs no invoice */
+  }
+  if (i->ip_host > 0) {
+    yhc__golem_release_ip(g, i->ip_host);
+    i->ip_host = 0;
+  }
+  i->state = YHC__I_STOPPED;
+  if (!i->failed) {
+    yhc_event ev;
+    char msg[300];
+    memset(&ev, 0, sizeof ev);
+    ev.kind = YHC_EV_SERVICE_STOPPED;
+    ev.service = i->service;
+    ev.provider_id = i->provider_id;
+    ev.provider_name = i->provider_name;
+    ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
+    snprintf(msg, sizeof msg, "%s on %s stopped", i->service, i->provider_name[0] ? i->provider_name : "(provider)");
+    ev.message = msg;
+    yhc__emit(g, &ev);
+  }
+  i->hooks->ended(i);
+}
+
+/* Ends the instance: requests still on its tunnels were already moved (by the cluster, which
+   drains first) or are failed here and retried elsewhere by their completion hook. */
+static void yhc__instance_stop(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  if (i->state >= YHC__I_STOPPING) return;
+  i->state = YHC__I_STOPPING;
+  yhc__api_cancel(g, &i->call);
+  yhc__api_cancel(g, &i->poll_call);
+  yhc__timer_stop(g->loop, &i->poll_timer);
+  yhc__timer_stop(g->loop, &i->drain_timer);
+  yhc__timer_stop(g->loop, &i->expiry_timer);
+  yhc__instance_probe_close(i);
+  if (i->origin) {
+    yhc__host *h = i->origin;
+    i->origin = NULL;
+    yhc__host_abort(h, YHC_ERR_SERVICE_FAILED,
+                    i->failed ? i->why : "the service instance was stopped");
+    yhc__host_free(h);
+  }
+  if (i->agreement && i->agreement_id[0] && i->agreement->terminated && !i->agreement->ended_ms)
+    i->agreement->ended_ms = yhc__wall_ms();
+  yhc__instance_stop_step(i);
+}
+
+static void yhc__instance_free(yhc__instance *i) {
+  yhc__instance_probe_close(i);
+  yhc__api_cancel(i->g, &i->call);
+  yhc__api_cancel(i->g, &i->poll_call);
+  yhc__timer_stop(i->g->loop, &i->poll_timer);
+  yhc__timer_stop(i->g->loop, &i->drain_timer);
+  yhc__timer_stop(i->g->loop, &i->expiry_timer);
+  if (i->agreement) i->agreement->owner = NULL;
+  YHC_FREE(i->startup_cmds);
+  YHC_FREE(i);
+}
+
+/* ---- the startup context the user's callback fills */
+
+static int yhc__ctx_append(yhc_ctx *ctx, const char *json, size_t len) {
+  if (ctx->failed) return -1;
+  if (yhc_buf_append(&ctx->cmds, ctx->count ? "," : "[", 1) || yhc_buf_append(&ctx->cmds, json, len)) {
+    ctx->failed = 1;
+    return -1;
+  }
+  ctx->count++;
+  return 0;
+}
+
+YHCDEF int yhc_ctx_command(yhc_ctx *ctx, const char *command_json) {
+  yhc_json_doc *d;
+  yhc_error e;
+  int rc;
+  if (!ctx || !command_json) return -1;
+  d = yhc_json_parse(command_json, strlen(command_json), NULL, &e);
+  if (!d || yhc_json_typeof(yhc_json_root(d)) != YHC_JSON_OBJECT) {
+    yhc_json_free(d);
+    return -1;
+  }
+  yhc_json_free(d);
+  rc = yhc__ctx_append(ctx, command_json, strlen(command_json));
+  return rc;
+}
+
+YHCDEF int yhc_ctx_run(yhc_ctx *ctx, const char *const *argv) {
+  yhc_buf b;
+  yhc_jw w;
+  int rc, k;
+  if (!ctx || !argv || !argv[0]) return -1;
+  memset(&b, 0, sizeof b);
+  yhc_jw_init(&w, &b);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "run");
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "entry_point");
+  yhc_jw_str(&w, argv[0]);
+  yhc_jw_key(&w, "args");
+  yhc_jw_arr_begin(&w);
+  for (k = 1; argv[k]; k++) yhc_jw_str(&w, argv[k]);
+  yhc_jw_arr_end(&w);
+  yhc_jw_key(&w, "capture");
+  {
+    static const char capture[] = "{\"stdout\":{\"atEnd\":{}},\"stderr\":{\"atEnd\":{}}}";
+    yhc_jw_raw(&w, capture, sizeof capture - 1);
+  }
+  yhc_jw_obj_end(&w);
+  yhc_jw_obj_end(&w);
+  rc = yhc_jw_finish(&w) ? -1 : yhc__ctx_append(ctx, b.ptr, b.len);
+  yhc_buf_free(&b);
+  return rc;
+}
+
+/* ==== Cluster scheduler =========================================================== */
+/* Owns: everything behind one service URL -- its demand and negotiation (offers scored,
+   countered, drafts pooled, the cheapest chosen), its instances, its bounded FIFO of
+   requests, dispatch to the ready instance with the least in flight, the size (a number, a
+   function, or the auto-balancer), scale up/down without cutting requests, and failover:
+   a failed instance's requests go back to the front of the queue and its provider is
+   avoided. Every request ends exactly once.
+
+   Dispatch runs on events (a request queued, an instance ready, a request done), never on a
+   tick; the one-second timer only re-evaluates size functions and the balancer. */
+
+typedef struct yhc__offer {
+  char provider_id[64];
+  char provider_name[64];
+  char offer_id[YHC__ID_MAX];   /* the provider's Initial proposal */
+  char counter_id[YHC__ID_MAX]; /* ours */
+  char draft_id[YHC__ID_MAX];   /* the provider's answer: what an agreement is made from */
+  double coeff_duration, coeff_cpu, coeff_start;
+  int threads;
+  double score;                 /* expected GLM for an hour */
+  int state;                    /* 0 countering, 1 countered, 2 draft */
+  uint64_t at_ms;
+  struct yhc__offer *next;
+} yhc__offer;
+
+enum { YHC__SIZE_INT, YHC__SIZE_FN, YHC__SIZE_AUTO };
+
+#define YHC__LAT_N 1024
+
+struct yhc_cluster {
+  yhc__golem *g;
+  yhc_http *plain;              /* for the image registry */
+  char url[128];
+  char host[128];
+  int port;
+  yhc_service_desc d;           /* strings below are our copies */
+  char *image_hash, *image_url, *extra_props, *extra_cons;
+  char task_package[600];
+  int image_state;              /* 0 none, 1 resolving, 2 ok, 3 failed */
+  uint64_t image_call;
+  /* session settings */
+  int lifetime_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
+  int max_retries, idempotent_only, timeout_ms;
+  size_t max_queue;
+  double max_cpu_hour, max_env_hour, max_start;
+  /* market */
+  char sub_id[YHC__ID_MAX];
+  int demand_state;             /* 0 none, 1 subscribing, 2 active, 3 unsubscribing */
+  uint64_t demand_call, collect_call;
+  uint64_t subscribed_ms, last_progress_ms;
+  yhc__offer *offers;
+  char **avoid;
+  size_t navoid;
+  /* instances */
+  yhc__instance *instances;
+  yhc__instance_hooks hooks;
+  int lost;                     /* instances not replaced (on_stop = ignore) */
+  int failed_cluster;
+  char fail_msg[300];
+  /* size */
+  int size_mode, size_int;
+  yhc_size_fn size_fn;
+  void *size_user;
+  yhc_autoscale_desc auto_d;
+  int auto_size;
+  uint64_t auto_changed_ms, auto_idle_since_ms;
+  yhc__timer tick;
+  yhc__timer collect_retry;
+  /* requests */
+  yhc__req *qhead, *qtail;
+  size_t qlen;
+  size_t in_flight;
+  uint64_t completed, failed_n, retried;
+  double lat[YHC__LAT_N];
+  size_t nlat, lat_pos;
+  double spent;
+  int instances_failed;
+  int closing;
+  void (*on_idle)(yhc_cluster *c);   /* the session's close watcher */
+  yhc_cluster *next;
+};
+
+static void yhc__cluster_dispatch(yhc_cluster *c);
+static void yhc__cluster_reconcile(yhc_cluster *c);
+static void yhc__demand_subscribe(yhc_cluster *c);
+
+/* ---- request queue */
+
+static void yhc__cluster_unpark(yhc__req *r) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, r->owner);
+  if (r->q_prev) r->q_prev->q_next = r->q_next; else c->qhead = r->q_next;
+  if (r->q_next) r->q_next->q_prev = r->q_prev; else c->qtail = r->q_prev;
+  r->q_prev = r->q_next = NULL;
+  c->qlen--;
+}
+
+static void yhc__cluster_park(yhc_cluster *c, yhc__req *r, int front) {
+  r->where = YHC__REQ_PARKED;
+  r->owner = c;
+  r->unpark = yhc__cluster_unpark;
+  if (front) {
+    r->q_prev = NULL;
+    r->q_next = c->qhead;
+    if (c->qhead) c->qhead->q_prev = r; else c->qtail = r;
+    c->qhead = r;
+  } else {
+    r->q_next = NULL;
+    r->q_prev = c->qtail;
+    if (c->qtail) c->qtail->q_next = r; else c->qhead = r;
+    c->qtail = r;
+  }
+  c->qlen++;
+}
+
+static int yhc__cluster_target(yhc_cluster *c);
+
+static void yhc__cluster_record_latency(yhc_cluster *c, double ms) {
+  c->lat[c->lat_pos] = ms;
+  c->lat_pos = (c->lat_pos + 1) % YHC__LAT_N;
+  if (c->nlat < YHC__LAT_N) c->nlat++;
+}
+
+/* Errors that say "this provider could not serve it", as opposed to the request's own
+   deadline or a cancellation: those move the request elsewhere. */
+static int yhc__retryable_error(const yhc__req *r) {
+  if (r->deadline_hit) return 0;
+  switch (r->error.code) {
+  case YHC_ERR_CLOSED: case YHC_ERR_IO: case YHC_ERR_CONNECT: case YHC_ERR_TIMEOUT:
+  case YHC_ERR_WEBSOCKET: case YHC_ERR_HTTP_STATUS: case YHC_ERR_PROTOCOL:
+  case YHC_ERR_SERVICE_FAILED: case YHC_ERR_TLS:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int yhc__method_of_wire_idempotent(const yhc__req *r) {
+  static const char *const safe[] = {"GET ", "HEAD ", "OPTIONS ", "TRACE ", "PUT ", "DELETE "};
+  size_t k;
+  for (k = 0; k < sizeof safe / sizeof *safe; k++)
+    if (r->wire.len > strlen(safe[k]) && !memcmp(r->wire.ptr, safe[k], strlen(safe[k]))) return 1;
+  return 0;
+}
+
+/* Completion hook of every request a cluster owns. */
+static void yhc__cluster_req_done(yhc__req *r) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, r->owner);
+  yhc__instance *i = YHC__CAST(yhc__instance *, r->slot);
+  if (i) {
+    i->in_flight--;
+    c->in_flight--;
+    r->slot = NULL;
+    if (!r->error.code) i->conn_failures = 0;
+  }
+  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
+    int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
+    size_t fl = strlen(r->failed_on);
+    if (fl + strlen(i->provider_name) + 3 < sizeof r->failed_on)
+      snprintf(r->failed_on + fl, sizeof r->failed_on - fl, "%s%s", fl ? ", " : "", i->provider_name);
+    if (r->error.code != YHC_ERR_SERVICE_FAILED) yhc__instance_check_soon(i);
+    if (may) {
+      /* back to the FRONT: it has waited longest */
+      r->attempts++;
+      c->retried++;
+      yhc__emitf(c->g, YHC_EV_REQUEST_RETRIED, c->url, "request %llu moved off %s (%s), attempt %d",
+                 (unsigned long long)r->id, i->provider_name, r->error.msg, r->attempts + 1);
+      yhc__req_reset_response(r);
+      r->sent = 0;
+      yhc__cluster_park(c, r, 1);
+      yhc__cluster_reconcile(c);
+      yhc__cluster_dispatch(c);
+      return;
+    }
+    {
+      char msg[YHC_ERROR_MSG_MAX + 200];
+      snprintf(msg, sizeof msg, "request failed on %d provider%s (%.150s): %.200s", r->attempts + 1,
+               r->attempts ? "s" : "", r->failed_on, r->error.msg);
+      yhc__error_set(&r->error, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->error.code, 0, "%s", msg);
+    }
+  }
+  if (r->error.code) c->failed_n++;
+  else {
+    c->completed++;
+    yhc__cluster_record_latency(c, (double)(yhc_loop_now(c->g->loop) - r->submitted_ms));
+  }
+  r->owner = NULL;
+  r->unpark = NULL;
+  yhc__req_deliver_user(r);
+  if (i && i->draining && !i->in_flight && i->state == YHC__I_READY) yhc__instance_stop(i);
+  yhc__cluster_dispatch(c);
+  if (c->closing && c->on_idle) c->on_idle(c);
+}
+
+static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
+  yhc__instance *i, *best = NULL;
+  for (i = c->instances; i; i = i->next) {
+    if (i->state != YHC__I_READY || i->draining || i->in_flight >= i->concurrency) continue;
+    if (!best || i->in_flight < best->in_flight) best = i;
+  }
+  return best;
+}
+
+static void yhc__cluster_dispatch(yhc_cluster *c) {
+  while (c->qhead) {
+    yhc__instance *i = yhc__cluster_pick(c);
+    yhc__req *r = c->qhead;
+    if (!i) return;
+    yhc__cluster_unpark(r);
+    r->where = YHC__REQ_NEW;
+    r->slot = i;
+    i->in_flight++;
+    c->in_flight++;
+    if (c->g->log_events > 1)
+      yhc__emitf(c->g, YHC_EV_REQUEST_FORWARDED, c->url, "request %llu forwarded to %s",
+                 (unsigned long long)r->id, i->provider_name);
+    yhc__host_submit(i->origin, r, 0);
+  }
+}
+
+/* ---- offers, negotiation, demand */
+
+static double yhc__num_at(const yhc_json *arr, size_t k) { return yhc_json_num(yhc_json_at(arr, k), -1); }
+
+static void yhc__cluster_reject(yhc_cluster *c, yhc_str proposal_id, const char *provider, const char *why) {
+  char path[400], body[300];
+  yhc_buf b;
+  yhc_jw w;
+  (void)body;
+  if (!yhc__id_ok(proposal_id)) return;
+  memset(&b, 0, sizeof b);
+  yhc_jw_init(&w, &b);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "message");
+  yhc_jw_str(&w, why);
+  yhc_jw_obj_end(&w);
+  snprintf(path, sizeof path, "/market-api/v1/demands/%s/proposals/%.*s/reject", c->sub_id,
+           (int)proposal_id.len, proposal_id.ptr);
+  if (!yhc_jw_finish(&w)) yhc__api(c->g, "POST", path, b.ptr, 15000, NULL, NULL);
+  yhc_buf_free(&b);
+  yhc__emitf(c->g, YHC_EV_OFFER_REJECTED, c->url, "offer from %s rejected: %s", provider, why);
+}
+
+static int yhc__cluster_avoids(const yhc_cluster *c, const char *provider_id) {
+  size_t k;
+  yhc__instance *i;
+  for (k = 0; k < c->navoid; k++)
+    if (!strcmp(c->avoid[k], provider_id)) return 1;
+  for (i = c->instances; i; i = i->next)
+    if (i->state < YHC__I_STOPPING && !strcmp(i->provider_id, provider_id)) return 1;
+  return 0;
+}
+
+static void yhc__cluster_avoid(yhc_cluster *c, const char *provider_id) {
+  char **n;
+  if (yhc__cluster_avoids(c, provider_id) && c->navoid) {
+    size_t k;
+    for (k = 0; k < c->navoid; k++)
+      if (!strcmp(c->avoid[k], provider_id)) return;
+  }
+  n = YHC__CAST(char **, YHC_REALLOC(c->avoid, (c->navoid + 1) * sizeof *n));
+  if (!n) return;
+  c->avoid = n;
+  c->avoid[c->navoid] = yhc__strdup(provider_id);
+  if (c->avoid[c->navoid]) c->navoid++;
+}
+
+/* Demand properties: ours + the payment decorations + the service's extras. */
+static int yhc__cluster_write_props(yhc_cluster *c, yhc_jw *w, const yhc__offer *counter_for,
+                                    const yhc_json *offer_props) {
+  yhc__golem *g = c->g;
+  const yhc_json *p;
+  yhc_jw_obj_begin(w);
+  yhc_jw_key(w, "golem.srv.comp.expiration");
+  yhc_jw_int(w, (int64_t)(yhc__wall_ms() + (uint64_t)c->lifetime_s * 1000u));
+  yhc_jw_key(w, "golem.srv.caps.multi-activity");
+  yhc_jw_bool(w, 1);
+  yhc_jw_key(w, "golem.node.debug.subnet");
+  yhc_jw_str(w, g->subnet);
+  for (p = yhc_json_first(yhc_json_get(yhc_json_root(g->decorations), "properties")); p; p = yhc_json_next(p)) {
+    yhc_str k;
+    const yhc_json *v = yhc_json_get(p, "value");
+    k.ptr = NULL;
+    k.len = 0;
+    k = yhc_json_str(yhc_json_get(p, "key"), k);
+    if (!k.len || !v) continue;
+    yhc_jw_keyn(w, k.ptr, k.len);
+    yhc_jw_value(w, v);
+  }
+  yhc_jw_key(w, "golem.srv.comp.task_package");
+  yhc_jw_str(w, c->task_package);
+  yhc_jw_key(w, "golem.srv.comp.vm.package_format");
+  yhc_jw_str(w, "gvmkit-squash");
+  yhc_jw_key(w, "golem.com.payment.debit-notes.accept-timeout?");
+  {
+    int64_t t = 240;
+    if (counter_for) {
+      int64_t offered = yhc_json_int(yhc_json_get(offer_props, "golem.com.payment.debit-notes.accept-timeout?"), 240);
+      t = offered < 30 ? 30 : offered;
+    }
+    yhc_jw_int(w, t);
+  }
+  if (counter_for) {
+    yhc_jw_key(w, "golem.com.payment.chosen-platform");
+    yhc_jw_str(w, g->platform);
+  }
+  if (c->extra_props) {
+    yhc_error e;
+    yhc_json_doc *x = yhc_json_parse(c->extra_props, strlen(c->extra_props), NULL, &e);
+    for (p = yhc_json_first(yhc_json_root(x)); p; p = yhc_json_next(p)) {
+      yhc_str k = yhc_json_key(p);
+      yhc_jw_keyn(w, k.ptr, k.len);
+      yhc_jw_value(w, p);
+    }
+    yhc_json_free(x);
+  }
+  yhc_jw_obj_end(w);
+  return 0;
+}
+
+static void yhc__cluster_write_constraints(yhc_cluster *c, yhc_buf *b) {
+  yhc__golem *g = c->g;
+  const yhc_json *k;
+  yhc_buf_printf(b, "(&(golem.node.debug.subnet=%s)", g->subnet);
+  for (k = yhc_json_first(yhc_json_get(yhc_json_root(g->decorations), "constraints")); k; k = yhc_json_next(k)) {
+    yhc_str s;
+    s.ptr = NULL;
+    s.len = 0;
+    s = yhc_json_str(k, s);
+    if (!s.len) continue;
+    yhc_buf_appends(b, "\n\t");
+    yhc_buf_append(b, s.ptr, s.len);
+  }
+  yhc_buf_printf(b, "\n\t(golem.com.pricing.model=linear)\n\t(golem.inf.mem.gib>=%g)\n\t(golem.inf.storage.gib>=%g)"
+                    "\n\t(golem.inf.cpu.threads>=%d)\n\t(golem.runtime.capabilities=vpn)\n\t(golem.runtime.name=vm)",
+                 c->d.min_mem_gib, c->d.min_storage_gib, c->d.min_threads);
+  if (c->extra_cons && *c->extra_cons) {
+    yhc_buf_appends(b, "\n\t");
+    yhc_buf_appends(b, c->extra_cons);
+  }
+  yhc_buf_appends(b, ")");
+}
+
+static int yhc__cluster_demand_body(yhc_cluster *c, yhc_buf *out, const yhc__offer *counter_for,
+                                    const yhc_json *offer_props) {
+  yhc_jw w;
+  yhc_buf cons;
+  int rc;
+  memset(&cons, 0, sizeof cons);
+  yhc__cluster_write_constraints(c, &cons);
+  yhc_jw_init(&w, out);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "properties");
+  yhc__cluster_write_props(c, &w, counter_for, offer_props);
+  yhc_jw_key(&w, "constraints");
+  yhc_jw_strn(&w, cons.ptr ? cons.ptr : "", cons.len);
+  yhc_jw_obj_end(&w);
+  rc = yhc_jw_finish(&w);
+  yhc_buf_free(&cons);
+  return rc;
+}
+
+static void yhc__offer_unlink(yhc_cluster *c, yhc__offer *o) {
+  yhc__offer **pp;
+  for (pp = &c->offers; *pp; pp = &(*pp)->next) {
+    if (*pp == o) {
+      *pp = o->next;
+      YHC_FREE(o);
+      return;
+    }
+  }
+}
+
+typedef struct yhc__counter_ctx {
+  yhc_cluster *c;
+  yhc__offer *o;
+} yhc__counter_ctx;
+
+static void yhc__cluster_countered(void *ctx, const yhc__reply *r) {
+  yhc__counter_ctx *cc = YHC__CAST(yhc__counter_ctx *, ctx);
+  yhc_cluster *c = cc->c;
+  yhc__offer *o = cc->o, *it;
+  YHC_FREE(cc);
+  for (it = c->offers; it && it != o; it = it->next) {}
+  if (!it) return; /* dropped meanwhile */
+  if (r->err) {
+    if (r->err != YHC_ERR_CANCELLED) yhc__log(c->g->loop, YHC_LOG_INFO, "%s", r->error);
+    yhc__offer_unlink(c, o);
+    return;
+  }
+  {
+    yhc_str id;
+    id.ptr = NULL;
+    id.len = 0;
+    id = yhc_json_str(r->json, id);
+    if (!yhc__id_ok(id)) {
+      yhc__offer_unlink(c, o);
+      return;
+    }
+    yhc__copy_id(o->counter_id, sizeof o->counter_id, id);
+    o->state = 1;
+  }
+}
+
+/* Scores and answers an Initial offer: reject it with a reason, or counter it. */
+static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
+  const yhc_json *props = yhc_json_get(proposal, "properties");
+  const yhc_json *coeffs = yhc_json_get(props, "golem.com.pricing.model.linear.coeffs");
+  const yhc_json *usage = yhc_json_get(props, "golem.com.usage.vector");
+  yhc_str pid, issuer, name, scheme;
+  char provider[64], pname[64], key[160], why[200];
+  double dur = 0, cpu = 0, start, mem, storage;
+  int threads;
+  size_t k, nc;
+  yhc__offer *o;
+  yhc_buf body;
+  pid.ptr = issuer.ptr = name.ptr = scheme.ptr = NULL;
+  pid.len = issuer.len = name.len = scheme.len = 0;
+  pid = yhc_json_str(yhc_json_get(proposal, "proposalId"), pid);
+  issuer = yhc_json_str(yhc_json_get(proposal, "issuerId"), issuer);
+  name = yhc_json_str(yhc_json_get(props, "golem.node.id.name"), name);
+  if (!yhc__id_ok(pid) || !yhc__id_ok(issuer) || issuer.len >= sizeof provider) return;
+  yhc__copy_id(provider, sizeof provider, issuer);
+  snprintf(pname, sizeof pname, "%.*s", (int)YHC__MIN(name.len, 60), name.len ? name.ptr : provider);
+  yhc__emitf(c->g, YHC_EV_OFFER_RECEIVED, c->url, "offer from %s (%s)", pname, provider);
+  /* the checks yapapi's strategy makes, plus our price limits */
+  scheme = yhc_json_str(yhc_json_get(props, "golem.com.scheme"), scheme);
+  snprintf(key, sizeof key, "golem.com.payment.platform.%s.address", c->g->platform);
+  nc = yhc_json_len(coeffs);
+  why[0] = 0;
+  if (c->failed_cluster || c->closing) snprintf(why, sizeof why, "no longer needed");
+  else if (yhc__cluster_avoids(c, provider)) snprintf(why, sizeof why, "provider already used or failed in this session");
+  else if (yhc_json_typeof(yhc_json_get(props, key)) != YHC_JSON_STRING) snprintf(why, sizeof why, "No common payment platform");
+  else if (scheme.len && !yhc__str_eq(scheme, "payu")) snprintf(why, sizeof why, "payment scheme is not payu");
+  else if (yhc_json_typeof(coeffs) != YHC_JSON_ARRAY || yhc_json_typeof(usage) != YHC_JSON_ARRAY ||
+           nc != yhc_json_len(usage) + 1)
+    snprintf(why, sizeof why, "no linear price over a usage vector");
+  if (!why[0]) {
+    for (k = 0; k + 1 < nc; k++) {
+      double v = yhc__num_at(coeffs, k);
+      yhc_str u;
+      u.ptr = NULL;
+      u.len = 0;
+      u = yhc_json_str(yhc_json_at(usage, k), u);
+      if (v < 0) { snprintf(why, sizeof why, "negative or non-numeric price"); break; }
+      if (yhc__str_eq(u, "golem.usage.duration_sec")) dur = v;
+      else if (yhc__str_eq(u, "golem.usage.cpu_sec")) cpu = v;
+      else if (v > 0) { snprintf(why, sizeof why, "priced usage counter %.*s is unknown", (int)YHC__MIN(u.len, 60), u.ptr); break; }
+    }
+  }
+  start = yhc__num_at(coeffs, nc ? nc - 1 : 0);
+  mem = yhc_json_num(yhc_json_get(props, "golem.inf.mem.gib"), -1);
+  storage = yhc_json_num(yhc_json_get(props, "golem.inf.storage.gib"), -1);
+  threads = (int)yhc_json_int(yhc_json_get(props, "golem.inf.cpu.threads"), 1);
+  if (!why[0]) {
+    if (start < 0) snprintf(why, sizeof why, "negative start price");
+    else if (cpu * 3600 > c->max_cpu_hour) snprintf(why, sizeof why, "CPU price %.6f GLM/h above the limit %.6f", cpu * 3600, c->max_cpu_hour);
+    else if (dur * 3600 > c->max_env_hour) snprintf(why, sizeof why, "price %.6f GLM/h above the limit %.6f", dur * 3600, c->max_env_hour);
+    else if (start > c->max_start) snprintf(why, sizeof why, "start price %.6f GLM above the limit %.6f", start, c->max_start);
+    else if ((mem >= 0 && mem + 1e-9 < c->d.min_mem_gib) || (storage >= 0 && storage + 1e-9 < c->d.min_storage_gib) ||
+             threads < c->d.min_threads)
+      snprintf(why, sizeof why, "not enough memory, storage or threads");
+  }
+  if (why[0]) {
+    yhc__cluster_reject(c, pid, pname, why);
+    return;
+  }
+  o = YHC__NEW(yhc__offer);
+  if (!o) return;
+  snprintf(o->provider_id, sizeof o->provider_id, "%s", provider);
+  snprintf(o->provider_name, sizeof o->provider_name, "%s", pname);
+  yhc__copy_id(o->offer_id, sizeof o->offer_id, pid);
+  o->coeff_duration = dur;
+  o->coeff_cpu = cpu;
+  o->coeff_start = start;
+  o->threads = threads > 0 ? threads : 1;
+  o->score = start + 3600 * (dur + cpu * o->threads);
+  o->at_ms = yhc_loop_now(c->g->loop);
+  /* one negotiation per provider: a newer offer replaces an older one */
+  {
+    yhc__offer *it = c->offers, *nx;
+    for (; it; it = nx) {
+      nx = it->next;
+      if (!strcmp(it->provider_id, provider)) yhc__offer_unlink(c, it);
+    }
+  }
+  o->next = c->offers;
+  c->offers = o;
+  memset(&body, 0, sizeof body);
+  if (yhc__cluster_demand_body(c, &body, o, props) == 0) {
+    yhc__counter_ctx *cc = YHC__NEW(yhc__counter_ctx);
+    char path[400];
+    snprintf(path, sizeof path, "/market-api/v1/demands/%s/proposals/%s", c->sub_id, o->offer_id);
+    if (cc) {
+      cc->c = c;
+      cc->o = o;
+      if (!yhc__api(c->g, "POST", path, body.ptr, 30000, yhc__cluster_countered, cc)) YHC_FREE(cc);
+    }
+  }
+  yhc_buf_free(&body);
+}
+
+static void yhc__cluster_draft(yhc_cluster *c, const yhc_json *proposal) {
+  yhc_str prev, id;
+  yhc__offer *o;
+  prev.ptr = id.ptr = NULL;
+  prev.len = id.len = 0;
+  prev = yhc_json_str(yhc_json_get(proposal, "prevProposalId"), prev);
+  id = yhc_json_str(yhc_json_get(proposal, "proposalId"), id);
+  if (!yhc__id_ok(id)) return;
+  for (o = c->offers; o; o = o->next) {
+    if (o->state == 1 && yhc__str_eq(prev, o->counter_id)) {
+      yhc__copy_id(o->draft_id, sizeof o->draft_id, id);
+      o->state = 2;
+      o->at_ms = yhc_loop_now(c->g->loop);
+      c->last_progress_ms = o->at_ms;
+      yhc__cluster_reconcile(c);
+      return;
+    }
+  }
+}
+
+static void yhc__cluster_rejected(yhc_cluster *c, const yhc_json *ev) {
+  yhc_str id, msg;
+  yhc__offer *o;
+  id.ptr = msg.ptr = NULL;
+  id.len = msg.len = 0;
+  id = yhc_json_str(yhc_json_get(ev, "proposalId"), id);
+  msg = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), msg);
+  for (o = c->offers; o; o = o->next) {
+    if (yhc__str_eq(id, o->counter_id) || yhc__str_eq(id, o->offer_id) || yhc__str_eq(id, o->draft_id)) {
+      yhc__emitf(c->g, YHC_EV_PROPOSAL_REJECTED, c->url, "%s rejected our proposal%s%.*s", o->provider_name,
+                 msg.len ? ": " : "", (int)YHC__MIN(msg.len, 120), msg.ptr);
+      yhc__offer_unlink(c, o);
+      return;
+    }
+  }
+}
+
+static void yhc__collect(yhc_cluster *c);
+static void yhc__collect_again(void *ctx) { yhc__collect(YHC__CAST(yhc_cluster *, ctx)); }
+
+static void yhc__collected(void *ctx, const yhc__reply *r) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
+  const yhc_json *ev;
+  c->collect_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (r->err) {
+    if (r->status == 404 || r->status == 410) {
+      /* the subscription expired or vanished: subscribe again (yapapi does the same) */
+      c->demand_state = 0;
+      c->sub_id[0] = 0;
+      yhc__cluster_reconcile(c);
+      return;
+    }
+    /* a daemon hiccup: ask again in a second rather than spinning */
+    yhc__log(c->g->loop, YHC_LOG_WARN, "%s", r->error);
+    yhc__timer_start(c->g->loop, &c->collect_retry, 1000, yhc__collect_again, c);
+    return;
+  } else {
+    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
+      yhc_str type, state;
+      const yhc_json *p = yhc_json_get(ev, "proposal");
+      type.ptr = state.ptr = NULL;
+      type.len = state.len = 0;
+      type = yhc_json_str(yhc_json_get(ev, "eventType"), type);
+      if (yhc__str_eq(type, "ProposalEvent")) {
+        state = yhc_json_str(yhc_json_get(p, "state"), state);
+        if (yhc__str_eq(state, "Initial")) yhc__cluster_offer(c, p);
+        else if (yhc__str_eq(state, "Draft")) yhc__cluster_draft(c, p);
+      } else if (yhc__str_eq(type, "ProposalRejectedEvent")) {
+        yhc__cluster_rejected(c, ev);
+      }
+    }
+  }
+  yhc__collect(c);
+}
+
+static void yhc__collect(yhc_cluster *c) {
+  char path[300];
+  if (c->collect_call || c->demand_state != 2) return;
+  snprintf(path, sizeof path, "/market-api/v1/demands/%s/events?timeout=5&maxEvents=20", c->sub_id);
+  c->collect_call = yhc__api(c->g, "GET", path, NULL, 20000, yhc__collected, c);
+}
+
+static void yhc__demand_subscribed(void *ctx, const yhc__reply *r) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
+  yhc_str id;
+  c->demand_call = 0;
+  if (r->err) {
+    if (r->err == YHC_ERR_CANCELLED) return;
+    c->demand_state = 0;
+    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "publishing the demand failed: %s", r->error);
+    c->subscribed_ms = yhc_loop_now(c->g->loop); /* retried by the tick, not at once */
+    return;
+  }
+  id.ptr = NULL;
+  id.len = 0;
+  id = yhc_json_str(r->json, id);
+  if (!yhc__id_ok(id)) {
+    c->demand_state = 0;
+    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "POST /market-api/v1/demands: answer is not a subscription id");
+    return;
+  }
+  yhc__copy_id(c->sub_id, sizeof c->sub_id, id);
+  c->demand_state = 2;
+  c->subscribed_ms = c->last_progress_ms = yhc_loop_now(c->g->loop);
+  yhc__emitf(c->g, YHC_EV_DEMAND_PUBLISHED, c->url, "demand %s published for %s", c->sub_id, c->url);
+  yhc__collect(c);
+}
+
+static void yhc__demand_subscribe(yhc_cluster *c) {
+  yhc_buf body;
+  if (c->demand_state != 0 || c->g->state != YHC__G_READY || c->image_state != 2) return;
+  memset(&body, 0, sizeof body);
+  if (yhc__cluster_demand_body(c, &body, NULL, NULL) == 0) {
+    c->demand_state = 1;
+    c->demand_call = yhc__api(c->g, "POST", "/market-api/v1/demands", body.ptr, 30000, yhc__demand_subscribed, c);
+  }
+  yhc_buf_free(&body);
+}
+
+static void yhc__demand_unsubscribe(yhc_cluster *c) {
+  char path[300];
+  yhc__offer *o;
+  yhc__api_cancel(c->g, &c->collect_call);
+  yhc__api_cancel(c->g, &c->demand_call);
+  while ((o = c->offers) != NULL) yhc__offer_unlink(c, o);
+  if (c->demand_state == 2 && c->sub_id[0]) {
+    snprintf(path, sizeof path, "/market-api/v1/demands/%s", c->sub_id);
+    yhc__api(c->g, "DELETE", path, NULL, 15000, NULL, NULL);
+  }
+  c->demand_state = 0;
+  c->sub_id[0] = 0;
+}
+
+/* ---- image */
+
+static void yhc__image_resolved(const yhc_response *resp, void *user) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, user);
+  yhc_json_doc *d;
+  yhc_error e;
+  yhc_str url;
+  c->image_call = 0;
+  if (resp->err == YHC_ERR_CANCELLED) return;
+  url.ptr = NULL;
+  url.len = 0;
+  if (resp->err || resp->status != 200) {
+    c->image_state = 3;
+    snprintf(c->fail_msg, sizeof c->fail_msg, "image %s not found at the repository: %s%s HTTP %d",
+             c->image_hash, resp->error, resp->err ? "" : "", resp->status);
+  } else if (!(d = yhc_json_parse(resp->body.ptr, resp->body.len, NULL, &e))) {
+    c->image_state = 3;
+    snprintf(c->fail_msg, sizeof c->fail_msg, "image repository answer is not JSON: %s", e.msg);
+  } else {
+    url = yhc_json_str(yhc_json_get(yhc_json_root(d), "http"), url);
+    if (!url.len || url.len > 400 || memchr(url.ptr, '\n', url.len)) {
+      c->image_state = 3;
+      snprintf(c->fail_msg, sizeof c->fail_msg, "image repository answer for %s has no \"http\" URL", c->image_hash);
+    } else {
+      snprintf(c->task_package, sizeof c->task_package, "hash:sha3:%s:%.*s", c->image_hash, (int)url.len, url.ptr);
+      c->image_state = 2;
+    }
+    yhc_json_free(d);
+  }
+  if (c->image_state == 3) {
+    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "%s", c->fail_msg);
+    c->failed_cluster = 1;
+    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "%s", c->fail_msg);
+    return;
+  }
+  yhc__cluster_reconcile(c);
+}
+
+static void yhc__image_resolve(yhc_cluster *c, const char *repo) {
+  yhc_request rq;
+  char url[600];
+  if (c->image_state) return;
+  if (c->image_url) {
+    snprintf(c->task_package, sizeof c->task_package, "hash:sha3:%s:%s", c->image_hash, c->image_url);
+    c->image_state = 2;
+    return;
+  }
+  snprintf(url, sizeof url, "%s/v1/image/info?hash=%s&count=true", repo, c->image_hash);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.timeout_ms = 30000;
+  c->image_state = 1;
+  c->image_call = yhc_http_request(c->plain, &rq, yhc__image_resolved, c);
+}
+
+/* ---- instances */
+
+static void yhc__cluster_instance_ready(yhc__instance *i) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
+  yhc__cluster_reconcile(c);
+  yhc__cluster_dispatch(c);
+}
+
+static void yhc__cluster_fail(yhc_cluster *c, const char *why) {
+  yhc__instance *i;
+  if (c->failed_cluster) return;
+  c->failed_cluster = 1;
+  snprintf(c->fail_msg, sizeof c->fail_msg, "%.299s", why);
+  yhc__emitf(c->g, YHC_EV_CLUSTER_FAILED, c->url, "cluster %s failed: %s", c->url, why);
+  while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "cluster %s failed: %s", c->url, why);
+  for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
+  yhc__demand_unsubscribe(c);
+}
+
+static void yhc__cluster_instance_ended(yhc__instance *i) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
+  yhc__instance **pp;
+  for (pp = &c->instances; *pp; pp = &(*pp)->next) {
+    if (*pp == i) {
+      *pp = i->next;
+      break;
+    }
+  }
+  if (i->failed) {
+    c->instances_failed++;
+    if (i->provider_id[0]) yhc__cluster_avoid(c, i->provider_id);
+    if (!c->closing) {
+      if (c->d.on_stop == YHC_ON_STOP_RAISE) {
+        char why[600];
+        snprintf(why, sizeof why, "%.120s on %.60s: %.300s", c->url, i->provider_name, i->why);
+        yhc__instance_free(i);
+        yhc__cluster_fail(c, why);
+        if (c->on_idle) c->on_idle(c);
+        return;
+      }
+      if (c->d.on_stop == YHC_ON_STOP_IGNORE && i->state >= YHC__I_STOPPED && i->origin == NULL &&
+          i->activity_id[0] == 0)
+        c->lost++;
+    }
+  }
+  yhc__instance_free(i);
+  if (!c->closing) yhc__cluster_reconcile(c);
+  yhc__cluster_dispatch(c);
+  if (c->on_idle) c->on_idle(c);
+}
+
+static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
+  yhc__instance *i = YHC__NEW(yhc__instance);
+  yhc_ctx ctx;
+  if (!i) return;
+  i->g = c->g;
+  i->cluster = c;
+  i->hooks = &c->hooks;
+  i->service = c->url;
+  i->port = c->d.port;
+  i->lifetime_s = c->lifetime_s;
+  i->state_poll_ms = c->state_poll_ms;
+  i->drain_ms = c->drain_ms;
+  i->tunnel_dead_ms = c->tunnel_dead_ms;
+  i->concurrency = c->concurrency;
+  snprintf(i->proposal_id, sizeof i->proposal_id, "%s", o->draft_id);
+  snprintf(i->provider_id, sizeof i->provider_id, "%s", o->provider_id);
+  snprintf(i->provider_name, sizeof i->provider_name, "%s", o->provider_name);
+  i->coeff_duration = o->coeff_duration;
+  i->coeff_cpu = o->coeff_cpu;
+  i->coeff_start = o->coeff_start;
+  i->threads = o->threads;
+  yhc__offer_unlink(c, o);
+  /* the startup commands, gathered once per instance from the user's callback */
+  memset(&ctx, 0, sizeof ctx);
+  if (c->d.startup) {
+    char listen[32];
+    snprintf(listen, sizeof listen, "0.0.0.0:%d", c->d.port);
+    c->d.startup(&ctx, listen, c->d.startup_user);
+  }
+  if (ctx.failed) {
+    yhc_buf_free(&ctx.cmds);
+    YHC_FREE(i);
+    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory gathering startup commands");
+    return;
+  }
+  if (!ctx.count) yhc_buf_appends(&ctx.cmds, "[");
+  yhc_buf_appends(&ctx.cmds, "]");
+  i->startup_cmds = ctx.cmds.ptr;
+  i->next = c->instances;
+  c->instances = i;
+  yhc__instance_begin(i);
+}
+
+static yhc__offer *yhc__cluster_best_draft(yhc_cluster *c) {
+  yhc__offer *o, *best = NULL;
+  for (o = c->offers; o; o = o->next) {
+    if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id)) continue;
+    if (!best || o->score < best->score) best = o;
+  }
+  return best;
+}
+
+/* ---- size */
+
+static int yhc__autoscale_eval(yhc_cluster *c) {
+  const yhc_autoscale_desc *a = &c->auto_d;
+  uint64_t now = yhc_loop_now(c->g->loop);
+  int ready = 0, size = c->auto_size;
+  yhc__instance *i;
+  for (i = c->instances; i; i = i->next)
+    if (i->state == YHC__I_READY && !i->draining) ready++;
+  if (c->qlen == 0 && c->in_flight <= (size_t)(ready > 1 ? ready - 1 : 0)) {
+    if (!c->auto_idle_since_ms) c->auto_idle_since_ms = now;
+  } else {
+    c->auto_idle_since_ms = 0;
+  }
+  if (now - c->auto_changed_ms >= (uint64_t)a->cooldown_ms || !c->auto_changed_ms) {
+    /* grow when the queue outruns what the instances we have (or are starting) absorb */
+    double per = (double)c->qlen / (double)(size > 0 ? size : 1);
+    if (size < a->max_size && c->qlen > 0 && (size == 0 || per > a->queue_per_instance)) {
+      size++;
+      c->auto_changed_ms = now;
+    } else if (size > a->min_size && c->auto_idle_since_ms && now - c->auto_idle_since_ms >= (uint64_t)a->idle_ms) {
+      size--;
+      c->auto_changed_ms = now;
+      c->auto_idle_since_ms = now; /* hysteresis: a full idle period before the next step */
+    }
+  }
+  if (size < a->min_size) size = a->min_size;
+  if (size > a->max_size) size = a->max_size;
+  c->auto_size = size;
+  return size;
+}
+
+static int yhc__cluster_target(yhc_cluster *c) {
+  int t;
+  if (c->closing || c->failed_cluster) return 0;
+  switch (c->size_mode) {
+  case YHC__SIZE_FN: t = c->size_fn(c, c->size_user); break;
+  case YHC__SIZE_AUTO: t = yhc__autoscale_eval(c); break;
+  default: t = c->size_int; break;
+  }
+  t -= c->lost;
+  if (t < 0) t = 0;
+  if (t > 250) t = 250; /* the VPN has room for 253 providers */
+  return t;
+}
+
+static void yhc__instance_drain_timeout(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_stop(i); /* what is still in flight moves to other instances */
+}
+
+static void yhc__cluster_drain(yhc_cluster *c, yhc__instance *i) {
+  (void)c;
+  i->draining = 1;
+  if (i->state != YHC__I_READY || !i->in_flight) {
+    yhc__instance_stop(i);
+    return;
+  }
+  yhc__timer_start(i->g->loop, &i->drain_timer, (uint64_t)i->drain_ms, yhc__instance_drain_timeout, i);
+}
+
+/* Brings the number of instances towards the target: starts instances from the best drafts,
+   keeps the demand alive while more are needed, and drains the least busy when fewer are.
+   An instance whose agreement is expiring is replaced first and drained once the
+   replacement is ready (make before break). */
+static void yhc__cluster_reconcile(yhc_cluster *c) {
+  int target, active = 0, ready = 0;
+  yhc__instance *i;
+  uint64_t now;
+  if (c->g->state == YHC__G_FAILED) {
+    while (c->qhead) yhc__req_fail(c->qhead, c->g->error.code ? c->g->error.code : YHC_ERR_YAGNA, "%s", c->g->error.msg);
+    return;
+  }
+  if (c->g->state != YHC__G_READY) return;
+  target = yhc__cluster_target(c);
+  for (i = c->instances; i; i = i->next) {
+    if (i->state >= YHC__I_STOPPING || i->draining) continue;
+    if (!i->expiring) active++;
+    if (i->state == YHC__I_READY && !i->expiring) ready++;
+  }
+  /* scale down: unready ones first (nothing to finish), then the least busy */
+  while (active > target) {
+    yhc__instance *pick = NULL;
+    for (i = c->instances; i; i = i->next) {
+      if (i->state >= YHC__I_STOPPING || i->draining || i->expiring) continue;
+      if (!pick || (pick->state == YHC__I_READY && i->state != YHC__I_READY) ||
+          (pick->state == i->state && i->in_flight < pick->in_flight))
+        pick = i;
+    }
+    if (!pick) break;
+    yhc__cluster_drain(c, pick);
+    active--;
+  }
+  /* make before break: an expiring instance goes once enough others are ready */
+  for (i = c->instances; i; i = i->next)
+    if (i->expiring && !i->draining && i->state == YHC__I_READY && ready >= target) yhc__cluster_drain(c, i);
+  if (active >= target) return;
+  if (c->image_state == 0) return;
+  if (c->demand_state == 0) {
+    yhc__demand_subscribe(c);
+    return;
+  }
+  if (c->demand_state != 2) return;
+  now = yhc_loop_now(c->g->loop);
+  if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) return; /* let offers come in */
+  while (active < target) {
+    yhc__offer *o = yhc__cluster_best_draft(c);
+    if (!o) break;
+    yhc__cluster_start_instance(c, o);
+    active++;
+  }
+  /* still short, nothing in negotiation and no progress for a while: fresh offers are only
+     announced to a new subscription, so subscribe again */
+  if (active < target) {
+    int negotiating = 0;
+    yhc__offer *o;
+    for (o = c->offers; o; o = o->next) negotiating++;
+    if (!negotiating && now - c->last_progress_ms > 10000) {
+      yhc__demand_unsubscribe(c);
+      yhc__demand_subscribe(c);
+    }
+  }
+}
+
+static void yhc__cluster_tick(void *ctx) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
+  if (c->demand_state == 0 && !c->closing && !c->failed_cluster) c->subscribed_ms = 0;
+  yhc__cluster_reconcile(c);
+  yhc__cluster_dispatch(c);
+  if (!c->closing) yhc__timer_start(c->g->loop, &c->tick, 1000, yhc__cluster_tick, c);
+}
+
+/* ==== Session and the public client API =========================================== */
+/* Owns: the session object the user holds -- config with environment defaults and
+   validation, the loop (its own or the user's), the plain HTTP client, the daemon client and
+   Golem context, the clusters by URL, request routing, and graceful close: requests end,
+   instances stop, agreements are terminated, invoices accepted, then the VPN goes and the
+   allocation is released. */
+
+enum { YHC__S_OPEN, YHC__S_DRAINING, YHC__S_INVOICES, YHC__S_TEARDOWN, YHC__S_CLOSED };
+
+struct yhc_session {
+  yhc_loop *loop;
+  int own_loop;
+  yhc_http *plain;
+  yhc__golem g;
+  yhc_session_desc d;
+  char *yagna_url, *app_key, *subnet, *image_repo;
+  yhc_cluster *clusters;
+  int close_state;
+  int closing;
+  uint64_t close_started_ms, invoices_since_ms;
+  yhc__timer close_timer;
+  int destroying;
+};
+
+static const char *yhc__env_or(const char *v, const char *env, const char *def) {
+  const char *e;
+  if (v && *v) return v;
+  e = env ? getenv(env) : NULL;
+  return (e && *e) ? e : def;
+}
+
+static double yhc__dbl_or(double v, double def) { return v > 0 ? v : def; }
+static int yhc__int_or(int v, int def) { return v > 0 ? v : def; }
+
+static int yhc__token_ok(const char *s, size_t max) {
+  size_t n = 0;
+  for (; *s; s++, n++) {
+    unsigned char c = (unsigned char)*s;
+    if (!(yhc__is_alpha(c) || yhc__is_digit(c) || c == '-' || c == '_' || c == '.')) return 0;
+  }
+  return n > 0 && n <= max;
+}
+
+static void yhc__session_golem_ready(yhc__golem *g) {
+  yhc_session *s = YHC__CAST(yhc_session *, g->owner);
+  yhc_cluster *c;
+  for (c = s->clusters; c; c = c->next) {
+    yhc__cluster_reconcile(c);
+    yhc__cluster_dispatch(c);
+  }
+}
+
+static void yhc__session_agreement_ended(yhc__golem *g, yhc__agreement *a, const char *why) {
+  (void)g;
+  if (a->owner) yhc__instance_fail(YHC__CAST(yhc__instance *, a->owner), "%s", why);
+}
+
+YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err) {
+  yhc_session *s;
+  yhc_session_desc d;
+  const char *url, *key, *subnet, *driver, *network, *repo;
+  char token[16];
+  yhc_url u;
+  yhc_http_desc api_desc;
+  yhc__error_clear(err);
+  if (desc) d = *desc;
+  else memset(&d, 0, sizeof d);
+  url = yhc__env_or(d.yagna_url, "YAGNA_API_URL", "http://127.0.0.1:7465");
+  key = yhc__env_or(d.app_key, "YAGNA_APPKEY", NULL);
+  subnet = yhc__env_or(d.subnet, "YAGNA_SUBNET", "public");
+  driver = yhc__env_or(d.payment_driver, "YAGNA_PAYMENT_DRIVER", "erc20");
+  network = yhc__env_or(d.payment_network, "YAGNA_PAYMENT_NETWORK", "holesky");
+  repo = yhc__env_or(d.image_repo, NULL, "https://registry.golem.network");
+  if (!key) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "no yagna app key: set app_key or YAGNA_APPKEY");
+    return NULL;
+  }
+  if (strlen(key) > 180 || !yhc__header_ok(key, 0)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "the yagna app key is too long or has control characters");
+    return NULL;
+  }
+  if (yhc_url_parse(url, strlen(url), &u, err) < 0 || strlen(url) > 200 ||
+      !(yhc__str_ieq(u.scheme, "http") || yhc__str_ieq(u.scheme, "https"))) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "invalid yagna URL \"%.100s\": must be http(s)://host[:port]", url);
+    return NULL;
+  }
+  if (!yhc__token_ok(subnet, 60) || !yhc__token_ok(driver, 30) || !yhc__token_ok(network, 30)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "subnet, payment driver and network must be short names");
+    return NULL;
+  }
+  if (d.budget < 0 || d.max_price_cpu_hour < 0 || d.max_price_env_hour < 0 || d.max_price_start < 0 ||
+      d.agreement_lifetime_s < 0 || d.max_retries < 0 || d.instance_concurrency < 0 ||
+      d.budget != d.budget) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "budget, prices, lifetime, retries and concurrency must not be negative");
+    return NULL;
+  }
+  if (d.agreement_lifetime_s && d.agreement_lifetime_s < 360) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_lifetime_s must be at least 360 (providers refuse shorter demands)");
+    return NULL;
+  }
+  s = YHC__NEW(yhc_session);
+  if (!s) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
+    return NULL;
+  }
+  d.budget = yhc__dbl_or(d.budget, 1.0);
+  d.max_price_cpu_hour = yhc__dbl_or(d.max_price_cpu_hour, 0.5);
+  d.max_price_env_hour = yhc__dbl_or(d.max_price_env_hour, 0.5);
+  d.max_price_start = yhc__dbl_or(d.max_price_start, 0.5);
+  d.agreement_lifetime_s = yhc__int_or(d.agreement_lifetime_s, 3600);
+  d.request_timeout_ms = d.request_timeout_ms ? d.request_timeout_ms : 60000;
+  if (!d.max_queue) d.max_queue = 10000;
+  d.max_retries = d.max_retries ? d.max_retries : 3;
+  d.instance_concurrency = yhc__int_or(d.instance_concurrency, 8);
+  d.offer_window_ms = yhc__int_or(d.offer_window_ms, 1500);
+  d.close_timeout_ms = yhc__int_or(d.close_timeout_ms, 20000);
+  d.drain_timeout_ms = yhc__int_or(d.drain_timeout_ms, 10000);
+  d.tunnel_dead_ms = yhc__int_or(d.tunnel_dead_ms, 15000);
+  d.state_poll_ms = yhc__int_or(d.state_poll_ms, 3000);
+  s->yagna_url = yhc__strdup(url);
+  s->app_key = yhc__strdup(key);
+  s->subnet = yhc__strdup(subnet);
+  s->image_repo = yhc__strdup(repo);
+  d.yagna_url = s->yagna_url;
+  d.app_key = NULL; /* kept only inside the Golem context */
+  d.subnet = s->subnet;
+  d.image_repo = s->image_repo;
+  d.payment_driver = d.payment_network = NULL;
+  s->d = d;
+  if (d.loop) {
+    s->loop = d.loop;
+  } else {
+    yhc_loop_desc ld;
+    memset(&ld, 0, sizeof ld);
+    ld.log = d.log;
+    ld.log_user = d.log_user;
+    ld.log_level = d.log_level;
+    s->loop = yhc_loop_create(&ld);
+    s->own_loop = 1;
+  }
+  s->plain = s->loop ? yhc_http_create(s->loop, &d.http) : NULL;
+  api_desc = d.http;
+  api_desc.max_conns_per_host = 64; /* long-polls each hold a connection */
+  api_desc.request_timeout_ms = -1; /* every call states its own */
+  api_desc.idle_timeout_ms = 30000;
+  s->g.api = s->loop ? yhc_http_create(s->loop, &api_desc) : NULL;
+  if (!s->yagna_url || !s->app_key || !s->subnet || !s->image_repo || !s->loop || !s->plain || !s->g.api) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
+    yhc_session_destroy(s);
+    return NULL;
+  }
+  /* ids of the two clients never collide, so yhc_session_cancel knows where to look */
+  s->g.api->next_id = (uint64_t)1 << 62;
+  s->g.loop = s->loop;
+  snprintf(s->g.base, sizeof s->g.base, "%s", url);
+  while (strlen(s->g.base) && s->g.base[strlen(s->g.base) - 1] == '/') s->g.base[strlen(s->g.base) - 1] = 0;
+  snprintf(s->g.auth, sizeof s->g.auth, "Bearer %s", key);
+  snprintf(s->g.subnet, sizeof s->g.subnet, "%s", subnet);
+  snprintf(token, sizeof token, "%s", (!strcmp(network, "mainnet") || !strcmp(network, "polygon")) ? "glm" : "tglm");
+  snprintf(s->g.platform, sizeof s->g.platform, "%s-%s-%s", driver, network, token);
+  s->g.budget = d.budget;
+  s->g.on_event = d.on_event;
+  s->g.event_user = d.event_user;
+  s->g.log_events = d.log_events;
+  s->g.owner = s;
+  s->g.on_ready = yhc__session_golem_ready;
+  s->g.on_agreement_ended = yhc__session_agreement_ended;
+  yhc__golem_start(&s->g);
+  return s;
+}
+
+static yhc_cluster *yhc__session_cluster(yhc_session *s, const char *url) {
+  yhc_cluster *c;
+  yhc_url u;
+  yhc_error e;
+  if (!url || yhc_url_parse(url, strlen(url), &u, &e) < 0) return NULL;
+  for (c = s->clusters; c; c = c->next)
+    if (yhc__str_ieq(u.host, c->host) && u.port == c->port) return c;
+  return NULL;
+}
+
+static int yhc__json_object_ok(const char *text) {
+  yhc_error e;
+  yhc_json_doc *d = yhc_json_parse(text, strlen(text), NULL, &e);
+  int ok = d && yhc_json_typeof(yhc_json_root(d)) == YHC_JSON_OBJECT;
+  yhc_json_free(d);
+  return ok;
+}
+
+static void yhc__cluster_free(yhc_cluster *c) {
+  size_t k;
+  yhc__offer *o;
+  yhc__timer_stop(c->g->loop, &c->tick);
+  yhc__timer_stop(c->g->loop, &c->collect_retry);
+  while ((o = c->offers) != NULL) yhc__offer_unlink(c, o);
+  for (k = 0; k < c->navoid; k++) YHC_FREE(c->avoid[k]);
+  YHC_FREE(c->avoid);
+  YHC_FREE(c->image_hash);
+  YHC_FREE(c->image_url);
+  YHC_FREE(c->extra_props);
+  YHC_FREE(c->extra_cons);
+  YHC_FREE(c);
+}
+
+YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc, yhc_error *err) {
+  yhc_url u;
+  yhc_cluster *c;
+  size_t k;
+  yhc__error_clear(err);
+  if (!s || !desc || !desc->url) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service needs a URL");
+    return -1;
+  }
+  if (s->closing) {
+    yhc__error_set(err, YHC_ERR_SHUTDOWN, 0, "the session is closing");
+    return -1;
+  }
+  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) {
+    char why[YHC_ERROR_MSG_MAX];
+    snprintf(why, sizeof why, "%s", err ? err->msg : "");
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %.120s", desc->url, why);
+    return -1;
+  }
+  if (!yhc__str_ieq(u.scheme, "http") || u.host.len >= 100 || (u.target.len > 1) || strlen(desc->url) >= 128) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\")", desc->url);
+    return -1;
+  }
+  if (yhc__session_cluster(s, desc->url)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "a service is already registered for %s", desc->url);
+    return -1;
+  }
+  if (!desc->image_hash || !*desc->image_hash) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service %s needs an image hash", desc->url);
+    return -1;
+  }
+  for (k = 0; desc->image_hash[k]; k++) {
+    if (yhc__hexval((unsigned char)desc->image_hash[k]) < 0 || k > 128) {
+      yhc__error_set(err, YHC_ERR_CONFIG, 0, "image hash of %s must be hex", desc->url);
+      return -1;
+    }
+  }
+  if (desc->image_url && (strlen(desc->image_url) > 400 || !yhc__header_ok(desc->image_url, 0))) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "image URL of %s is invalid", desc->url);
+    return -1;
+  }
+  if (desc->extra_properties && !yhc__json_object_ok(desc->extra_properties)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "extra_properties of %s must be a JSON object", desc->url);
+    return -1;
+  }
+  if (desc->initial_size < 0 || desc->port < 0 || desc->port > 65535 || desc->min_mem_gib < 0 ||
+      desc->min_storage_gib < 0 || desc->min_threads < 0 ||
+      (int)desc->on_stop < 0 || (int)desc->on_stop > (int)YHC_ON_STOP_IGNORE) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service %s: negative size, resource or bad port/policy", desc->url);
+    return -1;
+  }
+  c = YHC__NEW(yhc_cluster);
+  if (!c) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory adding a service");
+    return -1;
+  }
+  c->g = &s->g;
+  c->plain = s->plain;
+  c->d = *desc;
+  snprintf(c->url, sizeof c->url, "%s", desc->url);
+  while (strlen(c->url) && c->url[strlen(c->url) - 1] == '/') c->url[strlen(c->url) - 1] = 0;
+  snprintf(c->host, sizeof c->host, "%.*s", (int)u.host.len, u.host.ptr);
+  c->port = u.port;
+  c->d.url = c->url;
+  c->d.port = desc->port ? desc->port : 80;
+  c->d.min_mem_gib = yhc__dbl_or(desc->min_mem_gib, 0.5);
+  c->d.min_storage_gib = yhc__dbl_or(desc->min_storage_gib, 2.0);
+  c->d.min_threads = yhc__int_or(desc->min_threads, 1);
+  c->image_hash = yhc__strdup(desc->image_hash);
+  c->image_url = desc->image_url ? yhc__strdup(desc->image_url) : NULL;
+  c->extra_props = desc->extra_properties ? yhc__strdup(desc->extra_properties) : NULL;
+  c->extra_cons = desc->extra_constraints ? yhc__strdup(desc->extra_constraints) : NULL;
+  c->d.image_hash = c->d.image_url = c->d.extra_properties = c->d.extra_constraints = NULL;
+  c->lifetime_s = s->d.agreement_lifetime_s;
+  c->offer_window_ms = s->d.offer_window_ms;
+  c->drain_ms = s->d.drain_timeout_ms;
+  c->state_poll_ms = s->d.state_poll_ms;
+  c->tunnel_dead_ms = s->d.tunnel_dead_ms;
+  c->concurrency = s->d.instance_concurrency;
+  c->max_retries = s->d.max_retries;
+  c->idempotent_only = s->d.retry_idempotent_only;
+  c->timeout_ms = s->d.request_timeout_ms;
+  c->max_queue = s->d.max_queue;
+  c->max_cpu_hour = s->d.max_price_cpu_hour;
+  c->max_env_hour = s->d.max_price_env_hour;
+  c->max_start = s->d.max_price_start;
+  c->size_mode = YHC__SIZE_INT;
+  c->size_int = desc->initial_size ? desc->initial_size : 1;
+  if (desc->initial_size == 0 && desc->startup == NULL && 0) c->size_int = 0;
+  c->hooks.ready = yhc__cluster_instance_ready;
+  c->hooks.ended = yhc__cluster_instance_ended;
+  if (!c->image_hash || (desc->image_url && !c->image_url) || (desc->extra_properties && !c->extra_props) ||
+      (desc->extra_constraints && !c->extra_cons)) {
+    yhc__cluster_free(c);
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory adding a service");
+    return -1;
+  }
+  c->next = s->clusters;
+  s->clusters = c;
+  yhc__image_resolve(c, s->image_repo);
+  yhc__timer_start(s->loop, &c->tick, 1000, yhc__cluster_tick, c);
+  yhc__cluster_reconcile(c);
+  return 0;
+}
+
+/* ---- requests */
+
+static uint64_t yhc__session_defer_error(yhc_session *s, yhc_response_fn cb, void *user, yhc_err code,
+                                         const char *msg) {
+  yhc__req *r = yhc__req_new(s->g.api);
+  if (!r) return 0;
+  r->cb = cb;
+  r->user = user;
+  yhc__error_set(&r->error, code, 0, "%s", msg);
+  yhc__req_defer(r);
+  return r->id;
+}
+
+YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_response_fn cb, void *user) {
+  yhc_cluster *c;
+  yhc__req *r;
+  yhc_url u;
+  int tls, timeout;
+  char msg[300];
+  if (!req || !req->url) return s->plain ? yhc_http_request(s->plain, req, cb, user) : 0;
+  c = yhc__session_cluster(s, req->url);
+  if (!c) {
+    if (s->closing) return yhc__session_defer_error(s, cb, user, YHC_ERR_SHUTDOWN, "the session is closed");
+    return yhc_http_request(s->plain, req, cb, user);
+  }
+  if (s->closing) return yhc__session_defer_error(s, cb, user, YHC_ERR_SHUTDOWN, "the session is closing: request not sent");
+  if (c->failed_cluster) {
+    snprintf(msg, sizeof msg, "service %.100s failed: %.180s", c->url, c->fail_msg);
+    return yhc__session_defer_error(s, cb, user, YHC_ERR_SERVICE_FAILED, msg);
+  }
+  if (s->g.state == YHC__G_FAILED) return yhc__session_defer_error(s, cb, user, s->g.error.code, s->g.error.msg);
+  if (c->qlen >= c->max_queue) {
+    snprintf(msg, sizeof msg, "the queue of %s is full (%zu requests waiting)", c->url, c->qlen);
+    return yhc__session_defer_error(s, cb, user, YHC_ERR_QUEUE_FULL, msg);
+  }
+  r = yhc__req_new(s->g.api);
+  if (!r) return 0;
+  r->cb = cb;
+  r->user = user;
+  yhc__req_fill(r, req, &u, &tls);
+  if (r->error.code) {
+    yhc__req_defer(r);
+    return r->id;
+  }
+  timeout = req->timeout_ms ? req->timeout_ms : c->timeout_ms;
+  r->timeout_ms = timeout;
+  r->submitted_ms = yhc_loop_now(s->loop);
+  if (timeout > 0) yhc__timer_start(s->loop, &r->deadline, (uint64_t)timeout, yhc__req_deadline, r);
+  r->on_done = yhc__cluster_req_done;
+  yhc__cluster_park(c, r, 0);
+  if (c->size_mode != YHC__SIZE_INT) yhc__cluster_reconcile(c);
+  yhc__cluster_dispatch(c);
+  return r->id;
+}
+
+YHCDEF int yhc_session_cancel(yhc_session *s, uint64_t id) {
+  return id >= ((uint64_t)1 << 62) ? yhc_http_cancel(s->g.api, id) : yhc_http_cancel(s->plain, id);
+}
+
+YHCDEF yhc_response *yhc_session_fetch(yhc_session *s, const yhc_request *req) {
+  yhc__fetch f;
+  f.out = NULL;
+  f.done = 0;
+  if (!yhc_session_request(s, req, yhc__fetch_done, &f)) return NULL;
+  while (!f.done)
+    if (yhc_loop_poll(s->loop, -1) < 0 && errno != EINTR) break;
+  return f.out;
+}
+
+/* ---- size */
+
+YHCDEF int yhc_session_set_size(yhc_session *s, const char *url, int size) {
+  yhc_cluster *c = yhc__session_cluster(s, url);
+  if (!c || size < 0) return -1;
+  c->size_mode = YHC__SIZE_INT;
+  c->size_int = size;
+  c->lost = 0;
+  yhc__cluster_reconcile(c);
+  return 0;
+}
+
+YHCDEF int yhc_session_set_size_fn(yhc_session *s, const char *url, yhc_size_fn fn, void *user) {
+  yhc_cluster *c = yhc__session_cluster(s, url);
+  if (!c || !fn) return -1;
+  c->size_mode = YHC__SIZE_FN;
+  c->size_fn = fn;
+  c->size_user = user;
+  yhc__cluster_reconcile(c);
+  return 0;
+}
+
+YHCDEF int yhc_session_autoscale(yhc_session *s, const char *url, const yhc_autoscale_desc *d) {
+  yhc_cluster *c = yhc__session_cluster(s, url);
+  yhc_autoscale_desc a;
+  if (!c) return -1;
+  if (d) a = *d;
+  else memset(&a, 0, sizeof a);
+  if (a.max_size <= 0) a.max_size = 4;
+  if (a.min_size < 0) a.min_size = 0;
+  if (a.min_size > a.max_size) a.min_size = a.max_size;
+  if (a.queue_per_instance <= 0) a.queue_per_instance = 4;
+  a.idle_ms = yhc__int_or(a.idle_ms, 30000);
+  a.cooldown_ms = yhc__int_or(a.cooldown_ms, 5000);
+  c->auto_d = a;
+  c->auto_size = a.min_size;
+  c->auto_changed_ms = 0;
+  c->auto_idle_since_ms = 0;
+  c->size_mode = YHC__SIZE_AUTO;
+  yhc__cluster_reconcile(c);
+  return 0;
+}
+
+static int yhc__dbl_cmp(const void *a, const void *b) {
+  double x = *YHC__CAST(const double *, a), y = *YHC__CAST(const double *, b);
+  return x < y ? -1 : x > y;
+}
+
+YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out) {
+  const yhc__instance *i;
+  memset(out, 0, sizeof *out);
+  out->url = c->url;
+  switch (c->size_mode) {
+  case YHC__SIZE_AUTO: out->size_target = c->auto_size; break;
+  case YHC__SIZE_INT: out->size_target = c->size_int; break;
+  default: out->size_target = -1; break; /* a function: evaluated on demand */
+  }
+  for (i = c->instances; i; i = i->next) {
+    if (i->state == YHC__I_READY && !i->draining) out->ready++;
+    else if (i->state < YHC__I_READY) out->starting++;
+    else out->stopping++;
+  }
+  out->instances_failed = c->instances_failed;
+  out->queued = c->qlen;
+  out->in_flight = c->in_flight;
+  out->completed = c->completed;
+  out->failed = c->failed_n;
+  out->retried = c->retried;
+  out->spent = c->spent;
+  out->failed_cluster = c->failed_cluster;
+  if (c->nlat) {
+    double tmp[YHC__LAT_N];
+    memcpy(tmp, c->lat, c->nlat * sizeof *tmp);
+    qsort(tmp, c->nlat, sizeof *tmp, yhc__dbl_cmp);
+    out->p50_ms = tmp[(c->nlat - 1) / 2];
+    out->p99_ms = tmp[(c->nlat - 1) * 99 / 100];
+  }
+}
+
+YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats *out) {
+  yhc_cluster *c = yhc__session_cluster(s, url);
+  if (!c) return -1;
+  yhc_cluster_stats_get(c, out);
+  return 0;
+}
+
+YHCDEF double yhc_session_spent(yhc_session *s) { return s->g.spent; }
+YHCDEF yhc_loop *yhc_session_loop(yhc_session *s) { return s->loop; }
+
+/* ---- close */
+
+static void yhc__session_closed_cb(void *ctx) {
+  yhc_session *s = YHC__CAST(yhc_session *, ctx);
+  s->close_state = YHC__S_CLOSED;
+  yhc__timer_stop(s->loop, &s->close_timer);
+  yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent", s->g.spent);
+}
+
+static void yhc__session_close_step(void *ctx) {
+  yhc_session *s = YHC__CAST(yhc_session *, ctx);
+  yhc_cluster *c;
+  uint64_t now = yhc_loop_now(s->loop);
+  int busy = 0;
+  if (s->close_state == YHC__S_DRAINING) {
+    for (c = s->clusters; c; c = c->next) busy += c->instances != NULL;
+    if (busy && now - s->close_started_ms >= (uint64_t)s->d.close_timeout_ms) {
+      /* out of patience: what is still running is cut and answered with an error */
+      yhc__instance *i;
+      for (c = s->clusters; c; c = c->next)
+        for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
+    }
+    if (busy) goto again;
+    s->close_state = YHC__S_INVOICES;
+    s->invoices_since_ms = now;
+  }
+  if (s->close_state == YHC__S_INVOICES) {
+    if (yhc__golem_invoices_pending(&s->g) && now - s->invoices_since_ms < (uint64_t)s->d.close_timeout_ms)
+      goto again;
+    if (yhc__golem_invoices_pending(&s->g))
+      yhc__emitf(&s->g, YHC_EV_ERROR, NULL, "closing without %d invoice(s) that did not arrive in time",
+                 yhc__golem_invoices_pending(&s->g));
+    s->close_state = YHC__S_TEARDOWN;
+    yhc__golem_teardown(&s->g, yhc__session_closed_cb, s);
+  }
+  return;
+again:
+  yhc__timer_start(s->loop, &s->close_timer, 100, yhc__session_close_step, s);
+}
+
+static void yhc__session_cluster_idle(yhc_cluster *c) { (void)c; }
+
+YHCDEF void yhc_session_close(yhc_session *s) {
+  yhc_cluster *c;
+  if (!s || s->closing) return;
+  s->closing = 1;
+  s->close_state = YHC__S_DRAINING;
+  s->close_started_ms = yhc_loop_now(s->loop);
+  for (c = s->clusters; c; c = c->next) {
+    yhc__instance *i, *next;
+    c->closing = 1;
+    c->on_idle = yhc__session_cluster_idle;
+    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
+    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session closed before %s could serve the request", c->url);
+    yhc__demand_unsubscribe(c);
+    for (i = c->instances; i; i = next) {
+      next = i->next;
+      i->drain_ms = s->d.close_timeout_ms;
+      yhc__cluster_drain(c, i);
+    }
+  }
+  if (s->g.state == YHC__G_STARTING) {
+    /* still setting up: abandon that, then undo what was done */
+    s->g.on_ready = NULL;
+  }
+  yhc__session_close_step(s);
+}
+
+YHCDEF int yhc_session_closed(yhc_session *s) { return s->close_state == YHC__S_CLOSED; }
+
+YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done) {
+  while (done ? !*done : !yhc_session_closed(s))
+    if (yhc_loop_poll(s->loop, 1000) < 0 && errno != EINTR) return -1;
+  return 0;
+}
+
+YHCDEF int yhc_session_close_wait(yhc_session *s) {
+  yhc_session_close(s);
+  return yhc_session_run(s, NULL);
+}
+
+YHCDEF void yhc_session_destroy(yhc_session *s) {
+  yhc_cluster *c;
+  yhc__agreement *a;
+  if (!s) return;
+  s->destroying = 1;
+  s->closing = 1;
+  yhc__timer_stop(s->loop, &s->close_timer);
+  /* answer every request first, while everything it may touch still exists */
+  for (c = s->clusters; c; c = c->next) {
+    yhc__instance *i;
+    c->closing = 1;
+    /* the image lookup runs on the plain client, destroyed after the clusters are freed */
+    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
+    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session was destroyed");
+    for (i = c->instances; i; i = i->next)
+      if (i->origin) yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session was destroyed");
+  }
+  s->g.payment_polls = 0;
+  yhc__timer_stop(s->loop, &s->g.debit_retry);
+  yhc__timer_stop(s->loop, &s->g.invoice_retry);
+  yhc__timer_stop(s->loop, &s->g.agreement_retry);
+  /* daemon calls are cancelled while their owners still exist */
+  if (s->g.api) yhc_http_destroy(s->g.api);
+  s->g.api = NULL;
+  while ((c = s->clusters) != NULL) {
+    s->clusters = c->next;
+    while (c->instances) {
+      yhc__instance *i = c->instances;
+      c->instances = i->next;
+      i->call = i->poll_call = 0; /* already cancelled with the client */
+      yhc__instance_free(i);
+    }
+    yhc__cluster_free(c);
+  }
+  while ((a = s->g.agreements) != NULL) {
+    s->g.agreements = a->next;
+    YHC_FREE(a);
+  }
+  yhc_json_free(s->g.decorations);
+  if (s->plain) yhc_http_destroy(s->plain);
+  if (s->own_loop) yhc_loop_destroy(s->loop);
+  YHC_FREE(s->yagna_url);
+  YHC_FREE(s->app_key);
+  YHC_FREE(s->subnet);
+  YHC_FREE(s->image_repo);
+  YHC_FREE(s);
 }
 
 #endif /* YHC_IMPLEMENTATION */
