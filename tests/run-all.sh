@@ -34,6 +34,26 @@ for v in $variants; do
   done
 done
 
+if [ -z "${YHC_ONLY:-}" ]; then
+  # valgrind over the plain C build of the tests that need no outside daemon
+  if command -v valgrind >/dev/null 2>&1; then
+    for t in test_json test_wscodec test_http test_tls; do
+      [ -x "$B/c/$t" ] || continue
+      out="$tmp/vg-$t.log"
+      timeout 600 valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite \
+        "$B/c/$t" >"$out" 2>&1; rc=$?
+      [ "$rc" -ne 0 ] && grep -E 'FAIL|==[0-9]+==' "$out" | head -n 30
+      tally "valgrind/$t" "$rc" "$out"
+    done
+  else
+    echo "valgrind not installed: valgrind runs skipped"
+  fi
+  out="$tmp/symbols.log"
+  ./tests/check_symbols.sh >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && cat "$out"
+  tally "exported symbols" "$rc" "$out"
+fi
+
 if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
   out="$tmp/sim.log"
   (cd tests/yagna-sim && timeout 600 npm test) >"$out" 2>&1; rc=$?
