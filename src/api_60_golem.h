@@ -71,7 +71,7 @@ typedef struct yhc_session_desc {
   int state_poll_ms;            /* activity state checks per instance [3000] */
   yhc_event_fn on_event;
   void *event_user;
-  int log_events;               /* 1 = also print every event on stderr */
+  int log_events;               /* 1 = also print events on stderr; 2 = with every request */
   yhc_loop *loop;               /* [a loop of the session's own] */
   yhc_http_desc http;           /* for plain requests */
   yhc_log_fn log;               /* library log (when the session makes its own loop) */

@@ -143,7 +143,8 @@ static void yhc__copy_id(char *dst, size_t cap, yhc_str s) {
 /* ---- events */
 
 static void yhc__emit(yhc__golem *g, yhc_event *ev) {
-  if (g->log_events) {
+  /* one line per forwarded request is too chatty for log_events = 1 */
+  if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0)) {
     static const char *const names[] = {"",          "session",  "demand",   "offer",    "offer",
                                         "proposal",  "agreement","activity", "ready",    "request",
                                         "retry",     "payment",  "payment",  "invoice",  "invoice",
@@ -392,6 +393,7 @@ static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *
   }
   snprintf(msg, sizeof msg, "not accepting %s %s of %s GLM: %s", p->invoice ? "invoice" : "debit note",
            p->id, p->amount_str, why);
+  if (p->invoice && a) a->invoice_done = 1; /* decided: a close need not wait for it */
   ev.message = msg;
   yhc__log(g->loop, YHC_LOG_WARN, "%s", msg);
   yhc__emit(g, &ev);

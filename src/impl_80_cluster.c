@@ -210,7 +210,7 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
     r->slot = i;
     i->in_flight++;
     c->in_flight++;
-    if (c->g->log_events > 1)
+    if (c->g->log_events > 1 || c->g->on_event)
       yhc__emitf(c->g, YHC_EV_REQUEST_FORWARDED, c->url, "request %llu forwarded to %s",
                  (unsigned long long)r->id, i->provider_name);
     yhc__host_submit(i->origin, r, 0);
@@ -839,6 +839,10 @@ static int yhc__cluster_target(yhc_cluster *c) {
 
 static void yhc__instance_drain_timeout(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
+  /* closing: what is still in flight is cut by the close, not by a failed provider */
+  if (c->closing && i->origin)
+    yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
   yhc__instance_stop(i); /* what is still in flight moves to other instances */
 }
 
