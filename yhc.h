@@ -527,7 +527,7 @@ typedef struct yhc_session_desc {
   int state_poll_ms;            /* activity state checks per instance [3000] */
   yhc_event_fn on_event;
   void *event_user;
-  int log_events;               /* 1 = also print every event on stderr */
+  int log_events;               /* 1 = also print events on stderr; 2 = with every request */
   yhc_loop *loop;               /* [a loop of the session's own] */
   yhc_http_desc http;           /* for plain requests */
   yhc_log_fn log;               /* library log (when the session makes its own loop) */
@@ -6076,7 +6076,8 @@ static void yhc__copy_id(char *dst, size_t cap, yhc_str s) {
 /* ---- events */
 
 static void yhc__emit(yhc__golem *g, yhc_event *ev) {
-  if (g->log_events) {
+  /* one line per forwarded request is too chatty for log_events = 1 */
+  if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0)) {
     static const char *const names[] = {"",          "session",  "demand",   "offer",    "offer",
                                         "proposal",  "agreement","activity", "ready",    "request",
                                         "retry",     "payment",  "payment",  "invoice",  "invoice",
@@ -6325,6 +6326,7 @@ static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *
   }
   snprintf(msg, sizeof msg, "not accepting %s %s of %s GLM: %s", p->invoice ? "invoice" : "debit note",
            p->id, p->amount_str, why);
+  if (p->invoice && a) a->invoice_done = 1; /* decided: a close need not wait for it */
   ev.message = msg;
   yhc__log(g->loop, YHC_LOG_WARN, "%s", msg);
   yhc__emit(g, &ev);
@@ -6856,6 +6858,7 @@ struct yhc__instance {
   int drain_ms;
   int tunnel_dead_ms;
   int concurrency;
+  double *spent_sink;           /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
   yhc__host *origin;            /* tunnel connections for requests */
@@ -7316,6 +7319,7 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
     a->coeff_start = i->coeff_start;
     a->threads = i->threads;
     a->approved_ms = yhc__wall_ms();
+    a->spent_sink = i->spent_sink;
     a->owner = i;
     a->next = g->agreements;
     g->agreements = a;
@@ -7772,7 +7776,7 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
     r->slot = i;
     i->in_flight++;
     c->in_flight++;
-    if (c->g->log_events > 1)
+    if (c->g->log_events > 1 || c->g->on_event)
       yhc__emitf(c->g, YHC_EV_REQUEST_FORWARDED, c->url, "request %llu forwarded to %s",
                  (unsigned long long)r->id, i->provider_name);
     yhc__host_submit(i->origin, r, 0);
@@ -8315,6 +8319,7 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->drain_ms = c->drain_ms;
   i->tunnel_dead_ms = c->tunnel_dead_ms;
   i->concurrency = c->concurrency;
+  i->spent_sink = &c->spent; /* payments for its agreement count towards the cluster's stats */
   snprintf(i->proposal_id, sizeof i->proposal_id, "%s", o->draft_id);
   snprintf(i->provider_id, sizeof i->provider_id, "%s", o->provider_id);
   snprintf(i->provider_name, sizeof i->provider_name, "%s", o->provider_name);
@@ -8401,6 +8406,10 @@ static int yhc__cluster_target(yhc_cluster *c) {
 
 static void yhc__instance_drain_timeout(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
+  /* closing: what is still in flight is cut by the close, not by a failed provider */
+  if (c->closing && i->origin)
+    yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
   yhc__instance_stop(i); /* what is still in flight moves to other instances */
 }
 
@@ -8702,12 +8711,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
     yhc__error_set(err, YHC_ERR_SHUTDOWN, 0, "the session is closing");
     return -1;
   }
-  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) {
-    char why[YHC_ERROR_MSG_MAX];
-    snprintf(why, sizeof why, "%s", err ? err->msg : "");
-    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %.120s", desc->url, why);
-    return -1;
-  }
+  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) return -1;
   if (!yhc__str_ieq(u.scheme, "http") || u.host.len >= 100 || (u.target.len > 1) || strlen(desc->url) >= 128) {
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\")", desc->url);
     return -1;
@@ -9044,8 +9048,6 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
   for (c = s->clusters; c; c = c->next) {
     yhc__instance *i;
     c->closing = 1;
-    /* the image lookup runs on the plain client, destroyed after the clusters are freed */
-    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
     while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session was destroyed");
     for (i = c->instances; i; i = i->next)
       if (i->origin) yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session was destroyed");

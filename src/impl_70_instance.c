@@ -61,6 +61,7 @@ struct yhc__instance {
   int drain_ms;
   int tunnel_dead_ms;
   int concurrency;
+  double *spent_sink;           /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
   yhc__host *origin;            /* tunnel connections for requests */
@@ -521,6 +522,7 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
     a->coeff_start = i->coeff_start;
     a->threads = i->threads;
     a->approved_ms = yhc__wall_ms();
+    a->spent_sink = i->spent_sink;
     a->owner = i;
     a->next = g->agreements;
     g->agreements = a;

@@ -753,6 +753,7 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->drain_ms = c->drain_ms;
   i->tunnel_dead_ms = c->tunnel_dead_ms;
   i->concurrency = c->concurrency;
+  i->spent_sink = &c->spent; /* payments for its agreement count towards the cluster's stats */
   snprintf(i->proposal_id, sizeof i->proposal_id, "%s", o->draft_id);
   snprintf(i->provider_id, sizeof i->provider_id, "%s", o->provider_id);
   snprintf(i->provider_name, sizeof i->provider_name, "%s", o->provider_name);
