@@ -36,6 +36,7 @@ struct yhc__instance {
   int failed;                   /* ended by a failure (not a requested stop) */
   int draining;                 /* no new requests; stops when in_flight reaches 0 */
   int expiring;                 /* agreement near its end: replace before it stops */
+  int cut_by_close;             /* stopped by the session's close: requests end with SHUTDOWN */
   int port;
   int ip_host;                  /* x in 192.168.0.x */
   char ip[32];
@@ -75,32 +76,42 @@ struct yhc__instance {
 
 static void yhc__instance_stop(yhc__instance *i);
 
+/* Every instance event carries the same identification; only the kind and text differ. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static void yhc__instance_emit(yhc__instance *i, yhc_event_kind kind, double price_hour, const char *fmt, ...) {
+  yhc_event ev;
+  char msg[480];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  memset(&ev, 0, sizeof ev);
+  ev.kind = kind;
+  ev.service = i->service;
+  ev.provider_id = i->provider_id[0] ? i->provider_id : NULL;
+  ev.provider_name = i->provider_name[0] ? i->provider_name : NULL;
+  ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
+  ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
+  ev.price_hour = price_hour;
+  ev.err = kind == YHC_EV_SERVICE_FAILED ? YHC_ERR_SERVICE_FAILED : YHC_ERR_OK;
+  ev.message = msg;
+  yhc__emit(i->g, &ev);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
 static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
   va_list ap;
-  yhc_event ev;
   if (i->state >= YHC__I_STOPPING) return;
   va_start(ap, fmt);
   vsnprintf(i->why, sizeof i->why, fmt, ap);
   va_end(ap);
   i->failed = 1;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_SERVICE_FAILED;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
-  ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
-  ev.err = YHC_ERR_SERVICE_FAILED;
-  {
-    char msg[420];
-    snprintf(msg, sizeof msg, "%s on %s failed: %s", i->service,
-             i->provider_name[0] ? i->provider_name : "(provider)", i->why);
-    ev.message = msg;
-    yhc__emit(i->g, &ev);
-  }
+  yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed: %s", i->service,
+                     i->provider_name[0] ? i->provider_name : "(provider)", i->why);
   yhc__instance_stop(i);
 }
 
@@ -266,8 +277,6 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   yhc__golem *g = i->g;
   if (i->state != YHC__I_PROBING) return;
   char key[200];
-  yhc_event ev;
-  char msg[300];
   snprintf(key, sizeof key, "tunnel:%s", i->activity_id);
   i->origin = yhc__host_new(g->api, key, i->ip, i->port, 0, i->concurrency);
   if (!i->origin) {
@@ -279,17 +288,8 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->origin->open_ctx = i;
   i->origin->on_conn_error = yhc__instance_conn_error;
   i->state = YHC__I_READY;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_SERVICE_READY;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id;
-  ev.activity_id = i->activity_id;
-  snprintf(msg, sizeof msg, "%s is ready on %s (%s, VPN %s)", i->service, i->provider_name,
-           i->provider_id, i->ip);
-  ev.message = msg;
-  yhc__emit(g, &ev);
+  yhc__instance_emit(i, YHC_EV_SERVICE_READY, 0, "%s is ready on %s (%s, VPN %s)", i->service,
+                     i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
   if (i->valid_to_ms) {
     uint64_t now = yhc__wall_ms(), margin = 120000;
@@ -341,17 +341,8 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
     return;
   }
   if (i->batch_no == 0) {
-    yhc_event ev;
-    char m[300];
-    memset(&ev, 0, sizeof ev);
-    ev.kind = YHC_EV_ACTIVITY_STARTED;
-    ev.service = i->service;
-    ev.provider_id = i->provider_id;
-    ev.provider_name = i->provider_name;
-    ev.activity_id = i->activity_id;
-    snprintf(m, sizeof m, "activity %s started on %s", i->activity_id, i->provider_name);
-    ev.message = m;
-    yhc__emit(i->g, &ev);
+    yhc__instance_emit(i, YHC_EV_ACTIVITY_STARTED, 0, "activity %s started on %s", i->activity_id,
+                       i->provider_name);
     i->batch_no = 1;
     if (i->startup_cmds && strcmp(i->startup_cmds, "[]") != 0) {
       i->state = YHC__I_STARTING;
@@ -509,8 +500,6 @@ static void yhc__instance_create_activity(yhc__instance *i) {
 static void yhc__instance_register_agreement(yhc__instance *i) {
   yhc__golem *g = i->g;
   yhc__agreement *a = YHC__NEW(yhc__agreement);
-  yhc_event ev;
-  char msg[400];
   double hour;
   if (a) {
     snprintf(a->id, sizeof a->id, "%s", i->agreement_id);
@@ -529,17 +518,9 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
   }
   i->agreement = a;
   hour = i->coeff_start + 3600.0 * (i->coeff_duration + i->coeff_cpu * (i->threads > 0 ? i->threads : 1));
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_AGREEMENT_SIGNED;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id;
-  ev.price_hour = hour;
-  snprintf(msg, sizeof msg, "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
-           i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
-  ev.message = msg;
-  yhc__emit(g, &ev);
+  yhc__instance_emit(i, YHC_EV_AGREEMENT_SIGNED, hour,
+                     "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
+                     i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
 }
 
 static void yhc__instance_wait(yhc__instance *i);
@@ -660,19 +641,9 @@ static void yhc__instance_stop_step(yhc__instance *i) {
     i->ip_host = 0;
   }
   i->state = YHC__I_STOPPED;
-  if (!i->failed) {
-    yhc_event ev;
-    char msg[300];
-    memset(&ev, 0, sizeof ev);
-    ev.kind = YHC_EV_SERVICE_STOPPED;
-    ev.service = i->service;
-    ev.provider_id = i->provider_id;
-    ev.provider_name = i->provider_name;
-    ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
-    snprintf(msg, sizeof msg, "%s on %s stopped", i->service, i->provider_name[0] ? i->provider_name : "(provider)");
-    ev.message = msg;
-    yhc__emit(g, &ev);
-  }
+  if (!i->failed)
+    yhc__instance_emit(i, YHC_EV_SERVICE_STOPPED, 0, "%s on %s stopped", i->service,
+                       i->provider_name[0] ? i->provider_name : "(provider)");
   i->hooks->ended(i);
 }
 
@@ -691,8 +662,10 @@ static void yhc__instance_stop(yhc__instance *i) {
   if (i->origin) {
     yhc__host *h = i->origin;
     i->origin = NULL;
-    yhc__host_abort(h, YHC_ERR_SERVICE_FAILED,
-                    i->failed ? i->why : "the service instance was stopped");
+    if (i->cut_by_close)
+      yhc__host_abort(h, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
+    else
+      yhc__host_abort(h, YHC_ERR_SERVICE_FAILED, i->failed ? i->why : "the service instance was stopped");
     yhc__host_free(h);
   }
   if (i->agreement && i->agreement_id[0] && i->agreement->terminated && !i->agreement->ended_ms)
