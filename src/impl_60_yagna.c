@@ -320,6 +320,7 @@ static double yhc__agreement_allowed(const yhc__agreement *a, uint64_t now_ms) {
 typedef struct yhc__payment {
   yhc__golem *g;
   int invoice;                 /* 0 = debit note */
+  int tries;
   char id[YHC__ID_MAX];
   char amount_str[64];
   char agreement_id[YHC__ID_MAX];
@@ -329,6 +330,8 @@ typedef struct yhc__payment {
 static void yhc__payment_poll(yhc__golem *g, int invoice);
 static void yhc__debit_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 0); }
 static void yhc__invoice_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 1); }
+
+static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p);
 
 static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
@@ -341,6 +344,14 @@ static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   if (r->err == YHC_ERR_CANCELLED) {
     YHC_FREE(p);
     return;
+  }
+  /* delivery to the provider not confirmed in time (408/504) or a daemon hiccup: yapapi
+     tries again, and so do we, a few times; the accept is idempotent */
+  if (r->err && p->tries < 4 &&
+      (r->status == 408 || r->status >= 500 || r->err == YHC_ERR_TIMEOUT || r->err == YHC_ERR_CLOSED ||
+       r->err == YHC_ERR_IO)) {
+    p->tries++;
+    if (yhc__payment_send_accept(g, p) == 0) return;
   }
   aid.ptr = p->agreement_id;
   aid.len = strlen(p->agreement_id);
@@ -399,6 +410,32 @@ static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *
   yhc__emit(g, &ev);
 }
 
+/* Accepts the full amount from our allocation. 0 when the call is under way. */
+static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p) {
+  yhc_buf body, path;
+  yhc_jw w;
+  int rc = -1;
+  memset(&body, 0, sizeof body);
+  memset(&path, 0, sizeof path);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "totalAmountAccepted");
+  yhc_jw_str(&w, p->amount_str);
+  yhc_jw_key(&w, "allocationId");
+  yhc_jw_str(&w, g->allocation_id);
+  yhc_jw_obj_end(&w);
+  if (!yhc_jw_finish(&w) &&
+      !yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15", p->invoice ? "invoices" : "debitNotes",
+                      p->id) &&
+      yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
+    g->accepting++;
+    rc = 0;
+  }
+  yhc_buf_free(&body);
+  yhc_buf_free(&path);
+  return rc;
+}
+
 /* A debit note or invoice has been fetched: decide, then accept. */
 static void yhc__payment_got(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
@@ -452,29 +489,9 @@ static void yhc__payment_got(void *ctx, const yhc__reply *r) {
     YHC_FREE(p);
     return;
   }
-  {
-    yhc_buf body, path;
-    yhc_jw w;
-    memset(&body, 0, sizeof body);
-    memset(&path, 0, sizeof path);
-    yhc_jw_init(&w, &body);
-    yhc_jw_obj_begin(&w);
-    yhc_jw_key(&w, "totalAmountAccepted");
-    yhc_jw_str(&w, p->amount_str);
-    yhc_jw_key(&w, "allocationId");
-    yhc_jw_str(&w, g->allocation_id);
-    yhc_jw_obj_end(&w);
-    if (yhc_jw_finish(&w) ||
-        yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15",
-                       p->invoice ? "invoices" : "debitNotes", p->id) ||
-        !yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
-      yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
-      YHC_FREE(p);
-    } else {
-      g->accepting++;
-    }
-    yhc_buf_free(&body);
-    yhc_buf_free(&path);
+  if (yhc__payment_send_accept(g, p)) {
+    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
+    YHC_FREE(p);
   }
 }
 

@@ -215,7 +215,12 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
     yhc__error_set(err, YHC_ERR_SHUTDOWN, 0, "the session is closing");
     return -1;
   }
-  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) return -1;
+  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) {
+    char why[YHC_ERROR_MSG_MAX];
+    snprintf(why, sizeof why, "%s", err ? err->msg : "");
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %.120s", desc->url, why);
+    return -1;
+  }
   if (!yhc__str_ieq(u.scheme, "http") || u.host.len >= 100 || (u.target.len > 1) || strlen(desc->url) >= 128) {
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\")", desc->url);
     return -1;
@@ -476,11 +481,19 @@ static void yhc__session_close_step(void *ctx) {
   int busy = 0;
   if (s->close_state == YHC__S_DRAINING) {
     for (c = s->clusters; c; c = c->next) busy += c->instances != NULL;
+    /* a start-up call in flight may still create the network or the allocation: let it
+       finish so teardown can undo it (bounded by the daemon client's timeouts) */
+    if (s->g.state == YHC__G_STARTING) busy++;
     if (busy && now - s->close_started_ms >= (uint64_t)s->d.close_timeout_ms) {
       /* out of patience: what is still running is cut and answered with an error */
-      yhc__instance *i;
-      for (c = s->clusters; c; c = c->next)
-        for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
+      yhc__instance *i, *next;
+      for (c = s->clusters; c; c = c->next) {
+        for (i = c->instances; i; i = next) {
+          next = i->next; /* a stop may end (and free) the instance at once */
+          i->cut_by_close = 1;
+          yhc__instance_stop(i);
+        }
+      }
     }
     if (busy) goto again;
     s->close_state = YHC__S_INVOICES;
@@ -521,10 +534,6 @@ YHCDEF void yhc_session_close(yhc_session *s) {
       yhc__cluster_drain(c, i);
     }
   }
-  if (s->g.state == YHC__G_STARTING) {
-    /* still setting up: abandon that, then undo what was done */
-    s->g.on_ready = NULL;
-  }
   yhc__session_close_step(s);
 }
 
@@ -552,9 +561,14 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
   for (c = s->clusters; c; c = c->next) {
     yhc__instance *i;
     c->closing = 1;
+    /* the image lookup runs on the plain client, destroyed after the clusters are freed */
+    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
     while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session was destroyed");
-    for (i = c->instances; i; i = i->next)
+    for (i = c->instances; i; i = i->next) {
+      /* a draining instance would stop itself (freeing its origin) inside the abort */
+      i->draining = 0;
       if (i->origin) yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session was destroyed");
+    }
   }
   s->g.payment_polls = 0;
   yhc__timer_stop(s->loop, &s->g.debit_retry);
