@@ -65,6 +65,9 @@ struct yhc__instance {
   double *spent_sink;           /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
+  int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
+  char tunnel_why[200];
+  yhc__timer fail_timer;
   yhc__host *origin;            /* tunnel connections for requests */
   yhc__stream *probe;           /* a tunnel opened only to see the server listen */
   yhc__timer probe_timer;
@@ -143,11 +146,21 @@ static yhc__stream *yhc__instance_tunnel(yhc__host *h, void *ctx, yhc_error *err
   return yhc__ws_open(g->loop, &g->api->tls, &g->api->tls_conf, url, hd, 1, &conf, err);
 }
 
-/* A tunnel that cannot be opened means the service or the VM is gone. */
+static void yhc__instance_tunnel_fail(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_fail(i, "cannot open a tunnel to the service: %s", i->tunnel_why);
+}
+
+/* A tunnel that cannot be opened means the service or the VM is gone. The HTTP layer calls
+   this in the middle of handling the failed connection and uses the origin afterwards, so
+   the instance (which frees the origin when it stops) fails from the loop instead; until
+   then the cluster sends it nothing new. */
 static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
-  if (++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)
-    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", err->msg);
+  if (i->tunnel_broken || !(++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)) return;
+  i->tunnel_broken = 1;
+  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%s", err->msg);
+  yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
 }
 
 /* ---- health */
@@ -658,6 +671,7 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__timer_stop(g->loop, &i->poll_timer);
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
+  yhc__timer_stop(g->loop, &i->fail_timer);
   yhc__instance_probe_close(i);
   if (i->origin) {
     yhc__host *h = i->origin;
@@ -680,6 +694,7 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__timer_stop(i->g->loop, &i->poll_timer);
   yhc__timer_stop(i->g->loop, &i->drain_timer);
   yhc__timer_stop(i->g->loop, &i->expiry_timer);
+  yhc__timer_stop(i->g->loop, &i->fail_timer);
   if (i->agreement) i->agreement->owner = NULL;
   YHC_FREE(i->startup_cmds);
   YHC_FREE(i);

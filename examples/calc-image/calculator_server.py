@@ -68,6 +68,9 @@ BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes; without TCP_NODELAY every keep-alive
+    # response stalls ~40 ms on Nagle + delayed ACK
+    disable_nagle_algorithm = True
     server_version = "yhc-calc/1.0"
 
     def log_message(self, fmt_, *args):  # quiet unless --verbose
