@@ -6253,6 +6253,7 @@ static double yhc__agreement_allowed(const yhc__agreement *a, uint64_t now_ms) {
 typedef struct yhc__payment {
   yhc__golem *g;
   int invoice;                 /* 0 = debit note */
+  int tries;
   char id[YHC__ID_MAX];
   char amount_str[64];
   char agreement_id[YHC__ID_MAX];
@@ -6262,6 +6263,8 @@ typedef struct yhc__payment {
 static void yhc__payment_poll(yhc__golem *g, int invoice);
 static void yhc__debit_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 0); }
 static void yhc__invoice_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 1); }
+
+static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p);
 
 static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
@@ -6274,6 +6277,14 @@ static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   if (r->err == YHC_ERR_CANCELLED) {
     YHC_FREE(p);
     return;
+  }
+  /* delivery to the provider not confirmed in time (408/504) or a daemon hiccup: yapapi
+     tries again, and so do we, a few times; the accept is idempotent */
+  if (r->err && p->tries < 4 &&
+      (r->status == 408 || r->status >= 500 || r->err == YHC_ERR_TIMEOUT || r->err == YHC_ERR_CLOSED ||
+       r->err == YHC_ERR_IO)) {
+    p->tries++;
+    if (yhc__payment_send_accept(g, p) == 0) return;
   }
   aid.ptr = p->agreement_id;
   aid.len = strlen(p->agreement_id);
@@ -6332,6 +6343,32 @@ static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *
   yhc__emit(g, &ev);
 }
 
+/* Accepts the full amount from our allocation. 0 when the call is under way. */
+static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p) {
+  yhc_buf body, path;
+  yhc_jw w;
+  int rc = -1;
+  memset(&body, 0, sizeof body);
+  memset(&path, 0, sizeof path);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "totalAmountAccepted");
+  yhc_jw_str(&w, p->amount_str);
+  yhc_jw_key(&w, "allocationId");
+  yhc_jw_str(&w, g->allocation_id);
+  yhc_jw_obj_end(&w);
+  if (!yhc_jw_finish(&w) &&
+      !yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15", p->invoice ? "invoices" : "debitNotes",
+                      p->id) &&
+      yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
+    g->accepting++;
+    rc = 0;
+  }
+  yhc_buf_free(&body);
+  yhc_buf_free(&path);
+  return rc;
+}
+
 /* A debit note or invoice has been fetched: decide, then accept. */
 static void yhc__payment_got(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
@@ -6385,29 +6422,9 @@ static void yhc__payment_got(void *ctx, const yhc__reply *r) {
     YHC_FREE(p);
     return;
   }
-  {
-    yhc_buf body, path;
-    yhc_jw w;
-    memset(&body, 0, sizeof body);
-    memset(&path, 0, sizeof path);
-    yhc_jw_init(&w, &body);
-    yhc_jw_obj_begin(&w);
-    yhc_jw_key(&w, "totalAmountAccepted");
-    yhc_jw_str(&w, p->amount_str);
-    yhc_jw_key(&w, "allocationId");
-    yhc_jw_str(&w, g->allocation_id);
-    yhc_jw_obj_end(&w);
-    if (yhc_jw_finish(&w) ||
-        yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15",
-                       p->invoice ? "invoices" : "debitNotes", p->id) ||
-        !yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
-      yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
-      YHC_FREE(p);
-    } else {
-      g->accepting++;
-    }
-    yhc_buf_free(&body);
-    yhc_buf_free(&path);
+  if (yhc__payment_send_accept(g, p)) {
+    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
+    YHC_FREE(p);
   }
 }
 
@@ -6833,6 +6850,7 @@ struct yhc__instance {
   int failed;                   /* ended by a failure (not a requested stop) */
   int draining;                 /* no new requests; stops when in_flight reaches 0 */
   int expiring;                 /* agreement near its end: replace before it stops */
+  int cut_by_close;             /* stopped by the session's close: requests end with SHUTDOWN */
   int port;
   int ip_host;                  /* x in 192.168.0.x */
   char ip[32];
@@ -6861,6 +6879,9 @@ struct yhc__instance {
   double *spent_sink;           /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
+  int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
+  char tunnel_why[200];
+  yhc__timer fail_timer;
   yhc__host *origin;            /* tunnel connections for requests */
   yhc__stream *probe;           /* a tunnel opened only to see the server listen */
   yhc__timer probe_timer;
@@ -6872,32 +6893,42 @@ struct yhc__instance {
 
 static void yhc__instance_stop(yhc__instance *i);
 
+/* Every instance event carries the same identification; only the kind and text differ. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static void yhc__instance_emit(yhc__instance *i, yhc_event_kind kind, double price_hour, const char *fmt, ...) {
+  yhc_event ev;
+  char msg[480];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  memset(&ev, 0, sizeof ev);
+  ev.kind = kind;
+  ev.service = i->service;
+  ev.provider_id = i->provider_id[0] ? i->provider_id : NULL;
+  ev.provider_name = i->provider_name[0] ? i->provider_name : NULL;
+  ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
+  ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
+  ev.price_hour = price_hour;
+  ev.err = kind == YHC_EV_SERVICE_FAILED ? YHC_ERR_SERVICE_FAILED : YHC_ERR_OK;
+  ev.message = msg;
+  yhc__emit(i->g, &ev);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
 static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
   va_list ap;
-  yhc_event ev;
   if (i->state >= YHC__I_STOPPING) return;
   va_start(ap, fmt);
   vsnprintf(i->why, sizeof i->why, fmt, ap);
   va_end(ap);
   i->failed = 1;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_SERVICE_FAILED;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
-  ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
-  ev.err = YHC_ERR_SERVICE_FAILED;
-  {
-    char msg[420];
-    snprintf(msg, sizeof msg, "%s on %s failed: %s", i->service,
-             i->provider_name[0] ? i->provider_name : "(provider)", i->why);
-    ev.message = msg;
-    yhc__emit(i->g, &ev);
-  }
+  yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed: %s", i->service,
+                     i->provider_name[0] ? i->provider_name : "(provider)", i->why);
   yhc__instance_stop(i);
 }
 
@@ -6929,11 +6960,21 @@ static yhc__stream *yhc__instance_tunnel(yhc__host *h, void *ctx, yhc_error *err
   return yhc__ws_open(g->loop, &g->api->tls, &g->api->tls_conf, url, hd, 1, &conf, err);
 }
 
-/* A tunnel that cannot be opened means the service or the VM is gone. */
+static void yhc__instance_tunnel_fail(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_fail(i, "cannot open a tunnel to the service: %s", i->tunnel_why);
+}
+
+/* A tunnel that cannot be opened means the service or the VM is gone. The HTTP layer calls
+   this in the middle of handling the failed connection and uses the origin afterwards, so
+   the instance (which frees the origin when it stops) fails from the loop instead; until
+   then the cluster sends it nothing new. */
 static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
-  if (++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)
-    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", err->msg);
+  if (i->tunnel_broken || !(++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)) return;
+  i->tunnel_broken = 1;
+  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%s", err->msg);
+  yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
 }
 
 /* ---- health */
@@ -7063,8 +7104,6 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   yhc__golem *g = i->g;
   if (i->state != YHC__I_PROBING) return;
   char key[200];
-  yhc_event ev;
-  char msg[300];
   snprintf(key, sizeof key, "tunnel:%s", i->activity_id);
   i->origin = yhc__host_new(g->api, key, i->ip, i->port, 0, i->concurrency);
   if (!i->origin) {
@@ -7076,17 +7115,8 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->origin->open_ctx = i;
   i->origin->on_conn_error = yhc__instance_conn_error;
   i->state = YHC__I_READY;
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_SERVICE_READY;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id;
-  ev.activity_id = i->activity_id;
-  snprintf(msg, sizeof msg, "%s is ready on %s (%s, VPN %s)", i->service, i->provider_name,
-           i->provider_id, i->ip);
-  ev.message = msg;
-  yhc__emit(g, &ev);
+  yhc__instance_emit(i, YHC_EV_SERVICE_READY, 0, "%s is ready on %s (%s, VPN %s)", i->service,
+                     i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
   if (i->valid_to_ms) {
     uint64_t now = yhc__wall_ms(), margin = 120000;
@@ -7138,17 +7168,8 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
     return;
   }
   if (i->batch_no == 0) {
-    yhc_event ev;
-    char m[300];
-    memset(&ev, 0, sizeof ev);
-    ev.kind = YHC_EV_ACTIVITY_STARTED;
-    ev.service = i->service;
-    ev.provider_id = i->provider_id;
-    ev.provider_name = i->provider_name;
-    ev.activity_id = i->activity_id;
-    snprintf(m, sizeof m, "activity %s started on %s", i->activity_id, i->provider_name);
-    ev.message = m;
-    yhc__emit(i->g, &ev);
+    yhc__instance_emit(i, YHC_EV_ACTIVITY_STARTED, 0, "activity %s started on %s", i->activity_id,
+                       i->provider_name);
     i->batch_no = 1;
     if (i->startup_cmds && strcmp(i->startup_cmds, "[]") != 0) {
       i->state = YHC__I_STARTING;
@@ -7306,8 +7327,6 @@ static void yhc__instance_create_activity(yhc__instance *i) {
 static void yhc__instance_register_agreement(yhc__instance *i) {
   yhc__golem *g = i->g;
   yhc__agreement *a = YHC__NEW(yhc__agreement);
-  yhc_event ev;
-  char msg[400];
   double hour;
   if (a) {
     snprintf(a->id, sizeof a->id, "%s", i->agreement_id);
@@ -7326,17 +7345,9 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
   }
   i->agreement = a;
   hour = i->coeff_start + 3600.0 * (i->coeff_duration + i->coeff_cpu * (i->threads > 0 ? i->threads : 1));
-  memset(&ev, 0, sizeof ev);
-  ev.kind = YHC_EV_AGREEMENT_SIGNED;
-  ev.service = i->service;
-  ev.provider_id = i->provider_id;
-  ev.provider_name = i->provider_name;
-  ev.agreement_id = i->agreement_id;
-  ev.price_hour = hour;
-  snprintf(msg, sizeof msg, "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
-           i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
-  ev.message = msg;
-  yhc__emit(g, &ev);
+  yhc__instance_emit(i, YHC_EV_AGREEMENT_SIGNED, hour,
+                     "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
+                     i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
 }
 
 static void yhc__instance_wait(yhc__instance *i);
@@ -7457,19 +7468,9 @@ static void yhc__instance_stop_step(yhc__instance *i) {
     i->ip_host = 0;
   }
   i->state = YHC__I_STOPPED;
-  if (!i->failed) {
-    yhc_event ev;
-    char msg[300];
-    memset(&ev, 0, sizeof ev);
-    ev.kind = YHC_EV_SERVICE_STOPPED;
-    ev.service = i->service;
-    ev.provider_id = i->provider_id;
-    ev.provider_name = i->provider_name;
-    ev.agreement_id = i->agreement_id[0] ? i->agreement_id : NULL;
-    snprintf(msg, sizeof msg, "%s on %s stopped", i->service, i->provider_name[0] ? i->provider_name : "(provider)");
-    ev.message = msg;
-    yhc__emit(g, &ev);
-  }
+  if (!i->failed)
+    yhc__instance_emit(i, YHC_EV_SERVICE_STOPPED, 0, "%s on %s stopped", i->service,
+                       i->provider_name[0] ? i->provider_name : "(provider)");
   i->hooks->ended(i);
 }
 
@@ -7484,12 +7485,15 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__timer_stop(g->loop, &i->poll_timer);
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
+  yhc__timer_stop(g->loop, &i->fail_timer);
   yhc__instance_probe_close(i);
   if (i->origin) {
     yhc__host *h = i->origin;
     i->origin = NULL;
-    yhc__host_abort(h, YHC_ERR_SERVICE_FAILED,
-                    i->failed ? i->why : "the service instance was stopped");
+    if (i->cut_by_close)
+      yhc__host_abort(h, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
+    else
+      yhc__host_abort(h, YHC_ERR_SERVICE_FAILED, i->failed ? i->why : "the service instance was stopped");
     yhc__host_free(h);
   }
   if (i->agreement && i->agreement_id[0] && i->agreement->terminated && !i->agreement->ended_ms)
@@ -7504,6 +7508,7 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__timer_stop(i->g->loop, &i->poll_timer);
   yhc__timer_stop(i->g->loop, &i->drain_timer);
   yhc__timer_stop(i->g->loop, &i->expiry_timer);
+  yhc__timer_stop(i->g->loop, &i->fail_timer);
   if (i->agreement) i->agreement->owner = NULL;
   YHC_FREE(i->startup_cmds);
   YHC_FREE(i);
@@ -7760,7 +7765,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
 static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
   yhc__instance *i, *best = NULL;
   for (i = c->instances; i; i = i->next) {
-    if (i->state != YHC__I_READY || i->draining || i->in_flight >= i->concurrency) continue;
+    if (i->state != YHC__I_READY || i->draining || i->tunnel_broken || i->in_flight >= i->concurrency) continue;
     if (!best || i->in_flight < best->in_flight) best = i;
   }
   return best;
@@ -8711,7 +8716,12 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
     yhc__error_set(err, YHC_ERR_SHUTDOWN, 0, "the session is closing");
     return -1;
   }
-  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) return -1;
+  if (yhc_url_parse(desc->url, strlen(desc->url), &u, err) < 0) {
+    char why[YHC_ERROR_MSG_MAX];
+    snprintf(why, sizeof why, "%s", err ? err->msg : "");
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %.120s", desc->url, why);
+    return -1;
+  }
   if (!yhc__str_ieq(u.scheme, "http") || u.host.len >= 100 || (u.target.len > 1) || strlen(desc->url) >= 128) {
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\")", desc->url);
     return -1;
@@ -8972,11 +8982,19 @@ static void yhc__session_close_step(void *ctx) {
   int busy = 0;
   if (s->close_state == YHC__S_DRAINING) {
     for (c = s->clusters; c; c = c->next) busy += c->instances != NULL;
+    /* a start-up call in flight may still create the network or the allocation: let it
+       finish so teardown can undo it (bounded by the daemon client's timeouts) */
+    if (s->g.state == YHC__G_STARTING) busy++;
     if (busy && now - s->close_started_ms >= (uint64_t)s->d.close_timeout_ms) {
       /* out of patience: what is still running is cut and answered with an error */
-      yhc__instance *i;
-      for (c = s->clusters; c; c = c->next)
-        for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
+      yhc__instance *i, *next;
+      for (c = s->clusters; c; c = c->next) {
+        for (i = c->instances; i; i = next) {
+          next = i->next; /* a stop may end (and free) the instance at once */
+          i->cut_by_close = 1;
+          yhc__instance_stop(i);
+        }
+      }
     }
     if (busy) goto again;
     s->close_state = YHC__S_INVOICES;
@@ -9017,10 +9035,6 @@ YHCDEF void yhc_session_close(yhc_session *s) {
       yhc__cluster_drain(c, i);
     }
   }
-  if (s->g.state == YHC__G_STARTING) {
-    /* still setting up: abandon that, then undo what was done */
-    s->g.on_ready = NULL;
-  }
   yhc__session_close_step(s);
 }
 
@@ -9048,9 +9062,14 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
   for (c = s->clusters; c; c = c->next) {
     yhc__instance *i;
     c->closing = 1;
+    /* the image lookup runs on the plain client, destroyed after the clusters are freed */
+    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
     while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session was destroyed");
-    for (i = c->instances; i; i = i->next)
+    for (i = c->instances; i; i = i->next) {
+      /* a draining instance would stop itself (freeing its origin) inside the abort */
+      i->draining = 0;
       if (i->origin) yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session was destroyed");
+    }
   }
   s->g.payment_polls = 0;
   yhc__timer_stop(s->loop, &s->g.debit_retry);

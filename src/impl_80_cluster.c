@@ -194,7 +194,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
 static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
   yhc__instance *i, *best = NULL;
   for (i = c->instances; i; i = i->next) {
-    if (i->state != YHC__I_READY || i->draining || i->in_flight >= i->concurrency) continue;
+    if (i->state != YHC__I_READY || i->draining || i->tunnel_broken || i->in_flight >= i->concurrency) continue;
     if (!best || i->in_flight < best->in_flight) best = i;
   }
   return best;
