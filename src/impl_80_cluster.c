@@ -841,9 +841,7 @@ static int yhc__cluster_target(yhc_cluster *c) {
 static void yhc__instance_drain_timeout(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
-  /* closing: what is still in flight is cut by the close, not by a failed provider */
-  if (c->closing && i->origin)
-    yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
+  if (c->closing) i->cut_by_close = 1; /* what is still in flight ends with SHUTDOWN */
   yhc__instance_stop(i); /* what is still in flight moves to other instances */
 }
 
