@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 #if defined(__GNUC__) || defined(__clang__)
 #  define BENCH_UNUSED __attribute__((unused))
@@ -20,6 +21,15 @@ BENCH_UNUSED static double bench_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds (user + system) this process has used: the client's own cost, which a busy
+   neighbour on a shared machine disturbs far less than the wall-clock rate. */
+BENCH_UNUSED static double bench_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
 /* Counting allocator: a 16-byte header keeps each block's size so FREE and REALLOC know what

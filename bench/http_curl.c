@@ -29,7 +29,7 @@ static int mode_rate(const char *url, int conc, double secs) {
   double *sub = (double *)calloc((size_t)conc, sizeof *sub);
   size_t cap = 4000000, nlat = 0;
   double *lat = (double *)malloc(cap * sizeof *lat);
-  double t_start = 0, deadline, t1;
+  double t_start = 0, deadline, t1, c0 = 0;
   unsigned long long completed = 0, errors = 0;
   int i, running, phase;
   curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
@@ -37,6 +37,7 @@ static int mode_rate(const char *url, int conc, double secs) {
   for (i = 0; i < conc; i++) h[i] = mk(url, (void *)(uintptr_t)i);
   for (phase = 0; phase < 2; phase++) { /* 0: 0.3 s warm-up, 1: measured */
     t_start = bench_now();
+    c0 = bench_cpu();
     deadline = t_start + (phase ? secs : 0.3);
     completed = 0;
     nlat = 0;
@@ -78,9 +79,10 @@ static int mode_rate(const char *url, int conc, double secs) {
   }
   t1 = bench_now();
   qsort(lat, nlat, sizeof *lat, bench_cmp_double);
-  printf("RESULT rps=%.0f p50_us=%.1f p99_us=%.1f completed=%llu errors=%llu\n",
+  printf("RESULT rps=%.0f p50_us=%.1f p99_us=%.1f cpu_us_per_req=%.2f completed=%llu errors=%llu\n",
          (double)completed / (t1 - t_start), bench_pct(lat, nlat, 0.5) * 1e6,
-         bench_pct(lat, nlat, 0.99) * 1e6, completed, errors);
+         bench_pct(lat, nlat, 0.99) * 1e6, (bench_cpu() - c0) * 1e6 / (double)(completed ? completed : 1),
+         completed, errors);
   for (i = 0; i < conc; i++) curl_easy_cleanup(h[i]);
   curl_multi_cleanup(m);
   return errors ? 1 : 0;

@@ -48,7 +48,7 @@ static void on_rate(const yhc_response *r, void *user) {
 static int mode_rate(const char *url, int conc, double secs) {
   yhc_http_desc d;
   int i;
-  double t1;
+  double t1, c0;
   memset(&d, 0, sizeof d);
   d.max_conns_per_host = conc;
   d.max_idle_per_host = conc;
@@ -69,6 +69,7 @@ static int mode_rate(const char *url, int conc, double secs) {
   nlat = 0;
   done = 0;
   t_start = bench_now();
+  c0 = bench_cpu();
   deadline = t_start + secs;
   in_flight = conc;
   for (i = 0; i < conc; i++) {
@@ -78,10 +79,10 @@ static int mode_rate(const char *url, int conc, double secs) {
   yhc_loop_run(loop, &done);
   t1 = bench_now();
   qsort(lat, nlat, sizeof *lat, bench_cmp_double);
-  printf("RESULT rps=%.0f p50_us=%.1f p99_us=%.1f completed=%llu errors=%llu\n",
+  printf("RESULT rps=%.0f p50_us=%.1f p99_us=%.1f cpu_us_per_req=%.2f completed=%llu errors=%llu\n",
          (double)completed / (t1 - t_start), bench_pct(lat, nlat, 0.5) * 1e6,
-         bench_pct(lat, nlat, 0.99) * 1e6, (unsigned long long)completed,
-         (unsigned long long)errors);
+         bench_pct(lat, nlat, 0.99) * 1e6, (bench_cpu() - c0) * 1e6 / (double)(completed ? completed : 1),
+         (unsigned long long)completed, (unsigned long long)errors);
   if (errors) fprintf(stderr, "http_yhc: last error: %s\n", last_err);
   yhc_http_destroy(http);
   return errors ? 1 : 0;

@@ -78,6 +78,15 @@ def select(rows, _k, **kw):
     return out
 
 
+def paired(rows, _k, field, ysel, psel):
+    """Median over runs of yhc/peer, each pair measured seconds apart in the same run: on a
+    shared machine this is steadier than the ratio of the two medians."""
+    ys = {r.get('run'): num(r.get(field)) for r in select(rows, _k, **ysel) if r.get('failed') != '1'}
+    ps = {r.get('run'): num(r.get(field)) for r in select(rows, _k, **psel) if r.get('failed') != '1'}
+    rs = [ys[k] / ps[k] for k in ys if k in ps and ys[k] and ps[k]]
+    return statistics.median(rs) if rs else None
+
+
 def stat(rows, _k, field, **kw):
     return Stat([num(r.get(field)) for r in select(rows, _k, **kw) if r.get('failed') != '1'])
 
@@ -92,9 +101,12 @@ def main():
         if result.startswith('MISS'):
             misses.append(bench + (' vs ' + peer if peer else ''))
 
-    def ratio_row(bench, ys, peer, ps, unit='', target=None, higher_better=True, note=''):
-        """target: (op, value) with op '>=' or '>' or '<=' on the ratio yhc/peer."""
-        r = ys.med / ps.med if ys.med and ps.med else None
+    def ratio_row(bench, ys, peer, ps, unit='', target=None, higher_better=True, note='', pr=None):
+        """target: (op, value) with op '>=' or '>' or '<=' on the ratio yhc/peer; pr: the
+        paired ratio when the runs were interleaved (used instead of the ratio of medians)."""
+        if ys.med is None and ps.med is None:
+            return
+        r = pr if pr is not None else (ys.med / ps.med if ys.med and ps.med else None)
         res = ''
         tgt = ''
         if target and r is not None:
@@ -115,9 +127,17 @@ def main():
         for c in ('1', '8', '64'):
             ys = stat(rows, 'http', 'rps', tool='yhc', conc=c)
             b = 'HTTP keep-alive req/s, %s conn%s' % (c, '' if c == '1' else 's')
-            ratio_row(b, ys, 'wrk', stat(rows, 'http', 'rps', tool='wrk', conc=c), target=('>=', 0.8))
+            ratio_row(b, ys, 'wrk', stat(rows, 'http', 'rps', tool='wrk', conc=c), target=('>=', 0.8),
+                      pr=paired(rows, 'http', 'rps', {'tool': 'yhc', 'conc': c}, {'tool': 'wrk', 'conc': c}))
             ratio_row(b, ys, 'libcurl multi', stat(rows, 'http', 'rps', tool='curl', conc=c),
-                      target=('>', 1.0))
+                      target=('>', 1.0),
+                      pr=paired(rows, 'http', 'rps', {'tool': 'yhc', 'conc': c}, {'tool': 'curl', 'conc': c}))
+        for c in ('1', '8', '64'):
+            ratio_row('HTTP client CPU us/request, %s conn%s (lower better)' % (c, '' if c == '1' else 's'),
+                      stat(rows, 'http', 'cpu_us_per_req', tool='yhc', conc=c), 'libcurl multi',
+                      stat(rows, 'http', 'cpu_us_per_req', tool='curl', conc=c),
+                      pr=paired(rows, 'http', 'cpu_us_per_req', {'tool': 'yhc', 'conc': c},
+                                {'tool': 'curl', 'conc': c}))
         for q in ('p50', 'p99'):
             ys = stat(rows, 'http', q + '_us', tool='yhc', conc='8')
             for peer, tool in (('wrk', 'wrk'), ('libcurl multi', 'curl')):
@@ -132,7 +152,9 @@ def main():
             if ys.med is None:
                 continue
             ratio_row('64 MiB download MB/s (%s)' % label, ys, 'libcurl multi',
-                      stat(rows, 'body', 'mbps', src=src, kind=kind, tool='curl'))
+                      stat(rows, 'body', 'mbps', src=src, kind=kind, tool='curl'),
+                      pr=paired(rows, 'body', 'mbps', {'src': src, 'kind': kind, 'tool': 'yhc'},
+                                {'src': src, 'kind': kind, 'tool': 'curl'}))
         ph = stat(rows, 'body', 'peak_heap', tool='yhc')
         bh = stat(rows, 'body', 'heap_base', tool='yhc')
         cap = 16384 + 8192
@@ -210,7 +232,9 @@ def main():
             ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'direct loopback',
                       stat(rows, 'e2e', 'rps', mode='direct', inflight=n), target=('>=', 0.7))
             ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'new tunnel per request',
-                      stat(rows, 'e2e', 'rps', mode='newtunnel', inflight=n), target=('>=', 5.0))
+                      stat(rows, 'e2e', 'rps', mode='newtunnel', inflight=n), target=('>=', 5.0),
+                      pr=paired(rows, 'e2e', 'rps', {'mode': 'tunnel', 'inflight': n},
+                                {'mode': 'newtunnel', 'inflight': n}))
     # ---- 6. footprint
     fy = select(rows, 'foot', prog='yhc')
     fc = select(rows, 'foot', prog='curl')
@@ -248,8 +272,10 @@ def main():
                                                           mach.get('cpu'), mach.get('kernel')))
     out.append('- date: %s; load average at start: %s; commit %s' % (when.get('date'), when.get('load'),
                                                                     when.get('commit')))
-    out.append('- %s runs per figure (HTTP/WebSocket: %s s each), medians; [n%%] = (max-min)/median, '
-               '! = over 20%%; JSON: 5 rounds, thread CPU time' % (when.get('runs'), when.get('secs')))
+    out.append('- %s runs per figure (HTTP/WebSocket: %s s each; yagna-sim sessions: up to 3), medians; '
+               '[n%%] = (max-min)/median, ! = over 20%%; HTTP, download and tunnel-vs-new-tunnel ratios '
+               'are medians of per-run ratios (clients interleaved, order rotated); JSON: 5 rounds, '
+               'thread CPU time' % (when.get('runs'), when.get('secs')))
     out.append('- %s; nginx %s (1 worker); libcurl %s; wrk %s (1 thread)' % (
         tools.get('cc'), tools.get('nginx'), tools.get('curl'), tools.get('wrk')))
     out.append('')
@@ -278,13 +304,17 @@ def main():
                 out.append('- ' + n)
     out.append('')
     out.append('Method: HTTP rate = keep-alive GETs of a 17-byte static file from nginx, each completion '
-               'submits the next (0.3 s warm-up not counted); latency = submit to completion. '
+               'submits the next (0.3 s warm-up not counted); latency = submit to completion; client '
+               'CPU = getrusage user+sys over the timed run / requests. '
                'Downloads stream to a discarding callback. JSON MB/s are over the input size; '
                'write = compact serialisation of the parsed tree. Instructions/byte: callgrind Ir '
                'of one warm parse between CALLGRIND_TOGGLE_COLLECT marks. .text: `size -A`; '
                'libcurl side = min_curl linked with Debian\'s libcurl.a (--gc-sections; the archive '
                'is not built with -ffunction-sections, so little is dropped) + libcjson.so .text; '
-               'libc is dynamic for both.')
+               'libc is dynamic for both. Peak heap: counting YHC_MALLOC/YHC_REALLOC/YHC_FREE, all '
+               'the library holds (client, connection, request record, receive buffer), default '
+               '16 KiB recv_buffer. End to end: examples/calc-image/calculator_server.py behind '
+               'bench/bench_server.py (TCP_NODELAY), 1 instance in yagna-sim (2 simulated providers).')
     print('\n'.join(out))
 
 

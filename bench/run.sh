@@ -3,7 +3,8 @@
 # every benchmark side by side in this one run and prints one table (bench/report.py) with
 # medians, spreads, ratios (yhc / peer) and the targets of issue 7. Not part of `make test`.
 #
-# Environment: BENCH_RUNS (runs per figure, default 3), BENCH_SECONDS (per timed run, 2),
+# Environment: BENCH_RUNS (runs per figure, default 5; the yagna-sim session runs at most 3),
+# BENCH_SECONDS (per timed run, whole seconds since wrk wants them; 2),
 # BENCH_ONLY (space-separated subset of: http body json ws e2e foot), YHC_SHARED (../shared),
 # BENCH_NO_INSTALL=1 (do not apt-get missing peers).
 # Loopback only. Every server started here is stopped on exit (trap), by its own pid.
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=${YHC_SHARED:-$ROOT/../shared}
 DATA=$SHARED/bench-data
-RUNS=${BENCH_RUNS:-3}
+RUNS=${BENCH_RUNS:-5}
 SECS=${BENCH_SECONDS:-2}
 ONLY=${BENCH_ONLY:-http body json ws e2e foot}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/yhc-bench.XXXXXX")
@@ -149,11 +150,14 @@ if want http && start_nginx; then
   for c in 1 8 64; do
     log "HTTP rate, $c connection(s), $RUNS x ${SECS}s per client"
     for r in $(seq "$RUNS"); do
-      "$BIN/http_yhc" rate "$URL" "$c" "$SECS" 2>>"$OUT/err.log" | record "http tool=yhc conc=$c run=$r"
-      if [ -x "$BIN/http_curl" ]; then
+      # the order rotates from run to run, so no client always follows the same neighbour
+      case $((r % 3)) in 1) order="yhc curl wrk" ;; 2) order="curl wrk yhc" ;; 0) order="wrk yhc curl" ;; esac
+      for tool in $order; do
+      if [ $tool = yhc ]; then
+        "$BIN/http_yhc" rate "$URL" "$c" "$SECS" 2>>"$OUT/err.log" | record "http tool=yhc conc=$c run=$r"
+      elif [ $tool = curl ] && [ -x "$BIN/http_curl" ]; then
         "$BIN/http_curl" rate "$URL" "$c" "$SECS" 2>>"$OUT/err.log" | record "http tool=curl conc=$c run=$r"
-      fi
-      if [ "${HAVE[wrk]}" = 1 ]; then
+      elif [ $tool = wrk ] && [ "${HAVE[wrk]}" = 1 ]; then
         # 1 thread, like the other two clients; nginx has the other core
         wrk -t1 -c"$c" -d"${SECS}s" --latency "$URL" 2>>"$OUT/err.log" | awk '
           /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 } /^Requests\/sec:/ { rps = $2 }
@@ -161,6 +165,7 @@ if want http && start_nginx; then
           END { if (rps) printf "RESULT rps=%s p50_us=%.1f p99_us=%.1f\n", rps, us(p50), us(p99) }' |
           record "http tool=wrk conc=$c run=$r"
       fi
+      done
     done
   done
 fi

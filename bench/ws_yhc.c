@@ -7,7 +7,6 @@
 #include "common.h"
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
-#include <sys/resource.h>
 
 static yhc_loop *loop;
 static yhc__stream *ws;
@@ -18,12 +17,6 @@ static double deadline;
 static unsigned char *out, *in;
 static size_t in_cap = 1 << 20;
 
-static double cpu_seconds(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec * 1e-6;
-}
 
 /* The payload is a running byte counter mod 251, so the echo can be checked as a stream. */
 static void pump(void) {
@@ -113,7 +106,7 @@ int main(int argc, char **argv) {
   sent_at_start = sent;
   recv_at_start = received;
   t0 = bench_now();
-  c0 = cpu_seconds();
+  c0 = bench_cpu();
   deadline = t0 + secs;
   pump();
   yhc_loop_run(loop, &done);
@@ -124,7 +117,7 @@ int main(int argc, char **argv) {
   printf("RESULT mbps=%.1f msgs=%.0f bytes=%llu cpu_pct=%.0f\n",
          (double)(received - recv_at_start) / (t1 - t0) / 1e6,
          (double)(received - recv_at_start) / msg / (t1 - t0),
-         (unsigned long long)(received - recv_at_start), (cpu_seconds() - c0) / (t1 - t0) * 100);
+         (unsigned long long)(received - recv_at_start), (bench_cpu() - c0) / (t1 - t0) * 100);
   ws->vt->close(ws);
   yhc_loop_destroy(loop);
   return 0;

@@ -58,6 +58,8 @@ typedef struct yhc_session_desc {
   double max_price_env_hour;    /* GLM per hour of duration [0.5] */
   double max_price_start;       /* GLM start price [0.5] */
   int agreement_lifetime_s;     /* demand expiration and agreement validTo [3600] */
+  int agreement_renew_s;        /* start an instance's replacement this long before its
+                                   agreement ends; must be below the lifetime [120] */
   const char *image_repo;       /* image registry [https://registry.golem.network] */
   int request_timeout_ms;       /* default deadline of a service request [60000]; <0 none */
   size_t max_queue;             /* queued requests per cluster before refusing [10000] */

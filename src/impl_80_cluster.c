@@ -39,7 +39,7 @@ struct yhc_cluster {
   int image_state;              /* 0 none, 1 resolving, 2 ok, 3 failed */
   uint64_t image_call;
   /* session settings */
-  int lifetime_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
+  int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
   int max_retries, idempotent_only, timeout_ms;
   size_t max_queue;
   double max_cpu_hour, max_env_hour, max_start;
@@ -749,6 +749,7 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->service = c->url;
   i->port = c->d.port;
   i->lifetime_s = c->lifetime_s;
+  i->renew_s = c->renew_s;
   i->state_poll_ms = c->state_poll_ms;
   i->drain_ms = c->drain_ms;
   i->tunnel_dead_ms = c->tunnel_dead_ms;

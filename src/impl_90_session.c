@@ -98,6 +98,10 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_lifetime_s must be at least 360 (providers refuse shorter demands)");
     return NULL;
   }
+  if (d.agreement_renew_s < 0 || d.agreement_renew_s >= (d.agreement_lifetime_s ? d.agreement_lifetime_s : 3600)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_renew_s must be below agreement_lifetime_s");
+    return NULL;
+  }
   s = YHC__NEW(yhc_session);
   if (!s) {
     yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
@@ -108,6 +112,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   d.max_price_env_hour = yhc__dbl_or(d.max_price_env_hour, 0.5);
   d.max_price_start = yhc__dbl_or(d.max_price_start, 0.5);
   d.agreement_lifetime_s = yhc__int_or(d.agreement_lifetime_s, 3600);
+  d.agreement_renew_s = yhc__int_or(d.agreement_renew_s, YHC__MIN(120, d.agreement_lifetime_s / 2));
   d.request_timeout_ms = d.request_timeout_ms ? d.request_timeout_ms : 60000;
   if (!d.max_queue) d.max_queue = 10000;
   d.max_retries = d.max_retries ? d.max_retries : 3;
@@ -276,6 +281,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->extra_cons = desc->extra_constraints ? yhc__strdup(desc->extra_constraints) : NULL;
   c->d.image_hash = c->d.image_url = c->d.extra_properties = c->d.extra_constraints = NULL;
   c->lifetime_s = s->d.agreement_lifetime_s;
+  c->renew_s = s->d.agreement_renew_s;
   c->offer_window_ms = s->d.offer_window_ms;
   c->drain_ms = s->d.drain_timeout_ms;
   c->state_poll_ms = s->d.state_poll_ms;
