@@ -514,6 +514,8 @@ typedef struct yhc_session_desc {
   double max_price_env_hour;    /* GLM per hour of duration [0.5] */
   double max_price_start;       /* GLM start price [0.5] */
   int agreement_lifetime_s;     /* demand expiration and agreement validTo [3600] */
+  int agreement_renew_s;        /* start an instance's replacement this long before its
+                                   agreement ends; must be below the lifetime [120] */
   const char *image_repo;       /* image registry [https://registry.golem.network] */
   int request_timeout_ms;       /* default deadline of a service request [60000]; <0 none */
   size_t max_queue;             /* queued requests per cluster before refusing [10000] */
@@ -6872,6 +6874,7 @@ struct yhc__instance {
   yhc__timer expiry_timer;
   uint64_t valid_to_ms;
   int lifetime_s;
+  int renew_s;                  /* marked expiring this long before valid_to */
   int state_poll_ms;
   int drain_ms;
   int tunnel_dead_ms;
@@ -6973,7 +6976,7 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
   if (i->tunnel_broken || !(++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)) return;
   i->tunnel_broken = 1;
-  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%s", err->msg);
+  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
   yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
 }
 
@@ -7119,7 +7122,7 @@ static void yhc__instance_became_ready(yhc__instance *i) {
                      i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
   if (i->valid_to_ms) {
-    uint64_t now = yhc__wall_ms(), margin = 120000;
+    uint64_t now = yhc__wall_ms(), margin = (uint64_t)i->renew_s * 1000u;
     uint64_t at = i->valid_to_ms > now + margin ? i->valid_to_ms - margin - now : 0;
     yhc__timer_start(g->loop, &i->expiry_timer, at, yhc__instance_expiry, i);
   }
@@ -7610,7 +7613,7 @@ struct yhc_cluster {
   int image_state;              /* 0 none, 1 resolving, 2 ok, 3 failed */
   uint64_t image_call;
   /* session settings */
-  int lifetime_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
+  int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
   int max_retries, idempotent_only, timeout_ms;
   size_t max_queue;
   double max_cpu_hour, max_env_hour, max_start;
@@ -8320,6 +8323,7 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->service = c->url;
   i->port = c->d.port;
   i->lifetime_s = c->lifetime_s;
+  i->renew_s = c->renew_s;
   i->state_poll_ms = c->state_poll_ms;
   i->drain_ms = c->drain_ms;
   i->tunnel_dead_ms = c->tunnel_dead_ms;
@@ -8412,9 +8416,7 @@ static int yhc__cluster_target(yhc_cluster *c) {
 static void yhc__instance_drain_timeout(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
-  /* closing: what is still in flight is cut by the close, not by a failed provider */
-  if (c->closing && i->origin)
-    yhc__host_abort(i->origin, YHC_ERR_SHUTDOWN, "the session closed before the request finished (close_timeout_ms)");
+  if (c->closing) i->cut_by_close = 1; /* what is still in flight ends with SHUTDOWN */
   yhc__instance_stop(i); /* what is still in flight moves to other instances */
 }
 
@@ -8599,6 +8601,10 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_lifetime_s must be at least 360 (providers refuse shorter demands)");
     return NULL;
   }
+  if (d.agreement_renew_s < 0 || d.agreement_renew_s >= (d.agreement_lifetime_s ? d.agreement_lifetime_s : 3600)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_renew_s must be below agreement_lifetime_s");
+    return NULL;
+  }
   s = YHC__NEW(yhc_session);
   if (!s) {
     yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
@@ -8609,6 +8615,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   d.max_price_env_hour = yhc__dbl_or(d.max_price_env_hour, 0.5);
   d.max_price_start = yhc__dbl_or(d.max_price_start, 0.5);
   d.agreement_lifetime_s = yhc__int_or(d.agreement_lifetime_s, 3600);
+  d.agreement_renew_s = yhc__int_or(d.agreement_renew_s, YHC__MIN(120, d.agreement_lifetime_s / 2));
   d.request_timeout_ms = d.request_timeout_ms ? d.request_timeout_ms : 60000;
   if (!d.max_queue) d.max_queue = 10000;
   d.max_retries = d.max_retries ? d.max_retries : 3;
@@ -8777,6 +8784,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->extra_cons = desc->extra_constraints ? yhc__strdup(desc->extra_constraints) : NULL;
   c->d.image_hash = c->d.image_url = c->d.extra_properties = c->d.extra_constraints = NULL;
   c->lifetime_s = s->d.agreement_lifetime_s;
+  c->renew_s = s->d.agreement_renew_s;
   c->offer_window_ms = s->d.offer_window_ms;
   c->drain_ms = s->d.drain_timeout_ms;
   c->state_poll_ms = s->d.state_poll_ms;

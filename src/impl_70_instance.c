@@ -58,6 +58,7 @@ struct yhc__instance {
   yhc__timer expiry_timer;
   uint64_t valid_to_ms;
   int lifetime_s;
+  int renew_s;                  /* marked expiring this long before valid_to */
   int state_poll_ms;
   int drain_ms;
   int tunnel_dead_ms;
@@ -159,7 +160,7 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
   if (i->tunnel_broken || !(++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)) return;
   i->tunnel_broken = 1;
-  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%s", err->msg);
+  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
   yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
 }
 
@@ -305,7 +306,7 @@ static void yhc__instance_became_ready(yhc__instance *i) {
                      i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
   if (i->valid_to_ms) {
-    uint64_t now = yhc__wall_ms(), margin = 120000;
+    uint64_t now = yhc__wall_ms(), margin = (uint64_t)i->renew_s * 1000u;
     uint64_t at = i->valid_to_ms > now + margin ? i->valid_to_ms - margin - now : 0;
     yhc__timer_start(g->loop, &i->expiry_timer, at, yhc__instance_expiry, i);
   }
