@@ -28,6 +28,7 @@ typedef struct yhc__ws {
   int state;
   int want_rd, want_wr;
   int eof;             /* the server closed (close frame or TCP EOF): reads return 0 */
+  int inner_eof;       /* TCP EOF seen; becomes eof once the frames already received are read */
   int failed;
   int http_status;     /* of the handshake answer, for callers that map errors */
   char accept[32];
@@ -111,7 +112,7 @@ static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...) {
 /* Reads from inner only while the reader keeps up, so a stalled reader cannot make us buffer
    without bound (and a level-triggered poll cannot spin on data we will not take). */
 static void yhc__ws_interest(yhc__ws *w) {
-  int rd = w->state != YHC__WS_CLOSED && !w->eof &&
+  int rd = w->state != YHC__WS_CLOSED && !w->eof && !w->inner_eof &&
            w->rbuf.len - w->rpos <= w->conf.max_frame + 64 + 65536;
   w->inner->vt->want(w->inner, rd, w->wpos < w->wbuf.len);
 }
@@ -173,12 +174,18 @@ static int yhc__ws_advance(yhc__ws *w) {
       yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
       return -1;
     }
-    if (hl == 0) return 0;
+    if (hl == 0) {
+      if (w->inner_eof) w->eof = 1; /* nothing complete is left: the pipe has ended */
+      break;
+    }
     if (h.opcode >= YHC__WS_OP_CLOSE) {
       yhc__ws_frame f;
       int n;
       memset(&f, 0, sizeof f);
-      if (avail < hl + h.payload_len) return 0;
+      if (avail < hl + h.payload_len) {
+        if (w->inner_eof) w->eof = 1;
+        break;
+      }
       n = yhc__ws_parse(&w->parser, p, avail, &f, &e);
       if (n < 0) {
         yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
@@ -354,7 +361,7 @@ static void yhc__ws_inner_event(void *ctx, int ev) {
       yhc__ws_handshake_read(w);
       return;
     }
-    if (r == 1) w->eof = 1;
+    if (r == 1) w->inner_eof = 1;
     if (w->state == YHC__WS_OPEN && (r != 0 || w->cur_left || w->rpos < w->rbuf.len)) {
       int a = yhc__ws_advance(w);
       if (a < 0) return;
@@ -386,10 +393,14 @@ static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
       continue;
     }
     if (w->eof) break;
+    if (w->inner_eof) { /* EOF in the middle of a frame's payload */
+      w->eof = 1;
+      break;
+    }
     r = yhc__ws_fill(w);
     if (r < 0) return YHC__FAIL;
-    if (r == 1) w->eof = 1;
-    if (r != 2) break;
+    if (r == 1) w->inner_eof = 1; /* the frames before it are still data: loop once more */
+    if (r == 0) break;
   }
   if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
   else yhc__ws_interest(w);
@@ -448,7 +459,7 @@ static void yhc__ws_close(yhc__stream *s) {
    (eof) or will see, and the retry rule covers the latter. */
 static int yhc__ws_alive(yhc__stream *s) {
   yhc__ws *w = YHC__PUN(yhc__ws *, s);
-  return w->state == YHC__WS_OPEN && !w->eof && !w->failed;
+  return w->state == YHC__WS_OPEN && !w->eof && !w->inner_eof && !w->failed;
 }
 
 static const yhc__stream_vt yhc__ws_vt = {yhc__ws_read, yhc__ws_write, yhc__ws_want, yhc__ws_close,
