@@ -292,8 +292,8 @@ def main():
                                                  (': ' + '; '.join(misses)) if misses else ''))
     notes = [r['text'] for r in rows if r['_kind'] == 'note']
     for r in select(rows, 'buildwarn'):
-        notes.append('yhc.h produced %s compiler warning(s) building %s (library code, not bench/)'
-                     % (r['yhc_h'], r['prog']))
+        notes.append('yhc.h produced %s compiler warning(s) building %s (library code, not bench/)%s'
+                     % (r['yhc_h'], r['prog'], ': ' + r['msg'] if r.get('msg') else ''))
     if notes:
         out.append('')
         out.append('Notes:')

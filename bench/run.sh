@@ -105,7 +105,10 @@ build() { # out src "libs" compiler flags...
   own=$(grep -c "^bench/.*warning:" "$OUT/build-$out.log")
   lib=$(grep -c "yhc\.h:[0-9]*:[0-9]*: warning:" "$OUT/build-$out.log")
   [ "$own" = 0 ] || note "bench/$out: $own compiler warning(s) in bench code"
-  [ "$lib" = 0 ] || echo "buildwarn prog=$out yhc_h=$lib" >>"$RAW"
+  if [ "$lib" != 0 ]; then
+    msg=$(grep -m1 "yhc\.h:[0-9]*:[0-9]*: warning:" "$OUT/build-$out.log" | sed 's/.*warning: //' | tr -d '"' | cut -c1-120)
+    echo "buildwarn prog=$out yhc_h=$lib msg=\"$msg\"" >>"$RAW"
+  fi
   return 0
 }
 log "building into $BIN"
