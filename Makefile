@@ -12,6 +12,12 @@ TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
 SHARED  ?= $(abspath ../shared)
 export YHC_SHARED := $(SHARED)
 
+# Builds run on every core unless the caller chose -j.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
+ifeq (,$(filter -j%,$(MAKEFLAGS)))
+MAKEFLAGS += -j$(NPROC)
+endif
+
 .PHONY: all test check test-fast sim-deps fuzz bench demo examples clean
 all: yhc.h
 
