@@ -404,6 +404,10 @@ static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
   }
   if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
   else yhc__ws_interest(w);
+  /* bytes left behind may never be announced by the socket (they are all in rbuf already):
+     say READ again, as the TLS stream does for what mbedTLS holds, so a reader that stops
+     early is not left waiting */
+  if (got && !w->failed && (w->eof || w->rpos < w->rbuf.len)) yhc__ws_kick(w, YHC__EV_READ);
   if (got) return (long)got;
   if (w->failed) return YHC__FAIL;
   return w->eof ? 0 : YHC__AGAIN;
