@@ -288,8 +288,21 @@ def main():
         out.append(line(r))
     out.append('')
     npass = sum(1 for r in table if r[6].startswith('PASS'))
+    noisy = sum(1 for r in table if '(noisy)' in r[6])
     out.append('Targets: %d PASS, %d MISS%s' % (npass, len(misses),
                                                  (': ' + '; '.join(misses)) if misses else ''))
+    if noisy:
+        out.append('%d of these verdicts rest on figures whose runs spread over 20%% ("noisy"): '
+                   'the machine was busy; rerun `make bench` on a quiet machine before trusting '
+                   'them. Client CPU per request and instruction counts are far less affected.' % noisy)
+    try:
+        load1 = float(str(when.get('load', '0')).split()[0])
+        cores = int(mach.get('nproc') or 0)
+        if cores and load1 > cores:
+            out.append('WARNING: load average %.1f on %d cores when the run started: other work '
+                       'competed with every timed figure.' % (load1, cores))
+    except ValueError:
+        pass
     notes = [r['text'] for r in rows if r['_kind'] == 'note']
     for r in select(rows, 'buildwarn'):
         notes.append('yhc.h produced %s compiler warning(s) building %s (library code, not bench/)%s'
