@@ -1360,14 +1360,20 @@ static void yhc__conn_readable(yhc__conn *c) {
           yhc__conn_finish_response(c);
           return;
         }
+        /* a short read drained the socket: the next read would only say EAGAIN */
+        if ((size_t)n < want) return;
         continue;
       }
     } else {
-      if (c->rpos > 0 && c->rbuf.cap - c->rbuf.len < 1024) {
+      /* Unparsed bytes (a partial head or chunk line) move to the front, so the buffer stays
+         at recv_buffer while streaming; it grows only for a head larger than that. */
+      if (c->rpos > 0) {
         yhc__buf_consume(&c->rbuf, c->rpos);
         c->rpos = 0;
       }
-      if (yhc_buf_reserve(&c->rbuf, http->d.recv_buffer)) {
+      if (yhc_buf_reserve(&c->rbuf, c->rbuf.len + 1024 <= http->d.recv_buffer
+                                        ? http->d.recv_buffer - c->rbuf.len
+                                        : 4096)) {
         yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory growing the receive buffer");
         return;
       }
@@ -1378,6 +1384,7 @@ static void yhc__conn_readable(yhc__conn *c) {
         c->rbuf.len += (size_t)n;
         c->last_activity = yhc_loop_now(http->loop);
         if (!yhc__conn_parse(c)) return;
+        if ((size_t)n < cap) return; /* drained: wait for poll rather than read EAGAIN */
         continue;
       }
     }
