@@ -1,0 +1,984 @@
+/* test_cluster.c -- the cluster scheduler under the stand-in's fault injection (issue 5).
+
+   A URL ("http://calc") is served by a cluster of identical instances on different providers.
+   These tests drive real sessions against tests/yagna-sim, whose providers run
+   examples/calc-image, and prove what the scheduler promises: no request is ever lost or
+   answered twice while providers die, tunnels drop and the size changes; scale-down drains
+   first; the stop policies; queue limits and deadlines; retry limits; size functions and the
+   auto-balancer; make-before-break before an agreement ends; destroy with work in flight;
+   plausible metrics; and no request the official spec would reject.
+
+   Every request carries its own id (in the path, the query and a header) to /echo, and the
+   answer must carry the same id back: a response for the wrong request fails the test.
+
+   Also builds examples/requestor_proxy.c (included below, its main renamed) and runs it once:
+   the test re-executes itself with --proxy and talks to it over plain HTTP. */
+#define YHC_IMPLEMENTATION
+#include "yhc.h"
+#include "tests/yt.h"
+#include "tests/yt_proc.h"
+#include "tests/yt_sim.h"
+
+#define REQUESTOR_PROXY_NO_MAIN
+#include "examples/requestor_proxy.c"
+
+#define TC_URL "http://calc"
+
+/* ---- observing a session's events */
+
+typedef struct tc_obs {
+  int ready, failed, stopped, cluster_failed, retried_ev;
+  char live[64][64];      /* provider ids of instances that are ready now */
+  char live_name[64][64];
+  int nlive;
+  char names[64][64];     /* every provider that served, by name */
+  int nnames;
+  int verbose;
+} tc_obs;
+
+static void tc_obs_drop(tc_obs *o, const char *id) {
+  int k;
+  for (k = 0; k < o->nlive; k++) {
+    if (!strcmp(o->live[k], id)) {
+      o->nlive--;
+      memmove(o->live[k], o->live[o->nlive], sizeof o->live[k]);
+      memmove(o->live_name[k], o->live_name[o->nlive], sizeof o->live_name[k]);
+      return;
+    }
+  }
+}
+
+static void tc_on_event(const yhc_event *ev, void *user) {
+  tc_obs *o = (tc_obs *)user;
+  if (o->verbose) fprintf(stderr, "  [ev %d] %s\n", (int)ev->kind, ev->message ? ev->message : "");
+  switch (ev->kind) {
+  case YHC_EV_SERVICE_READY:
+    o->ready++;
+    if (ev->provider_id && o->nlive < 64) {
+      snprintf(o->live[o->nlive], sizeof o->live[0], "%s", ev->provider_id);
+      snprintf(o->live_name[o->nlive], sizeof o->live_name[0], "%s", ev->provider_name ? ev->provider_name : "");
+      o->nlive++;
+    }
+    if (ev->provider_name && o->nnames < 64)
+      snprintf(o->names[o->nnames++], sizeof o->names[0], "%s", ev->provider_name);
+    break;
+  case YHC_EV_SERVICE_FAILED:
+    o->failed++;
+    if (ev->provider_id) tc_obs_drop(o, ev->provider_id);
+    break;
+  case YHC_EV_SERVICE_STOPPED:
+    o->stopped++;
+    if (ev->provider_id) tc_obs_drop(o, ev->provider_id);
+    break;
+  case YHC_EV_CLUSTER_FAILED: o->cluster_failed++; break;
+  case YHC_EV_REQUEST_RETRIED: o->retried_ev++; break;
+  default: break;
+  }
+}
+
+/* ---- sessions */
+
+static void tc_start_server(yhc_ctx *ctx, const char *listen_on, void *user) {
+  const char *argv[] = {"/bin/sh", "-c",
+                        "python3 /golem/run/calculator_server.py --port 80 >/dev/null 2>&1 &", NULL};
+  (void)listen_on;
+  (void)user;
+  yhc_ctx_run(ctx, argv);
+}
+
+/* Short intervals everywhere: the whole program must stay well under two minutes. */
+static void tc_desc(yhc_session_desc *sd, yt_sim *sim, tc_obs *obs) {
+  memset(sd, 0, sizeof *sd);
+  memset(obs, 0, sizeof *obs);
+  obs->verbose = getenv("TC_VERBOSE") != NULL;
+  sd->yagna_url = sim->url;
+  sd->app_key = YT_SIM_APPKEY;
+  sd->image_repo = sim->url;
+  sd->offer_window_ms = 150;
+  sd->state_poll_ms = 500;
+  sd->tunnel_dead_ms = 4000;
+  sd->drain_timeout_ms = 5000;
+  sd->close_timeout_ms = 8000;
+  sd->request_timeout_ms = 60000;
+  sd->max_price_cpu_hour = 5; /* the stand-in's later providers are dearer than the default */
+  sd->max_price_env_hour = 5;
+  sd->on_event = tc_on_event;
+  sd->event_user = obs;
+}
+
+static yhc_session *tc_open(const yhc_session_desc *sd, yt_sim *sim, int size, yhc_on_stop policy) {
+  yhc_error err;
+  yhc_service_desc svc;
+  yhc_session *s = yhc_session_create(sd, &err);
+  if (!s) {
+    fprintf(stderr, "session: %s\n", err.msg);
+    return NULL;
+  }
+  memset(&svc, 0, sizeof svc);
+  svc.url = TC_URL;
+  svc.image_hash = sim->hash;
+  svc.startup = tc_start_server;
+  svc.initial_size = size > 0 ? size : 1;
+  svc.on_stop = policy;
+  if (yhc_session_add_service(s, &svc, &err) < 0) {
+    fprintf(stderr, "add_service: %s\n", err.msg);
+    yhc_session_destroy(s);
+    return NULL;
+  }
+  if (size == 0) yhc_session_set_size(s, TC_URL, 0); /* initial_size 0 reads as "default" */
+  return s;
+}
+
+static yhc_cluster_stats tc_stats(yhc_session *s) {
+  yhc_cluster_stats st;
+  memset(&st, 0, sizeof st);
+  yhc_session_stats(s, TC_URL, &st);
+  return st;
+}
+
+/* Turns the session's loop until `cond` holds or `ms` pass. */
+#define TC_WAIT(s, cond, ms)                                                             \
+  do {                                                                                   \
+    long long tc_until_ = yt_now_ms() + (ms);                                            \
+    while (!(cond) && yt_now_ms() < tc_until_) yhc_loop_poll(yhc_session_loop(s), 20);   \
+  } while (0)
+
+static void tc_spin(yhc_session *s, int ms) {
+  long long until = yt_now_ms() + ms;
+  while (yt_now_ms() < until) yhc_loop_poll(yhc_session_loop(s), 20);
+}
+
+/* ---- tracked requests: every one must be answered exactly once, with its own answer */
+
+enum { TC_ECHO, TC_SLEEP, TC_POST };
+
+typedef struct tc_load tc_load;
+typedef struct tc_req {
+  tc_load *load;
+  int id;
+  int calls;
+  int status;
+  yhc_err err;
+  char error[300];
+} tc_req;
+
+struct tc_load {
+  yhc_session *s;
+  tc_req *reqs;
+  int n;            /* requests to send in all */
+  int next;         /* next to send */
+  int concurrency;  /* outstanding at most */
+  int outstanding;
+  int done, ok, errors, dups, wrong;
+  int kind;
+  int sleep_ms;
+  int timeout_ms;
+  int hold;         /* 1 = do not send more for now */
+  uint64_t last_id;
+  yhc_err first_err;
+  char first_error[300];
+};
+
+static void tc_send(tc_load *L);
+
+static void tc_done(const yhc_response *resp, void *user) {
+  tc_req *r = (tc_req *)user;
+  tc_load *L = r->load;
+  r->calls++;
+  if (r->calls > 1) {
+    L->dups++;
+    return;
+  }
+  L->outstanding--;
+  L->done++;
+  r->status = resp->status;
+  r->err = resp->err;
+  snprintf(r->error, sizeof r->error, "%s", resp->error);
+  if (resp->err || resp->status != 200) {
+    L->errors++;
+    if (!L->first_err && resp->err) {
+      L->first_err = resp->err;
+      snprintf(L->first_error, sizeof L->first_error, "%s", resp->error);
+    } else if (!L->first_error[0]) {
+      snprintf(L->first_error, sizeof L->first_error, "HTTP %d %.*s", resp->status,
+               (int)(resp->body.len > 100 ? 100 : resp->body.len), resp->body.ptr);
+    }
+  } else {
+    char want[128], hdr[128];
+    int good = 1;
+    if (L->kind == TC_ECHO || L->kind == TC_POST) {
+      snprintf(want, sizeof want, "\"path\": \"/echo/%d?n=%d\"", r->id, r->id);
+      snprintf(hdr, sizeof hdr, "[\"X-Req-Id\", \"%d\"]", r->id);
+      good = strstr(resp->body.ptr, want) && strstr(resp->body.ptr, hdr);
+      if (L->kind == TC_POST) {
+        snprintf(want, sizeof want, "\"body\": \"payload-%d\"", r->id);
+        good = good && strstr(resp->body.ptr, want);
+      }
+    } else {
+      snprintf(want, sizeof want, "slept %d", L->sleep_ms);
+      good = resp->body.len == strlen(want) && !memcmp(resp->body.ptr, want, resp->body.len);
+    }
+    if (good) L->ok++;
+    else {
+      L->wrong++;
+      if (L->wrong < 3)
+        fprintf(stderr, "wrong answer for request %d: %.*s\n", r->id, (int)(resp->body.len > 300 ? 300 : resp->body.len),
+                resp->body.ptr);
+    }
+  }
+  tc_send(L); /* top up from inside the callback, as an application would */
+}
+
+static void tc_send_one(tc_load *L) {
+  tc_req *r = &L->reqs[L->next];
+  char url[96], idv[16], body[48];
+  yhc_header h[1];
+  yhc_request rq;
+  r->load = L;
+  r->id = L->next;
+  L->next++;
+  L->outstanding++;
+  memset(&rq, 0, sizeof rq);
+  snprintf(idv, sizeof idv, "%d", r->id);
+  h[0].name = "X-Req-Id";
+  h[0].value = idv;
+  if (L->kind == TC_SLEEP) {
+    snprintf(url, sizeof url, TC_URL "/sleep/%d", L->sleep_ms);
+  } else {
+    snprintf(url, sizeof url, TC_URL "/echo/%d?n=%d", r->id, r->id);
+    rq.headers = h;
+    rq.header_count = 1;
+  }
+  if (L->kind == TC_POST) {
+    snprintf(body, sizeof body, "payload-%d", r->id);
+    rq.method = "POST";
+    rq.body = body;
+    rq.body_len = strlen(body);
+  }
+  rq.url = url;
+  rq.timeout_ms = L->timeout_ms;
+  L->last_id = yhc_session_request(L->s, &rq, tc_done, r);
+}
+
+static void tc_send(tc_load *L) {
+  while (!L->hold && L->next < L->n && L->outstanding < L->concurrency) tc_send_one(L);
+}
+
+static void tc_load_init(tc_load *L, yhc_session *s, int n, int concurrency, int kind) {
+  memset(L, 0, sizeof *L);
+  L->s = s;
+  L->n = n;
+  L->concurrency = concurrency;
+  L->kind = kind;
+  L->sleep_ms = 100;
+  L->reqs = (tc_req *)calloc((size_t)n, sizeof *L->reqs);
+}
+
+/* Requests never answered, answered twice. */
+static int tc_lost(const tc_load *L) {
+  int k, lost = 0;
+  for (k = 0; k < L->next; k++) lost += L->reqs[k].calls == 0;
+  return lost;
+}
+
+static void tc_load_free(tc_load *L) {
+  free(L->reqs);
+  L->reqs = NULL;
+}
+
+static yt_sim tc_sim;
+static yhc_loop *tc_aloop;
+static yhc_http *tc_admin;
+
+static int tc_sim_up(int providers) {
+  const char *extra[] = {"--ws-ping-interval-ms", "1000", "--ws-idle-timeout-ms", "6000",
+                         "--tunnel-connect-timeout-ms", "1500", "--negotiation-delay-ms", "5",
+                         "--keep-alive-ms", "20000", NULL};
+  if (yt_sim_start(&tc_sim, providers, extra) < 0) return -1;
+  return 0;
+}
+
+static int tc_fault(const char *provider, const char *fault, const char *extra) {
+  char body[300];
+  snprintf(body, sizeof body, "{\"provider\":\"%s\",\"fault\":\"%s\"%s%s}", provider, fault, extra ? "," : "",
+           extra ? extra : "");
+  return yt_sim_fault(&tc_sim, tc_admin, body);
+}
+
+/* Every group ends by asking the stand-in whether anything we sent broke the spec. */
+static void tc_sim_check(const char *what) {
+  long v = yt_sim_violations(&tc_sim, tc_admin);
+  YT_CHECKF(v == 0, "%s: %ld spec violations", what, v);
+  tc_fault("*", "clear", NULL); /* no fault outlives its group */
+}
+
+
+/* A pseudo-random source that does not depend on the libc's rand() state. */
+static unsigned tc_rng = 12345u;
+static unsigned tc_rand(void) {
+  tc_rng = tc_rng * 1103515245u + 12345u;
+  return (tc_rng >> 8) & 0xffffffu;
+}
+
+/* ==== 1. chaos: 5 instances, 2000 requests at concurrency 50, providers dying ========== */
+
+static void test_chaos(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  yhc_cluster_stats st;
+  int kills = 0, drops = 0, next_fault = 100, next_drop = 50, k;
+  long long t0;
+  YT_GROUP("chaos: 2000 requests, 5 instances, services killed and tunnels dropped");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.max_retries = 8;
+  s = tc_open(&sd, &tc_sim, 5, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (!s) {
+    return;
+  }
+  t0 = yt_now_ms();
+  TC_WAIT(s, tc_stats(s).ready == 5, 60000);
+  st = tc_stats(s);
+  YT_EQ_INT(st.ready, 5);
+  fprintf(stderr, "   5 instances ready in %lld ms\n", yt_now_ms() - t0);
+  tc_load_init(&L, s, 2000, 50, TC_ECHO);
+  L.timeout_ms = 90000;
+  t0 = yt_now_ms();
+  tc_send(&L);
+  while (L.done < L.n && yt_now_ms() - t0 < 100000) {
+    yhc_loop_poll(yhc_session_loop(s), 10);
+    if (L.done >= next_fault && obs.nlive >= 1) {
+      const char *victim = obs.live[tc_rand() % (unsigned)obs.nlive];
+      tc_fault(victim, (kills % 4 == 3) ? "crashVm" : "killService", NULL);
+      kills++;
+      next_fault += 100;
+    }
+    if (L.done >= next_drop && obs.nlive >= 1) {
+      tc_fault(obs.live[tc_rand() % (unsigned)obs.nlive], "dropTunnels", NULL);
+      drops++;
+      next_drop += 100;
+    }
+  }
+  fprintf(stderr, "   %d requests in %lld ms, %d services killed, %d tunnel drops\n", L.done,
+          yt_now_ms() - t0, kills, drops);
+  YT_EQ_INT(L.done, L.n);
+  YT_EQ_INT(tc_lost(&L), 0);
+  YT_EQ_INT(L.dups, 0);
+  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+  YT_EQ_INT(L.wrong, 0);
+  YT_EQ_INT(L.ok, L.n);
+  YT_CHECK(kills >= 10);
+  /* the cluster heals back to its size */
+  t0 = yt_now_ms();
+  TC_WAIT(s, tc_stats(s).ready == 5 && tc_stats(s).starting == 0, 30000);
+  fprintf(stderr, "   back to 5 ready in %lld ms\n", yt_now_ms() - t0);
+  st = tc_stats(s);
+  YT_EQ_INT(st.ready, 5);
+  YT_CHECKF(st.retried > 0, "retried %llu", (unsigned long long)st.retried);
+  YT_CHECKF(st.instances_failed >= kills / 2, "instances_failed %d after %d kills", st.instances_failed, kills);
+  YT_CHECK(obs.failed > 0);
+  YT_EQ_INT((long long)st.retried, obs.retried_ev);
+  /* metrics */
+  YT_EQ_INT((long long)st.completed, L.ok);
+  YT_EQ_INT((long long)st.failed, 0);
+  YT_EQ_INT((long long)st.queued, 0);
+  YT_EQ_INT((long long)st.in_flight, 0);
+  YT_CHECKF(st.p50_ms > 0 && st.p50_ms <= st.p99_ms && st.p99_ms < 90000, "p50 %.1f p99 %.1f", st.p50_ms,
+            st.p99_ms);
+  t0 = yt_now_ms();
+  yhc_session_close_wait(s);
+  fprintf(stderr, "   closed in %lld ms\n", yt_now_ms() - t0);
+  st = tc_stats(s);
+  YT_CHECKF(st.spent > 0, "cluster spent %.9f", st.spent);
+  YT_CHECKF(yhc_session_spent(s) > 0 && yhc_session_spent(s) + 1e-12 >= st.spent, "session spent %.9f",
+            yhc_session_spent(s));
+  yhc_session_destroy(s);
+  for (k = 0; k < L.n; k++) if (L.reqs[k].calls != 1) break;
+  YT_EQ_INT(k, L.n); /* still exactly once after close and destroy */
+  tc_load_free(&L);
+  tc_sim_check("chaos");
+}
+
+
+/* ==== 2. scale 1 -> 5 -> 0 -> 2 under load: nothing cut, size 0 queues ================ */
+
+static void test_scale(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  yhc_cluster_stats st;
+  int before, served_at_zero;
+  YT_GROUP("scale 1 -> 5 -> 0 -> 2 under load");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.drain_timeout_ms = 10000; /* far above a request's 150 ms: draining always finishes them */
+  s = tc_open(&sd, &tc_sim, 1, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (!s) {
+    return;
+  }
+  tc_load_init(&L, s, 100000, 16, TC_SLEEP);
+  L.sleep_ms = 150;
+  tc_send(&L);
+  TC_WAIT(s, L.ok >= 20, 60000);
+  st = tc_stats(s);
+  YT_EQ_INT(st.ready, 1);
+  YT_CHECK(L.ok >= 20);
+  /* up to 5 while requests flow */
+  YT_EQ_INT(yhc_session_set_size(s, TC_URL, 5), 0);
+  TC_WAIT(s, tc_stats(s).ready == 5, 30000);
+  YT_EQ_INT(tc_stats(s).ready, 5);
+  before = L.ok;
+  TC_WAIT(s, L.ok >= before + 100, 20000);
+  YT_CHECK(L.ok >= before + 100);
+  /* down to 0: every instance drains (its requests finish) and stops; new requests queue */
+  YT_EQ_INT(yhc_session_set_size(s, TC_URL, 0), 0);
+  YT_EQ_INT(tc_stats(s).ready, 0); /* none takes new work at once */
+  TC_WAIT(s, (st = tc_stats(s), st.ready + st.starting + st.stopping == 0), 20000);
+  YT_EQ_INT(st.ready + st.starting + st.stopping, 0);
+  YT_CHECKF(L.errors == 0, "%d errors during scale-down, first: %s", L.errors, L.first_error);
+  served_at_zero = L.done;
+  tc_spin(s, 1000);
+  st = tc_stats(s);
+  YT_EQ_INT(L.done, served_at_zero); /* nothing can be served, nothing fails */
+  YT_EQ_INT((long long)st.queued, L.outstanding);
+  YT_EQ_INT((long long)st.queued, 16);
+  YT_EQ_INT((long long)st.in_flight, 0);
+  /* up to 2: the queue is served */
+  YT_EQ_INT(yhc_session_set_size(s, TC_URL, 2), 0);
+  TC_WAIT(s, L.done >= served_at_zero + 40, 30000);
+  YT_CHECK(L.done >= served_at_zero + 40);
+  TC_WAIT(s, tc_stats(s).ready == 2, 10000);
+  st = tc_stats(s);
+  YT_EQ_INT(st.ready, 2);
+  YT_EQ_INT(st.ready + st.starting, 2); /* exactly the new size */
+  L.hold = 1;
+  TC_WAIT(s, L.outstanding == 0, 10000);
+  YT_EQ_INT(L.outstanding, 0);
+  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+  YT_EQ_INT(L.dups, 0);
+  YT_EQ_INT(L.wrong, 0);
+  YT_EQ_INT(tc_lost(&L), 0);
+  YT_EQ_INT(tc_stats(s).instances_failed, 0);
+  YT_EQ_INT(obs.failed, 0);
+  YT_EQ_INT((long long)tc_stats(s).retried, 0); /* nothing was cut, so nothing moved */
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("scale");
+}
+
+/* ==== 3. on_stop policies: raise fails the cluster, ignore shrinks it ================== */
+
+static void test_policies(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L, L2;
+  yhc_cluster_stats st;
+  long long t;
+  int k, all_err = 1;
+  YT_GROUP("on_stop = raise: a killed service fails the cluster");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.instance_concurrency = 2;
+  s = tc_open(&sd, &tc_sim, 2, YHC_ON_STOP_RAISE);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    tc_load_init(&L, s, 10, 10, TC_SLEEP);
+    L.sleep_ms = 3000;
+    tc_send(&L);
+    TC_WAIT(s, tc_stats(s).in_flight == 4, 10000);
+    tc_spin(s, 300); /* sent, and being served */
+    st = tc_stats(s);
+    YT_EQ_INT((long long)st.in_flight, 4);
+    YT_EQ_INT((long long)st.queued, 6);
+    YT_CHECK(obs.nlive == 2);
+    if (obs.nlive) tc_fault(obs.live[0], "killService", NULL);
+    TC_WAIT(s, L.done == 10, 20000);
+    YT_EQ_INT(L.done, 10);
+    YT_EQ_INT(L.ok, 0);
+    YT_EQ_INT(L.errors, 10); /* queued and in flight, on both instances */
+    for (k = 0; k < 10; k++) all_err &= L.reqs[k].err == YHC_ERR_SERVICE_FAILED;
+    YT_CHECKF(all_err, "first error: %s", L.first_error);
+    YT_EQ_INT(obs.cluster_failed, 1);
+    st = tc_stats(s);
+    YT_EQ_INT(st.failed_cluster, 1);
+    YT_EQ_INT((long long)st.failed, 10);
+    /* later requests fail at once */
+    tc_load_init(&L2, s, 1, 1, TC_ECHO);
+    t = yt_now_ms();
+    tc_send(&L2);
+    TC_WAIT(s, L2.done == 1, 5000);
+    YT_EQ_INT(L2.done, 1);
+    YT_EQ_INT(L2.reqs[0].err, YHC_ERR_SERVICE_FAILED);
+    YT_CHECKF(yt_now_ms() - t < 500, "took %lld ms", yt_now_ms() - t);
+    TC_WAIT(s, (st = tc_stats(s), st.ready + st.starting + st.stopping == 0), 10000);
+    YT_EQ_INT(st.ready + st.starting, 0); /* nothing is rented for a failed cluster */
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    YT_EQ_INT(L.dups + L2.dups, 0);
+    tc_load_free(&L);
+    tc_load_free(&L2);
+  }
+
+  YT_GROUP("on_stop = ignore: a killed service is not replaced");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = tc_open(&sd, &tc_sim, 3, YHC_ON_STOP_IGNORE);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 3, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 3);
+    tc_load_init(&L, s, 300, 6, TC_ECHO);
+    tc_send(&L);
+    TC_WAIT(s, L.done >= 30, 10000);
+    if (obs.nlive) tc_fault(obs.live[0], "killService", NULL);
+    TC_WAIT(s, L.done == L.n, 30000);
+    TC_WAIT(s, tc_stats(s).instances_failed == 1, 10000);
+    tc_spin(s, 2500); /* several size ticks: no replacement */
+    st = tc_stats(s);
+    YT_EQ_INT(st.instances_failed, 1);
+    YT_EQ_INT(st.ready, 2);
+    YT_EQ_INT(st.starting, 0);
+    YT_EQ_INT(st.failed_cluster, 0);
+    YT_EQ_INT(obs.cluster_failed, 0);
+    YT_EQ_INT(obs.ready, 3); /* nothing new was started */
+    YT_EQ_INT(L.done, L.n);
+    YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+    YT_EQ_INT(L.ok, L.n);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+  tc_sim_check("policies");
+}
+
+/* ==== 4. queue limit, deadlines, size function, auto-balancer ========================= */
+
+static int tc_fn_calls, tc_fn_saw_queue, tc_fn_saw_flight;
+static int tc_size_fn(const yhc_cluster *c, void *user) {
+  yhc_cluster_stats st;
+  (void)user;
+  tc_fn_calls++;
+  yhc_cluster_stats_get(c, &st);
+  if ((int)st.queued > tc_fn_saw_queue) tc_fn_saw_queue = (int)st.queued;
+  if ((int)st.in_flight > tc_fn_saw_flight) tc_fn_saw_flight = (int)st.in_flight;
+  return st.queued + st.in_flight > 0 ? 2 : 1;
+}
+
+static void test_queue_and_sizing(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L, L2;
+  yhc_cluster_stats st;
+  int k, timeouts = 0, calls, max_target = 0, max_ready = 0;
+  YT_GROUP("queue full, deadlines");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.max_queue = 3;
+  s = tc_open(&sd, &tc_sim, 0, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    tc_load_init(&L, s, 3, 3, TC_ECHO);
+    L.timeout_ms = 800;
+    tc_send(&L);
+    tc_load_init(&L2, s, 1, 1, TC_ECHO);
+    tc_send(&L2); /* the fourth */
+    YT_EQ_INT((long long)tc_stats(s).queued, 3);
+    TC_WAIT(s, L2.done == 1, 2000);
+    YT_EQ_INT(L2.done, 1);
+    YT_EQ_INT(L2.reqs[0].err, YHC_ERR_QUEUE_FULL);
+    YT_EQ_INT(L.done, 0); /* the full-queue answer came at once, before any deadline */
+    YT_EQ_INT((long long)tc_stats(s).queued, 3);
+    TC_WAIT(s, L.done == 3, 5000);
+    for (k = 0; k < 3; k++) timeouts += L.reqs[k].err == YHC_ERR_TIMEOUT;
+    YT_EQ_INT(timeouts, 3);
+    st = tc_stats(s);
+    YT_EQ_INT((long long)st.queued, 0);
+    YT_EQ_INT((long long)st.failed, 3);
+    YT_EQ_INT(st.ready + st.starting, 0);
+    YT_EQ_INT(L.dups + L2.dups, 0);
+    tc_load_free(&L);
+    tc_load_free(&L2);
+    /* a queued request that is cancelled leaves the queue and is answered once */
+    tc_load_init(&L, s, 1, 1, TC_ECHO);
+    tc_send(&L);
+    YT_EQ_INT((long long)tc_stats(s).queued, 1);
+    YT_EQ_INT(yhc_session_cancel(s, L.last_id), 0);
+    YT_EQ_INT(L.done, 1);
+    YT_EQ_INT(L.reqs[0].err, YHC_ERR_CANCELLED);
+    YT_EQ_INT((long long)tc_stats(s).queued, 0);
+    tc_load_free(&L);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+  }
+
+  YT_GROUP("size function: re-evaluated, sees the queue");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = tc_open(&sd, &tc_sim, 1, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    tc_fn_calls = tc_fn_saw_queue = tc_fn_saw_flight = 0;
+    YT_EQ_INT(yhc_session_set_size_fn(s, TC_URL, tc_size_fn, NULL), 0);
+    YT_EQ_INT(yhc_session_set_size_fn(s, "http://nope", tc_size_fn, NULL), -1);
+    TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 1);
+    YT_EQ_INT(tc_stats(s).size_target, -1); /* a function: no fixed number */
+    calls = tc_fn_calls;
+    tc_spin(s, 2200);
+    YT_CHECKF(tc_fn_calls >= calls + 2, "size fn called %d times in 2.2 s idle", tc_fn_calls - calls);
+    YT_EQ_INT(tc_stats(s).ready, 1);
+    tc_load_init(&L, s, 240, 30, TC_SLEEP);
+    L.sleep_ms = 200;
+    tc_send(&L);
+    TC_WAIT(s, tc_stats(s).ready == 2, 20000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    TC_WAIT(s, L.done == L.n, 30000);
+    YT_EQ_INT(L.ok, L.n);
+    YT_CHECKF(tc_fn_saw_queue > 0, "saw queue %d", tc_fn_saw_queue);
+    YT_CHECKF(tc_fn_saw_flight > 0, "saw in flight %d", tc_fn_saw_flight);
+    TC_WAIT(s, (st = tc_stats(s), st.ready == 1 && st.stopping == 0), 15000);
+    YT_EQ_INT(st.ready, 1); /* idle again: back to one */
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+
+  YT_GROUP("auto-balancer grows under a burst and shrinks when idle");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.instance_concurrency = 2;
+  s = tc_open(&sd, &tc_sim, 1, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    yhc_autoscale_desc a;
+    memset(&a, 0, sizeof a);
+    a.min_size = 1;
+    a.max_size = 3;
+    a.queue_per_instance = 2;
+    a.idle_ms = 1000;
+    a.cooldown_ms = 300;
+    YT_EQ_INT(yhc_session_autoscale(s, TC_URL, &a), 0);
+    TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 1);
+    tc_spin(s, 1500);
+    YT_EQ_INT(tc_stats(s).size_target, 1); /* idle at the minimum: no change */
+    tc_load_init(&L, s, 60, 60, TC_SLEEP);
+    L.sleep_ms = 300;
+    tc_send(&L);
+    while (L.done < L.n) {
+      TC_WAIT(s, 0, 50);
+      st = tc_stats(s);
+      if (st.size_target > max_target) max_target = st.size_target;
+      if (st.ready > max_ready) max_ready = st.ready;
+      if (L.done < L.n && tc_sim.proc.pid == 0) break;
+    }
+    YT_EQ_INT(L.ok, L.n);
+    YT_EQ_INT(max_target, 3);
+    YT_CHECKF(max_ready >= 2, "max ready %d", max_ready);
+    TC_WAIT(s, (st = tc_stats(s), st.size_target == 1 && st.ready == 1 && st.stopping == 0), 15000);
+    YT_EQ_INT(st.size_target, 1);
+    YT_EQ_INT(st.ready, 1);
+    YT_EQ_INT(st.instances_failed, 0);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+  tc_sim_check("queue and sizing");
+}
+
+/* ==== 5. retry limit; retry_idempotent_only ============================================ */
+
+static void test_retry_limits(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  yhc_cluster_stats st;
+  int drops = 0, k, named = 0;
+  uint64_t seen_retries = 0;
+  YT_GROUP("retry limit: every provider fails the request");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.max_retries = 2;
+  s = tc_open(&sd, &tc_sim, 2, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    tc_load_init(&L, s, 1, 1, TC_SLEEP);
+    L.sleep_ms = 20000;
+    tc_send(&L);
+    /* each time the request is on a provider, that provider's tunnels break */
+    while (L.done == 0 && drops < 6) {
+      TC_WAIT(s, tc_stats(s).in_flight == 1 || L.done, 10000);
+      tc_spin(s, 300);
+      if (L.done) break;
+      tc_fault("*", "dropTunnels", NULL);
+      drops++;
+      TC_WAIT(s, tc_stats(s).retried > seen_retries || L.done, 10000);
+      seen_retries = tc_stats(s).retried;
+    }
+    YT_EQ_INT(L.done, 1);
+    YT_EQ_INT(drops, 3);
+    YT_EQ_INT(L.reqs[0].err, YHC_ERR_RETRIES);
+    YT_CHECKF(strstr(L.reqs[0].error, "failed on 3 providers") != NULL, "%s", L.reqs[0].error);
+    for (k = 0; k < obs.nnames; k++) named += strstr(L.reqs[0].error, obs.names[k]) != NULL;
+    YT_CHECKF(named >= 1, "no provider named in: %s", L.reqs[0].error);
+    st = tc_stats(s);
+    YT_EQ_INT((long long)st.retried, 2);
+    YT_EQ_INT((long long)st.failed, 1);
+    YT_EQ_INT(st.instances_failed, 0); /* dropped tunnels are not a dead provider */
+    YT_EQ_INT(st.ready, 2);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+
+  YT_GROUP("retry_idempotent_only: a POST already sent is not retried, a GET is");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.retry_idempotent_only = 1;
+  s = tc_open(&sd, &tc_sim, 1, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 1);
+    tc_fault("*", "tunnelDelay", "\"ms\":3000"); /* answers take a while: time to cut them */
+    tc_load_init(&L, s, 1, 1, TC_POST);
+    tc_send(&L);
+    TC_WAIT(s, tc_stats(s).in_flight == 1, 5000);
+    tc_spin(s, 500);
+    tc_fault("*", "dropTunnels", NULL);
+    TC_WAIT(s, L.done == 1, 10000);
+    YT_EQ_INT(L.done, 1);
+    YT_CHECKF(L.reqs[0].err != YHC_ERR_OK && L.reqs[0].err != YHC_ERR_RETRIES, "%s", L.reqs[0].error);
+    YT_CHECKF(obs.nnames && strstr(L.reqs[0].error, obs.names[0]), "%s", L.reqs[0].error);
+    YT_EQ_INT((long long)tc_stats(s).retried, 0);
+    tc_load_free(&L);
+    tc_load_init(&L, s, 1, 1, TC_ECHO);
+    tc_send(&L);
+    TC_WAIT(s, tc_stats(s).in_flight == 1, 5000);
+    tc_spin(s, 500);
+    tc_fault("*", "dropTunnels", NULL);
+    tc_fault("*", "clear", NULL);
+    TC_WAIT(s, L.done == 1, 15000);
+    YT_EQ_INT(L.ok, 1);
+    YT_EQ_INT((long long)tc_stats(s).retried, 1);
+    tc_load_free(&L);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+  }
+  tc_sim_check("retry limits");
+}
+
+/* ==== 6. agreement end: make before break; a provider ending it early ================== */
+
+static void test_expiry(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  yhc_cluster_stats st;
+  int min_ready = 99;
+  long long until;
+  YT_GROUP("agreement expiry: the replacement is ready before the old instance goes");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.agreement_lifetime_s = 360;
+  sd.agreement_renew_s = 352; /* "expiring" some 8 s after the agreement is made */
+  s = tc_open(&sd, &tc_sim, 2, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    tc_load_init(&L, s, 1000000, 6, TC_SLEEP); /* a steady trickle, not a flood */
+    L.sleep_ms = 100;
+    tc_send(&L);
+    until = yt_now_ms() + 12000;
+    while (yt_now_ms() < until) {
+      yhc_loop_poll(yhc_session_loop(s), 20);
+      st = tc_stats(s);
+      if (st.ready < min_ready) min_ready = st.ready;
+    }
+    L.hold = 1;
+    TC_WAIT(s, L.outstanding == 0, 10000);
+    st = tc_stats(s);
+    YT_CHECKF(obs.stopped >= 2, "%d instances stopped for expiry", obs.stopped);
+    YT_CHECKF(obs.ready >= 4, "%d instances were ready", obs.ready);
+    YT_EQ_INT(obs.failed, 0);
+    YT_EQ_INT(st.instances_failed, 0);
+    YT_CHECKF(min_ready >= 2, "ready dropped to %d", min_ready);
+    YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+    YT_EQ_INT(L.wrong + L.dups + tc_lost(&L), 0);
+    YT_CHECK(L.ok > 100);
+    YT_EQ_INT((long long)st.retried, 0); /* drained, never cut */
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+
+  YT_GROUP("provider ends the agreement early: replaced, nothing lost");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = tc_open(&sd, &tc_sim, 2, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    tc_load_init(&L, s, 1000000, 8, TC_ECHO);
+    tc_send(&L);
+    if (obs.nlive) tc_fault(obs.live[0], "terminateAgreements", "\"inMs\":500");
+    TC_WAIT(s, tc_stats(s).instances_failed == 1, 10000);
+    YT_EQ_INT(tc_stats(s).instances_failed, 1);
+    TC_WAIT(s, obs.ready >= 3 && tc_stats(s).ready == 2, 20000);
+    YT_EQ_INT(tc_stats(s).ready, 2);
+    L.hold = 1;
+    TC_WAIT(s, L.outstanding == 0, 10000);
+    YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+    YT_EQ_INT(L.wrong + L.dups + tc_lost(&L), 0);
+    yhc_session_close_wait(s);
+    yhc_session_destroy(s);
+    tc_load_free(&L);
+  }
+  tc_sim_check("expiry");
+}
+
+/* ==== 7. destroy with requests in flight: each still answered exactly once ============= */
+
+static void test_destroy_in_flight(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  int k, once = 1, shut = 0;
+  YT_GROUP("destroy with requests in flight and queued");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = tc_open(&sd, &tc_sim, 1, YHC_ON_STOP_RESTART);
+  YT_CHECK(s != NULL);
+  if (s) {
+    TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+    tc_load_init(&L, s, 12, 12, TC_SLEEP);
+    L.sleep_ms = 5000;
+    tc_send(&L);
+    TC_WAIT(s, tc_stats(s).in_flight == 8, 5000);
+    tc_spin(s, 200);
+    YT_EQ_INT((long long)tc_stats(s).in_flight, 8);
+    YT_EQ_INT((long long)tc_stats(s).queued, 4);
+    yhc_session_destroy(s);
+    for (k = 0; k < L.n; k++) {
+      once &= L.reqs[k].calls == 1;
+      shut += L.reqs[k].err == YHC_ERR_SHUTDOWN;
+    }
+    YT_CHECK(once);
+    YT_EQ_INT(shut, 12);
+    YT_EQ_INT(L.dups, 0);
+    tc_load_free(&L);
+  }
+  tc_sim_check("destroy");
+}
+
+/* ==== 8. examples/requestor_proxy.c against the stand-in =============================== */
+
+static void test_proxy(const char *self) {
+  yt_proc proxy;
+  char env_url[128], env_hash[128], url[128];
+  const char *argv[4];
+  yhc_request rq;
+  yhc_response *r;
+  yhc_header h[2];
+  YT_GROUP("examples/requestor_proxy.c forwards to the cluster");
+  snprintf(env_url, sizeof env_url, "%s", tc_sim.url);
+  snprintf(env_hash, sizeof env_hash, "%s", tc_sim.hash);
+  setenv("YAGNA_API_URL", env_url, 1);
+  setenv("YAGNA_APPKEY", YT_SIM_APPKEY, 1);
+  setenv("YHC_IMAGE_HASH", env_hash, 1);
+  setenv("YHC_IMAGE_REPO", env_url, 1);
+  argv[0] = self;
+  argv[1] = "--proxy";
+  argv[2] = "0";
+  argv[3] = NULL;
+  if (yt_proc_start_marker(&proxy, argv, 20000, "listening on http://127.0.0.1:") < 0) {
+    YT_CHECK(!"proxy started");
+    return;
+  }
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/add/3/4", proxy.port);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.timeout_ms = 60000;
+  r = yhc_http_fetch(tc_admin, &rq);
+  YT_CHECK(r && !r->err && r->status == 200);
+  if (r) {
+    YT_EQ_MEM(r->body.ptr, r->body.len, "7");
+    YT_EQ_MEM(yhc_response_header(r, "content-type").ptr, yhc_response_header(r, "content-type").len,
+              "text/plain; charset=utf-8");
+    yhc_response_free(r);
+  }
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/echo/x?q=1&r=%%20", proxy.port);
+  h[0].name = "X-Custom";
+  h[0].value = "forwarded";
+  h[1].name = "Content-Type";
+  h[1].value = "text/plain";
+  rq.method = "PUT";
+  rq.headers = h;
+  rq.header_count = 2;
+  rq.body = "hello proxy";
+  rq.body_len = 11;
+  r = yhc_http_fetch(tc_admin, &rq);
+  YT_CHECK(r && !r->err && r->status == 200);
+  if (r) {
+    YT_CHECKF(strstr(r->body.ptr, "\"method\": \"PUT\"") && strstr(r->body.ptr, "\"path\": \"/echo/x?q=1&r=%20\"") &&
+                  strstr(r->body.ptr, "[\"X-Custom\", \"forwarded\"]") &&
+                  strstr(r->body.ptr, "\"body\": \"hello proxy\""),
+              "%.*s", (int)r->body.len, r->body.ptr);
+    yhc_response_free(r);
+  }
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/div/1/0", proxy.port);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.timeout_ms = 30000;
+  r = yhc_http_fetch(tc_admin, &rq);
+  YT_CHECK(r && !r->err && r->status == 400); /* the service's own status comes back */
+  if (r) yhc_response_free(r);
+  yt_proc_stop(&proxy); /* SIGTERM: the proxy closes its session */
+  YT_CHECKF(WIFEXITED(proxy.status) && WEXITSTATUS(proxy.status) == 0, "proxy exit status %d", proxy.status);
+  tc_sim_check("proxy");
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--proxy")) return requestor_proxy_main(argc - 1, argv + 1);
+  signal(SIGPIPE, SIG_IGN);
+  if (!yt_sim_available()) {
+    printf("SKIP test_cluster: the stand-in needs node and tests/yagna-sim/node_modules (make sim-deps)\n");
+    return yt_done();
+  }
+  tc_aloop = yhc_loop_create(NULL);
+  tc_admin = yhc_http_create(tc_aloop, NULL);
+  /* one stand-in for every group (sessions are independent: each avoids only the providers
+     that failed it); plenty of providers, since the chaos group uses up some 25 */
+  if (tc_sim_up(40) < 0) {
+    YT_CHECK(!"stand-in started");
+    yhc_http_destroy(tc_admin);
+    yhc_loop_destroy(tc_aloop);
+    return yt_done();
+  }
+  {
+    const char *only = getenv("TC_ONLY"); /* e.g. TC_ONLY=scale while working on one part */
+#define TC_RUN(name, call)                                                               \
+  if (!only || strstr(only, name)) {                                                     \
+    long long t_ = yt_now_ms();                                                          \
+    call;                                                                                \
+    fprintf(stderr, "   (%s: %lld ms)\n", name, yt_now_ms() - t_);                       \
+  }
+    TC_RUN("chaos", test_chaos());
+    TC_RUN("scale", test_scale());
+    TC_RUN("policies", test_policies());
+    TC_RUN("queue", test_queue_and_sizing());
+    TC_RUN("retry", test_retry_limits());
+    TC_RUN("expiry", test_expiry());
+    TC_RUN("destroy", test_destroy_in_flight());
+    TC_RUN("proxy", test_proxy(argv[0]));
+  }
+  yt_sim_stop(&tc_sim);
+  yhc_http_destroy(tc_admin);
+  yhc_loop_destroy(tc_aloop);
+  return yt_done();
+}
