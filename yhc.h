@@ -4352,14 +4352,20 @@ static void yhc__conn_readable(yhc__conn *c) {
           yhc__conn_finish_response(c);
           return;
         }
+        /* a short read drained the socket: the next read would only say EAGAIN */
+        if ((size_t)n < want) return;
         continue;
       }
     } else {
-      if (c->rpos > 0 && c->rbuf.cap - c->rbuf.len < 1024) {
+      /* Unparsed bytes (a partial head or chunk line) move to the front, so the buffer stays
+         at recv_buffer while streaming; it grows only for a head larger than that. */
+      if (c->rpos > 0) {
         yhc__buf_consume(&c->rbuf, c->rpos);
         c->rpos = 0;
       }
-      if (yhc_buf_reserve(&c->rbuf, http->d.recv_buffer)) {
+      if (yhc_buf_reserve(&c->rbuf, c->rbuf.len + 1024 <= http->d.recv_buffer
+                                        ? http->d.recv_buffer - c->rbuf.len
+                                        : 4096)) {
         yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory growing the receive buffer");
         return;
       }
@@ -4370,6 +4376,7 @@ static void yhc__conn_readable(yhc__conn *c) {
         c->rbuf.len += (size_t)n;
         c->last_activity = yhc_loop_now(http->loop);
         if (!yhc__conn_parse(c)) return;
+        if ((size_t)n < cap) return; /* drained: wait for poll rather than read EAGAIN */
         continue;
       }
     }
@@ -5486,6 +5493,8 @@ static void yhc__ws_keepalive_fire(void *ctx) {
   yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
   uint64_t now = yhc_loop_now(w->loop);
   if (w->state != YHC__WS_OPEN) return;
+  /* payload the owner has not taken yet is no sign of a dead peer: we stopped reading */
+  if (w->cur_left && w->rpos < w->rbuf.len) w->last_rx = now;
   if (w->conf.dead_ms > 0 && now - w->last_rx >= (uint64_t)w->conf.dead_ms) {
     yhc__ws_fail(w, YHC_ERR_TIMEOUT, "tunnel %s: nothing received for %d ms", w->target_desc,
                  w->conf.dead_ms);
@@ -5593,7 +5602,8 @@ static void yhc__ws_inner_event(void *ctx, int ev) {
         return;
       }
       yhc__ws_handshake_read(w);
-      return;
+      if (w->state != YHC__WS_OPEN) return;
+      /* frames that came with the 101 are met now, not when the owner first reads */
     }
     if (r == 1) w->inner_eof = 1;
     if (w->state == YHC__WS_OPEN && (r != 0 || w->cur_left || w->rpos < w->rbuf.len)) {

@@ -252,6 +252,8 @@ static void yhc__ws_keepalive_fire(void *ctx) {
   yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
   uint64_t now = yhc_loop_now(w->loop);
   if (w->state != YHC__WS_OPEN) return;
+  /* payload the owner has not taken yet is no sign of a dead peer: we stopped reading */
+  if (w->cur_left && w->rpos < w->rbuf.len) w->last_rx = now;
   if (w->conf.dead_ms > 0 && now - w->last_rx >= (uint64_t)w->conf.dead_ms) {
     yhc__ws_fail(w, YHC_ERR_TIMEOUT, "tunnel %s: nothing received for %d ms", w->target_desc,
                  w->conf.dead_ms);
@@ -359,7 +361,8 @@ static void yhc__ws_inner_event(void *ctx, int ev) {
         return;
       }
       yhc__ws_handshake_read(w);
-      return;
+      if (w->state != YHC__WS_OPEN) return;
+      /* frames that came with the 101 are met now, not when the owner first reads */
     }
     if (r == 1) w->inner_eof = 1;
     if (w->state == YHC__WS_OPEN && (r != 0 || w->cur_left || w->rpos < w->rbuf.len)) {

@@ -435,6 +435,39 @@ static void test_silent(int port) {
   }
   owner_close(&o);
 
+  /* bytes the owner has not taken yet are a live tunnel, however long it takes to read them */
+  YT_GROUP("dead_ms counts silence, not a reader that is behind");
+  memset(&conf, 0, sizeof conf);
+  conf.dead_ms = 300;
+  if (owner_open(&o, "ws://127.0.0.1:%d/bigframe?n=500000", port, &conf, NULL, 0) == 0) {
+    o.reading = 0; /* from the start: the frame may come with the 101 */
+    pump(&o, 700, c_failed, 0);
+    YT_CHECKF(o.connected && !o.failed, "%s", o.msg);
+    YT_EQ_INT(o.in.len, 0);
+    o.reading = 1;
+    owner_want(&o);
+    pump(&o, 3000, c_got, 500000);
+    YT_CHECKF(o.in.len == 500000, "%lu bytes, %s", (unsigned long)o.in.len, o.msg);
+    pump(&o, 1000, c_failed, 0); /* and once all is read, silence is silence again */
+    YT_CHECKF(o.failed && o.code == YHC_ERR_TIMEOUT, "%s", o.failed ? o.msg : "no failure");
+  }
+  owner_close(&o);
+
+  /* the same when the frame came in one segment with the 101 */
+  if (owner_open(&o, "ws://127.0.0.1:%d/early", port, &conf, NULL, 0) == 0) {
+    o.reading = 0;
+    pump(&o, 700, c_failed, 0);
+    YT_CHECKF(o.connected && !o.failed, "%s", o.msg);
+    o.reading = 1;
+    owner_want(&o);
+    pump(&o, 3000, c_got, 2000);
+    YT_CHECKF(o.in.len == 2000 && o.in.ptr[0] == 'e' && o.in.ptr[1999] == 'e', "%lu bytes, %s",
+              (unsigned long)o.in.len, o.msg);
+    pump(&o, 1000, c_failed, 0);
+    YT_CHECKF(o.failed && o.code == YHC_ERR_TIMEOUT, "%s", o.failed ? o.msg : "no failure");
+  }
+  owner_close(&o);
+
   YT_GROUP("max_wbuf: write says AGAIN once max_wbuf is queued and the peer does not read");
   memset(&conf, 0, sizeof conf);
   conf.max_wbuf = 65536;

@@ -11,7 +11,8 @@
 //   /bigframe?n=N    one N-byte frame
 //   /silent          accepts, then never reads nor sends (the socket is paused: no pongs, and
 //                    the client's writes pile up)
-//   /burst-fin       handcrafted: 101, 3 data frames and a close frame, then TCP FIN at once
+//   /burst-fin       handcrafted: 101, 3 data frames and a close frame, then TCP FIN, in one write
+//   /early           handcrafted: 101 and a 2000-byte data frame in one write, then silence
 //   /reject?status=S HTTP S with a JSON body {"message":"no such network"}
 //   /bad-accept      101 with a wrong Sec-WebSocket-Accept
 //   /no-upgrade      200 OK
@@ -59,16 +60,17 @@ server.on('request', (req, res) => {
   }
 });
 
-function raw101(req, socket) {
-  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-               `Sec-WebSocket-Accept: ${acceptFor(req.headers['sec-websocket-key'] || '')}\r\n\r\n`);
+function raw101(req) {
+  return Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+                     `Sec-WebSocket-Accept: ${acceptFor(req.headers['sec-websocket-key'] || '')}\r\n\r\n`);
 }
 
 // An unmasked server frame, FIN set.
 function frame(opcode, payload) {
   const p = Buffer.from(payload);
-  if (p.length > 125) throw new Error('short frames only');
-  return Buffer.concat([Buffer.from([0x80 | opcode, p.length]), p]);
+  const len = p.length < 126 ? Buffer.from([p.length]) : Buffer.from([126, p.length >> 8, p.length & 255]);
+  if (p.length > 65535) throw new Error('frames up to 64 KiB only');
+  return Buffer.concat([Buffer.from([0x80 | opcode]), len, p]);
 }
 
 server.on('upgrade', (req, socket, head) => {
@@ -99,16 +101,19 @@ server.on('upgrade', (req, socket, head) => {
     return;
   }
   if (mode === '/masked') {
-    raw101(req, socket);
+    socket.write(raw101(req));
     const mask = Buffer.from([1, 2, 3, 4]);
     const data = Buffer.from('hello').map((b, i) => b ^ mask[i & 3]);
     socket.write(Buffer.concat([Buffer.from([0x82, 0x80 | data.length]), mask, data]));
     return;
   }
   if (mode === '/burst-fin') {
-    raw101(req, socket);
-    socket.end(Buffer.concat([frame(2, 'one,'), frame(2, 'two,'), frame(2, 'three'),
+    socket.end(Buffer.concat([raw101(req), frame(2, 'one,'), frame(2, 'two,'), frame(2, 'three'),
                               frame(8, Buffer.from([0x03, 0xe8]))]));
+    return;
+  }
+  if (mode === '/early') {
+    socket.write(Buffer.concat([raw101(req), frame(2, Buffer.alloc(2000, 0x65))]));
     return;
   }
   wss.handleUpgrade(req, socket, head, (ws) => {
