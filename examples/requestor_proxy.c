@@ -224,11 +224,16 @@ static int proxy_read(proxy *p, proxy_client *c) {
         proxy_answer_text(c, 411, "Length Required", "send the body with a Content-Length\n");
         return 0;
       }
-      *blank = '\r';
       if (c->body_len > PROXY_MAX_BODY) {
         proxy_answer_text(c, 413, "Content Too Large", "body too large\n");
         return 0;
       }
+      /* curl asks before sending a large body; say yes rather than make it wait a second */
+      if (proxy_head_find(c->in, "expect") && c->in_len < c->head_len + c->body_len) {
+        static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (write(c->fd, go_on, sizeof go_on - 1) < 0) return -1;
+      }
+      *blank = '\r';
     }
     if (c->in_len >= c->head_len + c->body_len) {
       proxy_forward(p, c);
