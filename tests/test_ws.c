@@ -270,11 +270,12 @@ static void test_chunks_and_fragments(int port) {
   owner_close(&o);
 
   YT_GROUP("/fragmented: fragments (with a ping between) read as their concatenation");
-  if (open_ok(&o, "ws://127.0.0.1:%d/fragmented", port, NULL, NULL, 0)) {
+  if (open_ok(&o, "ws://127.0.0.1:%d/fragmented?id=f1", port, NULL, NULL, 0)) {
     pump(&o, 3000, c_got, 16);
     pump(&o, 50, c_never, 0);
     YT_CHECKF(!o.failed, "%s", o.msg);
     YT_EQ_MEM(o.in.ptr, o.in.len, "alpha-beta-gamma");
+    YT_EQ_INT(peer_stat(port, "f1", "pongs"), 1); /* the ping between fragments was answered */
   }
   owner_close(&o);
 }
@@ -344,6 +345,18 @@ static void test_close(int port) {
   owner_close(&o);
   /* 1000 = our close frame reached the peer; 1006 would mean it never came */
   YT_EQ_INT(wait_close_code(port, "c1"), 1000);
+
+  YT_GROUP("/close without a status code: answered without one (the peer sees 1005)");
+  if (open_ok(&o, "ws://127.0.0.1:%d/close?id=c3&code=none", port, NULL, NULL, 0)) {
+    o.out = x;
+    o.out_len = 1;
+    owner_push(&o);
+    owner_want(&o);
+    pump(&o, 3000, c_eof, 0);
+    YT_CHECKF(o.eof && !o.failed, "%s", o.failed ? o.msg : "no EOF in 3 s");
+  }
+  owner_close(&o);
+  YT_EQ_INT(wait_close_code(port, "c3"), 1005);
 
   YT_GROUP("closing an open stream sends a close frame");
   if (open_ok(&o, "ws://127.0.0.1:%d/echo?id=c2", port, NULL, NULL, 0)) echo_round(&o, 10, 1);
@@ -493,6 +506,17 @@ static void test_silent(int port) {
     YT_EQ_INT(o.write_events, 0); /* no WRITE for a queue that is still full */
     YT_EQ_INT(o.s->vt->write(o.s, chunk, 1), YHC__AGAIN);
     YT_EQ_INT(w->wbuf.len - w->wpos, queued);
+  }
+  owner_close(&o);
+
+  /* the other half: once the peer reads again, WRITE comes and every byte gets through */
+  YT_GROUP("max_wbuf: writes refused while the peer stalls resume on WRITE, byte-exact");
+  memset(&conf, 0, sizeof conf);
+  conf.max_wbuf = 65536;
+  if (open_ok(&o, "ws://127.0.0.1:%d/stall?ms=300", port, &conf, NULL, 0)) {
+    echo_round(&o, (size_t)12 << 20, 9); /* more than loopback's socket buffers hold */
+    YT_CHECKF(o.again_writes > 0, "no write was refused (%ld)", o.again_writes);
+    YT_CHECKF(o.write_events > 0, "no WRITE event (%d)", o.write_events);
   }
   owner_close(&o);
 }

@@ -6,9 +6,10 @@
 //   /chunks          every message back split into 3 messages (boundaries mean nothing)
 //   /fragmented      one message sent as 3 fragments with a ping between them
 //   /ping            pings every 50 ms; pongs counted (GET /stats?id=...)
-//   /close           after the first message: close 1000; the code the client answered with is
-//                    recorded (1006 = it never answered)
+//   /close           after the first message: close 1000 (?code=none: a close without a status);
+//                    the code the client answered with is recorded (1006 = it never answered)
 //   /bigframe?n=N    one N-byte frame
+//   /stall?ms=M      echo, but the socket is not read for the first M ms (writes back up)
 //   /silent          accepts, then never reads nor sends (the socket is paused: no pongs, and
 //                    the client's writes pile up)
 //   /burst-fin       handcrafted: 101, 3 data frames and a close frame, then TCP FIN, in one write
@@ -120,9 +121,13 @@ server.on('upgrade', (req, socket, head) => {
     ws.on('ping', () => st.clientPings++);
     ws.on('close', (code) => { st.closeCode = code; });
     ws.on('error', () => {});
+    ws.on('pong', (data) => {
+      st.pongs++;
+      if (data.toString() === `p${st.pongs}`) st.pongsMatched++;
+    });
     ws.on('message', (data) => {
       st.messages++;
-      if (mode === '/echo' || mode === '/auth') {
+      if (mode === '/echo' || mode === '/auth' || mode === '/stall') {
         ws.send(data, { binary: true });
       } else if (mode === '/chunks') {
         const a = Math.floor(data.length / 3), b = Math.floor((2 * data.length) / 3);
@@ -130,7 +135,8 @@ server.on('upgrade', (req, socket, head) => {
         ws.send(data.subarray(a, b), { binary: true });
         ws.send(data.subarray(b), { binary: true });
       } else if (mode === '/close' && st.messages === 1) {
-        ws.close(1000, 'bye');
+        if (u.searchParams.get('code') === 'none') ws.close();
+        else ws.close(1000, 'bye');
       }
     });
     if (mode === '/fragmented') {
@@ -144,13 +150,12 @@ server.on('upgrade', (req, socket, head) => {
         st.pings++;
         ws.ping(`p${st.pings}`);
       }, 50);
-      ws.on('pong', (data) => {
-        st.pongs++;
-        if (data.toString() === `p${st.pongs}`) st.pongsMatched++;
-      });
       ws.on('close', () => clearInterval(timer));
     } else if (mode === '/bigframe') {
       ws.send(Buffer.alloc(Number(u.searchParams.get('n') || 0), 0x61), { binary: true });
+    } else if (mode === '/stall') {
+      socket.pause();
+      setTimeout(() => socket.resume(), Number(u.searchParams.get('ms') || 300));
     } else if (mode === '/silent') {
       socket.pause(); // after ws attached its 'data' listener, which resumed the socket
     }
