@@ -374,6 +374,8 @@ typedef struct yhc_header {
   const char *value;
 } yhc_header;
 
+typedef struct yhc_response yhc_response;
+
 /* A request. Everything is copied when the request is submitted; the caller may free its
    strings and body right after yhc_http_request() returns. */
 typedef struct yhc_request {
@@ -387,6 +389,10 @@ typedef struct yhc_request {
   /* Streaming: when set, body bytes are handed over as they arrive and not collected, so
      memory stays at the receive buffer. Return non-zero to abort (YHC_ERR_CANCELLED). */
   int (*on_body)(void *user, const void *data, size_t len);
+  /* Streaming: called once the final status and headers are in, before any body byte (the
+     view's body is empty). Return non-zero to abort. A service request whose head or body
+     reached the caller is no longer moved to another provider if its provider fails. */
+  int (*on_head)(void *user, const yhc_response *head);
   int retry_unsafe;            /* 1 = a stale keep-alive connection may resend even a POST */
 } yhc_request;
 
@@ -398,7 +404,7 @@ typedef struct yhc_header_view {
 /* What a callback receives. Everything it points to is valid until the callback returns
    (yhc_http_fetch() hands out an owned copy instead). err != YHC_ERR_OK means no complete
    response: `error` then says why, e.g. "response header section exceeds 16384 bytes". */
-typedef struct yhc_response {
+struct yhc_response {
   uint64_t id;
   yhc_err err;
   const char *error;           /* "" when err == YHC_ERR_OK */
@@ -410,7 +416,7 @@ typedef struct yhc_response {
   const yhc_header_view *trailers;
   size_t trailer_count;
   yhc_str body;                /* empty when the request streamed its body */
-} yhc_response;
+};
 
 typedef void (*yhc_response_fn)(const yhc_response *resp, void *user);
 
@@ -558,7 +564,8 @@ typedef struct yhc_service_desc {
   const char *image_url;        /* optional: the image's download URL (no repository lookup) */
   yhc_startup_fn startup;
   void *startup_user;
-  int initial_size;             /* [1]; 0 is allowed (requests wait until a size is set) */
+  int initial_size;             /* [1]; to start with none (requests wait in the queue),
+                                   call yhc_session_set_size(s, url, 0) after adding it */
   int port;                     /* where the server listens in the VM [80] */
   double min_mem_gib;           /* [0.5] */
   double min_storage_gib;       /* [2.0] */
@@ -3427,6 +3434,8 @@ struct yhc__req {
   int retryable;                  /* safe to resend on a stale keep-alive connection */
   int stale_retried;
   int (*on_body)(void *user, const void *data, size_t len);
+  int (*on_head)(void *user, const yhc_response *head);
+  int streamed;                   /* the user has seen part of the answer: no retry now */
   yhc_response_fn cb;
   void *user;
   /* internal completion hook; the default hands the response to cb and recycles */
@@ -4010,6 +4019,7 @@ static int yhc__conn_body(yhc__conn *c, const char *p, size_t n) {
   yhc_http *http = c->host->http;
   r->body_total += n;
   if (r->on_body) {
+    r->streamed = 1;
     if (r->on_body(r->user, p, n)) {
       yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "body callback aborted the request");
       return -1;
@@ -4222,6 +4232,20 @@ static int yhc__conn_parse(yhc__conn *c) {
         yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response body exceeds %zu bytes (Content-Length %llu)",
                            lim->max_body_bytes, (unsigned long long)r->body_left);
         return 0;
+      }
+      if (r->on_head) {
+        /* streaming callers get the head before the body; they may cancel from inside */
+        yhc_response head;
+        int stop;
+        yhc__response_view(r, &head);
+        head.body.len = 0;
+        r->streamed = 1;
+        stop = r->on_head(r->user, &head);
+        if (c->dead || c->req != r) return 0;
+        if (stop) {
+          yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "head callback aborted the request");
+          return 0;
+        }
       }
       if (r->body_mode == YHC__BODY_NONE) {
         yhc__conn_finish_response(c);
@@ -4573,6 +4597,7 @@ static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *
   r->is_head = !strcmp(method, "HEAD");
   r->retryable = yhc__method_idempotent(method) || req->retry_unsafe;
   r->on_body = req->on_body;
+  r->on_head = req->on_head;
   yhc__req_serialise(r, method, u->host, u->port, *tls ? 443 : 80, u->target, req);
 }
 
@@ -7722,7 +7747,7 @@ static void yhc__cluster_record_latency(yhc_cluster *c, double ms) {
 /* Errors that say "this provider could not serve it", as opposed to the request's own
    deadline or a cancellation: those move the request elsewhere. */
 static int yhc__retryable_error(const yhc__req *r) {
-  if (r->deadline_hit) return 0;
+  if (r->deadline_hit || r->streamed) return 0; /* a streamed answer cannot be taken back */
   switch (r->error.code) {
   case YHC_ERR_CLOSED: case YHC_ERR_IO: case YHC_ERR_CONNECT: case YHC_ERR_TIMEOUT:
   case YHC_ERR_WEBSOCKET: case YHC_ERR_HTTP_STATUS: case YHC_ERR_PROTOCOL:
@@ -8824,7 +8849,6 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->max_start = s->d.max_price_start;
   c->size_mode = YHC__SIZE_INT;
   c->size_int = desc->initial_size ? desc->initial_size : 1;
-  if (desc->initial_size == 0 && desc->startup == NULL && 0) c->size_int = 0;
   c->hooks.ready = yhc__cluster_instance_ready;
   c->hooks.ended = yhc__cluster_instance_ended;
   if (!c->image_hash || (desc->image_url && !c->image_url) || (desc->extra_properties && !c->extra_props) ||

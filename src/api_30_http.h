@@ -32,6 +32,8 @@ typedef struct yhc_header {
   const char *value;
 } yhc_header;
 
+typedef struct yhc_response yhc_response;
+
 /* A request. Everything is copied when the request is submitted; the caller may free its
    strings and body right after yhc_http_request() returns. */
 typedef struct yhc_request {
@@ -45,6 +47,10 @@ typedef struct yhc_request {
   /* Streaming: when set, body bytes are handed over as they arrive and not collected, so
      memory stays at the receive buffer. Return non-zero to abort (YHC_ERR_CANCELLED). */
   int (*on_body)(void *user, const void *data, size_t len);
+  /* Streaming: called once the final status and headers are in, before any body byte (the
+     view's body is empty). Return non-zero to abort. A service request whose head or body
+     reached the caller is no longer moved to another provider if its provider fails. */
+  int (*on_head)(void *user, const yhc_response *head);
   int retry_unsafe;            /* 1 = a stale keep-alive connection may resend even a POST */
 } yhc_request;
 
@@ -56,7 +62,7 @@ typedef struct yhc_header_view {
 /* What a callback receives. Everything it points to is valid until the callback returns
    (yhc_http_fetch() hands out an owned copy instead). err != YHC_ERR_OK means no complete
    response: `error` then says why, e.g. "response header section exceeds 16384 bytes". */
-typedef struct yhc_response {
+struct yhc_response {
   uint64_t id;
   yhc_err err;
   const char *error;           /* "" when err == YHC_ERR_OK */
@@ -68,7 +74,7 @@ typedef struct yhc_response {
   const yhc_header_view *trailers;
   size_t trailer_count;
   yhc_str body;                /* empty when the request streamed its body */
-} yhc_response;
+};
 
 typedef void (*yhc_response_fn)(const yhc_response *resp, void *user);
 

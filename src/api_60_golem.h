@@ -102,7 +102,8 @@ typedef struct yhc_service_desc {
   const char *image_url;        /* optional: the image's download URL (no repository lookup) */
   yhc_startup_fn startup;
   void *startup_user;
-  int initial_size;             /* [1]; 0 is allowed (requests wait until a size is set) */
+  int initial_size;             /* [1]; to start with none (requests wait in the queue),
+                                   call yhc_session_set_size(s, url, 0) after adding it */
   int port;                     /* where the server listens in the VM [80] */
   double min_mem_gib;           /* [0.5] */
   double min_storage_gib;       /* [2.0] */

@@ -435,6 +435,8 @@ struct yhc__req {
   int retryable;                  /* safe to resend on a stale keep-alive connection */
   int stale_retried;
   int (*on_body)(void *user, const void *data, size_t len);
+  int (*on_head)(void *user, const yhc_response *head);
+  int streamed;                   /* the user has seen part of the answer: no retry now */
   yhc_response_fn cb;
   void *user;
   /* internal completion hook; the default hands the response to cb and recycles */
@@ -1018,6 +1020,7 @@ static int yhc__conn_body(yhc__conn *c, const char *p, size_t n) {
   yhc_http *http = c->host->http;
   r->body_total += n;
   if (r->on_body) {
+    r->streamed = 1;
     if (r->on_body(r->user, p, n)) {
       yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "body callback aborted the request");
       return -1;
@@ -1230,6 +1233,20 @@ static int yhc__conn_parse(yhc__conn *c) {
         yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response body exceeds %zu bytes (Content-Length %llu)",
                            lim->max_body_bytes, (unsigned long long)r->body_left);
         return 0;
+      }
+      if (r->on_head) {
+        /* streaming callers get the head before the body; they may cancel from inside */
+        yhc_response head;
+        int stop;
+        yhc__response_view(r, &head);
+        head.body.len = 0;
+        r->streamed = 1;
+        stop = r->on_head(r->user, &head);
+        if (c->dead || c->req != r) return 0;
+        if (stop) {
+          yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "head callback aborted the request");
+          return 0;
+        }
       }
       if (r->body_mode == YHC__BODY_NONE) {
         yhc__conn_finish_response(c);
@@ -1581,6 +1598,7 @@ static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *
   r->is_head = !strcmp(method, "HEAD");
   r->retryable = yhc__method_idempotent(method) || req->retry_unsafe;
   r->on_body = req->on_body;
+  r->on_head = req->on_head;
   yhc__req_serialise(r, method, u->host, u->port, *tls ? 443 : 80, u->target, req);
 }
 

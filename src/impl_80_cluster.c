@@ -123,7 +123,7 @@ static void yhc__cluster_record_latency(yhc_cluster *c, double ms) {
 /* Errors that say "this provider could not serve it", as opposed to the request's own
    deadline or a cancellation: those move the request elsewhere. */
 static int yhc__retryable_error(const yhc__req *r) {
-  if (r->deadline_hit) return 0;
+  if (r->deadline_hit || r->streamed) return 0; /* a streamed answer cannot be taken back */
   switch (r->error.code) {
   case YHC_ERR_CLOSED: case YHC_ERR_IO: case YHC_ERR_CONNECT: case YHC_ERR_TIMEOUT:
   case YHC_ERR_WEBSOCKET: case YHC_ERR_HTTP_STATUS: case YHC_ERR_PROTOCOL:

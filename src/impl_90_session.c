@@ -296,7 +296,6 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->max_start = s->d.max_price_start;
   c->size_mode = YHC__SIZE_INT;
   c->size_int = desc->initial_size ? desc->initial_size : 1;
-  if (desc->initial_size == 0 && desc->startup == NULL && 0) c->size_int = 0;
   c->hooks.ready = yhc__cluster_instance_ready;
   c->hooks.ended = yhc__cluster_instance_ended;
   if (!c->image_hash || (desc->image_url && !c->image_url) || (desc->extra_properties && !c->extra_props) ||

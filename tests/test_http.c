@@ -1299,6 +1299,67 @@ static void test_limits(void) {
   yhc_http_destroy(h);
 }
 
+/* on_head: the final head arrives once, before any body byte, with the headers in it; a
+   non-zero return aborts with CANCELLED. */
+typedef struct head_probe {
+  int calls, status, body_before_head, abort, st;
+  size_t header_count, body_seen;
+  char ctype[64];
+} head_probe;
+
+static int hp_on_head(void *user, const yhc_response *head) {
+  head_probe *hp = (head_probe *)user;
+  yhc_str v = yhc_response_header(head, "content-type");
+  hp->calls++;
+  hp->status = head->status;
+  hp->header_count = head->header_count;
+  if (hp->body_seen) hp->body_before_head = 1;
+  snprintf(hp->ctype, sizeof hp->ctype, "%.*s", (int)v.len, v.ptr ? v.ptr : "");
+  return hp->abort;
+}
+
+static int hp_on_body(void *user, const void *data, size_t len) {
+  head_probe *hp = (head_probe *)user;
+  (void)data;
+  hp->body_seen += len;
+  return 0;
+}
+
+static void hp_done(const yhc_response *r, void *user) {
+  head_probe *hp = (head_probe *)user;
+  hp->st = r->err ? -(int)r->err : 1;
+}
+
+static void test_on_head(void) {
+  yhc_http *h = http_new(NULL);
+  head_probe hp;
+  yhc_request q;
+  YT_GROUP("on_head streaming");
+  memset(&hp, 0, sizeof hp);
+  req_init(&q, "GET", O("/chunked?n=5&size=1000"));
+  q.on_head = hp_on_head;
+  q.on_body = hp_on_body;
+  yhc_http_request(h, &q, hp_done, &hp); /* on_head/on_body get the same user pointer */
+  while (!hp.st) yhc_loop_poll(L, 100);
+  YT_EQ_INT(hp.st, 1);
+  YT_EQ_INT(hp.calls, 1);
+  YT_EQ_INT(hp.status, 200);
+  YT_CHECK(hp.header_count > 0);
+  YT_CHECK(!hp.body_before_head);
+  YT_EQ_INT(hp.body_seen, 5000);
+  memset(&hp, 0, sizeof hp);
+  hp.abort = 1;
+  req_init(&q, "GET", O("/bytes/100000"));
+  q.on_head = hp_on_head;
+  q.on_body = hp_on_body;
+  yhc_http_request(h, &q, hp_done, &hp);
+  while (!hp.st) yhc_loop_poll(L, 100);
+  YT_EQ_INT(hp.st, -(int)YHC_ERR_CANCELLED);
+  YT_EQ_INT(hp.calls, 1);
+  YT_EQ_INT(hp.body_seen, 0);
+  yhc_http_destroy(h);
+}
+
 static void test_endless_streaming(void) {
   yhc_http *h = http_new(NULL);
   rq a, b, c;
@@ -2007,6 +2068,7 @@ int main(void) {
     test_url_parse();
     test_bad_requests();
     test_basic();
+    test_on_head();
     test_methods();
     test_request_headers();
     test_bodies();
