@@ -648,6 +648,17 @@ static void test_wss(void) {
       echo_round(&o, (size_t)1 << 20, 3);
     }
     owner_close(&o);
+    /* TLS EOF (close_notify or FIN) right behind the frames: every byte, then EOF */
+    if (open_ok(&o, "wss://localhost:%d/burst-fin", good.port, NULL, NULL, 0)) {
+      o.reading = 0;
+      pump(&o, 150, c_never, 0);
+      o.reading = 1;
+      owner_want(&o);
+      pump(&o, 3000, c_eof, 0);
+      YT_CHECKF(o.eof && !o.failed, "%s", o.failed ? o.msg : "no EOF in 3 s");
+      YT_EQ_MEM(o.in.ptr, o.in.len, "one,two,three");
+    }
+    owner_close(&o);
     expect_open_error("wss://localhost:%d/echo", wrong.port, NULL, NULL, 0, YHC_ERR_TLS, NULL,
                       NULL, 3000);
     memset(&tls_conf, 0, sizeof tls_conf);
