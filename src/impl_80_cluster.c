@@ -703,7 +703,14 @@ static void yhc__cluster_fail(yhc_cluster *c, const char *why) {
   snprintf(c->fail_msg, sizeof c->fail_msg, "%.299s", why);
   yhc__emitf(c->g, YHC_EV_CLUSTER_FAILED, c->url, "cluster %s failed: %s", c->url, why);
   while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "cluster %s failed: %s", c->url, why);
-  for (i = c->instances; i; i = i->next) yhc__instance_stop(i);
+  /* a stop can end (and free) instances at once, this one or others through the cluster's
+     hooks, so walk again from the head after each */
+  for (;;) {
+    for (i = c->instances; i && i->state >= YHC__I_STOPPING; i = i->next) {
+    }
+    if (!i) break;
+    yhc__instance_stop(i);
+  }
   yhc__demand_unsubscribe(c);
 }
 
