@@ -7,7 +7,6 @@ CSTD    := -std=c99
 CFLAGS  ?= -O2 -g
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 B       := build
-SRC     := $(sort $(wildcard src/*.h src/*.c))
 TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
 SHARED  ?= $(abspath ../shared)
 export YHC_SHARED := $(SHARED)
@@ -19,11 +18,9 @@ MAKEFLAGS += -j$(NPROC)
 endif
 
 .PHONY: all test check test-fast sim-deps fuzz bench demo examples clean
-all: yhc.h
-
-# yhc.h is assembled from the per-layer fragments in src/ (see tools/amalgamate.sh).
-yhc.h: $(SRC) tools/amalgamate.sh
-	./tools/amalgamate.sh
+# yhc.h is the library and its own source; tools/split.sh and tools/join.sh cut it into
+# per-layer files and back for parallel work.
+all: $(B)/c/test_json
 
 $(B)/c/%: tests/%.c yhc.h tests/yt.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm

@@ -1,5 +1,5 @@
 /* fuzz_json.c -- libFuzzer target for the JSON layer.
-   Build and run (from the repo root, after ./tools/amalgamate.sh):
+   Build and run (from the repo root):
      clang -g -O1 -fsanitize=fuzzer,address,undefined -I. fuzz/fuzz_json.c -o /tmp/fj -lm
      /tmp/fj -max_total_time=60
    Whatever parses must write back, reparse to an equal tree, and write back to the same
