@@ -6627,26 +6627,35 @@ static void yhc__net_address_done(void *ctx, const yhc__reply *r) {
   if (g->on_ready) g->on_ready(g);
 }
 
-static void yhc__net_created(void *ctx, const yhc__reply *r) {
-  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+/* Each start-up step needs one id from its answer: take it, or end the start-up with a
+   message naming the call and the field. */
+static int yhc__startup_id(yhc__golem *g, const yhc__reply *r, const char *call, const char *field,
+                           char *dst, size_t cap) {
   yhc_str id;
   yhc_error e;
-  char path[256];
-  id.ptr = NULL;
-  id.len = 0;
   if (r->err) {
     if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
-    return;
+    return -1;
   }
-  if (yhc__need_str(r->json, "id", "POST /net-api/v1/net", &id, &e)) {
+  id.ptr = NULL;
+  id.len = 0;
+  if (yhc__need_str(r->json, field, call, &id, &e)) {
     yhc__golem_fail(g, e.msg);
-    return;
+    return -1;
   }
-  if (!yhc__id_ok(id)) {
-    yhc__golem_fail(g, "POST /net-api/v1/net: answer field \"id\" is not a valid id");
-    return;
+  if (!yhc__id_ok(id) || id.len >= cap) {
+    yhc__error_set(&e, YHC_ERR_YAGNA, 0, "%s: answer field \"%s\" is not a valid id", call, field);
+    yhc__golem_fail(g, e.msg);
+    return -1;
   }
-  yhc__copy_id(g->network_id, sizeof g->network_id, id);
+  yhc__copy_id(dst, cap, id);
+  return 0;
+}
+
+static void yhc__net_created(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  char path[256];
+  if (yhc__startup_id(g, r, "POST /net-api/v1/net", "id", g->network_id, sizeof g->network_id)) return;
   snprintf(path, sizeof path, "/net-api/v1/net/%s/addresses", g->network_id);
   yhc__api(g, "POST", path, "{\"ip\":\"192.168.0.1\"}", 30000, yhc__net_address_done, g);
 }
@@ -6684,50 +6693,20 @@ static void yhc__decorations_done(void *ctx, const yhc__reply *r) {
 
 static void yhc__allocation_done(void *ctx, const yhc__reply *r) {
   yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
-  yhc_str id;
-  yhc_error e;
   char path[300];
-  id.ptr = NULL;
-  id.len = 0;
-  if (r->err) {
-    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
+  if (yhc__startup_id(g, r, "POST /payment-api/v1/allocations", "allocationId", g->allocation_id,
+                      sizeof g->allocation_id))
     return;
-  }
-  if (yhc__need_str(r->json, "allocationId", "POST /payment-api/v1/allocations", &id, &e)) {
-    yhc__golem_fail(g, e.msg);
-    return;
-  }
-  if (!yhc__id_ok(id)) {
-    yhc__golem_fail(g, "POST /payment-api/v1/allocations: \"allocationId\" is not a valid id");
-    return;
-  }
-  yhc__copy_id(g->allocation_id, sizeof g->allocation_id, id);
   snprintf(path, sizeof path, "/payment-api/v1/demandDecorations?allocationIds=%s", g->allocation_id);
   yhc__api(g, "GET", path, NULL, 30000, yhc__decorations_done, g);
 }
 
 static void yhc__identity_done(void *ctx, const yhc__reply *r) {
   yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
-  yhc_str id;
-  yhc_error e;
   yhc_buf body;
   yhc_jw w;
   char timeout[40];
-  id.ptr = NULL;
-  id.len = 0;
-  if (r->err) {
-    if (r->err != YHC_ERR_CANCELLED) yhc__golem_fail_reply(g, r);
-    return;
-  }
-  if (yhc__need_str(r->json, "identity", "GET /me", &id, &e)) {
-    yhc__golem_fail(g, e.msg);
-    return;
-  }
-  if (id.len < 3 || id.len >= sizeof g->identity || !yhc__id_ok(id)) {
-    yhc__golem_fail(g, "GET /me: \"identity\" is not a node id");
-    return;
-  }
-  yhc__copy_id(g->identity, sizeof g->identity, id);
+  if (yhc__startup_id(g, r, "GET /me", "identity", g->identity, sizeof g->identity)) return;
   /* yapapi asks for a 10-year allocation timeout; yagna releases it when it expires */
   yhc__rfc3339(yhc__wall_ms() + (uint64_t)10 * 365 * 24 * 3600 * 1000, timeout);
   memset(&body, 0, sizeof body);
