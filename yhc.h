@@ -3904,8 +3904,12 @@ static void yhc__host_pump(yhc__host *h) {
       if (c->state == YHC__CONN_IDLE && !idle) idle = c;
       if (c->state == YHC__CONN_CONNECTING) connecting++;
     }
-    if (idle && idle->s->vt->alive && !idle->s->vt->alive(idle->s)) {
-      yhc__conn_close(idle); /* closed by the peer while the loop was not turning */
+    /* Closed by the peer while the loop was not turning? Worth a syscall only when it has
+       sat idle a while: a connection freed a moment ago (the common chained request) is
+       covered by the stale-connection retry. */
+    if (idle && idle->s->vt->alive &&
+        yhc_loop_now(h->http->loop) - idle->last_activity >= 2 && !idle->s->vt->alive(idle->s)) {
+      yhc__conn_close(idle);
       continue;
     }
     if (idle) {
