@@ -3419,12 +3419,19 @@ typedef struct yhc__host yhc__host;
 typedef struct yhc__conn yhc__conn;
 typedef struct yhc__req yhc__req;
 
+/* A FIFO of requests linked through their q_prev/q_next: an origin's queue, a cluster's
+   queue, the deferred answers. A request is in at most one at a time. */
+typedef struct yhc__reqq {
+  yhc__req *head, *tail;
+  size_t len;
+} yhc__reqq;
+
 struct yhc__req {
   yhc_http *http;
   uint64_t id;
   int where;
   yhc__req *all_prev, *all_next;  /* http->live: every request not yet finished */
-  yhc__req *q_prev, *q_next;      /* a host's queue or the deferred list */
+  yhc__req *q_prev, *q_next;      /* links in the one yhc__reqq it is in */
   yhc__host *host;
   yhc__conn *conn;
   /* what to send */
@@ -3470,6 +3477,28 @@ struct yhc__req {
   yhc__req *free_next;
 };
 
+static void yhc__reqq_push(yhc__reqq *q, yhc__req *r, int front) {
+  if (front) {
+    r->q_prev = NULL;
+    r->q_next = q->head;
+    if (q->head) q->head->q_prev = r; else q->tail = r;
+    q->head = r;
+  } else {
+    r->q_next = NULL;
+    r->q_prev = q->tail;
+    if (q->tail) q->tail->q_next = r; else q->head = r;
+    q->tail = r;
+  }
+  q->len++;
+}
+
+static void yhc__reqq_remove(yhc__reqq *q, yhc__req *r) {
+  if (r->q_prev) r->q_prev->q_next = r->q_next; else q->head = r->q_next;
+  if (r->q_next) r->q_next->q_prev = r->q_prev; else q->tail = r->q_prev;
+  r->q_prev = r->q_next = NULL;
+  q->len--;
+}
+
 typedef yhc__stream *(*yhc__open_fn)(yhc__host *h, void *ctx, yhc_error *err);
 
 struct yhc__host {
@@ -3484,8 +3513,7 @@ struct yhc__host {
   int max_conns;
   yhc__conn *conns;
   int nconns, nidle, nbusy;
-  yhc__req *qhead, *qtail;
-  size_t qlen;
+  yhc__reqq q;
   yhc_error last_error; /* why the last connection attempt failed */
   yhc__host *next;
   /* optional observer, e.g. the cluster noticing a tunnel that failed */
@@ -3517,7 +3545,7 @@ struct yhc_http {
   yhc_http_desc d;
   yhc__host *hosts;
   yhc__req *live;
-  yhc__req *dq_head, *dq_tail;  /* deferred completions (invalid requests) */
+  yhc__reqq deferred;            /* completions waiting for the loop (invalid requests) */
   yhc__timer deferred_timer;
   yhc__req *free_reqs;
   int nfree;
@@ -3648,13 +3676,9 @@ static void yhc__req_complete(yhc__req *r) {
   YHC_ASSERT(r->where != YHC__REQ_DONE);
   yhc__timer_stop(http->loop, &r->deadline);
   if (r->where == YHC__REQ_QUEUED) {
-    yhc__host *h = r->host;
-    if (r->q_prev) r->q_prev->q_next = r->q_next; else h->qhead = r->q_next;
-    if (r->q_next) r->q_next->q_prev = r->q_prev; else h->qtail = r->q_prev;
-    h->qlen--;
+    yhc__reqq_remove(&r->host->q, r);
   } else if (r->where == YHC__REQ_DEFERRED) {
-    if (r->q_prev) r->q_prev->q_next = r->q_next; else http->dq_head = r->q_next;
-    if (r->q_next) r->q_next->q_prev = r->q_prev; else http->dq_tail = r->q_prev;
+    yhc__reqq_remove(&http->deferred, r);
   } else if (r->where == YHC__REQ_PARKED) {
     if (r->unpark) r->unpark(r);
   } else if (r->where == YHC__REQ_ACTIVE && r->conn) {
@@ -3686,17 +3710,14 @@ static void yhc__req_fail_with(yhc__req *r, const yhc_error *e) {
 
 static void yhc__deferred_run(void *ctx) {
   yhc_http *http = YHC__CAST(yhc_http *, ctx);
-  while (http->dq_head) yhc__req_complete(http->dq_head);
+  while (http->deferred.head) yhc__req_complete(http->deferred.head);
 }
 
 /* Ends r with its error from the loop rather than from inside the caller's submit call. */
 static void yhc__req_defer(yhc__req *r) {
   yhc_http *http = r->http;
   r->where = YHC__REQ_DEFERRED;
-  r->q_next = NULL;
-  r->q_prev = http->dq_tail;
-  if (http->dq_tail) http->dq_tail->q_next = r; else http->dq_head = r;
-  http->dq_tail = r;
+  yhc__reqq_push(&http->deferred, r, 0);
   if (!yhc__timer_armed(&http->deferred_timer))
     yhc__timer_start(http->loop, &http->deferred_timer, 0, yhc__deferred_run, http);
 }
@@ -3862,15 +3883,12 @@ static void yhc__conn_start(yhc__conn *c, yhc__req *r) {
 /* Takes the next queued request for an idle or freshly connected connection. */
 static void yhc__conn_next(yhc__conn *c) {
   yhc__host *h = c->host;
-  yhc__req *r = h->qhead;
+  yhc__req *r = h->q.head;
   if (!r) {
     yhc__conn_go_idle(c);
     return;
   }
-  h->qhead = r->q_next;
-  if (h->qhead) h->qhead->q_prev = NULL; else h->qtail = NULL;
-  h->qlen--;
-  r->q_next = r->q_prev = NULL;
+  yhc__reqq_remove(&h->q, r);
   yhc__conn_start(c, r);
 }
 
@@ -3879,25 +3897,14 @@ static yhc__conn *yhc__conn_open(yhc__host *h, yhc_error *err);
 static void yhc__host_enqueue(yhc__host *h, yhc__req *r, int front) {
   r->host = h;
   r->where = YHC__REQ_QUEUED;
-  if (front) {
-    r->q_prev = NULL;
-    r->q_next = h->qhead;
-    if (h->qhead) h->qhead->q_prev = r; else h->qtail = r;
-    h->qhead = r;
-  } else {
-    r->q_next = NULL;
-    r->q_prev = h->qtail;
-    if (h->qtail) h->qtail->q_next = r; else h->qhead = r;
-    h->qtail = r;
-  }
-  h->qlen++;
+  yhc__reqq_push(&h->q, r, front);
 }
 
 /* Matches queued requests with idle connections, and opens connections for the rest up to
    the cap. A failure to even start a connection fails the request at the queue's head, so a
    dead origin answers each request once instead of retrying forever. */
 static void yhc__host_pump(yhc__host *h) {
-  while (h->qhead) {
+  while (h->q.head) {
     yhc__conn *c, *idle = NULL;
     int connecting = 0;
     for (c = h->conns; c; c = c->next) {
@@ -3916,14 +3923,14 @@ static void yhc__host_pump(yhc__host *h) {
       yhc__conn_next(idle);
       continue;
     }
-    if ((size_t)connecting >= h->qlen || h->nconns >= h->max_conns) return;
+    if ((size_t)connecting >= h->q.len || h->nconns >= h->max_conns) return;
     {
       yhc_error err;
       yhc__error_clear(&err);
       if (!yhc__conn_open(h, &err)) {
         h->last_error = err;
         if (h->on_conn_error) h->on_conn_error(h, &err);
-        if (h->qhead) yhc__req_fail_with(h->qhead, &err);
+        if (h->q.head) yhc__req_fail_with(h->q.head, &err);
       }
     }
   }
@@ -3956,7 +3963,7 @@ static void yhc__conn_fail(yhc__conn *c, const yhc_error *e) {
   if (was_connecting) {
     if (h->on_conn_error) h->on_conn_error(h, e);
     /* the request this connection was opened for takes the error */
-    if (h->qhead && h->nconns < (int)h->qlen) yhc__req_fail_with(h->qhead, e);
+    if (h->q.head && h->nconns < (int)h->q.len) yhc__req_fail_with(h->q.head, e);
   }
   yhc__host_pump(h);
 }
@@ -4495,7 +4502,7 @@ static yhc__host *yhc__host_new(yhc_http *http, const char *key, const char *hos
 
 /* Fails every request waiting on or running at h and closes its connections. */
 static void yhc__host_abort(yhc__host *h, yhc_err code, const char *msg) {
-  while (h->qhead) yhc__req_fail(h->qhead, code, "%s", msg);
+  while (h->q.head) yhc__req_fail(h->q.head, code, "%s", msg);
   while (h->conns) {
     yhc__conn *c = h->conns;
     if (c->req) yhc__req_fail(c->req, code, "%s", msg); /* closes c */
@@ -4652,7 +4659,7 @@ YHCDEF void yhc_http_destroy(yhc_http *http) {
   if (!http) return;
   http->destroying = 1;
   yhc__timer_stop(http->loop, &http->deferred_timer);
-  while (http->dq_head) yhc__req_complete(http->dq_head);
+  while (http->deferred.head) yhc__req_complete(http->deferred.head);
   while (http->hosts) yhc__host_free(http->hosts);
   while (http->live) yhc__req_fail(http->live, YHC_ERR_CANCELLED, "request cancelled: client destroyed");
   while (http->free_reqs) {
@@ -7674,8 +7681,7 @@ struct yhc_cluster {
   yhc__timer tick;
   yhc__timer collect_retry;
   /* requests */
-  yhc__req *qhead, *qtail;
-  size_t qlen;
+  yhc__reqq q;
   size_t in_flight;
   uint64_t completed, failed_n, retried;
   double lat[YHC__LAT_N];
@@ -7695,28 +7701,14 @@ static void yhc__demand_subscribe(yhc_cluster *c);
 
 static void yhc__cluster_unpark(yhc__req *r) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, r->owner);
-  if (r->q_prev) r->q_prev->q_next = r->q_next; else c->qhead = r->q_next;
-  if (r->q_next) r->q_next->q_prev = r->q_prev; else c->qtail = r->q_prev;
-  r->q_prev = r->q_next = NULL;
-  c->qlen--;
+  yhc__reqq_remove(&c->q, r);
 }
 
 static void yhc__cluster_park(yhc_cluster *c, yhc__req *r, int front) {
   r->where = YHC__REQ_PARKED;
   r->owner = c;
   r->unpark = yhc__cluster_unpark;
-  if (front) {
-    r->q_prev = NULL;
-    r->q_next = c->qhead;
-    if (c->qhead) c->qhead->q_prev = r; else c->qtail = r;
-    c->qhead = r;
-  } else {
-    r->q_next = NULL;
-    r->q_prev = c->qtail;
-    if (c->qtail) c->qtail->q_next = r; else c->qhead = r;
-    c->qtail = r;
-  }
-  c->qlen++;
+  yhc__reqq_push(&c->q, r, front);
 }
 
 static int yhc__cluster_target(yhc_cluster *c);
@@ -7808,9 +7800,9 @@ static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
 }
 
 static void yhc__cluster_dispatch(yhc_cluster *c) {
-  while (c->qhead) {
+  while (c->q.head) {
     yhc__instance *i = yhc__cluster_pick(c);
-    yhc__req *r = c->qhead;
+    yhc__req *r = c->q.head;
     if (!i) return;
     yhc__cluster_unpark(r);
     r->where = YHC__REQ_NEW;
@@ -8272,7 +8264,7 @@ static void yhc__image_resolved(const yhc_response *resp, void *user) {
   if (c->image_state == 3) {
     yhc__emitf(c->g, YHC_EV_ERROR, c->url, "%s", c->fail_msg);
     c->failed_cluster = 1;
-    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "%s", c->fail_msg);
+    while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SERVICE_FAILED, "%s", c->fail_msg);
     return;
   }
   yhc__cluster_reconcile(c);
@@ -8309,7 +8301,7 @@ static void yhc__cluster_fail(yhc_cluster *c, const char *why) {
   c->failed_cluster = 1;
   snprintf(c->fail_msg, sizeof c->fail_msg, "%.299s", why);
   yhc__emitf(c->g, YHC_EV_CLUSTER_FAILED, c->url, "cluster %s failed: %s", c->url, why);
-  while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SERVICE_FAILED, "cluster %s failed: %s", c->url, why);
+  while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SERVICE_FAILED, "cluster %s failed: %s", c->url, why);
   /* a stop can end (and free) instances at once, this one or others through the cluster's
      hooks, so walk again from the head after each */
   for (;;) {
@@ -8416,15 +8408,15 @@ static int yhc__autoscale_eval(yhc_cluster *c) {
   yhc__instance *i;
   for (i = c->instances; i; i = i->next)
     if (i->state == YHC__I_READY && !i->draining) ready++;
-  if (c->qlen == 0 && c->in_flight <= (size_t)(ready > 1 ? ready - 1 : 0)) {
+  if (c->q.len == 0 && c->in_flight <= (size_t)(ready > 1 ? ready - 1 : 0)) {
     if (!c->auto_idle_since_ms) c->auto_idle_since_ms = now;
   } else {
     c->auto_idle_since_ms = 0;
   }
   if (now - c->auto_changed_ms >= (uint64_t)a->cooldown_ms || !c->auto_changed_ms) {
     /* grow when the queue outruns what the instances we have (or are starting) absorb */
-    double per = (double)c->qlen / (double)(size > 0 ? size : 1);
-    if (size < a->max_size && c->qlen > 0 && (size == 0 || per > a->queue_per_instance)) {
+    double per = (double)c->q.len / (double)(size > 0 ? size : 1);
+    if (size < a->max_size && c->q.len > 0 && (size == 0 || per > a->queue_per_instance)) {
       size++;
       c->auto_changed_ms = now;
     } else if (size > a->min_size && c->auto_idle_since_ms && now - c->auto_idle_since_ms >= (uint64_t)a->idle_ms) {
@@ -8479,7 +8471,7 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
   yhc__instance *i;
   uint64_t now;
   if (c->g->state == YHC__G_FAILED) {
-    while (c->qhead) yhc__req_fail(c->qhead, c->g->error.code ? c->g->error.code : YHC_ERR_YAGNA, "%s", c->g->error.msg);
+    while (c->q.head) yhc__req_fail(c->q.head, c->g->error.code ? c->g->error.code : YHC_ERR_YAGNA, "%s", c->g->error.msg);
     return;
   }
   if (c->g->state != YHC__G_READY) return;
@@ -8886,8 +8878,8 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
     return yhc__session_defer_error(s, cb, user, YHC_ERR_SERVICE_FAILED, msg);
   }
   if (s->g.state == YHC__G_FAILED) return yhc__session_defer_error(s, cb, user, s->g.error.code, s->g.error.msg);
-  if (c->qlen >= c->max_queue) {
-    snprintf(msg, sizeof msg, "the queue of %s is full (%zu requests waiting)", c->url, c->qlen);
+  if (c->q.len >= c->max_queue) {
+    snprintf(msg, sizeof msg, "the queue of %s is full (%zu requests waiting)", c->url, c->q.len);
     return yhc__session_defer_error(s, cb, user, YHC_ERR_QUEUE_FULL, msg);
   }
   r = yhc__req_new(s->g.api);
@@ -8987,7 +8979,7 @@ YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out) 
     else out->stopping++;
   }
   out->instances_failed = c->instances_failed;
-  out->queued = c->qlen;
+  out->queued = c->q.len;
   out->in_flight = c->in_flight;
   out->completed = c->completed;
   out->failed = c->failed_n;
@@ -9074,7 +9066,7 @@ YHCDEF void yhc_session_close(yhc_session *s) {
     c->closing = 1;
     c->on_idle = yhc__session_cluster_idle;
     if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
-    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session closed before %s could serve the request", c->url);
+    while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SHUTDOWN, "the session closed before %s could serve the request", c->url);
     yhc__demand_unsubscribe(c);
     for (i = c->instances; i; i = next) {
       next = i->next;
@@ -9111,7 +9103,7 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
     c->closing = 1;
     /* the image lookup runs on the plain client, destroyed after the clusters are freed */
     if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
-    while (c->qhead) yhc__req_fail(c->qhead, YHC_ERR_SHUTDOWN, "the session was destroyed");
+    while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SHUTDOWN, "the session was destroyed");
     for (i = c->instances; i; i = i->next) {
       /* a draining instance would stop itself (freeing its origin) inside the abort */
       i->draining = 0;
