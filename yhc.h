@@ -6301,6 +6301,17 @@ static yhc__agreement *yhc__agreement_find(yhc__golem *g, yhc_str id) {
   return NULL;
 }
 
+static void yhc__agreement_forget(yhc__golem *g, yhc__agreement *a) {
+  yhc__agreement **pp;
+  for (pp = &g->agreements; *pp; pp = &(*pp)->next) {
+    if (*pp == a) {
+      *pp = a->next;
+      YHC_FREE(a);
+      return;
+    }
+  }
+}
+
 /* The most a provider may ask by now under the agreed linear price, with slack for clock
    skew and the provider's rounding: start + per-second * elapsed + per-cpu-second * elapsed
    * threads, elapsed counted from approval plus a minute. */
@@ -6382,6 +6393,9 @@ static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   }
   ev.message = msg;
   yhc__emit(g, &ev);
+  /* a settled agreement whose instance is gone needs no more memory: long sessions churn
+     through providers */
+  if (a && !r->err && a->invoice_done && !a->owner) yhc__agreement_forget(g, a);
   YHC_FREE(p);
 }
 
@@ -7639,6 +7653,8 @@ typedef struct yhc__offer {
 
 enum { YHC__SIZE_INT, YHC__SIZE_FN, YHC__SIZE_AUTO };
 
+#define YHC__MAX_NEGOTIATIONS 64 /* offers countered or held as drafts, per cluster */
+
 #define YHC__LAT_N 1024
 
 struct yhc_cluster {
@@ -8058,6 +8074,13 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
     else if ((mem >= 0 && mem + 1e-9 < c->d.min_mem_gib) || (storage >= 0 && storage + 1e-9 < c->d.min_storage_gib) ||
              threads < c->d.min_threads)
       snprintf(why, sizeof why, "not enough memory, storage or threads");
+  }
+  if (!why[0]) {
+    /* the market is untrusted too: a flood of offers must not become a flood of
+       negotiations (each one holds memory and a daemon call) */
+    size_t open_n = 0;
+    for (o = c->offers; o; o = o->next) open_n += strcmp(o->provider_id, provider) != 0;
+    if (open_n >= YHC__MAX_NEGOTIATIONS) snprintf(why, sizeof why, "too many negotiations in progress");
   }
   if (why[0]) {
     yhc__cluster_reject(c, pid, pname, why);
