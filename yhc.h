@@ -6514,7 +6514,9 @@ static void yhc__payment_events(void *ctx, const yhc__reply *r, int invoice) {
   if (r->err) {
     yhc__log(g->loop, YHC_LOG_WARN, "%s", r->error);
   } else if (yhc_json_typeof(r->json) == YHC_JSON_ARRAY) {
-    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
+    /* no more than we asked for (maxEvents): the rest come next time, the window only moved past these */
+    size_t seen = 0;
+    for (ev = yhc_json_first(r->json); ev && seen < 100; ev = yhc_json_next(ev), seen++) {
       yhc_str type, date, id;
       type.ptr = date.ptr = id.ptr = NULL;
       type.len = date.len = id.len = 0;
@@ -7243,22 +7245,32 @@ static void yhc__instance_batch_poll(yhc__instance *i) {
   i->call = yhc__api(i->g, "GET", path, NULL, 20000, yhc__instance_batch_results, i);
 }
 
-static void yhc__instance_exec_started(void *ctx, const yhc__reply *r) {
-  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+/* Most steps need one id from their answer (a bare JSON string, or a field of an object):
+   take it, or end the instance with a message naming the call. */
+static int yhc__instance_take_id(yhc__instance *i, const yhc__reply *r, const yhc_json *v,
+                                 const char *call, char *dst, size_t cap) {
   yhc_str id;
   i->call = 0;
   if (r->err) {
     yhc__instance_fail_reply(i, r);
-    return;
+    return -1;
   }
   id.ptr = NULL;
   id.len = 0;
-  id = yhc_json_str(r->json, id);
-  if (!yhc__id_ok(id)) {
-    yhc__instance_fail(i, "POST /activity-api/v1/activity/{id}/exec: answer is not a batch id");
-    return;
+  id = yhc_json_str(v, id);
+  if (!yhc__id_ok(id) || id.len >= cap) {
+    yhc__instance_fail(i, "%s: answer has no valid id", call);
+    return -1;
   }
-  yhc__copy_id(i->batch_id, sizeof i->batch_id, id);
+  yhc__copy_id(dst, cap, id);
+  return 0;
+}
+
+static void yhc__instance_exec_started(void *ctx, const yhc__reply *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  if (yhc__instance_take_id(i, r, r->json, "POST /activity-api/v1/activity/{id}/exec", i->batch_id,
+                            sizeof i->batch_id))
+    return;
   i->results_seen = 0;
   yhc__instance_batch_poll(i);
 }
@@ -7341,24 +7353,15 @@ static void yhc__instance_node_added(void *ctx, const yhc__reply *r) {
 
 static void yhc__instance_activity_created(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  yhc_str id;
   yhc_buf body;
   yhc_jw w;
   char path[256];
-  i->call = 0;
-  if (r->err) {
-    yhc__instance_fail_reply(i, r);
-    return;
-  }
-  id.ptr = NULL;
-  id.len = 0;
   /* the answer mirrors the request: {"activityId"} for the object form, a string otherwise */
-  id = yhc_json_str(yhc_json_typeof(r->json) == YHC_JSON_OBJECT ? yhc_json_get(r->json, "activityId") : r->json, id);
-  if (!yhc__id_ok(id)) {
-    yhc__instance_fail(i, "POST /activity-api/v1/activity: answer has no valid activity id");
+  if (yhc__instance_take_id(i, r,
+                            yhc_json_typeof(r->json) == YHC_JSON_OBJECT ? yhc_json_get(r->json, "activityId")
+                                                                        : r->json,
+                            "POST /activity-api/v1/activity", i->activity_id, sizeof i->activity_id))
     return;
-  }
-  yhc__copy_id(i->activity_id, sizeof i->activity_id, id);
   i->state = YHC__I_JOINING;
   memset(&body, 0, sizeof body);
   yhc_jw_init(&w, &body);
@@ -7442,21 +7445,10 @@ static void yhc__instance_confirmed(void *ctx, const yhc__reply *r) {
 
 static void yhc__instance_agreement_created(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  yhc_str id;
   char path[256];
-  i->call = 0;
-  if (r->err) {
-    yhc__instance_fail_reply(i, r);
+  if (yhc__instance_take_id(i, r, r->json, "POST /market-api/v1/agreements", i->agreement_id,
+                            sizeof i->agreement_id))
     return;
-  }
-  id.ptr = NULL;
-  id.len = 0;
-  id = yhc_json_str(r->json, id);
-  if (!yhc__id_ok(id)) {
-    yhc__instance_fail(i, "POST /market-api/v1/agreements: answer is not an agreement id");
-    return;
-  }
-  yhc__copy_id(i->agreement_id, sizeof i->agreement_id, id);
   snprintf(path, sizeof path, "/market-api/v1/agreements/%s/confirm", i->agreement_id);
   i->call = yhc__api(i->g, "POST", path, NULL, 30000, yhc__instance_confirmed, i);
 }
@@ -8179,7 +8171,9 @@ static void yhc__collected(void *ctx, const yhc__reply *r) {
     yhc__timer_start(c->g->loop, &c->collect_retry, 1000, yhc__collect_again, c);
     return;
   } else {
-    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
+    /* no more than we asked for (maxEvents): a daemon ignoring it cannot make us flood it with calls */
+    size_t seen = 0;
+    for (ev = yhc_json_first(r->json); ev && seen < 20; ev = yhc_json_next(ev), seen++) {
       yhc_str type, state;
       const yhc_json *p = yhc_json_get(ev, "proposal");
       type.ptr = state.ptr = NULL;
