@@ -3,7 +3,7 @@
 const { jsonErr } = require('./util');
 const { fromWei } = require('./util');
 
-const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements', 'route', 'clear'];
+const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements', 'paymentStall', 'route', 'clear'];
 
 function init(sim) {
   sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
@@ -66,6 +66,7 @@ function applyToProvider(sim, p, f) {
       for (const a of sim.market.agreements.values()) if (a.provider === p && a.state === 'Approved') { sim.marketApi.scheduleProviderEnd(sim, a); n++; }
       return n;
     }
+    case 'paymentStall': p.faults.paymentStallMs = Math.max(0, Number(f.ms) || 0); return 0;
     case 'clear':
       p.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1 };
       p.onCounter = 'draft'; p.onAgreement = 'approve';

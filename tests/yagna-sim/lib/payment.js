@@ -47,11 +47,15 @@ function init(sim) {
   r('GET', '/debitNotes', (c) => ({ body: [...pay.debitNotes.values()].filter((d) => d.recipientId === c.who.identity).map(dnView) }));
   r('GET', '/debitNotes/:id', (c) => ({ body: dnView(getDoc(pay.debitNotes, c)) }));
   r('POST', '/debitNotes/:id/accept', (c) => acceptDebitNote(sim, c));
-  r('POST', '/debitNotes/:id/reject', () => { throw jsonErr(501, 'Not implemented'); });
+  r('POST', '/debitNotes/:id/reject', (c) => {
+    getDoc(pay.debitNotes, c);
+    parseRejection(sim, c);
+    throw jsonErr(501, null); // yagna: not implemented (a malformed body is 400 first)
+  });
   r('GET', '/invoices', (c) => ({ body: [...pay.invoices.values()].filter((d) => d.recipientId === c.who.identity).map(invView) }));
   r('GET', '/invoices/:id', (c) => ({ body: invView(getDoc(pay.invoices, c)) }));
   r('POST', '/invoices/:id/accept', (c) => acceptInvoice(sim, c));
-  r('POST', '/invoices/:id/reject', () => { throw jsonErr(501, 'Not implemented'); });
+  r('POST', '/invoices/:id/reject', (c) => rejectInvoice(sim, c));
 }
 
 // ---------------------------------------------------------------- allocations
@@ -151,6 +155,22 @@ function getDoc(map, c) {
   return d;
 }
 
+/** X-Requestor-Events: comma separated statuses; default RECEIVED,CANCELLED (yagna api/invoices.rs). */
+function requestorEventTypes(header) {
+  if (typeof header !== 'string') return new Set(['RECEIVED', 'CANCELLED']);
+  return new Set(header.split(',').map((x) => x.trim()));
+}
+
+/** One payment event for the requestor; `type` is the status word the visibility filter matches. */
+function docEvent(sim, list, doc, type, extra = {}) {
+  const dateMs = sim.clock.next();
+  const invoice = list === sim.payment.invEvents;
+  const kind = invoice ? 'Invoice' : 'DebitNote';
+  const word = type.charAt(0) + type.slice(1).toLowerCase();
+  const view = { [invoice ? 'invoiceId' : 'debitNoteId']: doc.id, eventDate: isoMs(dateMs), eventType: `${kind}${word}Event`, ...extra };
+  pushEvent(sim, list, { dateMs, recipientId: doc.recipientId, type, agreement: doc.agreement || (doc.act && doc.act.agreement), view });
+}
+
 function pushEvent(sim, list, ev) {
   if (list.length >= MAX_EVENTS_KEPT) list.shift();
   list.push(ev);
@@ -173,12 +193,17 @@ async function events(sim, c, list) {
     max = Number(c.query.maxEvents);
     if (!Number.isInteger(max) || max < 1) throw sim.invalid(c.req, `Query deserialize error: invalid maxEvents ${c.query.maxEvents}`);
   }
+  const visible = requestorEventTypes(c.req.headers['x-requestor-events']);
+  const session = c.query.appSessionId;
+  // yagna applies maxEvents to the node's rows after the cursor, before the type filter (§3.3)
   const pick = () => {
     const out = [];
+    let rows = 0;
     for (const e of list) {
       if (e.recipientId !== c.who.identity || e.dateMs <= after) continue;
-      out.push(e.view);
-      if (out.length >= max) break;
+      if (session !== undefined && (!e.agreement || e.agreement.appSessionId !== session)) continue;
+      if (++rows > max) break;
+      if (visible.has(e.type)) out.push(e.view);
     }
     return out;
   };
@@ -245,7 +270,7 @@ function issueDebitNote(sim, act) {
   };
   act.notes.push(d);
   sim.payment.debitNotes.set(d.id, d);
-  pushEvent(sim, sim.payment.dnEvents, { dateMs, recipientId: a.owner, view: { debitNoteId: d.id, eventDate: isoMs(dateMs), eventType: 'DebitNoteReceivedEvent' } });
+  docEvent(sim, sim.payment.dnEvents, d, 'RECEIVED');
   // The provider breaks the agreement if this note (or a later one) is not accepted in time.
   sim.later(act.terms.acceptTimeoutSec * 1000, () => {
     const idx = act.notes.indexOf(d);
@@ -274,7 +299,7 @@ function issueInvoice(sim, a) {
     amount, paymentDueDate: isoNs(dateMs + 24 * 3600 * 1000), status: 'RECEIVED', agreement: a,
   };
   pay.invoices.set(i.id, i);
-  pushEvent(sim, pay.invEvents, { dateMs, recipientId: a.owner, view: { invoiceId: i.id, eventDate: isoMs(dateMs), eventType: 'InvoiceReceivedEvent' } });
+  docEvent(sim, pay.invEvents, i, 'RECEIVED');
 }
 
 // ---------------------------------------------------------------- acceptance (yagna's rules, §3.5/§3.6)
@@ -294,12 +319,14 @@ function acceptAlloc(sim, c, allocationId) {
   return a;
 }
 
-function acceptDebitNote(sim, c) {
+async function acceptDebitNote(sim, c) {
   const d = getDoc(sim.payment.debitNotes, c);
   const { amount, allocationId } = parseAcceptance(sim, c);
+  if (amount !== d.amount) throw jsonErr(400, 'Invalid amount accepted'); // before the status (§8.12)
   if (d.status === 'ACCEPTED' || d.status === 'SETTLED') return { body: null };
-  if (d.status === 'CANCELLED') throw jsonErr(400, `Debit note ${d.id} has been cancelled`);
-  if (amount !== d.amount) throw jsonErr(400, 'Invalid amount accepted');
+  if (d.status === 'CANCELLED') throw jsonErr(400, 'Debit note cancelled');
+  const inv = [...sim.payment.invoices.values()].find((i) => i.agreementId === d.agreementId);
+  if (inv && inv.status !== 'RECEIVED') return { body: null }; // yagna: 200, nothing spent, note stays RECEIVED
   const alloc = acceptAlloc(sim, c, allocationId);
   const act = d.act;
   const delta = amount > act.accepted ? amount - act.accepted : 0n;
@@ -309,23 +336,68 @@ function acceptDebitNote(sim, c) {
   act.agreement.acceptedWei = (act.agreement.acceptedWei || 0n) + delta;
   act.agreement.allocationId = alloc.id;
   d.status = 'ACCEPTED'; d.acceptedAmount = amount; d.allocationId = alloc.id;
+  await deliver(sim, c, act.provider, 'Timeout accepting Debit Note on remote Node.');
   return { body: null };
 }
 
-function acceptInvoice(sim, c) {
+async function acceptInvoice(sim, c) {
   const i = getDoc(sim.payment.invoices, c);
   const { amount, allocationId } = parseAcceptance(sim, c);
+  if (amount !== i.amount) throw jsonErr(400, 'Invalid amount accepted'); // before the status (§8.12)
   if (i.status === 'ACCEPTED' || i.status === 'SETTLED') return { body: null };
-  if (i.status === 'CANCELLED') throw jsonErr(400, `Invoice ${i.id} has been cancelled`);
-  if (amount !== i.amount) throw jsonErr(400, 'Invalid amount accepted');
+  if (i.status === 'CANCELLED') throw jsonErr(400, 'Invoice cancelled');
   const already = i.agreement.acceptedWei || 0n;
-  if (amount < already) throw jsonErr(400, `Invoice amount ${fromWei(amount)} is lower than already accepted ${fromWei(already)}`);
+  if (amount < already) throw jsonErr(400, `Invoice is smaller than agreement.total_amount_accepted: ${fromWei(amount)} < ${fromWei(already)}`);
   const alloc = acceptAlloc(sim, c, allocationId);
   const delta = amount - already;
   if (delta > alloc.total - alloc.spent) throw jsonErr(400, `Not enough funds. Allocated: ${fromWei(alloc.total - alloc.spent)} Needed: ${fromWei(delta)}`);
   alloc.spent += delta; alloc.updatedTs = isoNs();
   i.agreement.acceptedWei = amount;
   i.status = 'ACCEPTED'; i.allocationId = alloc.id;
+  await deliver(sim, c, i.agreement.provider, 'Timeout accepting Invoice on remote Node.');
+  return { body: null };
+}
+
+/** The message to the provider after the local change (fault paymentStall: a hung delivery → 504). */
+async function deliver(sim, c, p, timeoutMessage) {
+  const stall = p.faults.paymentStallMs || 0;
+  if (!stall) return;
+  let timeout = Number(c.query.timeout === undefined ? 15 : c.query.timeout);
+  if (!Number.isFinite(timeout) || timeout < 0) timeout = 15;
+  if (stall > timeout * 1000) {
+    await new Promise((r) => sim.later(timeout * 1000, r));
+    throw jsonErr(504, timeoutMessage);
+  }
+  await new Promise((r) => sim.later(stall, r));
+}
+
+// ---------------------------------------------------------------- rejection (§3.6, §8.11)
+const REJECTION_REASONS = ['UNSOLICITED_SERVICE', 'BAD_SERVICE', 'INCORRECT_AMOUNT'];
+function parseRejection(sim, c) {
+  const b = c.body;
+  if (!b || typeof b !== 'object' || Array.isArray(b)) throw sim.invalid(c.req, 'Json deserialize error: expected a Rejection object');
+  if (!REJECTION_REASONS.includes(b.rejectionReason)) throw sim.invalid(c.req, `Json deserialize error: rejectionReason: unknown variant ${JSON.stringify(b.rejectionReason)}, expected one of ${REJECTION_REASONS.join(', ')}`);
+  if (b.totalAmountAccepted === undefined) throw sim.invalid(c.req, 'Json deserialize error: missing field `totalAmountAccepted`');
+  let amount;
+  try { amount = toWei(b.totalAmountAccepted); } catch (e) { throw sim.invalid(c.req, `Json deserialize error: totalAmountAccepted: ${e.message}`); }
+  if (b.message !== undefined && b.message !== null && typeof b.message !== 'string') throw sim.invalid(c.req, 'Json deserialize error: message: expected a string');
+  return { rejectionReason: b.rejectionReason, totalAmountAccepted: fromWei(amount), ...(typeof b.message === 'string' ? { message: b.message } : {}) };
+}
+
+/** POST /invoices/{id}/reject: no amount check, nothing charged; the provider agent only logs it. */
+async function rejectInvoice(sim, c) {
+  const i = getDoc(sim.payment.invoices, c);
+  const rejection = parseRejection(sim, c);
+  if (i.status === 'REJECTED') return { body: null }; // nothing sent again
+  if (i.status === 'ACCEPTED') throw jsonErr(400, 'Invoice accepted');
+  if (i.status === 'SETTLED') throw jsonErr(400, 'Invoice settled');
+  if (i.status === 'CANCELLED') throw jsonErr(400, 'Invoice cancelled');
+  i.status = 'REJECTED'; i.rejection = rejection;
+  docEvent(sim, sim.payment.invEvents, i, 'REJECTED', { rejection });
+  const p = i.agreement.provider;
+  await deliver(sim, c, p, 'Timeout rejecting Invoice on remote Node.');
+  i.providerStatus = 'REJECTED';
+  sim.log(`provider ${p.name}: invoice ${i.id} rejected (${rejection.rejectionReason}, accepts ${rejection.totalAmountAccepted}); ignored`);
   return { body: null };
 }
 

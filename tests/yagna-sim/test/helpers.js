@@ -61,7 +61,7 @@ async function collect(api, sub, want, timeout = 3) {
 }
 
 /** Subscribe, counter the first offer (of `providerIndex` if given), get a Draft, create+confirm+wait. */
-async function negotiate(t, { providerIndex = null, dem = null } = {}) {
+async function negotiate(t, { providerIndex = null, dem = null, appSessionId = null } = {}) {
   const { api, sim, calc } = t;
   const d = dem || demand(calc, { 'golem.com.payment.debit-notes.accept-timeout?': sim.opts.acceptTimeout });
   const sub = (await api('POST', '/market-api/v1/demands', d)).body;
@@ -73,7 +73,7 @@ async function negotiate(t, { providerIndex = null, dem = null } = {}) {
   const [draft] = await collect(api, sub, 1);
   const validTo = new Date(Date.now() + 3600e3).toISOString();
   const ag = await api('POST', '/market-api/v1/agreements', { proposalId: draft.proposal.proposalId, validTo });
-  await api('POST', `/market-api/v1/agreements/${ag.body}/confirm`);
+  await api('POST', `/market-api/v1/agreements/${ag.body}/confirm${appSessionId ? `?appSessionId=${appSessionId}` : ''}`);
   const w = await api('POST', `/market-api/v1/agreements/${ag.body}/wait?timeout=5`);
   if (w.status !== 204) throw new Error(`wait ${w.status}`);
   return { sub, offer, counterId, draft, agreementId: ag.body, providerId: draft.proposal.issuerId };
