@@ -17,7 +17,7 @@ ifeq (,$(filter -j%,$(MAKEFLAGS)))
 MAKEFLAGS += -j$(NPROC)
 endif
 
-.PHONY: all test check test-fast sim-deps fuzz bench demo examples clean
+.PHONY: all test test-run check test-fast sim-deps fuzz bench demo examples clean
 # yhc.h is the library and its own source; tools/split.sh and tools/join.sh cut it into
 # per-layer files and back for parallel work.
 all: $(B)/c/test_json
@@ -41,10 +41,19 @@ sim-deps: tests/yagna-sim/node_modules/.package-lock.json
 tests/yagna-sim/node_modules/.package-lock.json: tests/yagna-sim/package-lock.json
 	cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error
 
-# The whole suite: plain C99 build, C++ build, ASan+UBSan build (leaks included), the
-# stand-in's own tests; one total line at the end.
-test: yhc.h $(addprefix $(B)/c/,$(TESTS)) $(addprefix $(B)/cxx/,$(TESTS)) $(addprefix $(B)/san/,$(TESTS)) $(addprefix $(B)/tls/,$(TLS_TESTS)) sim-deps
-	YHC_TLS_TESTS="$(TLS_TESTS)" ./tests/run-all.sh $(B) $(TESTS)
+# The whole suite: plain C99 build, C++ build, ASan+UBSan build (leaks included), TLS build,
+# the stand-in's own tests; one total line at the end. tests/setup.sh first installs the
+# Debian packages that are missing (when root or sudo allows) and says what it must skip;
+# the variants that can run are then built and run by a second make that reads its answer.
+-include $(B)/setup.mk
+VARIANTS := c $(if $(YHC_HAVE_cxx),cxx) $(if $(YHC_HAVE_san),san) $(if $(YHC_HAVE_tls),tls)
+VARIANT_BINS := $(foreach v,$(filter-out tls,$(VARIANTS)),$(addprefix $(B)/$(v)/,$(TESTS))) \
+                $(if $(filter tls,$(VARIANTS)),$(addprefix $(B)/tls/,$(TLS_TESTS)))
+test:
+	@./tests/setup.sh $(B)
+	@$(MAKE) --no-print-directory test-run
+test-run: yhc.h $(VARIANT_BINS) sim-deps
+	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" ./tests/run-all.sh $(B) $(TESTS)
 
 # Quick loop while developing: plain build only.
 test-fast: yhc.h $(addprefix $(B)/c/,$(TESTS))

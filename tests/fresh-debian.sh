@@ -1,0 +1,91 @@
+#!/bin/bash
+# The README's two commands on a fresh machine (not run by CI; needs root and Debian's mirror).
+# Builds a Debian 12 root file system with only what a newcomer has (build-essential, python3,
+# nodejs, npm), clones this repository's committed HEAD into it, runs `make demo` and then
+# `make test` there, and prints how long each took. `make test` installs the rest itself
+# (tests/setup.sh), as it would on the newcomer's machine.
+#
+#   tests/fresh-debian.sh [ROOT]      ROOT defaults to /tmp/yhc-fresh-debian; removed at the end
+#   KEEP=1                            keep ROOT afterwards
+#   YHC_ROOTFS_TAR=/tmp/bookworm.tar  reuse a pristine root file system from this tarball (made
+#                                     on the first run), to skip debootstrap on later runs
+#   AS_USER=1                         run both commands as a non-root user without sudo: every
+#                                     optional variant must then be skipped with its line
+set -euo pipefail
+root=${1:-/tmp/yhc-fresh-debian}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+[ "$(id -u)" = 0 ] || { echo "fresh-debian: needs root (debootstrap, chroot, mounts)" >&2; exit 1; }
+case $root in /|/usr|/usr/*|/etc|/etc/*|"$repo"|"$repo"/*) echo "fresh-debian: refusing ROOT=$root" >&2; exit 1;; esac
+[ ! -e "$root" ] || { echo "fresh-debian: $root exists; remove it or pick another ROOT" >&2; exit 1; }
+
+mounted=()
+cleanup() {
+  local m p i
+  # processes still running inside the root (a server a test left behind) hold its mounts
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/root" 2>/dev/null)" = "$root" ] && kill -9 "${p#/proc/}" 2>/dev/null
+  done
+  for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
+  if grep -q " $root/" /proc/mounts; then
+    echo "fresh-debian: mounts left under $root; not removing it" >&2; return
+  fi
+  if [ -z "${KEEP:-}" ]; then rm -rf --one-file-system "$root"; else echo "kept $root"; fi
+}
+trap cleanup EXIT
+mnt() { mount "$@"; mounted+=("${!#}"); }
+
+t0=$(date +%s)
+if [ -n "${YHC_ROOTFS_TAR:-}" ] && [ -s "$YHC_ROOTFS_TAR" ]; then
+  echo "== root file system from $YHC_ROOTFS_TAR"
+  mkdir -p "$root" && tar -xf "$YHC_ROOTFS_TAR" -C "$root"
+else
+  command -v debootstrap >/dev/null || apt-get install -y debootstrap
+  echo "== debootstrap bookworm into $root (build-essential python3 nodejs npm)"
+  debootstrap --variant=minbase --include=build-essential,python3,nodejs,npm,ca-certificates \
+    bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+    { tail -n 30 "$root.debootstrap.log"; exit 1; }
+  rm -f "$root.debootstrap.log"
+  if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" -C "$root" .; fi
+fi
+echo "   $(( $(date +%s) - t0 )) s"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mnt -t proc proc "$root/proc"
+mnt --bind /dev "$root/dev"
+mnt --bind /dev/pts "$root/dev/pts"
+mnt -t tmpfs tmpfs "$root/dev/shm"
+mnt -t tmpfs tmpfs "$root/tmp"
+
+echo "== clean clone of $(git -C "$repo" rev-parse --short HEAD)"
+git clone -q "$repo" "$root/home/yhc"
+home=/root
+runas=()
+if [ -n "${AS_USER:-}" ]; then
+  chroot "$root" useradd -m newcomer
+  chroot "$root" chown -R newcomer /home/yhc
+  home=/home/newcomer
+  runas=(setpriv --reuid=newcomer --regid=newcomer --init-groups)
+fi
+inside() { # command line, run in the clone with a clean environment
+  chroot "$root" "${runas[@]}" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    bash -c "cd /home/yhc && $1" </dev/null
+}
+inside 'echo "   $(cc --version | head -n1); node $(node --version); $(python3 --version)"'
+
+declare -A took status
+for cmd in "make demo" "make test"; do
+  echo "== $cmd"
+  s=$(date +%s)
+  set +e; inside "$cmd" 2>&1 | tee "/tmp/fresh-debian.${cmd// /-}.log" | sed 's/^/   /'
+  status[$cmd]=${PIPESTATUS[0]}; set -e
+  took[$cmd]=$(( $(date +%s) - s ))
+done
+echo "== times on a fresh Debian 12 (build-essential, python3, nodejs, npm)${AS_USER:+, as a user without sudo}"
+rc=0
+for cmd in "make demo" "make test"; do
+  printf '   %-10s %5d s   exit %d   (log: /tmp/fresh-debian.%s.log)\n' "$cmd" "${took[$cmd]}" \
+    "${status[$cmd]}" "${cmd// /-}"
+  [ "${status[$cmd]}" = 0 ] || rc=1
+done
+exit $rc
