@@ -448,6 +448,30 @@ YHCDEF yhc_str yhc_response_header(const yhc_response *resp, const char *name);
 YHCDEF int yhc_response_header_next(const yhc_response *resp, const char *name, size_t *iter,
                                     yhc_str *value);
 
+/* JSON in and out. yhc_json_request() makes `out->req` a copy of `base` (NULL: a GET with
+   no headers) whose body is the JSON text json[0..len) -- e.g. what a yhc_jw wrote into a
+   yhc_buf -- with "Content-Type: application/json" and "Accept: application/json" added
+   unless base already has them. Method NULL becomes "POST". out->req borrows json and
+   base's strings: submit it (yhc_http_request, yhc_session_request, the fetches) before they
+   go away. Returns 0, or -1 (YHC_ERR_INVALID in err) when base has more than
+   YHC_JSON_REQ_MAX_HEADERS headers. */
+#define YHC_JSON_REQ_MAX_HEADERS 30
+typedef struct yhc_json_req {
+  yhc_request req;
+  yhc_header headers[YHC_JSON_REQ_MAX_HEADERS + 2];
+} yhc_json_req;
+YHCDEF int yhc_json_request(yhc_json_req *out, const yhc_request *base, const char *json, size_t len,
+                            yhc_error *err);
+/* Parses a response body as JSON. NULL with err filled when the request itself failed (its
+   code and message), the body is not JSON (YHC_ERR_JSON, with the offset), or memory ran out.
+   The status is not judged: a 4xx with a JSON error body parses too. Free with
+   yhc_json_free(). */
+YHCDEF yhc_json_doc *yhc_response_json(const yhc_response *resp, yhc_error *err);
+/* One call, as client.post(url, json=...): a blocking JSON request with `json` (a
+   NUL-terminated JSON text, or NULL for none) as its body; method NULL is POST with a body,
+   GET without. Parse the answer with yhc_response_json(). NULL only when out of memory. */
+YHCDEF yhc_response *yhc_http_fetch_json(yhc_http *http, const char *method, const char *url, const char *json);
+
 /* Pieces of a URL, as views into the string given. */
 typedef struct yhc_url {
   yhc_str scheme;   /* lower-case compare: http, https, ws, wss */
@@ -470,30 +494,44 @@ typedef struct yhc_session yhc_session;
 typedef struct yhc_cluster yhc_cluster;
 typedef struct yhc_ctx yhc_ctx;
 
+/* Every kind of event, with its stable name (yhc_event_name()) and the short tag printed
+   with log_events. One list, so the enum and the names never drift apart. */
+#define YHC_EVENTS(X)                                                                        \
+  X(SESSION_READY, "session_ready", "session")    /* identity, allocation and VPN are set up */ \
+  X(DEMAND_PUBLISHED, "demand_published", "demand")                                          \
+  X(OFFER_RECEIVED, "offer_received", "offer")                                               \
+  X(OFFER_REJECTED, "offer_rejected", "offer")    /* by us: price, resources, platform, avoided */ \
+  X(PROPOSAL_REJECTED, "proposal_rejected", "proposal") /* by the provider */                \
+  X(AGREEMENT_SIGNED, "agreement_signed", "agreement")                                       \
+  X(ACTIVITY_STARTED, "activity_started", "activity")                                        \
+  X(SERVICE_READY, "service_ready", "ready")                                                 \
+  X(REQUEST_FORWARDED, "request_forwarded", "request")                                       \
+  X(REQUEST_RETRIED, "request_retried", "retry")                                             \
+  X(DEBIT_NOTE_ACCEPTED, "debit_note_accepted", "payment")                                   \
+  X(DEBIT_NOTE_REJECTED, "debit_note_rejected", "payment")                                   \
+  X(INVOICE_ACCEPTED, "invoice_accepted", "invoice")                                         \
+  X(INVOICE_REJECTED, "invoice_rejected", "invoice")                                         \
+  X(SERVICE_FAILED, "service_failed", "failed")                                              \
+  X(SERVICE_STOPPED, "service_stopped", "stopped")                                           \
+  X(CLUSTER_FAILED, "cluster_failed", "cluster")                                             \
+  X(SESSION_CLOSED, "session_closed", "closed")                                              \
+  X(ERROR, "error", "error")
+
 typedef enum yhc_event_kind {
-  YHC_EV_SESSION_READY = 1,   /* identity, allocation and VPN are set up */
-  YHC_EV_DEMAND_PUBLISHED,
-  YHC_EV_OFFER_RECEIVED,
-  YHC_EV_OFFER_REJECTED,      /* by us: price, resources, platform, or an avoided provider */
-  YHC_EV_PROPOSAL_REJECTED,   /* by the provider */
-  YHC_EV_AGREEMENT_SIGNED,
-  YHC_EV_ACTIVITY_STARTED,
-  YHC_EV_SERVICE_READY,
-  YHC_EV_REQUEST_FORWARDED,
-  YHC_EV_REQUEST_RETRIED,
-  YHC_EV_DEBIT_NOTE_ACCEPTED,
-  YHC_EV_DEBIT_NOTE_REJECTED,
-  YHC_EV_INVOICE_ACCEPTED,
-  YHC_EV_INVOICE_REJECTED,
-  YHC_EV_SERVICE_FAILED,
-  YHC_EV_SERVICE_STOPPED,
-  YHC_EV_CLUSTER_FAILED,
-  YHC_EV_SESSION_CLOSED,
-  YHC_EV_ERROR
+  YHC_EV__NONE = 0,
+#define YHC__EV_ENUM(name, text, tag) YHC_EV_##name,
+  YHC_EVENTS(YHC__EV_ENUM)
+#undef YHC__EV_ENUM
+  YHC_EV__COUNT
 } yhc_event_kind;
 
+/* The stable snake_case name of an event kind ("request_retried"), for logs and metrics;
+   "unknown" for a value outside the enum. Never NULL. */
+YHCDEF const char *yhc_event_name(yhc_event_kind kind);
+
 /* Everything an event points to is valid during the callback only. Fields that do not apply
-   are NULL (or 0). `message` is always a complete human-readable line. */
+   are NULL (or 0). `message` is always one complete human-readable line, without a trailing
+   newline. */
 typedef struct yhc_event {
   yhc_event_kind kind;
   const char *service;        /* the service URL, e.g. "http://calc" */
@@ -503,6 +541,7 @@ typedef struct yhc_event {
   const char *activity_id;
   const char *amount;         /* GLM as a decimal string (payments) */
   double price_hour;          /* expected GLM per hour (agreements) */
+  uint64_t request_id;        /* the request (forwarded, retried), else 0 */
   yhc_err err;
   const char *message;
 } yhc_event;
@@ -591,6 +630,9 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
 YHCDEF int yhc_session_cancel(yhc_session *s, uint64_t id);
 /* Blocking convenience, as yhc_http_fetch. */
 YHCDEF yhc_response *yhc_session_fetch(yhc_session *s, const yhc_request *req);
+/* The session's yhc_http_fetch_json(): a service URL goes to its cluster. */
+YHCDEF yhc_response *yhc_session_fetch_json(yhc_session *s, const char *method, const char *url,
+                                            const char *json);
 
 /* Cluster size: a number, a function re-evaluated on every scheduling decision and at least
    once a second, or the built-in auto-balancer. Returns 0, or -1 for an unknown URL. */
@@ -619,7 +661,11 @@ typedef struct yhc_cluster_stats {
   uint64_t completed;      /* requests answered with a response */
   uint64_t failed;         /* requests answered with an error */
   uint64_t retried;        /* times a request moved to another instance */
-  double p50_ms, p99_ms;   /* over the last 1024 responses */
+  double p50_ms, p99_ms;   /* over the last 1024 responses, submission to answer */
+  double queue_ms_avg;     /* of the answered requests: mean time waiting in the queue */
+  double service_ms_avg;   /* ... and mean time on the provider that answered (last attempt) */
+  uint64_t bytes_out;      /* request bytes sent (head and body, last attempt) */
+  uint64_t bytes_in;       /* response bytes received (head and body) */
   double spent;            /* GLM accepted for this cluster's agreements */
   int failed_cluster;      /* on_stop = raise fired */
 } yhc_cluster_stats;
@@ -628,6 +674,63 @@ typedef struct yhc_cluster_stats {
 YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out);
 YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats *out);
 YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clusters */
+
+/* The cluster of a registered service URL ("http://calc"), or NULL. Valid until the session
+   is destroyed. */
+YHCDEF yhc_cluster *yhc_session_cluster(yhc_session *s, const char *url);
+
+typedef enum yhc_instance_state {
+  YHC_INSTANCE_STARTING = 1, /* agreement, activity, deploy, start, startup commands, probe */
+  YHC_INSTANCE_READY,        /* serving (draining = 1 when it takes no new requests) */
+  YHC_INSTANCE_STOPPING,
+  YHC_INSTANCE_STOPPED
+} yhc_instance_state;
+
+/* One provider instance of a cluster. The strings are valid until the next loop turn. */
+typedef struct yhc_instance_info {
+  const char *provider_id;
+  const char *provider_name;
+  const char *agreement_id;  /* "" before the agreement exists */
+  const char *activity_id;   /* "" before the activity exists */
+  yhc_instance_state state;
+  int draining;              /* finishing its requests before it stops */
+  int in_flight;
+  uint64_t served;           /* requests answered with a response */
+  uint64_t failed;           /* requests that failed on it (moved elsewhere or ended) */
+  double spent;              /* GLM accepted for its agreement so far */
+  uint64_t ready_ms;         /* how long it has been ready, 0 if it is not */
+} yhc_instance_info;
+
+/* Inventory: fills out[0..max) with the cluster's instances, oldest first, and returns how
+   many there are (which may exceed max). */
+YHCDEF size_t yhc_cluster_instances(const yhc_cluster *c, yhc_instance_info *out, size_t max);
+
+typedef enum yhc_state {
+  YHC_STATE_STARTING = 1, /* identity, allocation, network being set up */
+  YHC_STATE_READY,        /* every cluster has its target size */
+  YHC_STATE_DEGRADED,     /* running, but a cluster is below its target, failed, or the daemon
+                             is not answering */
+  YHC_STATE_FAILED,       /* start-up failed: only plain HTTP requests work */
+  YHC_STATE_CLOSING,
+  YHC_STATE_CLOSED
+} yhc_state;
+
+/* The session's state now; with last_error non-NULL, also the last error it reported (an
+   event of kind ERROR, SERVICE_FAILED or CLUSTER_FAILED), code YHC_ERR_OK when none. */
+YHCDEF yhc_state yhc_session_state(yhc_session *s, yhc_error *last_error);
+/* "starting", "ready", "degraded", "failed", "closing", "closed"; never NULL. */
+YHCDEF const char *yhc_state_name(yhc_state state);
+
+/* Calls that answer only -1 (set_size and friends) leave their reason here: YHC_ERR_SHUTDOWN
+   after close, YHC_ERR_NO_SERVICE for an unknown URL, YHC_ERR_INVALID for a bad argument. */
+YHCDEF const yhc_error *yhc_session_call_error(yhc_session *s);
+
+/* Appends the session's metrics to out in the OpenMetrics text format (what Prometheus and
+   its kin scrape), ending with "# EOF": requests by result, retries, queue length, in flight,
+   instances by state, bytes, GLM spent, and latency histograms (total, queue wait, service
+   time) per cluster, plus served/failed/service-time per provider. Numbers never depend on
+   the locale. Returns 0, or -1 when memory ran out. */
+YHCDEF int yhc_session_metrics(yhc_session *s, yhc_buf *out);
 
 /* Graceful close: no new requests; queued ones fail with YHC_ERR_SHUTDOWN, in-flight ones
    finish (bounded by close_timeout_ms); instances stop, agreements are terminated, invoices
@@ -847,6 +950,15 @@ static YHC__UNUSED int yhc__str_ieq(yhc_str a, const char *b) {
     if (!b[i] || yhc__lower((unsigned char)a.ptr[i]) != yhc__lower((unsigned char)b[i])) return 0;
   }
   return b[i] == 0;
+}
+
+/* The last n bytes of a (all of it when shorter). */
+static YHC__UNUSED yhc_str yhc__tail(yhc_str a, size_t n) {
+  if (a.len > n) {
+    a.ptr += a.len - n;
+    a.len = n;
+  }
+  return a;
 }
 
 static YHC__UNUSED int yhc__str_eq(yhc_str a, const char *b) {
@@ -3453,6 +3565,7 @@ struct yhc__req {
   int attempts;
   char failed_on[160];            /* providers that failed it, for the final error */
   uint64_t submitted_ms;
+  uint64_t dispatched_ms;         /* when the upper layer last handed it to a connection */
   int sent;                       /* bytes of it reached a connection */
   int deadline_hit;
   yhc__timer deadline;
@@ -4680,6 +4793,54 @@ YHCDEF yhc_str yhc_response_header(const yhc_response *resp, const char *name) {
   for (i = 0; i < resp->header_count; i++)
     if (yhc__str_ieq(resp->headers[i].name, name)) return resp->headers[i].value;
   return none;
+}
+
+static int yhc__has_header(const yhc_request *r, const char *name) {
+  size_t k;
+  for (k = 0; k < r->header_count; k++)
+    if (r->headers[k].name && yhc__str_ieq(yhc__str_c(r->headers[k].name), name)) return 1;
+  return 0;
+}
+
+YHCDEF int yhc_json_request(yhc_json_req *out, const yhc_request *base, const char *json, size_t len,
+                            yhc_error *err) {
+  size_t k, n = 0;
+  yhc__error_clear(err);
+  memset(out, 0, sizeof *out);
+  if (base) out->req = *base;
+  if (out->req.header_count > YHC_JSON_REQ_MAX_HEADERS) {
+    yhc__error_set(err, YHC_ERR_INVALID, 0, "a JSON request takes at most %d headers of its own",
+                   YHC_JSON_REQ_MAX_HEADERS);
+    return -1;
+  }
+  for (k = 0; k < out->req.header_count; k++) out->headers[n++] = out->req.headers[k];
+  if (!yhc__has_header(&out->req, "content-type")) {
+    out->headers[n].name = "Content-Type";
+    out->headers[n++].value = "application/json";
+  }
+  if (!yhc__has_header(&out->req, "accept")) {
+    out->headers[n].name = "Accept";
+    out->headers[n++].value = "application/json";
+  }
+  out->req.headers = out->headers;
+  out->req.header_count = n;
+  out->req.body = json;
+  out->req.body_len = json ? len : 0;
+  if (!out->req.method) out->req.method = "POST";
+  return 0;
+}
+
+YHCDEF yhc_json_doc *yhc_response_json(const yhc_response *resp, yhc_error *err) {
+  yhc__error_clear(err);
+  if (!resp) {
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "no response (out of memory)");
+    return NULL;
+  }
+  if (resp->err) {
+    yhc__error_set(err, resp->err, 0, "%s", resp->error ? resp->error : yhc_strerror(resp->err));
+    return NULL;
+  }
+  return yhc_json_parse(resp->body.ptr ? resp->body.ptr : "", resp->body.len, NULL, err);
 }
 
 YHCDEF int yhc_response_header_next(const yhc_response *resp, const char *name, size_t *iter,
@@ -5994,6 +6155,20 @@ YHCDEF yhc_response *yhc_http_fetch(yhc_http *http, const yhc_request *req) {
 
 YHCDEF void yhc_response_free(yhc_response *resp) { YHC_FREE(resp); }
 
+static void yhc__json_fetch_req(yhc_json_req *jr, const char *method, const char *url, const char *json) {
+  yhc_request base;
+  memset(&base, 0, sizeof base);
+  base.method = method ? method : json ? "POST" : "GET";
+  base.url = url;
+  yhc_json_request(jr, &base, json, json ? strlen(json) : 0, NULL); /* no headers: cannot fail */
+}
+
+YHCDEF yhc_response *yhc_http_fetch_json(yhc_http *http, const char *method, const char *url, const char *json) {
+  yhc_json_req jr;
+  yhc__json_fetch_req(&jr, method, url, json);
+  return yhc_http_fetch(http, &jr.req);
+}
+
 /* ==== yagna REST calls: identity, payment, market, activity, net =================== */
 /* Owns: the daemon connection (base URL, app key), JSON calls with defensive answers, the
    shared Golem context (identity, allocation, VPN, agreements we pay for) and payments:
@@ -6072,6 +6247,7 @@ struct yhc__golem {
   void (*on_agreement_ended)(yhc__golem *g, yhc__agreement *a, const char *why);
   void *owner;
   yhc_error error;          /* why start-up failed */
+  yhc_error last_error;     /* the last error event, for yhc_session_state() */
 };
 
 /* ---- small helpers */
@@ -6138,35 +6314,82 @@ static void yhc__copy_id(char *dst, size_t cap, yhc_str s) {
 
 /* ---- events */
 
+YHCDEF const char *yhc_event_name(yhc_event_kind kind) {
+  static const char *const names[] = {
+#define YHC__EV_NAME(name, text, tag) text,
+      YHC_EVENTS(YHC__EV_NAME)
+#undef YHC__EV_NAME
+  };
+  int k = (int)kind - 1;
+  return (k >= 0 && k < (int)(sizeof names / sizeof *names)) ? names[k] : "unknown";
+}
+
+static const char *yhc__event_tag(yhc_event_kind kind) {
+  static const char *const tags[] = {
+#define YHC__EV_TAG(name, text, tag) tag,
+      YHC_EVENTS(YHC__EV_TAG)
+#undef YHC__EV_TAG
+  };
+  int k = (int)kind - 1;
+  return (k >= 0 && k < (int)(sizeof tags / sizeof *tags)) ? tags[k] : "event";
+}
+
 static void yhc__emit(yhc__golem *g, yhc_event *ev) {
-  /* one line per forwarded request is too chatty for log_events = 1 */
-  if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0)) {
-    static const char *const names[] = {"",          "session",  "demand",   "offer",    "offer",
-                                        "proposal",  "agreement","activity", "ready",    "request",
-                                        "retry",     "payment",  "payment",  "invoice",  "invoice",
-                                        "failed",    "stopped",  "cluster",  "closed",   "error"};
-    int k = (int)ev->kind;
-    fprintf(stderr, "[yhc %-9s] %s\n", (k > 0 && k < (int)(sizeof names / sizeof *names)) ? names[k] : "event",
-            ev->message ? ev->message : "");
+  if (ev->kind == YHC_EV_ERROR || ev->kind == YHC_EV_SERVICE_FAILED || ev->kind == YHC_EV_CLUSTER_FAILED) {
+    yhc_err code = ev->err ? ev->err : ev->kind == YHC_EV_ERROR ? YHC_ERR_YAGNA : YHC_ERR_SERVICE_FAILED;
+    yhc__error_set(&g->last_error, code, 0, "%s", ev->message ? ev->message : "");
   }
+  /* one line per forwarded request is too chatty for log_events = 1 */
+  if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0))
+    fprintf(stderr, "[yhc %-9s] %s\n", yhc__event_tag(ev->kind), ev->message ? ev->message : "");
   if (g->on_event) g->on_event(ev, g->event_user);
+}
+
+/* Formats the message of `ev` and emits it. A message is one line: trailing line breaks (a
+   provider's stderr often ends with one) are cut, inner ones become spaces. */
+static void yhc__emitv(yhc__golem *g, yhc_event *ev, const char *fmt, va_list ap) {
+  char msg[512];
+  size_t n, k;
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' ')) msg[--n] = 0;
+  for (k = 0; k < n; k++)
+    if (msg[k] == '\n' || msg[k] == '\r') msg[k] = ' ';
+  ev->message = msg;
+  yhc__emit(g, ev);
 }
 
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 4, 5)))
 #endif
 static void yhc__emitf(yhc__golem *g, yhc_event_kind kind, const char *service, const char *fmt, ...) {
-  char msg[512];
   yhc_event ev;
   va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   memset(&ev, 0, sizeof ev);
   ev.kind = kind;
   ev.service = service;
-  ev.message = msg;
-  yhc__emit(g, &ev);
+  va_start(ap, fmt);
+  yhc__emitv(g, &ev, fmt, ap);
+  va_end(ap);
+}
+
+/* An event about one provider, and optionally one request. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 7, 8)))
+#endif
+static void yhc__emit_provider(yhc__golem *g, yhc_event_kind kind, const char *service, const char *provider_id,
+                               const char *provider_name, uint64_t request_id, const char *fmt, ...) {
+  yhc_event ev;
+  va_list ap;
+  memset(&ev, 0, sizeof ev);
+  ev.kind = kind;
+  ev.service = service;
+  ev.provider_id = provider_id;
+  ev.provider_name = provider_name;
+  ev.request_id = request_id;
+  va_start(ap, fmt);
+  yhc__emitv(g, &ev, fmt, ap);
+  va_end(ap);
 }
 
 /* ---- JSON calls */
@@ -6899,6 +7122,31 @@ typedef struct yhc__instance_hooks {
   void (*ended)(yhc__instance *i); /* stopped or failed; the cluster frees it */
 } yhc__instance_hooks;
 
+/* A latency histogram with fixed bounds, as monitoring tools read them (cumulative at
+   export). Durations are kept in microseconds so sums stay exact integers. */
+#define YHC__HIST_BOUNDS(X) X(5) X(10) X(25) X(50) X(100) X(250) X(500) X(1000) X(2500) X(5000) X(10000) X(30000) X(60000)
+#define YHC__HIST_COUNT_ONE(ms) +1
+enum { YHC__HIST_N = 0 YHC__HIST_BOUNDS(YHC__HIST_COUNT_ONE) };
+typedef struct yhc__hist {
+  uint64_t bucket[YHC__HIST_N + 1]; /* the last one is +Inf */
+  uint64_t count;
+  uint64_t sum_us;
+} yhc__hist;
+
+static const unsigned yhc__hist_bound_ms[YHC__HIST_N] = {
+#define YHC__HIST_BOUND(ms) ms,
+    YHC__HIST_BOUNDS(YHC__HIST_BOUND)
+#undef YHC__HIST_BOUND
+};
+
+static void yhc__hist_add(yhc__hist *h, uint64_t us) {
+  int k = 0;
+  while (k < YHC__HIST_N && us > (uint64_t)yhc__hist_bound_ms[k] * 1000u) k++;
+  h->bucket[k]++;
+  h->count++;
+  h->sum_us += us;
+}
+
 struct yhc__instance {
   yhc__golem *g;
   void *cluster;
@@ -6947,6 +7195,10 @@ struct yhc__instance {
   uint64_t probe_since;
   int probe_tries;
   char why[300];                /* why it ended, when it failed */
+  /* what it served, for yhc_cluster_instances() and the metrics */
+  uint64_t served, failed_n;
+  uint64_t ready_at_ms;
+  yhc__hist service_hist;
   yhc__instance *next;
 };
 
@@ -6958,11 +7210,7 @@ __attribute__((format(printf, 4, 5)))
 #endif
 static void yhc__instance_emit(yhc__instance *i, yhc_event_kind kind, double price_hour, const char *fmt, ...) {
   yhc_event ev;
-  char msg[480];
   va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   memset(&ev, 0, sizeof ev);
   ev.kind = kind;
   ev.service = i->service;
@@ -6972,8 +7220,9 @@ static void yhc__instance_emit(yhc__instance *i, yhc_event_kind kind, double pri
   ev.activity_id = i->activity_id[0] ? i->activity_id : NULL;
   ev.price_hour = price_hour;
   ev.err = kind == YHC_EV_SERVICE_FAILED ? YHC_ERR_SERVICE_FAILED : YHC_ERR_OK;
-  ev.message = msg;
-  yhc__emit(i->g, &ev);
+  va_start(ap, fmt);
+  yhc__emitv(i->g, &ev, fmt, ap);
+  va_end(ap);
 }
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -7174,6 +7423,7 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->origin->open_ctx = i;
   i->origin->on_conn_error = yhc__instance_conn_error;
   i->state = YHC__I_READY;
+  i->ready_at_ms = yhc_loop_now(i->g->loop);
   yhc__instance_emit(i, YHC_EV_SERVICE_READY, 0, "%s is ready on %s (%s, VPN %s)", i->service,
                      i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
@@ -7694,6 +7944,10 @@ struct yhc_cluster {
   uint64_t completed, failed_n, retried;
   double lat[YHC__LAT_N];
   size_t nlat, lat_pos;
+  /* where the time went: waiting in the queue, then on a provider; and the bytes */
+  yhc__hist total_hist, queue_hist, service_hist;
+  uint64_t queue_us_sum, service_us_sum, timed_n;
+  uint64_t bytes_out, bytes_in;
   double spent;
   int instances_failed;
   int closing;
@@ -7727,6 +7981,33 @@ static void yhc__cluster_record_latency(yhc_cluster *c, double ms) {
   if (c->nlat < YHC__LAT_N) c->nlat++;
 }
 
+/* Counts an answered request: result, latency split into queue wait and service time (the
+   last attempt's; earlier attempts count as waiting), bytes each way. */
+static void yhc__cluster_account(yhc_cluster *c, yhc__instance *i, const yhc__req *r) {
+  uint64_t now = yhc_loop_now(c->g->loop);
+  uint64_t total = now - r->submitted_ms;
+  uint64_t service = r->dispatched_ms >= r->submitted_ms && r->dispatched_ms ? now - r->dispatched_ms : 0;
+  if (service > total) service = total;
+  c->bytes_out += r->wire.len;
+  c->bytes_in += r->head.len + r->body_total;
+  if (r->error.code) {
+    c->failed_n++;
+    return;
+  }
+  c->completed++;
+  yhc__cluster_record_latency(c, (double)total);
+  yhc__hist_add(&c->total_hist, total * 1000u);
+  yhc__hist_add(&c->queue_hist, (total - service) * 1000u);
+  yhc__hist_add(&c->service_hist, service * 1000u);
+  c->queue_us_sum += (total - service) * 1000u;
+  c->service_us_sum += service * 1000u;
+  c->timed_n++;
+  if (i) {
+    i->served++;
+    yhc__hist_add(&i->service_hist, service * 1000u);
+  }
+}
+
 /* Errors that say "this provider could not serve it", as opposed to the request's own
    deadline or a cancellation: those move the request elsewhere. */
 static int yhc__retryable_error(const yhc__req *r) {
@@ -7758,6 +8039,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
     c->in_flight--;
     r->slot = NULL;
     if (!r->error.code) i->conn_failures = 0;
+    else i->failed_n++;
   }
   if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
     int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
@@ -7769,8 +8051,9 @@ static void yhc__cluster_req_done(yhc__req *r) {
       /* back to the FRONT: it has waited longest */
       r->attempts++;
       c->retried++;
-      yhc__emitf(c->g, YHC_EV_REQUEST_RETRIED, c->url, "request %llu moved off %s (%s), attempt %d",
-                 (unsigned long long)r->id, i->provider_name, r->error.msg, r->attempts + 1);
+      yhc__emit_provider(c->g, YHC_EV_REQUEST_RETRIED, c->url, i->provider_id, i->provider_name, r->id,
+                         "request %llu moved off %s (%s), attempt %d", (unsigned long long)r->id,
+                         i->provider_name, r->error.msg, r->attempts + 1);
       yhc__req_reset_response(r);
       r->sent = 0;
       yhc__cluster_park(c, r, 1);
@@ -7785,11 +8068,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
       yhc__error_set(&r->error, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->error.code, 0, "%s", msg);
     }
   }
-  if (r->error.code) c->failed_n++;
-  else {
-    c->completed++;
-    yhc__cluster_record_latency(c, (double)(yhc_loop_now(c->g->loop) - r->submitted_ms));
-  }
+  yhc__cluster_account(c, i, r);
   r->owner = NULL;
   r->unpark = NULL;
   yhc__req_deliver_user(r);
@@ -7815,11 +8094,12 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
     yhc__cluster_unpark(r);
     r->where = YHC__REQ_NEW;
     r->slot = i;
+    r->dispatched_ms = yhc_loop_now(c->g->loop);
     i->in_flight++;
     c->in_flight++;
     if (c->g->log_events > 1 || c->g->on_event)
-      yhc__emitf(c->g, YHC_EV_REQUEST_FORWARDED, c->url, "request %llu forwarded to %s",
-                 (unsigned long long)r->id, i->provider_name);
+      yhc__emit_provider(c->g, YHC_EV_REQUEST_FORWARDED, c->url, i->provider_id, i->provider_name, r->id,
+                         "request %llu forwarded to %s", (unsigned long long)r->id, i->provider_name);
     yhc__host_submit(i->origin, r, 0);
   }
 }
@@ -7828,7 +8108,8 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
 
 static double yhc__num_at(const yhc_json *arr, size_t k) { return yhc_json_num(yhc_json_at(arr, k), -1); }
 
-static void yhc__cluster_reject(yhc_cluster *c, yhc_str proposal_id, const char *provider, const char *why) {
+static void yhc__cluster_reject(yhc_cluster *c, yhc_str proposal_id, const char *provider_id, const char *provider,
+                                const char *why) {
   char path[400], body[300];
   yhc_buf b;
   yhc_jw w;
@@ -7844,7 +8125,8 @@ static void yhc__cluster_reject(yhc_cluster *c, yhc_str proposal_id, const char 
            (int)proposal_id.len, proposal_id.ptr);
   if (!yhc_jw_finish(&w)) yhc__api(c->g, "POST", path, b.ptr, 15000, NULL, NULL);
   yhc_buf_free(&b);
-  yhc__emitf(c->g, YHC_EV_OFFER_REJECTED, c->url, "offer from %s rejected: %s", provider, why);
+  yhc__emit_provider(c->g, YHC_EV_OFFER_REJECTED, c->url, provider_id, provider, 0, "offer from %s rejected: %s",
+                     provider, why);
 }
 
 static int yhc__cluster_avoids(const yhc_cluster *c, const char *provider_id) {
@@ -8028,7 +8310,8 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   if (!yhc__id_ok(pid) || !yhc__id_ok(issuer) || issuer.len >= sizeof provider) return;
   yhc__copy_id(provider, sizeof provider, issuer);
   snprintf(pname, sizeof pname, "%.*s", (int)YHC__MIN(name.len, 60), name.len ? name.ptr : provider);
-  yhc__emitf(c->g, YHC_EV_OFFER_RECEIVED, c->url, "offer from %s (%s)", pname, provider);
+  yhc__emit_provider(c->g, YHC_EV_OFFER_RECEIVED, c->url, provider, pname, 0, "offer from %s (%s)", pname,
+                     provider);
   /* the checks yapapi's strategy makes, plus our price limits */
   scheme = yhc_json_str(yhc_json_get(props, "golem.com.scheme"), scheme);
   snprintf(key, sizeof key, "golem.com.payment.platform.%s.address", c->g->platform);
@@ -8075,7 +8358,7 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
     if (open_n >= YHC__MAX_NEGOTIATIONS) snprintf(why, sizeof why, "too many negotiations in progress");
   }
   if (why[0]) {
-    yhc__cluster_reject(c, pid, pname, why);
+    yhc__cluster_reject(c, pid, provider, pname, why);
     return;
   }
   o = YHC__NEW(yhc__offer);
@@ -8142,8 +8425,9 @@ static void yhc__cluster_rejected(yhc_cluster *c, const yhc_json *ev) {
   msg = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), msg);
   for (o = c->offers; o; o = o->next) {
     if (yhc__str_eq(id, o->counter_id) || yhc__str_eq(id, o->offer_id) || yhc__str_eq(id, o->draft_id)) {
-      yhc__emitf(c->g, YHC_EV_PROPOSAL_REJECTED, c->url, "%s rejected our proposal%s%.*s", o->provider_name,
-                 msg.len ? ": " : "", (int)YHC__MIN(msg.len, 120), msg.ptr);
+      yhc__emit_provider(c->g, YHC_EV_PROPOSAL_REJECTED, c->url, o->provider_id, o->provider_name, 0,
+                         "%s rejected our proposal%s%.*s", o->provider_name, msg.len ? ": " : "",
+                         (int)YHC__MIN(msg.len, 120), msg.ptr);
       yhc__offer_unlink(c, o);
       return;
     }
@@ -8572,6 +8856,7 @@ struct yhc_session {
   uint64_t close_started_ms, invoices_since_ms;
   yhc__timer close_timer;
   int destroying;
+  yhc_error call_error;      /* why the last -1 of a size call */
 };
 
 static const char *yhc__env_or(const char *v, const char *env, const char *def) {
@@ -8759,6 +9044,31 @@ static void yhc__cluster_free(yhc_cluster *c) {
   YHC_FREE(c);
 }
 
+/* A service is named by a bare host: requests match it by host alone, so anything else in
+   the URL would either never match (a port) or be a plain server's address (an IP literal,
+   localhost). Returns why the URL is not a service name, or NULL. */
+static const char *yhc__service_url_problem(const char *url, const yhc_url *u) {
+  const char *auth = strstr(url, "://");
+  size_t k, alldigits = 1, authlen = auth ? strcspn(auth + 3, "/?#") : 0;
+  if (!yhc__str_ieq(u->scheme, "http")) return "the scheme must be http";
+  if (strlen(url) >= 128 || u->host.len >= 100) return "the name is too long";
+  if (u->userinfo.ptr) return "user information is not allowed";
+  if (u->fragment.ptr) return "a fragment is not allowed";
+  if (u->target.len > 1) return "a path or query is not allowed";
+  if (auth && auth[3] == '[') return "an IP literal is not a service name";
+  if (auth && memchr(auth + 3, ':', authlen)) return "a port is not allowed (the server's port in the VM is yhc_service_desc.port)";
+  for (k = 0; k < u->host.len; k++) {
+    unsigned char c = (unsigned char)u->host.ptr[k];
+    if (!(yhc__is_alpha(c) || yhc__is_digit(c) || c == '-' || c == '.')) return "an IP literal or an invalid name";
+    if (!(yhc__is_digit(c) || c == '.')) alldigits = 0;
+  }
+  if (alldigits) return "an IP literal is not a service name";
+  if (yhc__str_ieq(u->host, "localhost") ||
+      (u->host.len > 10 && yhc__str_ieq(yhc__tail(u->host, 10), ".localhost")))
+    return "localhost is not a service name";
+  return NULL;
+}
+
 YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc, yhc_error *err) {
   yhc_url u;
   yhc_cluster *c;
@@ -8778,9 +9088,12 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %.120s", desc->url, why);
     return -1;
   }
-  if (!yhc__str_ieq(u.scheme, "http") || u.host.len >= 100 || (u.target.len > 1) || strlen(desc->url) >= 128) {
-    yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\")", desc->url);
-    return -1;
+  {
+    const char *why = yhc__service_url_problem(desc->url, &u);
+    if (why) {
+      yhc__error_set(err, YHC_ERR_CONFIG, 0, "service URL must be http://name (got \"%.100s\"): %s", desc->url, why);
+      return -1;
+    }
   }
   if (yhc__session_cluster(s, desc->url)) {
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "a service is already registered for %s", desc->url);
@@ -8933,11 +9246,40 @@ YHCDEF yhc_response *yhc_session_fetch(yhc_session *s, const yhc_request *req) {
   return f.out;
 }
 
+YHCDEF yhc_response *yhc_session_fetch_json(yhc_session *s, const char *method, const char *url,
+                                            const char *json) {
+  yhc_json_req jr;
+  yhc__json_fetch_req(&jr, method, url, json);
+  return yhc_session_fetch(s, &jr.req);
+}
+
 /* ---- size */
 
+/* The cluster a size call may change, or NULL with the reason in call_error. */
+static yhc_cluster *yhc__session_sizable(yhc_session *s, const char *url, int bad_arg) {
+  yhc_cluster *c;
+  yhc__error_clear(&s->call_error);
+  if (s->closing) {
+    yhc__error_set(&s->call_error, YHC_ERR_SHUTDOWN, 0, "the session is closing: cluster sizes are fixed");
+    return NULL;
+  }
+  c = yhc__session_cluster(s, url);
+  if (!c) {
+    yhc__error_set(&s->call_error, YHC_ERR_NO_SERVICE, 0, "no service is registered for %.100s", url ? url : "(null)");
+    return NULL;
+  }
+  if (bad_arg) {
+    yhc__error_set(&s->call_error, YHC_ERR_INVALID, 0, "invalid size argument for %.100s", url);
+    return NULL;
+  }
+  return c;
+}
+
+YHCDEF const yhc_error *yhc_session_call_error(yhc_session *s) { return &s->call_error; }
+
 YHCDEF int yhc_session_set_size(yhc_session *s, const char *url, int size) {
-  yhc_cluster *c = yhc__session_cluster(s, url);
-  if (!c || size < 0) return -1;
+  yhc_cluster *c = yhc__session_sizable(s, url, size < 0);
+  if (!c) return -1;
   c->size_mode = YHC__SIZE_INT;
   c->size_int = size;
   c->lost = 0;
@@ -8946,8 +9288,8 @@ YHCDEF int yhc_session_set_size(yhc_session *s, const char *url, int size) {
 }
 
 YHCDEF int yhc_session_set_size_fn(yhc_session *s, const char *url, yhc_size_fn fn, void *user) {
-  yhc_cluster *c = yhc__session_cluster(s, url);
-  if (!c || !fn) return -1;
+  yhc_cluster *c = yhc__session_sizable(s, url, !fn);
+  if (!c) return -1;
   c->size_mode = YHC__SIZE_FN;
   c->size_fn = fn;
   c->size_user = user;
@@ -8956,7 +9298,7 @@ YHCDEF int yhc_session_set_size_fn(yhc_session *s, const char *url, yhc_size_fn 
 }
 
 YHCDEF int yhc_session_autoscale(yhc_session *s, const char *url, const yhc_autoscale_desc *d) {
-  yhc_cluster *c = yhc__session_cluster(s, url);
+  yhc_cluster *c = yhc__session_sizable(s, url, 0);
   yhc_autoscale_desc a;
   if (!c) return -1;
   if (d) a = *d;
@@ -9003,6 +9345,12 @@ YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out) 
   out->retried = c->retried;
   out->spent = c->spent;
   out->failed_cluster = c->failed_cluster;
+  out->bytes_out = c->bytes_out;
+  out->bytes_in = c->bytes_in;
+  if (c->timed_n) {
+    out->queue_ms_avg = (double)c->queue_us_sum / 1000.0 / (double)c->timed_n;
+    out->service_ms_avg = (double)c->service_us_sum / 1000.0 / (double)c->timed_n;
+  }
   if (c->nlat) {
     double tmp[YHC__LAT_N];
     memcpy(tmp, c->lat, c->nlat * sizeof *tmp);
@@ -9020,6 +9368,227 @@ YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats 
 }
 
 YHCDEF double yhc_session_spent(yhc_session *s) { return s->g.spent; }
+
+YHCDEF yhc_cluster *yhc_session_cluster(yhc_session *s, const char *url) { return yhc__session_cluster(s, url); }
+
+static yhc_instance_state yhc__instance_public_state(const yhc__instance *i) {
+  if (i->state < YHC__I_READY) return YHC_INSTANCE_STARTING;
+  if (i->state == YHC__I_READY) return YHC_INSTANCE_READY;
+  return i->state == YHC__I_STOPPING ? YHC_INSTANCE_STOPPING : YHC_INSTANCE_STOPPED;
+}
+
+YHCDEF size_t yhc_cluster_instances(const yhc_cluster *c, yhc_instance_info *out, size_t max) {
+  const yhc__instance *i;
+  size_t n = 0;
+  uint64_t now = yhc_loop_now(c->g->loop);
+  for (i = c->instances; i; i = i->next, n++) {
+    yhc_instance_info *o;
+    if (n >= max || !out) continue;
+    o = &out[n];
+    memset(o, 0, sizeof *o);
+    o->provider_id = i->provider_id;
+    o->provider_name = i->provider_name;
+    o->agreement_id = i->agreement_id;
+    o->activity_id = i->activity_id;
+    o->state = yhc__instance_public_state(i);
+    o->draining = i->draining;
+    o->in_flight = i->in_flight;
+    o->served = i->served;
+    o->failed = i->failed_n;
+    o->spent = i->agreement ? i->agreement->accepted : 0;
+    o->ready_ms = i->state == YHC__I_READY && i->ready_at_ms ? now - i->ready_at_ms : 0;
+  }
+  return n;
+}
+
+static int yhc__cluster_below_target(yhc_cluster *c) {
+  const yhc__instance *i;
+  int ready = 0;
+  if (c->failed_cluster) return 1;
+  for (i = c->instances; i; i = i->next) ready += i->state == YHC__I_READY && !i->draining;
+  return ready < yhc__cluster_target(c);
+}
+
+YHCDEF yhc_state yhc_session_state(yhc_session *s, yhc_error *last_error) {
+  yhc_cluster *c;
+  if (last_error) *last_error = s->g.last_error;
+  if (s->close_state == YHC__S_CLOSED) return YHC_STATE_CLOSED;
+  if (s->closing) return YHC_STATE_CLOSING;
+  if (s->g.state == YHC__G_FAILED) return YHC_STATE_FAILED;
+  if (s->g.state != YHC__G_READY) return YHC_STATE_STARTING;
+  for (c = s->clusters; c; c = c->next)
+    if (yhc__cluster_below_target(c)) return YHC_STATE_DEGRADED;
+  return YHC_STATE_READY;
+}
+
+YHCDEF const char *yhc_state_name(yhc_state state) {
+  static const char *const names[] = {"starting", "ready", "degraded", "failed", "closing", "closed"};
+  int k = (int)state - 1;
+  return (k >= 0 && k < (int)(sizeof names / sizeof *names)) ? names[k] : "unknown";
+}
+
+/* ---- metrics (OpenMetrics text format 1.0) */
+
+/* Label values are escaped as the format asks: backslash, double quote and newline. */
+static void yhc__om_label(yhc_buf *b, const char *name, const char *value) {
+  yhc_buf_printf(b, "%s=\"", name);
+  for (; value && *value; value++) {
+    if (*value == '\\' || *value == '"') yhc_buf_printf(b, "\\%c", *value);
+    else if (*value == '\n') yhc_buf_appends(b, "\\n");
+    else yhc_buf_append(b, value, 1);
+  }
+  yhc_buf_appends(b, "\"");
+}
+
+/* Seconds from microseconds, as integer arithmetic: printf's %f would follow the locale. */
+static void yhc__om_seconds(yhc_buf *b, uint64_t us) {
+  yhc_buf_printf(b, "%llu.%06llu", (unsigned long long)(us / 1000000u), (unsigned long long)(us % 1000000u));
+}
+
+/* GLM for display with 9 decimals, locale-free. */
+static void yhc__om_glm(yhc_buf *b, double glm) {
+  unsigned long long nano = glm > 0 ? (unsigned long long)(glm * 1e9 + 0.5) : 0;
+  yhc_buf_printf(b, "%llu.%09llu", nano / 1000000000ull, nano % 1000000000ull);
+}
+
+static void yhc__om_family(yhc_buf *b, const char *name, const char *type, const char *unit, const char *help) {
+  yhc_buf_printf(b, "# TYPE %s %s\n", name, type);
+  if (unit) yhc_buf_printf(b, "# UNIT %s %s\n", name, unit);
+  yhc_buf_printf(b, "# HELP %s %s\n", name, help);
+}
+
+/* One sample line: name{service="...",<extra>} value */
+static void yhc__om_start(yhc_buf *b, const char *name, const char *suffix, const char *service) {
+  yhc_buf_printf(b, "%s%s{", name, suffix);
+  yhc__om_label(b, "service", service);
+}
+
+static void yhc__om_u64(yhc_buf *b, const char *name, const char *suffix, const char *service, const char *k1,
+                        const char *v1, uint64_t value) {
+  yhc__om_start(b, name, suffix, service);
+  if (k1) {
+    yhc_buf_appends(b, ",");
+    yhc__om_label(b, k1, v1);
+  }
+  yhc_buf_printf(b, "} %llu\n", (unsigned long long)value);
+}
+
+static void yhc__om_hist(yhc_buf *b, const char *name, const char *service, const yhc__instance *i,
+                         const yhc__hist *h) {
+  uint64_t cum = 0;
+  int k;
+  for (k = 0; k <= YHC__HIST_N; k++) {
+    cum += h->bucket[k];
+    yhc__om_start(b, name, "_bucket", service);
+    if (i) {
+      yhc_buf_appends(b, ",");
+      yhc__om_label(b, "provider_id", i->provider_id);
+      yhc_buf_appends(b, ",");
+      yhc__om_label(b, "provider_name", i->provider_name);
+    }
+    if (k < YHC__HIST_N) {
+      yhc_buf_appends(b, ",le=\"");
+      yhc__om_seconds(b, (uint64_t)yhc__hist_bound_ms[k] * 1000u);
+      yhc_buf_printf(b, "\"} %llu\n", (unsigned long long)cum);
+    } else {
+      yhc_buf_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+  }
+  yhc__om_start(b, name, "_count", service);
+  if (i) {
+    yhc_buf_appends(b, ",");
+    yhc__om_label(b, "provider_id", i->provider_id);
+    yhc_buf_appends(b, ",");
+    yhc__om_label(b, "provider_name", i->provider_name);
+  }
+  yhc_buf_printf(b, "} %llu\n", (unsigned long long)h->count);
+  yhc__om_start(b, name, "_sum", service);
+  if (i) {
+    yhc_buf_appends(b, ",");
+    yhc__om_label(b, "provider_id", i->provider_id);
+    yhc_buf_appends(b, ",");
+    yhc__om_label(b, "provider_name", i->provider_name);
+  }
+  yhc_buf_appends(b, "} ");
+  yhc__om_seconds(b, h->sum_us);
+  yhc_buf_appends(b, "\n");
+}
+
+YHCDEF int yhc_session_metrics(yhc_session *s, yhc_buf *out) {
+  static const char *const inst_states[] = {"starting", "ready", "stopping", "stopped"};
+  yhc_buf b;
+  yhc_cluster *c;
+  const yhc__instance *i;
+  int k;
+  memset(&b, 0, sizeof b);
+  yhc__om_family(&b, "yhc_session_state", "stateset", NULL, "The session's state.");
+  for (k = YHC_STATE_STARTING; k <= YHC_STATE_CLOSED; k++)
+    yhc_buf_printf(&b, "yhc_session_state{yhc_session_state=\"%s\"} %d\n", yhc_state_name((yhc_state)k),
+                   (int)yhc_session_state(s, NULL) == k);
+  yhc__om_family(&b, "yhc_spent_glm", "gauge", NULL, "GLM accepted so far, all clusters.");
+  yhc_buf_appends(&b, "yhc_spent_glm ");
+  yhc__om_glm(&b, s->g.spent);
+  yhc_buf_appends(&b, "\n");
+  yhc__om_family(&b, "yhc_requests", "counter", NULL, "Service requests answered, by result.");
+  for (c = s->clusters; c; c = c->next) {
+    yhc__om_u64(&b, "yhc_requests", "_total", c->url, "result", "response", c->completed);
+    yhc__om_u64(&b, "yhc_requests", "_total", c->url, "result", "error", c->failed_n);
+  }
+  yhc__om_family(&b, "yhc_request_retries", "counter", NULL, "Times a request moved to another provider.");
+  for (c = s->clusters; c; c = c->next) yhc__om_u64(&b, "yhc_request_retries", "_total", c->url, NULL, NULL, c->retried);
+  yhc__om_family(&b, "yhc_sent_bytes", "counter", "bytes", "Request bytes sent to providers.");
+  for (c = s->clusters; c; c = c->next) yhc__om_u64(&b, "yhc_sent_bytes", "_total", c->url, NULL, NULL, c->bytes_out);
+  yhc__om_family(&b, "yhc_received_bytes", "counter", "bytes", "Response bytes received from providers.");
+  for (c = s->clusters; c; c = c->next) yhc__om_u64(&b, "yhc_received_bytes", "_total", c->url, NULL, NULL, c->bytes_in);
+  yhc__om_family(&b, "yhc_instance_failures", "counter", NULL, "Instances that ended by a failure.");
+  for (c = s->clusters; c; c = c->next)
+    yhc__om_u64(&b, "yhc_instance_failures", "_total", c->url, NULL, NULL, (uint64_t)c->instances_failed);
+  yhc__om_family(&b, "yhc_queued_requests", "gauge", NULL, "Requests waiting for an instance.");
+  for (c = s->clusters; c; c = c->next) yhc__om_u64(&b, "yhc_queued_requests", "", c->url, NULL, NULL, c->q.len);
+  yhc__om_family(&b, "yhc_in_flight_requests", "gauge", NULL, "Requests on providers now.");
+  for (c = s->clusters; c; c = c->next) yhc__om_u64(&b, "yhc_in_flight_requests", "", c->url, NULL, NULL, c->in_flight);
+  yhc__om_family(&b, "yhc_instances", "gauge", NULL, "Instances by state.");
+  for (c = s->clusters; c; c = c->next) {
+    uint64_t n[4] = {0, 0, 0, 0};
+    for (i = c->instances; i; i = i->next) n[(int)yhc__instance_public_state(i) - 1]++;
+    for (k = 0; k < 4; k++) yhc__om_u64(&b, "yhc_instances", "", c->url, "state", inst_states[k], n[k]);
+  }
+  yhc__om_family(&b, "yhc_cluster_target_size", "gauge", NULL, "Instances the cluster aims for.");
+  for (c = s->clusters; c; c = c->next)
+    yhc__om_u64(&b, "yhc_cluster_target_size", "", c->url, NULL, NULL, (uint64_t)YHC__MAX(0, yhc__cluster_target(c)));
+  yhc__om_family(&b, "yhc_request_duration_seconds", "histogram", "seconds", "Submission to answer of served requests.");
+  for (c = s->clusters; c; c = c->next) yhc__om_hist(&b, "yhc_request_duration_seconds", c->url, NULL, &c->total_hist);
+  yhc__om_family(&b, "yhc_request_queue_seconds", "histogram", "seconds", "Time served requests waited for an instance.");
+  for (c = s->clusters; c; c = c->next) yhc__om_hist(&b, "yhc_request_queue_seconds", c->url, NULL, &c->queue_hist);
+  yhc__om_family(&b, "yhc_request_service_seconds", "histogram", "seconds", "Time on the provider that answered.");
+  for (c = s->clusters; c; c = c->next) yhc__om_hist(&b, "yhc_request_service_seconds", c->url, NULL, &c->service_hist);
+  yhc__om_family(&b, "yhc_provider_requests", "counter", NULL, "Requests per provider instance, by result.");
+  for (c = s->clusters; c; c = c->next) {
+    for (i = c->instances; i; i = i->next) {
+      int r;
+      for (r = 0; r < 2; r++) {
+        yhc__om_start(&b, "yhc_provider_requests", "_total", c->url);
+        yhc_buf_appends(&b, ",");
+        yhc__om_label(&b, "provider_id", i->provider_id);
+        yhc_buf_appends(&b, ",");
+        yhc__om_label(&b, "provider_name", i->provider_name);
+        yhc_buf_printf(&b, ",result=\"%s\"} %llu\n", r ? "error" : "response",
+                       (unsigned long long)(r ? i->failed_n : i->served));
+      }
+    }
+  }
+  yhc__om_family(&b, "yhc_provider_service_seconds", "histogram", "seconds", "Service time per provider instance.");
+  for (c = s->clusters; c; c = c->next)
+    for (i = c->instances; i; i = i->next)
+      yhc__om_hist(&b, "yhc_provider_service_seconds", c->url, i, &i->service_hist);
+  yhc_buf_appends(&b, "# EOF\n");
+  if (!b.ptr || yhc_buf_append(out, b.ptr, b.len) < 0) {
+    yhc_buf_free(&b);
+    return -1;
+  }
+  yhc_buf_free(&b);
+  return 0;
+}
 YHCDEF yhc_loop *yhc_session_loop(yhc_session *s) { return s->loop; }
 
 /* ---- close */
