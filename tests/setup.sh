@@ -22,6 +22,7 @@ declare -A label=(
   [tls]="TLS variant"
   [nginx]="nginx interop tests"
   [valgrind]="valgrind runs"
+  [metrics]="OpenMetrics parser check"
 )
 
 # ---- the packages: name, the parts that need it, the probe that says it is there. Append here.
@@ -54,6 +55,7 @@ pkg nodejs               required       "have node"
 pkg npm                  required       "have npm"
 pkg nginx-light          nginx          "have nginx"
 pkg valgrind             valgrind       "have valgrind"
+pkg python3-prometheus-client metrics   "[ -d /usr/lib/python3/dist-packages/prometheus_client ] || python3 -c 'import prometheus_client' 2>/dev/null"
 
 present() { eval "${probe[$1]}"; }
 
