@@ -13,11 +13,16 @@
    instances [1]. Environment: YAGNA_API_URL, YAGNA_APPKEY, YHC_IMAGE_HASH, YHC_IMAGE_REPO.
    Ctrl-C closes the session gracefully (agreements terminated, invoices paid).
 
+   GET /metrics is answered by the proxy itself: the session's metrics in the OpenMetrics text
+   format, for Prometheus and its kin.
+
    The proxy shows the embeddable tier of the event loop: it runs poll() itself over its own
    sockets and the library's (yhc_loop_fds() / yhc_loop_dispatch()), all in one thread. To
-   stay short it answers one request per connection ("Connection: close") and takes request
-   bodies with a Content-Length only. Answers are relayed once complete: the library calls
-   back with the whole response after retrying it elsewhere if a provider failed midway. */
+   stay short it answers one request per connection ("Connection: close"); request bodies come
+   with a Content-Length or chunked (forwarded with a Content-Length). Answers are relayed once
+   complete: the library calls back with the whole response after retrying it elsewhere if a
+   provider failed midway. Ctrl-C (or SIGTERM) stops accepting, lets the requests in flight
+   answer (up to PROXY_DRAIN_MS), then closes the session. */
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
 
@@ -39,13 +44,16 @@
 #define PROXY_MAX_HEAD 16384
 #define PROXY_MAX_BODY (16u << 20)
 #define PROXY_MAX_HEADERS 64
+#define PROXY_DRAIN_MS 30000
 
 typedef struct proxy_client {
   int fd;
   char *in;              /* the request as received */
   size_t in_len, in_cap;
   size_t head_len;       /* bytes up to and including the blank line, once seen */
-  size_t body_len;       /* from Content-Length */
+  size_t body_len;       /* from Content-Length, or of the decoded chunked body */
+  int chunked;           /* the body came chunked: decoded in place after the head */
+  int is_head;           /* a HEAD: the upstream Content-Length is the answer's */
   uint64_t pending;      /* the forwarded request, while it runs */
   char *out;             /* the answer being written back */
   size_t out_len, out_pos;
@@ -100,7 +108,8 @@ static int proxy_hop_by_hop(const char *name, size_t len) {
   return 0;
 }
 
-/* The cluster answered (or gave up): status line, end-to-end headers and body go back. */
+/* The cluster answered (or gave up): status line, end-to-end headers and body go back. A HEAD
+   answer has no body, and its Content-Length is the upstream one (RFC 9110 9.3.2). */
 static void proxy_on_answer(const yhc_response *r, void *user) {
   proxy_client *c = (proxy_client *)user;
   size_t k, cap;
@@ -122,16 +131,74 @@ static void proxy_on_answer(const yhc_response *r, void *user) {
   n = snprintf(out, cap, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason.len, r->reason.ptr);
   for (k = 0; k < r->header_count; k++) {
     const yhc_header_view *h = &r->headers[k];
-    if (proxy_hop_by_hop(h->name.ptr, h->name.len)) continue;
+    int is_length = h->name.len == 14 && !strncasecmp(h->name.ptr, "content-length", 14);
+    if (proxy_hop_by_hop(h->name.ptr, h->name.len) && !(c->is_head && is_length)) continue;
     n += snprintf(out + n, cap - (size_t)n, "%.*s: %.*s\r\n", (int)h->name.len, h->name.ptr, (int)h->value.len,
                   h->value.ptr);
   }
-  n += snprintf(out + n, cap - (size_t)n, "Content-Length: %zu\r\nConnection: close\r\n\r\n", r->body.len);
+  if (c->is_head) n += snprintf(out + n, cap - (size_t)n, "Connection: close\r\n\r\n");
+  else n += snprintf(out + n, cap - (size_t)n, "Content-Length: %zu\r\nConnection: close\r\n\r\n", r->body.len);
   memcpy(out + n, r->body.ptr, r->body.len);
   proxy_set_answer(c, out, (size_t)n + r->body.len);
 }
 
 /* ---- requests */
+
+static void proxy_answer_metrics(proxy *p, proxy_client *c) {
+  yhc_buf m;
+  char *out;
+  int n;
+  memset(&m, 0, sizeof m);
+  if (yhc_session_metrics(p->s, &m) < 0 || !(out = (char *)malloc(m.len + 200))) {
+    yhc_buf_free(&m);
+    proxy_answer_text(c, 500, "Internal Server Error", "out of memory\n");
+    return;
+  }
+  n = sprintf(out,
+              "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+              "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+              m.len);
+  memcpy(out + n, m.ptr, m.len);
+  proxy_set_answer(c, out, (size_t)n + m.len);
+  yhc_buf_free(&m);
+}
+
+/* Decodes a chunked body (RFC 9112 7.1) that starts at `in` in place, so the decoded bytes
+   also start at `in`. Returns the decoded length once the last chunk and the trailers are in,
+   -2 while more is needed, -1 for a malformed or too large body. */
+static long proxy_dechunk(char *in, size_t len, size_t max) {
+  size_t r = 0, w = 0;
+  for (;;) {
+    size_t size = 0, digits = 0;
+    char *eol = (char *)memchr(in + r, '\n', len - r);
+    if (!eol) return len - r > 1024 ? -1 : -2;
+    for (; r < (size_t)(eol - in); r++) {
+      int c = in[r], v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+      if (v < 0) break;
+      if (++digits > 8) return -1;
+      size = size * 16 + (size_t)v;
+    }
+    if (!digits || (in[r] != ';' && in[r] != '\r' && in[r] != '\n')) return -1; /* extensions are ignored */
+    r = (size_t)(eol - in) + 1;
+    if (size == 0) { /* trailers: skipped up to the blank line */
+      for (;;) {
+        eol = (char *)memchr(in + r, '\n', len - r);
+        if (!eol) return len - r > 8192 ? -1 : -2;
+        if (eol == in + r || (eol == in + r + 1 && in[r] == '\r')) return (long)w;
+        r = (size_t)(eol - in) + 1;
+      }
+    }
+    if (size > max - w) return -1;
+    if (len - r < size + 2) return -2;
+    memmove(in + w, in + r, size);
+    w += size;
+    r += size;
+    if (in[r] == '\r') r++;
+    if (in[r] != '\n') return -1;
+    r++;
+  }
+}
 
 /* The request is complete in c->in: parse the head in place and hand it to the session. */
 static void proxy_forward(proxy *p, proxy_client *c) {
@@ -150,6 +217,11 @@ static void proxy_forward(proxy *p, proxy_client *c) {
   }
   *target++ = 0;
   *strchr(target, ' ') = 0;
+  c->is_head = !strcmp(method, "HEAD");
+  if (!strcmp(method, "GET") && !strcmp(target, "/metrics")) {
+    proxy_answer_metrics(p, c);
+    return;
+  }
   for (line = end ? end + 2 : NULL; line && *line; line = end ? end + 2 : NULL) {
     char *colon = strchr(line, ':');
     end = strstr(line, "\r\n");
@@ -221,8 +293,13 @@ static int proxy_read(proxy *p, proxy_client *c) {
       cl = proxy_head_find(c->in, "content-length");
       c->body_len = cl ? strtoul(cl, NULL, 10) : 0;
       if (proxy_head_find(c->in, "transfer-encoding")) {
-        proxy_answer_text(c, 411, "Length Required", "send the body with a Content-Length\n");
-        return 0;
+        const char *te = proxy_head_find(c->in, "transfer-encoding");
+        while (*te == ' ') te++;
+        if (strncasecmp(te, "chunked", 7) || cl) {
+          proxy_answer_text(c, 400, "Bad Request", "only Transfer-Encoding: chunked, without Content-Length\n");
+          return 0;
+        }
+        c->chunked = 1;
       }
       if (c->body_len > PROXY_MAX_BODY) {
         proxy_answer_text(c, 413, "Content Too Large", "body too large\n");
@@ -234,6 +311,33 @@ static int proxy_read(proxy *p, proxy_client *c) {
         if (write(c->fd, go_on, sizeof go_on - 1) < 0) return -1;
       }
       *blank = '\r';
+    }
+    if (c->chunked && (c->in_len - c->head_len < 5 || (memcmp(c->in + c->in_len - 2, "\n\n", 2) &&
+                                                       memcmp(c->in + c->in_len - 4, "\r\n\r\n", 4)))) {
+      continue; /* a chunked body ends with a blank line: decode only what may be whole */
+    }
+    if (c->chunked) {
+      /* decoded from a copy: a pass over an incomplete body must leave the bytes as they came */
+      char *copy = (char *)malloc(c->in_len - c->head_len + 1);
+      long got;
+      if (!copy) return -1;
+      memcpy(copy, c->in + c->head_len, c->in_len - c->head_len);
+      got = proxy_dechunk(copy, c->in_len - c->head_len, PROXY_MAX_BODY);
+      if (got >= 0) {
+        memcpy(c->in + c->head_len, copy, (size_t)got);
+        c->body_len = (size_t)got;
+      }
+      free(copy);
+      if (got == -1) {
+        proxy_answer_text(c, 400, "Bad Request", "malformed or too large chunked body\n");
+        return 0;
+      }
+      if (got >= 0) {
+        proxy_forward(p, c);
+        return 0;
+      }
+      if (c->in_len - c->head_len > PROXY_MAX_BODY + (PROXY_MAX_BODY >> 4)) return -1;
+      continue;
     }
     if (c->in_len >= c->head_len + c->body_len) {
       proxy_forward(p, c);
@@ -304,11 +408,36 @@ static int proxy_listen(int port) {
 
 /* ---- one poll() for everything */
 
+static int proxy_busy(const proxy *p) {
+  int k;
+  for (k = 0; k < p->nclients; k++)
+    if (p->clients[k]->pending || p->clients[k]->out) return 1;
+  return 0;
+}
+
+/* After Ctrl-C: no new callers; those still reading a request are let go; the requests in
+   flight get their answers (bounded). */
+static void proxy_start_drain(proxy *p) {
+  int k;
+  close(p->listen_fd);
+  p->listen_fd = -1;
+  for (k = p->nclients - 1; k >= 0; k--)
+    if (!p->clients[k]->pending && !p->clients[k]->out) proxy_drop(p, k);
+  fprintf(stderr, "requestor_proxy: stopping; %d request(s) in flight get their answers first\n", p->nclients);
+}
+
 static void proxy_run(proxy *p) {
   struct pollfd *fds = NULL;
   int cap = 0;
-  while (!proxy_stop) {
+  uint64_t drain_until = 0;
+  for (;;) {
     int n = 0, lib, timeout, k;
+    uint64_t now = yhc_loop_now(yhc_session_loop(p->s));
+    if (proxy_stop && !drain_until) {
+      proxy_start_drain(p);
+      drain_until = now + PROXY_DRAIN_MS;
+    }
+    if (drain_until && (!proxy_busy(p) || now >= drain_until)) break;
     /* ours first: the listening socket, then each caller (reading a request or writing back) */
     for (;;) {
       int need = 1 + p->nclients;
@@ -321,7 +450,7 @@ static void proxy_run(proxy *p) {
       fds = (struct pollfd *)realloc(fds, (size_t)cap * sizeof *fds);
       if (!fds) return;
     }
-    fds[n].fd = p->listen_fd;
+    fds[n].fd = p->listen_fd; /* -1 while draining: poll() skips it */
     fds[n++].events = POLLIN;
     for (k = 0; k < p->nclients; k++) {
       proxy_client *c = p->clients[k];
@@ -343,7 +472,7 @@ static void proxy_run(proxy *p) {
         proxy_drop(p, k);
       }
     }
-    if (fds[0].revents & POLLIN) proxy_accept(p);
+    if (p->listen_fd >= 0 && (fds[0].revents & POLLIN)) proxy_accept(p);
   }
   free(fds);
 }
@@ -382,7 +511,7 @@ static int requestor_proxy_main(int argc, char **argv) {
   signal(SIGINT, proxy_on_signal);
   signal(SIGTERM, proxy_on_signal);
   proxy_run(&p);
-  close(p.listen_fd);
+  if (p.listen_fd >= 0) close(p.listen_fd);
   while (p.nclients) proxy_drop(&p, p.nclients - 1);
   fprintf(stderr, "requestor_proxy: closing the session\n");
   yhc_session_close_wait(p.s);

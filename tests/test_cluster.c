@@ -878,6 +878,84 @@ static void test_destroy_in_flight(void) {
 
 /* ==== 8. examples/requestor_proxy.c against the stand-in =============================== */
 
+/* Sends raw bytes to 127.0.0.1:port and reads the answer until the proxy closes (it answers
+   one request per connection); returns the bytes read, or -1. */
+static long proxy_raw(int port, const char *req, char *out, size_t cap) {
+  struct sockaddr_in a;
+  long got = 0;
+  long long until = yt_now_ms() + 60000;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 || write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+    close(fd);
+    return -1;
+  }
+  while ((size_t)got + 1 < cap && yt_now_ms() < until) {
+    struct pollfd pf;
+    ssize_t n;
+    pf.fd = fd;
+    pf.events = POLLIN;
+    if (poll(&pf, 1, 200) <= 0) continue;
+    n = read(fd, out + got, cap - 1 - (size_t)got);
+    if (n <= 0) break;
+    got += n;
+  }
+  out[got] = 0;
+  close(fd);
+  return got;
+}
+
+static void proxy_slow_done(const yhc_response *r, void *user) {
+  int *status = (int *)user;
+  *status = r->err ? -(int)r->err : r->status;
+}
+
+/* GET /metrics from the proxy, read back by the reference OpenMetrics parser. */
+static void check_proxy_metrics(int port) {
+  char url[128], path[] = "/tmp/yhc-proxy-metrics-XXXXXX", cmd[200], parsed[65536];
+  yhc_request rq;
+  yhc_response *r;
+  FILE *f;
+  size_t n = 0;
+  int fd, rc = -1;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.timeout_ms = 10000;
+  r = yhc_http_fetch(tc_admin, &rq);
+  YT_CHECK(r && !r->err && r->status == 200);
+  if (!r || r->err || r->status != 200) {
+    yhc_response_free(r);
+    return;
+  }
+  YT_CHECK(!strncmp(yhc_response_header(r, "content-type").ptr ? yhc_response_header(r, "content-type").ptr : "",
+                    "application/openmetrics-text", 28));
+  fd = mkstemp(path);
+  if (fd >= 0 && write(fd, r->body.ptr, r->body.len) == (ssize_t)r->body.len) {
+    snprintf(cmd, sizeof cmd, "python3 tests/servers/check_metrics.py %s", path);
+    f = popen(cmd, "r");
+    n = f ? fread(parsed, 1, sizeof parsed - 1, f) : 0;
+    rc = f ? pclose(f) : -1;
+  }
+  parsed[n] = 0;
+  if (fd >= 0) {
+    close(fd);
+    unlink(path);
+  }
+  yhc_response_free(r);
+  if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+    printf("SKIP: proxy /metrics parser check (apt-get install python3-prometheus-client)\n");
+    return;
+  }
+  YT_CHECKF(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "parser: %.300s", parsed);
+  /* /add, /echo, /div and the HEAD went to the cluster before this scrape */
+  YT_CHECKF(strstr(parsed, "yhc_requests_total{result=response,service=http://calc} 4.0") != NULL, "%.1500s", parsed);
+}
+
 static void test_proxy(const char *self) {
   yt_proc proxy;
   char env_url[128], env_hash[128], url[128];
@@ -938,6 +1016,49 @@ static void test_proxy(const char *self) {
   r = yhc_http_fetch(tc_admin, &rq);
   YT_CHECK(r && !r->err && r->status == 400); /* the service's own status comes back */
   if (r) yhc_response_free(r);
+
+  YT_GROUP("requestor_proxy: HEAD keeps the upstream Content-Length");
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/bytes/1234", proxy.port);
+  rq.method = "HEAD";
+  r = yhc_http_fetch(tc_admin, &rq);
+  YT_CHECK(r && !r->err && r->status == 200 && r->body.len == 0);
+  if (r) YT_EQ_MEM(yhc_response_header(r, "content-length").ptr, yhc_response_header(r, "content-length").len, "1234");
+  yhc_response_free(r);
+
+  YT_GROUP("requestor_proxy: GET /metrics in the OpenMetrics format");
+  check_proxy_metrics(proxy.port);
+
+  YT_GROUP("requestor_proxy: chunked uploads are forwarded");
+  {
+    static char out[8192];
+    long n = proxy_raw(proxy.port,
+                       "PUT /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       "5\r\nhello\r\n6;note=1\r\n proxy\r\n0\r\nX-Trailer: t\r\n\r\n",
+                       out, sizeof out);
+    YT_CHECKF(n > 0 && !strncmp(out, "HTTP/1.1 200", 12) && strstr(out, "\"body\": \"hello proxy\"") &&
+                  strstr(out, "\"body_len\": 11"),
+              "%.400s", out);
+    n = proxy_raw(proxy.port, "PUT /echo/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n",
+                  out, sizeof out);
+    YT_CHECKF(n > 0 && !strncmp(out, "HTTP/1.1 400", 12), "a malformed chunk size: %.200s", out);
+  }
+
+  YT_GROUP("requestor_proxy: Ctrl-C lets the requests in flight answer first");
+  {
+    int slow_status = 0;
+    long long until;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sleep/1500", proxy.port);
+    memset(&rq, 0, sizeof rq);
+    rq.url = url;
+    rq.timeout_ms = 30000;
+    YT_CHECK(yhc_http_request(tc_admin, &rq, proxy_slow_done, &slow_status) != 0);
+    until = yt_now_ms() + 400; /* let it reach the provider */
+    while (yt_now_ms() < until) yhc_loop_poll(tc_aloop, 50);
+    kill(proxy.pid, SIGINT);
+    until = yt_now_ms() + 20000;
+    while (!slow_status && yt_now_ms() < until) yhc_loop_poll(tc_aloop, 50);
+    YT_EQ_INT(slow_status, 200);
+  }
   yt_proc_stop(&proxy); /* SIGTERM: the proxy closes its session */
   YT_CHECKF(WIFEXITED(proxy.status) && WEXITSTATUS(proxy.status) == 0, "proxy exit status %d", proxy.status);
   tc_sim_check("proxy");
