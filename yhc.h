@@ -592,9 +592,12 @@ typedef enum yhc_on_stop {
   YHC_ON_STOP_IGNORE       /* do not replace: the cluster shrinks */
 } yhc_on_stop;
 
-/* Startup: called for each new instance once its VM has started; queue the commands that
-   start the HTTP server with yhc_ctx_run(). `listen_on` is where the server must listen,
-   e.g. "0.0.0.0:80". */
+/* Startup: called once for each new instance, from the loop, as soon as yhc has chosen the
+   provider's offer and before the agreement is signed, so that a callback that cannot queue
+   its commands (out of memory) costs no agreement. Queue the commands that start the HTTP
+   server with yhc_ctx_run(); they run later, in the VM, as one batch after deploy and start,
+   and the instance counts as ready once the server accepts tunnel connections. `listen_on` is
+   where the server must listen, e.g. "0.0.0.0:80". The ctx is valid during the call only. */
 typedef void (*yhc_startup_fn)(yhc_ctx *ctx, const char *listen_on, void *user);
 
 typedef struct yhc_service_desc {
