@@ -548,6 +548,9 @@ typedef struct yhc_event {
 
 typedef void (*yhc_event_fn)(const yhc_event *ev, void *user);
 
+/* Config structs: a field left zero takes the default in brackets. The few fields where zero
+   is a meaningful value say "as written" and take it literally (yhc_service_desc.initial_size:
+   0 instances). */
 typedef struct yhc_session_desc {
   const char *yagna_url;        /* [$YAGNA_API_URL or http://127.0.0.1:7465] */
   const char *app_key;          /* [$YAGNA_APPKEY]; required */
@@ -606,8 +609,9 @@ typedef struct yhc_service_desc {
   const char *image_url;        /* optional: the image's download URL (no repository lookup) */
   yhc_startup_fn startup;
   void *startup_user;
-  int initial_size;             /* [1]; to start with none (requests wait in the queue),
-                                   call yhc_session_set_size(s, url, 0) after adding it */
+  int initial_size;             /* instances to start with, as written (no default): 0 starts
+                                   the cluster empty, its requests wait in the queue until
+                                   yhc_session_set_size() or autoscale gives it instances */
   int port;                     /* where the server listens in the VM [80] */
   double min_mem_gib;           /* [0.5] */
   double min_storage_gib;       /* [2.0] */
@@ -9163,7 +9167,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->max_env_hour = s->d.max_price_env_hour;
   c->max_start = s->d.max_price_start;
   c->size_mode = YHC__SIZE_INT;
-  c->size_int = desc->initial_size ? desc->initial_size : 1;
+  c->size_int = desc->initial_size; /* as written: 0 starts the cluster empty */
   c->hooks.ready = yhc__cluster_instance_ready;
   c->hooks.ended = yhc__cluster_instance_ended;
   if (!c->image_hash || (desc->image_url && !c->image_url) || (desc->extra_properties && !c->extra_props) ||

@@ -3,7 +3,7 @@
    reference parser, event fields and names, service URL validation, and calls after close.
 
    The parts that need no daemon always run; the rest run against the yagna stand-in
-   (tests/yagna-sim, 2 providers) and print a skip line when node or its modules are missing
+   (tests/yagna-sim, 4 providers) and print a skip line when node or its modules are missing
    (make sim-deps). The metrics text is parsed by tests/servers/check_metrics.py with Debian's
    python3-prometheus-client; without it that check prints a skip line. Run from the
    repository root. */
@@ -275,6 +275,8 @@ static void check_metrics(yhc_session *s, uint64_t served) {
   yhc_buf_free(&b);
 }
 
+static void idle_done(const yhc_response *r, void *user) { *(int *)user = r->err ? -(int)r->err : r->status; }
+
 static void test_session_api(void) {
   yhc_session_desc d;
   yhc_service_desc sv;
@@ -389,6 +391,33 @@ static void test_session_api(void) {
 
   check_metrics(s, served);
 
+  YT_GROUP("initial_size 0 is taken as written: an empty cluster, its requests wait");
+  {
+    int status = 0;
+    yhc_request rq;
+    yhc_cluster *idle;
+    service_defaults(&sv, "http://idle");
+    sv.initial_size = 0;
+    YT_EQ_INT(yhc_session_add_service(s, &sv, &err), 0);
+    idle = yhc_session_cluster(s, "http://idle");
+    memset(&rq, 0, sizeof rq);
+    rq.url = "http://idle/add/2/2";
+    YT_CHECK(yhc_session_request(s, &rq, idle_done, &status) != 0);
+    PUMP_UNTIL(s, 0, 1500);
+    YT_EQ_INT(status, 0);
+    YT_EQ_INT(yhc_cluster_instances(idle, NULL, 0), 0);
+    yhc_cluster_stats_get(idle, &st);
+    YT_EQ_INT(st.size_target, 0);
+    YT_EQ_INT(st.queued, 1);
+    YT_EQ_INT(yhc_session_set_size(s, "http://idle", 1), 0);
+    PUMP_UNTIL(s, status != 0, 60000);
+    YT_EQ_INT(status, 200);
+    yhc_cluster_stats_get(idle, &st);
+    /* the time it waited for its instance is queue time, not service time */
+    YT_CHECKF(st.queue_ms_avg >= 1400, "queue %.1f ms", st.queue_ms_avg);
+    YT_CHECKF(st.service_ms_avg < st.queue_ms_avg, "service %.1f ms", st.service_ms_avg);
+  }
+
   YT_GROUP("a provider lost: degraded, with the last error");
   {
     char json[200];
@@ -434,7 +463,7 @@ int main(void) {
   test_json_request();
   if (!yt_sim_available()) {
     printf("SKIP: yagna stand-in not available (needs node and tests/yagna-sim/node_modules: make sim-deps)\n");
-  } else if (yt_sim_start(&g_sim, 2, NULL) < 0) {
+  } else if (yt_sim_start(&g_sim, 4, NULL) < 0) {
     YT_CHECK(!"the stand-in did not start");
   } else {
     g_admin_loop = yhc_loop_create(NULL);

@@ -118,14 +118,13 @@ static yhc_session *tc_open(const yhc_session_desc *sd, yt_sim *sim, int size, y
   svc.url = TC_URL;
   svc.image_hash = sim->hash;
   svc.startup = tc_start_server;
-  svc.initial_size = size > 0 ? size : 1;
+  svc.initial_size = size;
   svc.on_stop = policy;
   if (yhc_session_add_service(s, &svc, &err) < 0) {
     fprintf(stderr, "add_service: %s\n", err.msg);
     yhc_session_destroy(s);
     return NULL;
   }
-  if (size == 0) yhc_session_set_size(s, TC_URL, 0); /* initial_size 0 reads as "default" */
   return s;
 }
 
