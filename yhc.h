@@ -6321,25 +6321,18 @@ static void yhc__copy_id(char *dst, size_t cap, yhc_str s) {
 
 /* ---- events */
 
-YHCDEF const char *yhc_event_name(yhc_event_kind kind) {
-  static const char *const names[] = {
-#define YHC__EV_NAME(name, text, tag) text,
-      YHC_EVENTS(YHC__EV_NAME)
-#undef YHC__EV_NAME
+/* which = 0: the stable name; 1: the short tag of log_events lines. */
+static const char *yhc__event_text(yhc_event_kind kind, int which, const char *unknown) {
+  static const char *const texts[][2] = {
+#define YHC__EV_TEXTS(name, text, tag) {text, tag},
+      YHC_EVENTS(YHC__EV_TEXTS)
+#undef YHC__EV_TEXTS
   };
   int k = (int)kind - 1;
-  return (k >= 0 && k < (int)(sizeof names / sizeof *names)) ? names[k] : "unknown";
+  return (k >= 0 && k < (int)(sizeof texts / sizeof *texts)) ? texts[k][which] : unknown;
 }
 
-static const char *yhc__event_tag(yhc_event_kind kind) {
-  static const char *const tags[] = {
-#define YHC__EV_TAG(name, text, tag) tag,
-      YHC_EVENTS(YHC__EV_TAG)
-#undef YHC__EV_TAG
-  };
-  int k = (int)kind - 1;
-  return (k >= 0 && k < (int)(sizeof tags / sizeof *tags)) ? tags[k] : "event";
-}
+YHCDEF const char *yhc_event_name(yhc_event_kind kind) { return yhc__event_text(kind, 0, "unknown"); }
 
 static void yhc__emit(yhc__golem *g, yhc_event *ev) {
   if (ev->kind == YHC_EV_ERROR || ev->kind == YHC_EV_SERVICE_FAILED || ev->kind == YHC_EV_CLUSTER_FAILED) {
@@ -6348,7 +6341,7 @@ static void yhc__emit(yhc__golem *g, yhc_event *ev) {
   }
   /* one line per forwarded request is too chatty for log_events = 1 */
   if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0))
-    fprintf(stderr, "[yhc %-9s] %s\n", yhc__event_tag(ev->kind), ev->message ? ev->message : "");
+    fprintf(stderr, "[yhc %-9s] %s\n", yhc__event_text(ev->kind, 1, "event"), ev->message ? ev->message : "");
   if (g->on_event) g->on_event(ev, g->event_user);
 }
 
