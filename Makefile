@@ -37,6 +37,12 @@ $(B)/tls/%: tests/%.c yhc.h tests/yt.h | $(B)/tls
 $(B)/c $(B)/cxx $(B)/san $(B)/tls:
 	mkdir -p $@
 
+# A decimal-comma locale for test_json's locale checks, compiled here when localedef and the
+# locale sources exist (the test skips those checks otherwise).
+$(B)/locale/de_DE.UTF-8:
+	@mkdir -p $(B)/locale; localedef -i de_DE -f UTF-8 $@ >/dev/null 2>&1 || \
+	  echo "localedef de_DE.UTF-8 failed: test_json skips its comma-locale checks"
+
 sim-deps: tests/yagna-sim/node_modules/.package-lock.json
 tests/yagna-sim/node_modules/.package-lock.json: tests/yagna-sim/package-lock.json
 	cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error
@@ -52,11 +58,11 @@ VARIANT_BINS := $(foreach v,$(filter-out tls,$(VARIANTS)),$(addprefix $(B)/$(v)/
 test:
 	@./tests/setup.sh $(B)
 	@$(MAKE) --no-print-directory test-run
-test-run: yhc.h $(VARIANT_BINS) sim-deps
+test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) sim-deps
 	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" ./tests/run-all.sh $(B) $(TESTS)
 
 # Quick loop while developing: plain build only.
-test-fast: yhc.h $(addprefix $(B)/c/,$(TESTS))
+test-fast: yhc.h $(B)/locale/de_DE.UTF-8 $(addprefix $(B)/c/,$(TESTS))
 	YHC_ONLY=c ./tests/run-all.sh $(B) $(TESTS)
 
 check: test
