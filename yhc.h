@@ -814,10 +814,12 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 #  define YHC__LIKELY(x) __builtin_expect(!!(x), 1)
 #  define YHC__UNLIKELY(x) __builtin_expect(!!(x), 0)
 #  define YHC__UNUSED __attribute__((unused))
+#  define YHC__INLINE __attribute__((always_inline)) inline
 #else
 #  define YHC__LIKELY(x) (x)
 #  define YHC__UNLIKELY(x) (x)
 #  define YHC__UNUSED
+#  define YHC__INLINE inline
 #endif
 
 #define YHC__MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -2154,7 +2156,7 @@ static double yhc__bits_to_double(uint64_t bits, int neg) {
 
 /* The double nearest to m * 10^q (any m, q) when it is decided fast: Clinger's exact
    one-operation case first, then Eisel-Lemire. Returns 0 when the slow path must decide. */
-static int yhc__json_fast_double(uint64_t m, long long q, int neg, double *out) {
+static YHC__INLINE int yhc__json_fast_double(uint64_t m, long long q, int neg, double *out) {
   uint64_t bits;
   double r;
   if (!m) {
@@ -2205,13 +2207,114 @@ static double yhc__json_slow_double(const char *s, size_t len, const yhc__json_d
   return strtod(buf, NULL);
 }
 
+/* Eight bytes as a little-endian word whatever the machine. */
+static YHC__INLINE uint64_t yhc__load_le64(const char *s) {
+  const unsigned char *p = YHC__CAST(const unsigned char *, YHC__CAST(const void *, s));
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+#else
+  return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+         (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+#endif
+}
+
+/* The value of eight ASCII digits (first digit in the low byte): pairs, then quads, then
+   the whole, each step one multiply. */
+static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
+  const uint64_t mask = UINT64_C(0x000000ff000000ff);
+  v -= UINT64_C(0x3030303030303030);
+  v = v * 10 + (v >> 8); /* bytes 0, 2, 4, 6: two-digit values */
+  return ((v & mask) * (100 + (UINT64_C(1000000) << 32)) + ((v >> 16) & mask) * (1 + (UINT64_C(10000) << 32))) >>
+         32;
+}
+
+static int yhc__ctz64(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__)
+  return __builtin_ctzll(x);
+#else
+  int n = 0;
+  for (; !(x & 1); x >>= 1) n++;
+  return n;
+#endif
+}
+
+/* Appends the run of digits at *sp (up to e) to *v, eight bytes per step: a byte is a digit
+   when its high nibble is 3 and its low nibble plus 6 stays below 16 (no carry between bytes
+   either way). Unless `padded` says the 7 bytes past e may be read, the last partial word
+   is copied so nothing past e is read. Returns the count; *v wraps past 19 digits, which the
+   caller rejects by the count. */
+static YHC__INLINE size_t yhc__json_digit_run(const char **sp, const char *e, uint64_t *v, int padded) {
+  static const uint64_t p10[9] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u};
+  const uint64_t hi4 = UINT64_C(0xf0f0f0f0f0f0f0f0), zeros = UINT64_C(0x3030303030303030);
+  const char *s = *sp;
+  uint64_t w, bad;
+  size_t k;
+  for (;;) {
+    if (padded || e - s >= 8) {
+      w = yhc__load_le64(s);
+    } else {
+      char tmp[8] = {0};
+      memcpy(tmp, s, (size_t)(e - s));
+      w = yhc__load_le64(tmp);
+    }
+    bad = ((w & hi4) ^ zeros) | (((w & ~hi4) + UINT64_C(0x0606060606060606)) & hi4);
+    k = bad ? (size_t)yhc__ctz64(bad) / 8 : 8;
+    if (k > (size_t)(e - s)) k = (size_t)(e - s);
+    if (!k) break;
+    if (k < 8) w = (w << (8 * (8 - k))) | (zeros >> (8 * k)); /* leading '0's fill the word */
+    *v = *v * p10[k] + yhc__json_eight_value(w);
+    s += k;
+    if (k < 8) break;
+  }
+  k = (size_t)(s - *sp);
+  *sp = s;
+  return k;
+}
+
+/* The common number (at most 19 digits in all, leading zeros included) as m * 10^q without
+   the general decomposition; returns 0 for anything longer. Input is validated number text. */
+static YHC__INLINE int yhc__json_short_decimal(const char *s, size_t len, uint64_t *m, long long *q, int *neg,
+                                               int padded) {
+  const char *e = s + len;
+  uint64_t v = 0;
+  long long ex = 0;
+  size_t nd, nfrac = 0;
+  *neg = *s == '-';
+  s += *neg;
+  nd = yhc__json_digit_run(&s, e, &v, padded);
+  if (s < e && *s == '.') {
+    s++;
+    nfrac = yhc__json_digit_run(&s, e, &v, padded);
+    nd += nfrac;
+  }
+  if (nd > 19) return 0;
+  if (s < e) { /* the exponent */
+    int eneg;
+    s++;
+    eneg = *s == '-';
+    s += *s == '-' || *s == '+';
+    for (; s < e; s++)
+      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*s - '0');
+    if (eneg) ex = -ex;
+  }
+  *m = v;
+  *q = ex - (long long)nfrac;
+  return 1;
+}
+
 /* Correctly rounded text -> double. Up to 19 significant digits the fast paths decide
    exactly; with more, the first 19 (m) bound the value to [m, m + 1) * 10^q, and when both
-   ends round to the same double so does the value. Whatever is left goes to strtod(). */
-static double yhc__json_text_to_double(const char *s, size_t len) {
+   ends round to the same double so does the value. Whatever is left goes to strtod().
+   `padded`: the 7 bytes after the text may be read (text inside a parsed document). */
+static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
   yhc__json_dec d;
   uint64_t lo, hi;
+  long long q;
   double r;
+  int neg;
+  if (yhc__json_short_decimal(s, len, &lo, &q, &neg, padded) && yhc__json_fast_double(lo, q, neg, &r)) return r;
   yhc__json_decompose(s, len, &d);
   if (d.ndig <= 19) {
     if (yhc__json_fast_double(d.mant, d.exp10, d.neg, &r)) return r;
@@ -2224,7 +2327,7 @@ static double yhc__json_text_to_double(const char *s, size_t len) {
 
 YHCDEF double yhc_json_num(const yhc_json *v, double def) {
   if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return def;
-  return yhc__json_text_to_double(v->u.s, YHC__JSON_LEN(v));
+  return yhc__json_text_to_double(v->u.s, YHC__JSON_LEN(v), 1); /* the document's NUL pad follows */
 }
 
 /* ---- writer */

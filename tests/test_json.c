@@ -392,14 +392,14 @@ static void test_numbers_differential(void) {
   for (i = 0; i < 1000000; i++) { /* doubles printed at 1-17 digits */
     double x = random_finite(&seed), got, want;
     size_t len = (size_t)snprintf(buf, sizeof buf, "%.*g", 1 + (int)(rng_next(&seed) % 17), x);
-    got = yhc__json_text_to_double(buf, len);
+    got = yhc__json_text_to_double(buf, len, (int)(i & 1));
     want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
   }
   for (i = 0; i < 1000000; i++) { /* digit strings of every shape */
     size_t len = random_number_text(&seed, buf);
-    double got = yhc__json_text_to_double(buf, len), want = strtod(buf, NULL);
+    double got = yhc__json_text_to_double(buf, len, (int)(i & 1)), want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
   }
@@ -410,7 +410,7 @@ static void test_numbers_differential(void) {
     size_t len;
     if (!(nx - nx == 0)) continue;
     len = (size_t)snprintf(buf, sizeof buf, "%.*Le", 17 + (int)(rng_next(&seed) % 30), mid);
-    got = yhc__json_text_to_double(buf, len);
+    got = yhc__json_text_to_double(buf, len, (int)(i & 1));
     want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
@@ -422,7 +422,7 @@ static void test_numbers_differential(void) {
     size_t len;
     if (!(nx - nx == 0)) continue;
     len = (size_t)snprintf(big, sizeof big, "%.780Le", mid);
-    got = yhc__json_text_to_double(big, len);
+    got = yhc__json_text_to_double(big, len, 1);
     want = strtod(big, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  halfway of %.17g -> %.17g, strtod %.17g\n", x, got, want);
@@ -492,7 +492,7 @@ static void test_numbers_comma_locale(void) {
     return;
   }
   for (i = 0; i < sizeof texts / sizeof texts[0]; i++) {
-    double got = yhc__json_text_to_double(texts[i], strlen(texts[i]));
+    double got = yhc__json_text_to_double(texts[i], strlen(texts[i]), 0);
     YT_CHECKF(same_double(got, vals[i]), "%s -> %.17g under %s", texts[i], got, setlocale(LC_NUMERIC, NULL));
   }
   b.len = 0;
@@ -510,7 +510,7 @@ static void test_numbers_comma_locale(void) {
     b.len = 0;
     yhc_jw_init(&w, &b);
     yhc_jw_num(&w, x);
-    back = yhc__json_text_to_double(b.ptr, b.len);
+    back = yhc__json_text_to_double(b.ptr, b.len, 0);
     if ((!same_double(back, x) || strchr(b.ptr, ',')) && bad++ < 5) fprintf(stderr, "  %.17g -> %s\n", x, b.ptr);
   }
   YT_CHECKF(bad == 0, "%ld of 20000 doubles did not survive writing and reading under a comma locale", bad);
