@@ -2,11 +2,12 @@
 // Activity API (/activity-api/v1): create/destroy, exe-script batches that really run in the VM,
 // results (poll + SSE), state and usage. PROTOCOL.md §5, §8.6.
 const { VM } = require('./vm');
-const { ids, isoNs, jsonErr, HttpError, waitFor, wakeAll, sleep } = require('./util');
+const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
 
 const P = '/activity-api/v1';
 const MAX_BATCHES_PER_ACTIVITY = 1000;
+const COMMANDS = new Set(['deploy', 'start', 'run', 'transfer', 'terminate', 'sign']); // ya-client ExeScriptCommand
 
 function gsbError(act) {
   return jsonErr(500, `GSB error: GSB failure: Bad request: endpoint address not found: /public/${act.provider.nodeId}/exeunit/${act.id}`);
@@ -40,11 +41,7 @@ function init(sim) {
     const act = getAct(sim, c);
     return { body: act.running ? [{ command: act.running.command, progress: null, params: [] }] : [] };
   });
-  r('DELETE', '/activity/:act', async (c) => {
-    const act = getAct(sim, c);
-    await endActivity(sim, act, { reason: 'Destroyed by requestor', errorMessage: null });
-    return { body: null };
-  });
+  r('DELETE', '/activity/:act', (c) => destroy(sim, c));
 }
 
 function getAct(sim, c) {
@@ -68,14 +65,29 @@ function usage(act) {
   return [Number(dur.toFixed(6)), Number((dur * act.provider.cpuFactor).toFixed(6))];
 }
 
+/** The `timeout` query of calls relayed to the provider: seconds, default 5 (PROTOCOL.md §1). */
+function relayTimeoutSec(sim, c) {
+  if (c.query.timeout === undefined) return 5;
+  const t = Number(c.query.timeout);
+  if (!Number.isFinite(t) || t < 0) throw sim.invalid(c.req, `Invalid timeout ${c.query.timeout}`);
+  return t;
+}
+
+/** Resolves what `p` resolves to, or 'timeout' after ms. */
+function within(p, ms) {
+  let t;
+  return Promise.race([p, new Promise((r) => { t = setTimeout(() => r('timeout'), ms); })]).finally(() => clearTimeout(t));
+}
+
 async function create(sim, c) {
   let agreementId; let objectForm = false;
   if (typeof c.body === 'string') agreementId = c.body;
   else if (c.body && typeof c.body === 'object' && typeof c.body.agreementId === 'string') { agreementId = c.body.agreementId; objectForm = true; }
   else throw sim.invalid(c.req, 'Json deserialize error: expected an agreement id string or {"agreementId": ...}');
+  const timeoutSec = relayTimeoutSec(sim, c);
   const a = sim.market.agreements.get(agreementId);
   if (!a || a.owner !== c.who.identity) throw jsonErr(404, `Agreement [${agreementId}] not found`);
-  if (a.state !== 'Approved') throw jsonErr(400, `Agreement [${agreementId}] is not Approved (state ${a.state})`);
+  if (a.state !== 'Approved') throw jsonErr(400, `Agreement ${agreementId} is not Approved. Current state: ${a.state}`);
   const p = a.provider;
   if (p.faults.failActivityCreate) {
     if (p.faults.failActivityCreate > 0) p.faults.failActivityCreate--;
@@ -86,12 +98,17 @@ async function create(sim, c) {
     createdMs: Date.now(), batches: new Map(), netConfigs: [], running: null, vmGone: false, endedMs: null,
   };
   act.vm = new VM({ id: act.id, baseDir: sim.baseDir, netns: sim.netns, log: (l) => sim.log(l), connectTimeoutMs: sim.opts.tunnelConnectTimeoutMs });
-  try {
-    await act.vm.start();
-  } catch (e) {
+  // The provider answers once the exe-unit reports Initialized; not within `timeout` -> 408 and the
+  // provider destroys the activity (yagna provider/service.rs activity_credentials).
+  const started = act.vm.start().then(() => 'ok', (e) => e);
+  const r = await within(started, timeoutSec * 1000);
+  if (r !== 'ok') {
+    started.then(() => act.vm.destroy().catch(() => {}));
+    if (r === 'timeout') throw jsonErr(408, 'Timeout');
     await act.vm.destroy().catch(() => {});
-    throw jsonErr(500, `Activity creation failed: ${e.message}`);
+    throw jsonErr(500, `Service error: Activity ${act.id} was abruptly terminated. Reason: exe-unit failed to start, message: ${r.message}`);
   }
+  act.state = ['Initialized', null];
   act.vm.onDeath = () => vmDied(sim, act);
   sim.activityApi.activities.set(act.id, act);
   a.activities.add(act.id);
@@ -115,11 +132,26 @@ async function endActivity(sim, act, { reason, errorMessage }) {
     sim.paymentApi.activityEnded(act);
   }
   sim.netApi.closeTunnels((t) => t.activityId === act.id, 1001, 'activity ended');
-  for (const b of act.batches.values()) wakeAll(b.waiters, 'end');
+  for (const b of act.batches.values()) { b.aborted = true; wakeAll(b.waiters, 'end'); }
   if (!act.vmGone) { act.vmGone = true; act.vm.onDeath = null; await act.vm.destroy().catch(() => {}); }
 }
 
+/** DELETE: the provider destroys the activity and answers once it is Terminated (at once when it
+ *  already was); longer than `timeout` -> 408. The requestor's cache then reads Terminated with
+ *  reason and errorMessage cleared (yagna requestor/control.rs destroy_activity). */
+async function destroy(sim, c) {
+  const act = getAct(sim, c);
+  const timeoutSec = relayTimeoutSec(sim, c);
+  const ended = endActivity(sim, act, { reason: 'Destroyed by requestor', errorMessage: null });
+  if (await within(ended, timeoutSec * 1000) === 'timeout') throw jsonErr(408, 'Timeout');
+  act.reason = null; act.errorMessage = null;
+  return { body: null };
+}
+
 // ---------------------------------------------------------------- exec
+// Batches run concurrently, each its commands in order, like the exe-unit. Stateful commands check
+// and move the exe-unit's state pair when they run (PROTOCOL.md §5.2, yagna exe-unit/src/exe_unit.rs
+// exec_stateful); `terminate` and `sign` are stateless.
 function exec(sim, c) {
   const act = getAct(sim, c);
   if (!c.body || typeof c.body !== 'object' || typeof c.body.text !== 'string') throw sim.invalid(c.req, 'Json deserialize error: missing field `text`');
@@ -128,9 +160,11 @@ function exec(sim, c) {
   if (!Array.isArray(cmds) || cmds.some((x) => !x || typeof x !== 'object' || Array.isArray(x) || Object.keys(x).length !== 1)) {
     throw jsonErr(400, 'Invalid ExeScript: expected an array of commands');
   }
+  const unknown = cmds.map((x) => Object.keys(x)[0]).find((n) => !COMMANDS.has(n));
+  if (unknown) throw jsonErr(400, `Invalid ExeScript: unknown variant \`${unknown}\`, expected one of ${[...COMMANDS].map((n) => `\`${n}\``).join(', ')}`);
   if (act.state[0] === 'Terminated') throw gsbError(act);
   if (act.batches.size >= MAX_BATCHES_PER_ACTIVITY) act.batches.delete(act.batches.keys().next().value);
-  const batch = { id: ids.simple(), commands: cmds, results: [], finished: false, waiters: new Set(), listeners: new Set(), seq: 0 };
+  const batch = { id: ids.simple(), commands: cmds, results: [], aborted: false, waiters: new Set(), listeners: new Set(), seq: 0 };
   act.batches.set(batch.id, batch);
   runBatch(sim, act, batch).catch((e) => sim.log(`batch ${batch.id} crashed: ${e.stack || e}`));
   return { body: batch.id };
@@ -143,21 +177,18 @@ function emit(batch, index, kind) {
 
 async function runBatch(sim, act, batch) {
   for (let i = 0; i < batch.commands.length; i++) {
+    if (batch.aborted || act.state[0] === 'Terminated') break; // terminate/stop: later commands never run
     const cmd = batch.commands[i];
     emit(batch, i, { started: { command: cmd } });
     act.running = { command: cmd };
     let r;
-    if (act.state[0] === 'Terminated') r = { result: 'Error', stdout: null, stderr: null, message: act.reason || 'Activity terminated' };
-    else {
-      try { r = await runCommand(sim, act, batch, i, cmd); } catch (e) { r = { result: 'Error', stdout: null, stderr: null, message: String(e.message || e) }; }
-    }
+    try { r = await runCommand(sim, act, batch, i, cmd); } catch (e) { r = { result: 'Error', stdout: null, stderr: null, message: String(e.message || e) }; }
     act.running = null;
-    const last = i === batch.commands.length - 1 || r.result === 'Error';
-    batch.results.push({ index: i, eventDate: isoNs(Date.now()), result: r.result, stdout: r.stdout, stderr: r.stderr, message: r.message, isBatchFinished: last });
-    emit(batch, i, { finished: { return_code: r.result === 'Ok' ? 0 : (r.code || 1), message: r.message } });
-    if (last) batch.finished = true;
+    const failed = r.result === 'Error';
+    batch.results.push({ index: i, eventDate: isoNs(Date.now()), result: r.result, stdout: r.stdout, stderr: r.stderr, message: r.message });
+    emit(batch, i, { finished: { return_code: failed ? (r.code === undefined ? -1 : r.code) : 0, message: r.message } });
     wakeAll(batch.waiters, 'result');
-    if (last) break;
+    if (failed) break;
   }
 }
 
@@ -171,36 +202,77 @@ function fmtOut(buf, spec) {
   return mode.format === 'bin' ? [...b] : b.toString('utf8');
 }
 
+const STATELESS = new Set(['terminate', 'sign']);
+const fmtPair = (p) => `StatePair(${p[0]}, ${p[1] ? `Some(${p[1]})` : 'None'})`;
+const stateErr = (text) => `Local service error: State error: ${text}`;
+
+/** yagna exe-unit/src/state.rs invalid_state_err_msg */
+function invalidStateMessage(pair) {
+  if (pair[1] === null && pair[0] === 'Initialized') return stateErr('Activity is initialized - deploy() command is expected now');
+  if (pair[1] === null && pair[0] === 'Deployed') return stateErr('Activity is deployed - start() command is expected now');
+  if (pair[1] === null && pair[0] === 'Ready') return stateErr('Cannot send command after a successful start()');
+  return stateErr(`This command is not allowed when activity is in the ${pair[0]} state`);
+}
+
+/** The state pair a stateful command runs under, or an error message. */
+function statePre(state, name) {
+  if (state[1] !== null) return { error: stateErr(`Busy: ${fmtPair(state)}`) };
+  const s = state[0];
+  if (s === 'New' || s === 'Terminated') return { error: invalidStateMessage(state) };
+  if (s === 'Initialized') return name === 'deploy' ? { pre: ['Initialized', 'Deployed'] } : { error: invalidStateMessage(state) };
+  if (s === 'Deployed') return name === 'start' ? { pre: ['Deployed', 'Ready'] } : { error: invalidStateMessage(state) };
+  if (name === 'deploy' || name === 'start') return { error: invalidStateMessage(state) };
+  return { pre: [s, s] };
+}
+
 async function runCommand(sim, act, batch, index, cmd) {
   const [name] = Object.keys(cmd);
-  const arg = cmd[name] || {};
-  const ok = (message = null) => ({ result: 'Ok', stdout: null, stderr: null, message });
+  if (STATELESS.has(name)) return runStateless(sim, act, batch, name);
+  const st = statePre(act.state, name);
+  if (st.error) return { result: 'Error', stdout: null, stderr: null, message: st.error };
+  act.state = st.pre;
+  let r;
+  try { r = await runStateful(sim, act, batch, index, name, cmd[name] || {}); } catch (e) { r = { result: 'Error', stdout: null, stderr: null, message: String(e.message || e) }; }
+  // A terminate (or the end of the activity) meanwhile: the command ends with UnexpectedState.
+  if (act.state[0] !== st.pre[0] || act.state[1] !== st.pre[1]) {
+    return { ...r, result: 'Error', message: stateErr(`Unexpected state: ${fmtPair(act.state)}, expected ${fmtPair(st.pre)}`), code: undefined };
+  }
+  // The exe-unit moves to the next state whether the command succeeded or not.
+  act.state = [st.pre[1], null];
+  return r;
+}
+
+async function runStateless(sim, act, batch, name) {
+  const ok = { result: 'Ok', stdout: null, stderr: null, message: null };
+  if (name === 'terminate') {
+    // Abort the other batches, stop the runtime (everything in the VM), back to Initialized.
+    for (const b of act.batches.values()) if (b !== batch) { b.aborted = true; wakeAll(b.waiters, 'abort'); }
+    act.vm.killServices();
+    act.image = null; act.netConfigs = [];
+    act.state = ['Initialized', null];
+    return ok;
+  }
+  return { result: 'Error', stdout: null, stderr: null, message: 'ExeScript command error: signing not supported: binary built without the \'sgx\' feature' };
+}
+
+async function runStateful(sim, act, batch, index, name, arg) {
+  const ok = () => ({ result: 'Ok', stdout: null, stderr: null, message: null });
   const err = (message, extra = {}) => ({ result: 'Error', stdout: null, stderr: null, message, ...extra });
   switch (name) {
     case 'deploy': {
-      if (act.state[0] !== 'New') return err(`Invalid state: deploy in state ${act.state[0]}`);
       const tp = parseTaskPackage(act.agreement.demand.properties['golem.srv.comp.task_package']);
-      act.state = ['New', 'Deployed'];
       await sleep(sim.opts.deployDelayMs);
       const img = tp && sim.images.get(tp.hash);
-      if (!img) {
-        act.state = ['New', null];
-        return err(`Deploy error: image not found: ${tp ? `hash ${tp.hash} (url ${tp.url})` : 'no golem.srv.comp.task_package in the agreement'}`);
-      }
+      if (!img) return err(`Deploy error: image not found: ${tp ? `hash ${tp.hash} (url ${tp.url})` : 'no golem.srv.comp.task_package in the agreement'}`);
       if (Array.isArray(arg.net)) act.netConfigs = arg.net.filter((n) => n && typeof n === 'object');
       act.vm.deploy(img);
       act.image = img;
-      act.state = ['Deployed', null];
-      return ok(`Deployed image ${img.name}`);
+      return ok();
     }
     case 'start':
-      if (act.state[0] !== 'Deployed') return err(`Invalid state: start in state ${act.state[0]}`);
-      act.state = ['Deployed', 'Ready'];
       await sleep(5);
-      act.state = ['Ready', null];
       return ok();
     case 'run': {
-      if (act.state[0] !== 'Ready') return err(`Invalid state: run in state ${act.state[0]}`);
       if (typeof arg.entry_point !== 'string') return err('Invalid run command: missing entry_point');
       const cap = arg.capture || {};
       const stream = (s) => cap[s] && cap[s].stream;
@@ -209,26 +281,27 @@ async function runCommand(sim, act, batch, index, cmd) {
       });
       const stdout = fmtOut(r.stdout, cap.stdout);
       const stderr = fmtOut(r.stderr, cap.stderr);
-      if (r.vmDied) return { result: 'Error', stdout, stderr, message: 'ExeUnit error: VM died', code: 137 };
-      if (r.error) return { result: 'Error', stdout, stderr, message: `ExeUnit exec error: ${r.error}`, code: 127 };
+      if (r.vmDied) return { result: 'Error', stdout, stderr, message: 'Runtime error: VM died' };
+      if (r.error) return { result: 'Error', stdout, stderr, message: `Runtime error: ${r.error}` };
       if (r.code !== 0) return { result: 'Error', stdout, stderr, message: `ExeScript command exited with code ${r.code}`, code: r.code };
       return { result: 'Ok', stdout, stderr, message: null };
     }
-    case 'terminate':
-      setImmediate(() => endActivity(sim, act, { reason: 'Terminated by requestor (terminate command)', errorMessage: null }));
-      return ok();
-    case 'transfer': case 'sign': case 'progress':
-      return ok();
+    case 'transfer':
+      return sim.transfer ? sim.transfer(act, arg) : ok();
     default:
       return err(`Unsupported command: ${name}`);
   }
 }
 
 // ---------------------------------------------------------------- results
+// yagna exe-unit/src/handlers/rpc.rs GetExecBatchResults + state.rs results: wait up to `timeout`
+// (absent = no wait) for command `commandIndex` (default the last); on expiry 408 only with
+// commandIndex, else whatever prefix is done. isBatchFinished on the awaited entry or an Error.
 async function results(sim, c) {
   const act = getAct(sim, c);
   const batch = act.batches.get(c.params.batch);
   if (!batch) throw jsonErr(404, `Batch id not found: ${c.params.batch}`);
+  if (act.state[0] === 'Terminated' && act.vmGone) throw gsbError(act);
   if (c.req.headers.accept === 'text/event-stream') return sse(sim, c, batch);
   let timeout = 0;
   if (c.query.timeout !== undefined) {
@@ -240,19 +313,25 @@ async function results(sim, c) {
     idx = Number(c.query.commandIndex);
     if (!Number.isInteger(idx) || idx < 0) throw sim.invalid(c.req, `Invalid commandIndex ${c.query.commandIndex}`);
   }
-  const done = () => (idx === null ? batch.finished : batch.results.length > idx || batch.finished);
+  if (!batch.commands.length) return { body: [] };
+  const awaitIdx = idx === null ? batch.commands.length - 1 : idx;
+  const done = () => batch.results.length > awaitIdx;
   const deadline = Date.now() + timeout * 1000;
-  while (!done() && Date.now() < deadline && act.state[0] !== 'Terminated') {
+  while (!done() && Date.now() < deadline) {
     let onClose; const closed = new Promise((r) => { onClose = () => r('closed'); c.res.on('close', onClose); });
     const r = await Promise.race([waitFor(batch.waiters, deadline - Date.now()), closed]);
     c.res.removeListener('close', onClose);
     if (r === 'closed') return { streamed: true };
+    if (act.state[0] === 'Terminated' && act.vmGone) throw gsbError(act); // the exe-unit went away
   }
-  if (idx !== null) {
-    if (batch.results.length <= idx && !batch.finished) throw jsonErr(408, `Timeout waiting for command ${idx}`);
-    return { body: batch.results.slice(0, idx + 1).map((x) => (x.index === idx ? x : { ...x, stdout: null, stderr: null })) };
+  if (!done() && idx !== null) throw jsonErr(408, 'Timeout');
+  const out = [];
+  for (const x of batch.results) {
+    if (x.index > awaitIdx) break;
+    const output = idx === null || x.index === idx;
+    out.push({ index: x.index, eventDate: x.eventDate, result: x.result, stdout: output ? x.stdout : null, stderr: output ? x.stderr : null, message: x.message, isBatchFinished: x.index === awaitIdx || x.result === 'Error' });
   }
-  return { body: batch.results };
+  return { body: out };
 }
 
 function sse(sim, c, batch) {

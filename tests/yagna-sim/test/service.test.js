@@ -30,6 +30,8 @@ test('activity, VPN and tunnel to a real server in the VM', async (t) => {
     const b = (await api('POST', `/activity-api/v1/activity/${svc.act}/exec`, { text: JSON.stringify([{ run: { entry_point: '/bin/sleep', args: ['1'] } }]) })).body;
     assert.equal((await api('GET', `/activity-api/v1/activity/${svc.act}/exec/${b}?commandIndex=0&timeout=0.2`)).status, 408);
     assert.deepEqual((await api('GET', `/activity-api/v1/activity/${svc.act}/exec/${b}?timeout=0`)).body, []);
+    // the exe-unit runs one stateful command at a time: let the sleep end before the next test
+    assert.equal((await api('GET', `/activity-api/v1/activity/${svc.act}/exec/${b}?commandIndex=0&timeout=5`)).body[0].result, 'Ok');
     assert.equal((await api('GET', `/activity-api/v1/activity/${svc.act}/exec/${'0'.repeat(32)}`)).status, 404);
     assert.equal((await api('POST', `/activity-api/v1/activity/${svc.act}/exec`, { text: 'not json' })).status, 400);
     assert.equal((await api('GET', `/activity-api/v1/activity/${'f'.repeat(32)}/state`)).status, 500);
