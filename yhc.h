@@ -41,7 +41,6 @@
      YHC_STATIC          makes YHCDEF static (private copy per file)
      YHC_MBEDTLS         compile in TLS (https://, wss://); link -lmbedtls -lmbedx509 -lmbedcrypto
      YHC_VERSION         the User-Agent version                           ["0.1.0"]
-     YHC_STARTUP_PROBE_MS  how long a started service may take to listen  [60000]
 
    LIMITS AGAINST UNTRUSTED PEERS (runtime, per client; 0 = default)
      yhc_limits.max_header_bytes   response head (and trailers)           [16384]
@@ -515,7 +514,9 @@ typedef struct yhc_ctx yhc_ctx;
   X(SERVICE_STOPPED, "service_stopped", "stopped")                                           \
   X(CLUSTER_FAILED, "cluster_failed", "cluster")                                             \
   X(SESSION_CLOSED, "session_closed", "closed")                                              \
-  X(ERROR, "error", "error")
+  X(ERROR, "error", "error")                                                                 \
+  X(DAEMON_LOST, "daemon_lost", "daemon")   /* calls to the yagna daemon stopped reaching it */ \
+  X(DAEMON_BACK, "daemon_back", "daemon")   /* it answers again; feeds resume, instances re-checked */
 
 typedef enum yhc_event_kind {
   YHC_EV__NONE = 0,
@@ -574,7 +575,19 @@ typedef struct yhc_session_desc {
   int close_timeout_ms;         /* graceful close: wait for work and invoices [20000] */
   int drain_timeout_ms;         /* scale-down: wait for an instance's requests [10000] */
   int tunnel_dead_ms;           /* a silent tunnel counts as dead after [15000] */
-  int state_poll_ms;            /* activity state checks per instance [3000] */
+  int state_poll_ms;            /* activity state checks per instance [3000]; 3 failed checks in
+                                   a row (408, 5xx, Unresponsive, no answer) fail the instance,
+                                   Terminated or a definite not-found at once */
+  int vanish_timeout_ms;        /* a provider whose activity gave no good state reading for this
+                                   long is gone: its instance fails and its requests move [30000] */
+  int startup_timeout_ms;       /* deploy, start, the startup commands and the readiness probe
+                                   must finish within this [300000] */
+  int approval_timeout_ms;      /* wait this long for a provider to approve an agreement, then
+                                   cancel it and take the next draft [60000] */
+  int max_startup_failures;     /* instances failing at startup this many times in a row stop
+                                   the renting; set_size starts it again [3] */
+  int clock_skew_ms;            /* how far providers' clocks may lag: the agreement-event window
+                                   overlaps this much [60000] */
   yhc_event_fn on_event;
   void *event_user;
   int log_events;               /* 1 = also print events on stderr; 2 = with every request */
@@ -681,6 +694,9 @@ typedef struct yhc_cluster_stats {
 YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out);
 YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats *out);
 YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clusters */
+/* 1 while the yagna daemon answers; 0 during an outage, with `why` (may be NULL) naming the
+   cause and how long it has lasted. */
+YHCDEF int yhc_session_daemon_ok(yhc_session *s, yhc_error *why);
 
 /* The cluster of a registered service URL ("http://calc"), or NULL. Valid until the session
    is destroyed. */
@@ -745,7 +761,12 @@ YHCDEF int yhc_session_metrics(yhc_session *s, yhc_buf *out);
    yhc_session_closed(), or call yhc_session_close_wait(). Calling it twice is harmless. */
 YHCDEF void yhc_session_close(yhc_session *s);
 YHCDEF int yhc_session_closed(yhc_session *s);
+/* Returns 0 once everything was cleaned up, 1 when something could not be (close_timeout_ms
+   passed, or the daemon refused: yhc_session_leftovers() and the SESSION_CLOSED event say
+   what), -1 on a loop error. */
 YHCDEF int yhc_session_close_wait(yhc_session *s);
+/* What the close could not clean up ("" when nothing). */
+YHCDEF const char *yhc_session_leftovers(yhc_session *s);
 /* Frees everything at once (after close, or to abandon): every unanswered request ends with
    YHC_ERR_SHUTDOWN first. Does not talk to the daemon. */
 YHCDEF void yhc_session_destroy(yhc_session *s);
@@ -6880,6 +6901,16 @@ typedef void (*yhc__reply_fn)(void *ctx, const yhc__reply *r);
 
 enum { YHC__G_INIT, YHC__G_STARTING, YHC__G_READY, YHC__G_FAILED, YHC__G_CLOSING, YHC__G_CLOSED };
 
+/* Instances of several services may share a provider, hence its VPN node: the node goes only
+   when the last of them leaves. */
+typedef struct yhc__node_ref {
+  char id[64];
+  int users;
+  struct yhc__node_ref *next;
+} yhc__node_ref;
+
+#define YHC__SEEN_N 512 /* agreement events remembered, to drop the window's repeats */
+
 struct yhc__golem {
   yhc_loop *loop;
   yhc_http *api;            /* the daemon client: many long-polls in parallel */
@@ -6903,15 +6934,31 @@ struct yhc__golem {
   int payment_polls;        /* 1 while the event feeds should run */
   int accepting;            /* accept calls in flight */
   yhc__agreement *agreements;
-  /* VPN addresses .2 .. .254 */
+  /* agreement events: the window overlaps clock_skew_ms behind the newest event (providers
+     stamp theirs with their own clocks), so repeats are recognised by a hash of each event */
+  uint64_t seen[YHC__SEEN_N];
+  size_t seen_pos;
+  uint64_t newest_event_ms;  /* wall clock, capped at now */
+  int clock_skew_ms;
+  /* VPN addresses .2 .. .254, and the nodes they belong to */
   unsigned char ip_used[256];
+  yhc__node_ref *nodes;
+  /* daemon outages: every call that cannot reach the daemon marks it down, any answer up */
+  uint64_t down_since;       /* loop ms; 0 while it answers */
+  char down_why[200];
+  uint64_t net_check_call;
+  uint64_t teardown_call;
+  int abandoning;            /* close ran out of time: the teardown stops where it is */
+  char left[600];            /* what the close could not clean up, for its last event */
   /* events */
   yhc_event_fn on_event;
   void *event_user;
   int log_events;
   /* hooks the upper layers set */
   void (*on_ready)(yhc__golem *g);
-  void (*on_agreement_ended)(yhc__golem *g, yhc__agreement *a, const char *why);
+  /* routine: an expected end (the agreement's expiration), not a failure of the instance */
+  void (*on_agreement_ended)(yhc__golem *g, yhc__agreement *a, const char *why, int routine);
+  void (*on_daemon_back)(yhc__golem *g, int network_lost);
   void *owner;
   yhc_error error;          /* why start-up failed */
   yhc_error last_error;     /* the last error event, for yhc_session_state() */
@@ -7061,6 +7108,28 @@ typedef struct yhc__call {
   char what[200]; /* "METHOD /path" without the query, for messages */
 } yhc__call;
 
+static void yhc__golem_reached(yhc__golem *g);
+
+/* A call that could not reach the daemon at all (refused, reset, unresolvable): the daemon is
+   down until any answer comes back. A timeout is not counted: it may be a slow provider
+   behind the daemon, which answers 408 on its own. */
+static void yhc__golem_unreachable(yhc__golem *g, const char *why) {
+  if (g->down_since) return;
+  g->down_since = yhc_loop_now(g->loop);
+  if (!g->down_since) g->down_since = 1;
+  snprintf(g->down_why, sizeof g->down_why, "%.199s", why);
+  yhc__emitf(g, YHC_EV_DAEMON_LOST, NULL, "the yagna daemon at %s is unreachable: %s", g->base, why);
+}
+
+/* How long to wait before asking the daemon again after a failed call: a second normally,
+   growing with an outage up to 10 s, so a dead daemon is not hammered. */
+static uint64_t yhc__golem_retry_ms(const yhc__golem *g) {
+  uint64_t down;
+  if (!g->down_since) return 1000;
+  down = yhc_loop_now(g->loop) - g->down_since;
+  return down < 1000 ? 1000 : down > 10000 ? 10000 : down;
+}
+
 static void yhc__call_done(const yhc_response *resp, void *user) {
   yhc__call *call = YHC__CAST(yhc__call *, user);
   yhc__reply r;
@@ -7070,6 +7139,10 @@ static void yhc__call_done(const yhc_response *resp, void *user) {
   r.status = resp->status;
   r.body = resp->body;
   r.error = "";
+  if (resp->status > 0) yhc__golem_reached(call->g);
+  else if (resp->err == YHC_ERR_CONNECT || resp->err == YHC_ERR_DNS || resp->err == YHC_ERR_IO ||
+           resp->err == YHC_ERR_CLOSED)
+    yhc__golem_unreachable(call->g, resp->error);
   if (resp->err) {
     r.err = resp->err;
     snprintf(msg, sizeof msg, "%s: %s", call->what, resp->error);
@@ -7160,6 +7233,14 @@ static void yhc__api_cancel(yhc__golem *g, uint64_t *id) {
     *id = 0;
     yhc_http_cancel(g->api, v);
   }
+}
+
+/* A definite "no such thing": 404 (the spec), 403 (not ours), or yagna's 500 "DAO error: Not
+   found" for an unknown activity. A service-bus "endpoint address not found" is not one: it
+   is what a provider that is only unreachable for now gives too. */
+static int yhc__reply_not_found(const yhc__reply *r) {
+  return r->status == 404 || r->status == 403 ||
+         (r->status == 500 && r->error && strstr(r->error, "Not found") && !strstr(r->error, "GSB error"));
 }
 
 /* A required string field of an answer; names the call and field when absent. */
@@ -7428,7 +7509,7 @@ static void yhc__payment_events(void *ctx, const yhc__reply *r, int invoice) {
   if (!g->payment_polls) return;
   if (r->err && r->err != YHC_ERR_TIMEOUT) {
     /* the daemon had a problem: ask again in a second, not in a tight loop */
-    yhc__timer_start(g->loop, invoice ? &g->invoice_retry : &g->debit_retry, 1000,
+    yhc__timer_start(g->loop, invoice ? &g->invoice_retry : &g->debit_retry, yhc__golem_retry_ms(g),
                      invoice ? yhc__invoice_retry : yhc__debit_retry, g);
     return;
   }
@@ -7447,43 +7528,156 @@ static void yhc__payment_poll(yhc__golem *g, int invoice) {
   *slot = yhc__api(g, "GET", path, NULL, 20000, invoice ? yhc__invoice_events : yhc__debit_events, g);
 }
 
-/* ---- agreement events: how a provider's termination is noticed at once */
+/* ---- agreement events: how a provider's termination is noticed at once
+
+   The feed is not consumed and is selected by eventDate, which for provider terminations is
+   the provider's clock: a cursor moved to the newest event would hide a termination stamped
+   by a provider whose clock lags. So every query starts clock_skew_ms before the newest event
+   seen (never past our own now, against clocks running ahead), repeats are recognised by a
+   hash of the event and skipped, a full page continues from its last event at once, and a
+   page with nothing new waits a second before the next query. */
 
 static void yhc__agreement_poll(yhc__golem *g);
 static void yhc__agreement_retry(void *ctx) { yhc__agreement_poll(YHC__CAST(yhc__golem *, ctx)); }
 
+#define YHC__AGREEMENT_PAGE 100
+
+/* Parses "2025-11-29T08:01:02.123456Z" (the fraction and zone optional, UTC assumed) into ms
+   since the epoch; 0 when it is not such a date. */
+static uint64_t yhc__parse_rfc3339(yhc_str d) {
+  int f[6] = {0, 0, 0, 0, 0, 0};
+  static const int len[6] = {4, 2, 2, 2, 2, 2};
+  static const char sep[6] = {'-', '-', 'T', ':', ':', 0};
+  size_t p = 0;
+  int k, ms = 0, y, m;
+  int64_t days;
+  for (k = 0; k < 6; k++) {
+    int n;
+    for (n = 0; n < len[k]; n++, p++) {
+      if (p >= d.len || !yhc__is_digit((unsigned char)d.ptr[p])) return 0;
+      f[k] = f[k] * 10 + (d.ptr[p] - '0');
+    }
+    if (sep[k]) {
+      if (p >= d.len || (d.ptr[p] != sep[k] && !(k == 2 && d.ptr[p] == ' '))) return 0;
+      p++;
+    }
+  }
+  if (p < d.len && d.ptr[p] == '.') {
+    int n = 0;
+    for (p++; p < d.len && yhc__is_digit((unsigned char)d.ptr[p]); p++, n++)
+      if (n < 3) ms = ms * 10 + (d.ptr[p] - '0');
+    for (; n < 3; n++) ms *= 10;
+  }
+  if (f[1] < 1 || f[1] > 12 || f[2] < 1 || f[2] > 31 || f[3] > 23 || f[4] > 59 || f[5] > 60) return 0;
+  /* days from the civil date (proleptic Gregorian), as in H. Hinnant's algorithm */
+  y = f[0] - (f[1] <= 2);
+  m = f[1];
+  {
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + f[2] - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    days = era * 146097 + doe - 719468;
+  }
+  if (days < 0) return 0;
+  return ((uint64_t)days * 86400u + (uint64_t)f[3] * 3600u + (uint64_t)f[4] * 60u + (uint64_t)f[5]) * 1000u +
+         (uint64_t)ms;
+}
+
+static uint64_t yhc__event_hash(const yhc_json *ev) {
+  static const char *const keys[] = {"eventType", "eventDate", "agreementId"};
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  size_t k, j;
+  for (k = 0; k < 3; k++) {
+    yhc_str v;
+    v.ptr = NULL;
+    v.len = 0;
+    v = yhc_json_str(yhc_json_get(ev, keys[k]), v);
+    for (j = 0; j < v.len; j++) h = (h ^ (unsigned char)v.ptr[j]) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;
+  }
+  return h ? h : 1;
+}
+
+/* 1 the first time an event is seen. */
+static int yhc__event_new(yhc__golem *g, uint64_t h) {
+  size_t k;
+  for (k = 0; k < YHC__SEEN_N; k++)
+    if (g->seen[k] == h) return 0;
+  g->seen[g->seen_pos] = h;
+  g->seen_pos = (g->seen_pos + 1) % YHC__SEEN_N;
+  return 1;
+}
+
+static void yhc__agreement_event(yhc__golem *g, const yhc_json *ev) {
+  yhc_str type, id, reason, code;
+  yhc__agreement *a;
+  char why[200];
+  type.ptr = id.ptr = reason.ptr = code.ptr = NULL;
+  type.len = id.len = reason.len = code.len = 0;
+  type = yhc_json_str(yhc_json_get(ev, "eventType"), type);
+  id = yhc_json_str(yhc_json_get(ev, "agreementId"), id);
+  if (!yhc__str_eq(type, "AgreementTerminatedEvent")) return;
+  a = yhc__agreement_find(g, id);
+  if (!a || a->terminated) return;
+  reason = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), reason);
+  code = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "golem.provider.code"), code);
+  a->terminated = 1;
+  if (!a->ended_ms) a->ended_ms = yhc__wall_ms();
+  if (!g->on_agreement_ended) return;
+  snprintf(why, sizeof why, "agreement terminated by the %s%s%.*s",
+           yhc__str_eq(yhc_json_str(yhc_json_get(ev, "terminator"), reason), "Requestor") ? "requestor" : "provider",
+           reason.len ? ": " : "", (int)YHC__MIN(reason.len, 120), reason.ptr);
+  /* the provider ends every agreement at the expiration we agreed: routine, not a failure */
+  g->on_agreement_ended(g, a, why, yhc__str_eq(code, "Expired"));
+}
+
 static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
   yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
   const yhc_json *ev;
+  size_t n = 0, fresh = 0;
+  uint64_t last = 0, now = yhc__wall_ms();
   g->agreement_call = 0;
   if (r->err == YHC_ERR_CANCELLED) return;
-  if (!r->err && yhc_json_typeof(r->json) == YHC_JSON_ARRAY) {
-    for (ev = yhc_json_first(r->json); ev; ev = yhc_json_next(ev)) {
-      yhc_str type, date, id, reason;
-      yhc__agreement *a;
-      type.ptr = date.ptr = id.ptr = reason.ptr = NULL;
-      type.len = date.len = id.len = reason.len = 0;
-      type = yhc_json_str(yhc_json_get(ev, "eventType"), type);
-      date = yhc_json_str(yhc_json_get(ev, "eventDate"), date);
-      id = yhc_json_str(yhc_json_get(ev, "agreementId"), id);
-      if (date.len && date.len < 40) yhc__copy_id(g->agreement_after, 40, date);
-      if (!yhc__str_eq(type, "AgreementTerminatedEvent")) continue;
-      a = yhc__agreement_find(g, id);
-      if (!a || a->terminated) continue;
-      reason = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), reason);
-      a->terminated = 1;
-      if (!a->ended_ms) a->ended_ms = yhc__wall_ms();
-      if (g->on_agreement_ended) {
-        char why[200];
-        snprintf(why, sizeof why, "agreement terminated by the %s%s%.*s",
-                 yhc__str_eq(yhc_json_str(yhc_json_get(ev, "terminator"), reason), "Requestor") ? "requestor" : "provider",
-                 reason.len ? ": " : "", (int)YHC__MIN(reason.len, 120), reason.ptr);
-        g->on_agreement_ended(g, a, why);
-      }
+  if (r->err) {
+    if (r->err != YHC_ERR_TIMEOUT) {
+      yhc__log(g->loop, YHC_LOG_DEBUG, "%s", r->error);
+      if (g->payment_polls)
+        yhc__timer_start(g->loop, &g->agreement_retry, yhc__golem_retry_ms(g), yhc__agreement_retry, g);
+      return;
     }
-  } else if (r->err && r->err != YHC_ERR_TIMEOUT) {
-    yhc__log(g->loop, YHC_LOG_DEBUG, "%s", r->error);
-    if (g->payment_polls) yhc__timer_start(g->loop, &g->agreement_retry, 1000, yhc__agreement_retry, g);
+    yhc__agreement_poll(g);
+    return;
+  }
+  for (ev = yhc_json_first(r->json); ev && n < YHC__AGREEMENT_PAGE; ev = yhc_json_next(ev), n++) {
+    yhc_str date;
+    uint64_t t;
+    date.ptr = NULL;
+    date.len = 0;
+    t = yhc__parse_rfc3339(yhc_json_str(yhc_json_get(ev, "eventDate"), date));
+    if (t > last) last = t;
+    if (t && t <= now && t > g->newest_event_ms) g->newest_event_ms = t;
+    if (!yhc__event_new(g, yhc__event_hash(ev))) continue;
+    fresh++;
+    yhc__agreement_event(g, ev);
+  }
+  if (n >= YHC__AGREEMENT_PAGE && last) {
+    /* a full page: the rest follow its last event */
+    char after[40];
+    yhc__rfc3339(last - 1, after);
+    memcpy(g->agreement_after, after, sizeof after);
+    yhc__agreement_poll(g);
+    return;
+  }
+  {
+    uint64_t from = g->newest_event_ms > (uint64_t)g->clock_skew_ms ? g->newest_event_ms - (uint64_t)g->clock_skew_ms : 0;
+    char after[40];
+    yhc__rfc3339(from, after);
+    memcpy(g->agreement_after, after, sizeof after);
+  }
+  /* the window holds only repeats: the daemon answers such a query at once, so pace it */
+  if (n && !fresh && g->payment_polls) {
+    yhc__timer_start(g->loop, &g->agreement_retry, 1000, yhc__agreement_retry, g);
     return;
   }
   yhc__agreement_poll(g);
@@ -7492,8 +7686,8 @@ static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
 static void yhc__agreement_poll(yhc__golem *g) {
   char path[200];
   if (g->agreement_call || !g->payment_polls) return;
-  snprintf(path, sizeof path, "/market-api/v1/agreementEvents?afterTimestamp=%s&timeout=5",
-           g->agreement_after);
+  snprintf(path, sizeof path, "/market-api/v1/agreementEvents?afterTimestamp=%s&timeout=5&maxEvents=%d",
+           g->agreement_after, YHC__AGREEMENT_PAGE);
   g->agreement_call = yhc__api(g, "GET", path, NULL, 20000, yhc__agreement_events, g);
 }
 
@@ -7518,6 +7712,8 @@ static void yhc__start_payment_feeds(yhc__golem *g) {
   yhc__rfc3339(yhc__wall_ms() - 1000, now);
   memcpy(g->debit_after, now, sizeof now);
   memcpy(g->invoice_after, now, sizeof now);
+  g->newest_event_ms = yhc__wall_ms() - 1000;
+  yhc__rfc3339(g->newest_event_ms - (uint64_t)g->clock_skew_ms, now);
   memcpy(g->agreement_after, now, sizeof now);
   g->payment_polls = 1;
   yhc__payment_poll(g, 0);
@@ -7667,6 +7863,103 @@ static void yhc__golem_release_ip(yhc__golem *g, int host) {
   if (host > 1 && host < 255) g->ip_used[host] = 0;
 }
 
+/* One more instance on the provider's VPN node. Returns -1 when out of memory. */
+static int yhc__golem_node_hold(yhc__golem *g, const char *provider_id) {
+  yhc__node_ref *n;
+  for (n = g->nodes; n; n = n->next) {
+    if (!strcmp(n->id, provider_id)) {
+      n->users++;
+      return 0;
+    }
+  }
+  n = YHC__NEW(yhc__node_ref);
+  if (!n) return -1;
+  snprintf(n->id, sizeof n->id, "%s", provider_id);
+  n->users = 1;
+  n->next = g->nodes;
+  g->nodes = n;
+  return 0;
+}
+
+/* One instance fewer on it; 1 when it was the last, so the node may be removed. */
+static int yhc__golem_node_release(yhc__golem *g, const char *provider_id) {
+  yhc__node_ref **pp, *n;
+  for (pp = &g->nodes; (n = *pp) != NULL; pp = &n->next) {
+    if (strcmp(n->id, provider_id)) continue;
+    if (--n->users > 0) return 0;
+    *pp = n->next;
+    YHC_FREE(n);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- the daemon coming back after an outage: it may have restarted, and a restarted
+   daemon keeps agreements, activities and payments but not its VPN networks (PROTOCOL.md
+   §9.7), so the network is checked and made again when it is gone. */
+
+static void yhc__golem_back_done(yhc__golem *g, int network_lost) {
+  if (g->on_daemon_back) g->on_daemon_back(g, network_lost);
+}
+
+static void yhc__net_remade_address(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  g->net_check_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (r->err) yhc__log(g->loop, YHC_LOG_WARN, "re-creating the VPN: %s", r->error);
+  yhc__golem_back_done(g, 1);
+}
+
+static void yhc__net_remade(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc_str id;
+  char path[256];
+  g->net_check_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  id.ptr = NULL;
+  id.len = 0;
+  id = yhc_json_str(yhc_json_get(r->json, "id"), id);
+  if (r->err || !yhc__id_ok(id) || id.len >= sizeof g->network_id) {
+    yhc__log(g->loop, YHC_LOG_WARN, "re-creating the VPN: %s", r->err ? r->error : "answer has no valid id");
+    g->network_id[0] = 0;
+    yhc__golem_back_done(g, 1);
+    return;
+  }
+  yhc__copy_id(g->network_id, sizeof g->network_id, id);
+  yhc__emitf(g, YHC_EV_DAEMON_BACK, NULL, "the VPN network was gone after the outage; new network %s", g->network_id);
+  snprintf(path, sizeof path, "/net-api/v1/net/%s/addresses", g->network_id);
+  g->net_check_call = yhc__api(g, "POST", path, "{\"ip\":\"192.168.0.1\"}", 30000, yhc__net_remade_address, g);
+}
+
+static void yhc__net_checked(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  g->net_check_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (r->status == 404 || r->status == 403) {
+    g->net_check_call = yhc__api(g, "POST", "/net-api/v1/net", "{\"ip\":\"192.168.0.0\",\"mask\":\"255.255.255.0\"}",
+                                 30000, yhc__net_remade, g);
+    return;
+  }
+  yhc__golem_back_done(g, 0);
+}
+
+/* Any answer from the daemon: the end of an outage, if there was one. */
+static void yhc__golem_reached(yhc__golem *g) {
+  char path[256];
+  uint64_t lasted;
+  if (!g->down_since) return;
+  lasted = yhc_loop_now(g->loop) - g->down_since;
+  g->down_since = 0;
+  yhc__emitf(g, YHC_EV_DAEMON_BACK, NULL, "the yagna daemon answers again after %llu ms",
+             (unsigned long long)lasted);
+  if (g->state != YHC__G_READY || !g->network_id[0] || g->net_check_call) {
+    yhc__golem_back_done(g, 0);
+    return;
+  }
+  snprintf(path, sizeof path, "/net-api/v1/net/%s", g->network_id);
+  g->net_check_call = yhc__api(g, "GET", path, NULL, 15000, yhc__net_checked, g);
+}
+
 /* ---- shutdown: the network goes last (after tunnels and nodes), then the allocation */
 
 typedef struct yhc__golem_closer {
@@ -7677,6 +7970,7 @@ typedef struct yhc__golem_closer {
 
 static void yhc__golem_finish_close(yhc__golem *g) {
   g->payment_polls = 0;
+  yhc__api_cancel(g, &g->net_check_call);
   yhc__timer_stop(g->loop, &g->debit_retry);
   yhc__timer_stop(g->loop, &g->invoice_retry);
   yhc__timer_stop(g->loop, &g->agreement_retry);
@@ -7686,10 +7980,27 @@ static void yhc__golem_finish_close(yhc__golem *g) {
   g->state = YHC__G_CLOSED;
 }
 
+/* Notes something the close could not clean up. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void yhc__golem_left(yhc__golem *g, const char *fmt, ...) {
+  size_t n = strlen(g->left);
+  va_list ap;
+  if (n + 4 >= sizeof g->left) return;
+  if (n) {
+    memcpy(g->left + n, "; ", 3);
+    n += 2;
+  }
+  va_start(ap, fmt);
+  vsnprintf(g->left + n, sizeof g->left - n, fmt, ap);
+  va_end(ap);
+}
+
 static void yhc__allocation_released(void *ctx, const yhc__reply *r) {
   yhc__golem_closer *c = YHC__CAST(yhc__golem_closer *, ctx);
-  if (r->err && r->err != YHC_ERR_CANCELLED)
-    yhc__log(c->g->loop, YHC_LOG_WARN, "releasing the allocation: %s", r->error);
+  c->g->teardown_call = 0;
+  if (r->err) yhc__golem_left(c->g, "allocation not released (%.150s)", r->err == YHC_ERR_CANCELLED ? "close_timeout_ms passed" : r->error);
   yhc__golem_finish_close(c->g);
   c->done(c->ctx);
   YHC_FREE(c);
@@ -7699,9 +8010,15 @@ static void yhc__network_removed(void *ctx, const yhc__reply *r) {
   yhc__golem_closer *c = YHC__CAST(yhc__golem_closer *, ctx);
   yhc__golem *g = c->g;
   char path[256];
-  if (r->err && r->err != YHC_ERR_CANCELLED)
-    yhc__log(g->loop, YHC_LOG_WARN, "removing the network: %s", r->error);
+  g->teardown_call = 0;
+  if (r->err && (r->status != 404 || r->err == YHC_ERR_CANCELLED))
+    yhc__golem_left(g, "network %s not removed (%.150s)", g->network_id,
+                    r->err == YHC_ERR_CANCELLED ? "close_timeout_ms passed" : r->error);
   g->network_id[0] = 0;
+  if (g->abandoning && g->allocation_id[0]) {
+    yhc__golem_left(g, "allocation %s not released (close_timeout_ms passed)", g->allocation_id);
+    g->allocation_id[0] = 0;
+  }
   if (!g->allocation_id[0]) {
     yhc__reply none;
     memset(&none, 0, sizeof none);
@@ -7711,7 +8028,7 @@ static void yhc__network_removed(void *ctx, const yhc__reply *r) {
   }
   snprintf(path, sizeof path, "/payment-api/v1/allocations/%s", g->allocation_id);
   g->allocation_id[0] = 0;
-  if (!yhc__api(g, "DELETE", path, NULL, 15000, yhc__allocation_released, c)) {
+  if (!(g->teardown_call = yhc__api(g, "DELETE", path, NULL, 15000, yhc__allocation_released, c))) {
     yhc__reply none;
     memset(&none, 0, sizeof none);
     none.error = "";
@@ -7736,12 +8053,23 @@ static void yhc__golem_teardown(yhc__golem *g, void (*done)(void *ctx), void *ct
   g->state = YHC__G_CLOSING;
   memset(&none, 0, sizeof none);
   none.error = "";
+  if (g->abandoning && g->network_id[0]) {
+    yhc__golem_left(g, "network %s not removed (close_timeout_ms passed)", g->network_id);
+    g->network_id[0] = 0;
+  }
   if (!g->network_id[0]) {
     yhc__network_removed(c, &none);
     return;
   }
   snprintf(path, sizeof path, "/net-api/v1/net/%s", g->network_id);
-  if (!yhc__api(g, "DELETE", path, NULL, 15000, yhc__network_removed, c)) yhc__network_removed(c, &none);
+  if (!(g->teardown_call = yhc__api(g, "DELETE", path, NULL, 15000, yhc__network_removed, c)))
+    yhc__network_removed(c, &none);
+}
+
+/* The close ran out of time: what is still being torn down stays as it is (and is noted). */
+static void yhc__golem_abandon(yhc__golem *g) {
+  g->abandoning = 1;
+  yhc__api_cancel(g, &g->teardown_call);
 }
 
 /* Invoices still expected: agreements that ended and were not invoiced yet. */
@@ -7762,7 +8090,15 @@ static int yhc__golem_invoices_pending(yhc__golem *g) {
 
    One daemon call is outstanding per instance at a time (`call`), plus the periodic state
    check (`poll_call`); both are cancelled before the instance is freed, so no callback ever
-   sees a freed instance. */
+   sees a freed instance.
+
+   Every wait is bounded (approval, then a cancel; deploy to ready as one startup deadline;
+   each results poll) and failures are counted, never decided from one reading: state checks
+   and results polls fail the instance after 3 transient failures in a row (408, 5xx,
+   Unresponsive, no answer), at once on Terminated or a definite not-found. How it ended is
+   classified for the cluster: a routine end (the provider's expiration, a non-final refusal,
+   an approval that did not come) is not a failure; a failure is marked as one at startup
+   (before READY) or in service. */
 
 typedef struct yhc__instance yhc__instance;
 
@@ -7817,6 +8153,20 @@ struct yhc__instance {
   int draining;                 /* no new requests; stops when in_flight reaches 0 */
   int expiring;                 /* agreement near its end: replace before it stops */
   int cut_by_close;             /* stopped by the session's close: requests end with SHUTDOWN */
+  int routine;                  /* ended for an expected reason, not a failure (see above) */
+  int reached_ready;
+  int failed_state;             /* the state it failed in */
+  int confirmed, approved;      /* the agreement was confirmed / approved */
+  int health_fails;             /* failed state checks (or results polls) in a row */
+  uint64_t last_good_ms;        /* loop ms of the last good state reading */
+  int vanish_ms, startup_ms, approval_ms;
+  uint64_t wait_since;
+  yhc__timer startup_timer;
+  yhc__timer retry_timer;       /* the next results poll after a transient failure */
+  uint64_t expires_ms;          /* wall clock: the expiration in our counter-proposal, which
+                                   the provider enforces */
+  uint64_t probe_req;           /* the readiness probe's request id */
+  int node_held;                /* counted among the users of the provider's VPN node */
   int port;
   int ip_host;                  /* x in 192.168.0.x */
   char ip[32];
@@ -7849,11 +8199,10 @@ struct yhc__instance {
   int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
   char tunnel_why[200];
   yhc__timer fail_timer;
-  yhc__host *origin;            /* tunnel connections for requests */
-  yhc__stream *probe;           /* a tunnel opened only to see the server listen */
+  yhc__host *origin;            /* tunnel connections for requests (and the probe) */
   yhc__timer probe_timer;
-  uint64_t probe_since;
   int probe_tries;
+  char probe_why[200];
   char why[300];                /* why it ended, when it failed */
   /* what it served, for yhc_cluster_instances() and the metrics */
   uint64_t served, failed_n;
@@ -7895,14 +8244,39 @@ static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
   vsnprintf(i->why, sizeof i->why, fmt, ap);
   va_end(ap);
   i->failed = 1;
-  yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed: %s", i->service,
-                     i->provider_name[0] ? i->provider_name : "(provider)", i->why);
+  i->failed_state = i->state;
+  yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed%s: %s", i->service,
+                     i->provider_name[0] ? i->provider_name : "(provider)", i->reached_ready ? "" : " at startup",
+                     i->why);
+  yhc__instance_stop(i);
+}
+
+/* An expected end that is nobody's failure: the agreement expired, the provider was busy or
+   refused for now, the daemon lost the network. The cluster replaces it without counting. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void yhc__instance_end_routine(yhc__instance *i, const char *fmt, ...) {
+  va_list ap;
+  if (i->state >= YHC__I_STOPPING) return;
+  va_start(ap, fmt);
+  vsnprintf(i->why, sizeof i->why, fmt, ap);
+  va_end(ap);
+  i->routine = 1;
   yhc__instance_stop(i);
 }
 
 static void yhc__instance_fail_reply(yhc__instance *i, const yhc__reply *r) {
   if (r->err == YHC_ERR_CANCELLED) return;
   yhc__instance_fail(i, "%s", r->error);
+}
+
+/* Answers that say "not now" rather than "gone": the daemon's own 408 (the provider did not
+   answer in time), a 5xx (service-bus errors included, transient ones too), no answer. */
+static int yhc__reply_transient(const yhc__reply *r) {
+  if (r->status == 408 || (r->status >= 500 && !yhc__reply_not_found(r))) return 1;
+  return !r->status && (r->err == YHC_ERR_TIMEOUT || r->err == YHC_ERR_CONNECT || r->err == YHC_ERR_IO ||
+                        r->err == YHC_ERR_CLOSED || r->err == YHC_ERR_DNS);
 }
 
 /* ---- tunnel origin */
@@ -7937,9 +8311,20 @@ static void yhc__instance_tunnel_fail(void *ctx) {
    this in the middle of handling the failed connection and uses the origin afterwards, so
    the instance (which frees the origin when it stops) fails from the loop instead; until
    then the cluster sends it nothing new. */
+/* The status of a tunnel handshake the daemon refused (the WebSocket layer names it in its
+   message), or 0. */
+static int yhc__tunnel_refusal_status(const yhc_error *err) {
+  const char *p = err->code == YHC_ERR_HTTP_STATUS ? strstr(err->msg, "refused: HTTP ") : NULL;
+  return p ? atoi(p + 14) : 0;
+}
+
+/* Handshake answers are counted like connection failures: the daemon answers 504 whenever
+   the connect inside the VPN takes more than 5 s, and 400 "Socket closed" while the server
+   restarts; 3 in a row end the instance. Only a 404 (the network is gone) ends it at once. */
 static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
-  if (i->tunnel_broken || !(++i->conn_failures >= 2 || err->code == YHC_ERR_HTTP_STATUS)) return;
+  if (i->state != YHC__I_READY) return; /* the readiness probe has its own bound */
+  if (i->tunnel_broken || !(++i->conn_failures >= 3 || yhc__tunnel_refusal_status(err) == 404)) return;
   i->tunnel_broken = 1;
   snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
   yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
@@ -7949,6 +8334,19 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
 
 static void yhc__instance_poll_state(void *ctx);
 
+/* One failed reading: 3 in a row, or none good for vanish_timeout_ms, end the instance;
+   otherwise check again soon rather than at the next tick. */
+static void yhc__instance_health_miss(yhc__instance *i, const char *what) {
+  uint64_t now = yhc_loop_now(i->g->loop);
+  i->health_fails++;
+  if (i->health_fails >= 3 || now - i->last_good_ms >= (uint64_t)i->vanish_ms) {
+    yhc__instance_fail(i, "%d state checks in a row failed (none good for %llu ms), the last: %s", i->health_fails,
+                       (unsigned long long)(now - i->last_good_ms), what);
+    return;
+  }
+  yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)YHC__MIN(i->state_poll_ms, 1000), yhc__instance_poll_state, i);
+}
+
 static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   const yhc_json *st;
@@ -7956,37 +8354,45 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
   i->poll_call = 0;
   if (r->err == YHC_ERR_CANCELLED || i->state >= YHC__I_STOPPING) return;
   if (r->err) {
-    /* 404 (spec) and 500 (yagna: "not found", "GSB error ... endpoint address not found")
-       mean the activity is gone; anything else may be a passing daemon problem */
-    if (r->status == 404 || r->status == 403 ||
-        (r->status == 500 && (strstr(r->error, "ot found") || strstr(r->error, "GSB error")))) {
+    if (yhc__reply_not_found(r)) {
       yhc__instance_fail(i, "activity is gone: %s", r->error);
       return;
     }
-  } else {
-    st = yhc_json_at(yhc_json_get(r->json, "state"), 0);
-    cur.ptr = NULL;
-    cur.len = 0;
-    cur = yhc_json_str(st, cur);
-    if (yhc__str_eq(cur, "Terminated") || yhc__str_eq(cur, "Unresponsive")) {
-      yhc_str reason;
-      reason.ptr = NULL;
-      reason.len = 0;
-      reason = yhc_json_str(yhc_json_get(r->json, "reason"), reason);
-      yhc__instance_fail(i, "activity state is %.*s%s%.*s", (int)cur.len, cur.ptr, reason.len ? ": " : "",
-                         (int)YHC__MIN(reason.len, 150), reason.ptr);
-      return;
-    }
+    yhc__instance_health_miss(i, r->error);
+    return;
   }
+  st = yhc_json_at(yhc_json_get(r->json, "state"), 0);
+  cur.ptr = NULL;
+  cur.len = 0;
+  cur = yhc_json_str(st, cur);
+  if (yhc__str_eq(cur, "Terminated")) {
+    yhc_str reason;
+    reason.ptr = NULL;
+    reason.len = 0;
+    reason = yhc_json_str(yhc_json_get(r->json, "reason"), reason);
+    yhc__instance_fail(i, "activity state is Terminated%s%.*s", reason.len ? ": " : "", (int)YHC__MIN(reason.len, 150),
+                       reason.ptr);
+    return;
+  }
+  if (!yhc__str_eq(cur, "Ready")) {
+    char what[120];
+    snprintf(what, sizeof what, "activity state is %.*s", (int)YHC__MIN(cur.len, 40), cur.len ? cur.ptr : "missing");
+    yhc__instance_health_miss(i, what);
+    return;
+  }
+  i->health_fails = 0;
+  i->last_good_ms = yhc_loop_now(i->g->loop);
   yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
 }
 
 static void yhc__instance_poll_state(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   char path[256];
+  /* the daemon answers 408 itself after 6 s; a check may not take a big part of the bound */
+  int limit = YHC__MAX(YHC__MIN(8000, i->vanish_ms / 3), 500);
   if (i->poll_call || i->state >= YHC__I_STOPPING || !i->activity_id[0]) return;
   snprintf(path, sizeof path, "/activity-api/v1/activity/%s/state", i->activity_id);
-  i->poll_call = yhc__api(i->g, "GET", path, NULL, 15000, yhc__instance_state_done, i);
+  i->poll_call = yhc__api(i->g, "GET", path, NULL, limit, yhc__instance_state_done, i);
 }
 
 /* Something suggests trouble (a request failed): check now instead of at the next tick. */
@@ -8001,79 +8407,82 @@ static void yhc__instance_expiry(void *ctx) {
   if (i->hooks->ready) i->hooks->ready(i); /* lets the cluster start the replacement */
 }
 
-/* ---- readiness probe: a server started in the background may need a moment to listen,
-   and the daemon answers a tunnel only once its TCP connect inside the VPN succeeded, so a
-   tunnel that opens is the proof that requests can flow. */
-
-#ifndef YHC_STARTUP_PROBE_MS
-#  define YHC_STARTUP_PROBE_MS 60000
-#endif
+/* ---- readiness probe: a server started in the background may need a moment to listen.
+   The probe is a real HTTP exchange (HEAD /) over the origin that requests will use: any
+   answer proves requests can flow, and its connection stays in the pool. A tunnel opened and
+   closed without a request would leave a dead accepted connection inside the VM (closing the
+   WebSocket does not close it there), which blocks a server that serves one connection at a
+   time. Attempts back off and are bounded by the startup deadline. */
 
 static void yhc__instance_became_ready(yhc__instance *i);
 static void yhc__instance_probe(void *ctx);
 
 static void yhc__instance_probe_close(yhc__instance *i) {
-  if (i->probe) {
-    yhc__stream *p = i->probe;
-    i->probe = NULL;
-    p->vt->close(p);
+  if (i->probe_req) {
+    uint64_t id = i->probe_req;
+    i->probe_req = 0;
+    yhc_http_cancel(i->g->api, id);
   }
   yhc__timer_stop(i->g->loop, &i->probe_timer);
 }
 
-static void yhc__instance_probe_event(void *ctx, int ev) {
-  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  yhc_error e;
-  if (!(ev & (YHC__EV_CONNECT | YHC__EV_ERROR))) return;
-  e = i->probe->err;
-  yhc__instance_probe_close(i);
-  if (ev & YHC__EV_CONNECT) {
-    yhc__instance_became_ready(i);
-    return;
+static void yhc__instance_probe_done(yhc__req *r) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, r->owner);
+  int answered = !r->error.code && r->status > 0;
+  if (i && i->probe_req == r->id) {
+    i->probe_req = 0;
+    if (!answered) snprintf(i->probe_why, sizeof i->probe_why, "%.199s", r->error.msg);
+  } else {
+    i = NULL; /* cancelled: the instance is stopping */
   }
-  if (yhc_loop_now(i->g->loop) - i->probe_since >= YHC_STARTUP_PROBE_MS) {
-    yhc__instance_fail(i, "the service did not start listening on port %d within %d ms: %s", i->port,
-                       YHC_STARTUP_PROBE_MS, e.msg);
+  r->owner = NULL;
+  yhc__req_deliver_user(r); /* no callback: just recycles the record */
+  if (!i || i->state != YHC__I_PROBING) return;
+  if (answered) {
+    yhc__instance_became_ready(i);
     return;
   }
   /* back off gently: 100 ms, 200 ms, ... up to a second */
   i->probe_tries++;
-  yhc__timer_start(i->g->loop, &i->probe_timer, (uint64_t)YHC__MIN(100 * i->probe_tries, 1000),
-                   yhc__instance_probe, i);
+  yhc__timer_start(i->g->loop, &i->probe_timer, (uint64_t)YHC__MIN(100 * i->probe_tries, 1000), yhc__instance_probe, i);
 }
 
 static void yhc__instance_probe(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  yhc_error e;
-  yhc__error_clear(&e);
-  if (i->state != YHC__I_PROBING) return;
-  i->probe = yhc__instance_tunnel(NULL, i, &e);
-  if (!i->probe) {
-    yhc__instance_fail(i, "cannot open a tunnel to the service: %s", e.msg);
+  yhc_request rq;
+  yhc__req *r;
+  yhc_url u;
+  char url[160];
+  int tls;
+  if (i->state != YHC__I_PROBING || i->probe_req) return;
+  r = yhc__req_new(i->g->api);
+  if (!r) {
+    yhc__instance_fail(i, "out of memory probing the service");
     return;
   }
-  i->probe->owner = i;
-  i->probe->on_event = yhc__instance_probe_event;
+  snprintf(url, sizeof url, "%s/", i->service);
+  memset(&rq, 0, sizeof rq);
+  rq.method = "HEAD";
+  rq.url = url;
+  yhc__req_fill(r, &rq, &u, &tls);
+  r->on_done = yhc__instance_probe_done;
+  r->owner = i;
+  r->timeout_ms = YHC__MAX(YHC__MIN(i->startup_ms / 4, 10000), 1000);
+  i->probe_req = r->id;
+  if (r->error.code) {
+    yhc__req_defer(r);
+    return;
+  }
+  yhc__timer_start(i->g->loop, &r->deadline, (uint64_t)r->timeout_ms, yhc__req_deadline, r);
+  yhc__host_submit(i->origin, r, 0);
 }
 
 static void yhc__instance_start_probe(yhc__instance *i) {
-  i->state = YHC__I_PROBING;
-  i->probe_since = yhc_loop_now(i->g->loop);
-  i->probe_tries = 0;
-  yhc__instance_probe(i);
-}
-
-/* ---- exec batches */
-
-static void yhc__instance_batch_poll(yhc__instance *i);
-static void yhc__instance_exec(yhc__instance *i, const char *commands_json);
-
-static void yhc__instance_became_ready(yhc__instance *i) {
-  yhc__golem *g = i->g;
-  if (i->state != YHC__I_PROBING) return;
   char key[200];
+  i->state = YHC__I_PROBING;
+  i->probe_tries = 0;
   snprintf(key, sizeof key, "tunnel:%s", i->activity_id);
-  i->origin = yhc__host_new(g->api, key, i->ip, i->port, 0, i->concurrency);
+  i->origin = yhc__host_new(i->g->api, key, i->ip, i->port, 0, i->concurrency);
   if (!i->origin) {
     yhc__instance_fail(i, "out of memory creating the tunnel origin");
     return;
@@ -8082,15 +8491,47 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->origin->open = yhc__instance_tunnel;
   i->origin->open_ctx = i;
   i->origin->on_conn_error = yhc__instance_conn_error;
+  yhc__instance_probe(i);
+}
+
+/* The startup deadline: deploy, start, the startup commands and the probe, together. */
+static void yhc__instance_startup_late(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  static const char *const step[] = {"", "", "", "deploy/start", "the startup commands", "the readiness probe"};
+  int k = i->state >= YHC__I_DEPLOYING && i->state <= YHC__I_PROBING ? i->state : 0;
+  if (i->state == YHC__I_PROBING)
+    yhc__instance_fail(i, "the service did not answer on port %d within startup_timeout_ms (%d ms): %s", i->port,
+                       i->startup_ms, i->probe_why[0] ? i->probe_why : "no answer");
+  else
+    yhc__instance_fail(i, "%s did not finish within startup_timeout_ms (%d ms)", step[k], i->startup_ms);
+}
+
+/* ---- exec batches */
+
+static void yhc__instance_batch_poll(yhc__instance *i);
+static void yhc__instance_batch_poll_again(void *ctx);
+static void yhc__instance_exec(yhc__instance *i, const char *commands_json);
+
+static void yhc__instance_became_ready(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  if (i->state != YHC__I_PROBING) return;
+  yhc__timer_stop(g->loop, &i->startup_timer);
   i->state = YHC__I_READY;
   i->ready_at_ms = yhc_loop_now(i->g->loop);
+  i->reached_ready = 1;
+  i->conn_failures = 0;
+  i->health_fails = 0;
+  i->last_good_ms = yhc_loop_now(g->loop);
   yhc__instance_emit(i, YHC_EV_SERVICE_READY, 0, "%s is ready on %s (%s, VPN %s)", i->service,
                      i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
-  if (i->valid_to_ms) {
+  /* the provider ends the agreement at the expiration of our counter-proposal (validTo only
+     bounds the approval), so the replacement starts renew_s before that */
+  {
+    uint64_t end = i->expires_ms ? i->expires_ms : i->valid_to_ms;
     uint64_t now = yhc__wall_ms(), margin = (uint64_t)i->renew_s * 1000u;
-    uint64_t at = i->valid_to_ms > now + margin ? i->valid_to_ms - margin - now : 0;
-    yhc__timer_start(g->loop, &i->expiry_timer, at, yhc__instance_expiry, i);
+    uint64_t at = end > now + margin ? end - margin - now : 0;
+    if (end) yhc__timer_start(g->loop, &i->expiry_timer, at, yhc__instance_expiry, i);
   }
   i->hooks->ready(i);
 }
@@ -8103,13 +8544,15 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
   i->call = 0;
   if (r->err) {
     if (r->err == YHC_ERR_CANCELLED) return;
-    if (r->status == 408) { /* commandIndex wait ran out: ask again */
-      yhc__instance_batch_poll(i);
+    /* without commandIndex a 408 is the daemon's own limit: the provider did not answer */
+    if (yhc__reply_transient(r) && ++i->health_fails < 3) {
+      yhc__timer_start(i->g->loop, &i->retry_timer, 1000, yhc__instance_batch_poll_again, i);
       return;
     }
-    yhc__instance_fail_reply(i, r);
+    yhc__instance_fail(i, "%s%s", r->error, i->health_fails >= 3 ? " (3 results polls in a row)" : "");
     return;
   }
+  i->health_fails = 0;
   if (yhc_json_typeof(r->json) != YHC_JSON_ARRAY) {
     yhc__instance_fail(i, "GET /activity-api/v1/activity/{id}/exec/{batch}: answer is not an array");
     return;
@@ -8149,10 +8592,17 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
   yhc__instance_start_probe(i);
 }
 
+/* Each poll is bounded: the daemon waits up to 5 s for the batch, and answers 408 itself a
+   second after that when the provider is silent. */
 static void yhc__instance_batch_poll(yhc__instance *i) {
   char path[400];
   snprintf(path, sizeof path, "/activity-api/v1/activity/%s/exec/%s?timeout=5", i->activity_id, i->batch_id);
-  i->call = yhc__api(i->g, "GET", path, NULL, 20000, yhc__instance_batch_results, i);
+  i->call = yhc__api(i->g, "GET", path, NULL, 8000, yhc__instance_batch_results, i);
+}
+
+static void yhc__instance_batch_poll_again(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  if (i->state == YHC__I_DEPLOYING || i->state == YHC__I_STARTING) yhc__instance_batch_poll(i);
 }
 
 /* Most steps need one id from their answer (a bare JSON string, or a field of an object):
@@ -8244,6 +8694,8 @@ static void yhc__instance_deploy(yhc__instance *i) {
   yhc_jw_arr_end(&w);
   i->state = YHC__I_DEPLOYING;
   i->batch_no = 0;
+  i->health_fails = 0;
+  yhc__timer_start(g->loop, &i->startup_timer, (uint64_t)i->startup_ms, yhc__instance_startup_late, i);
   if (yhc_jw_finish(&w)) yhc__instance_fail(i, "out of memory building the deploy batch");
   else yhc__instance_exec(i, cmds.ptr);
   yhc_buf_free(&cmds);
@@ -8258,6 +8710,11 @@ static void yhc__instance_node_added(void *ctx, const yhc__reply *r) {
     yhc__instance_fail_reply(i, r);
     return;
   }
+  if (yhc__golem_node_hold(i->g, i->provider_id)) {
+    yhc__instance_fail(i, "out of memory counting VPN nodes");
+    return;
+  }
+  i->node_held = 1;
   yhc__instance_deploy(i);
 }
 
@@ -8321,26 +8778,51 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
 }
 
 static void yhc__instance_wait(yhc__instance *i);
+static void yhc__instance_wait_again(void *ctx);
 
+/* The approval wait is bounded by approval_timeout_ms; after it the agreement is cancelled
+   (by the stop) and the cluster takes the next draft. A 410 (rejected, for now or for good;
+   expired; cancelled) is the provider's answer, not a failure of ours. */
 static void yhc__instance_waited(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   i->call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
   if (r->err) {
-    if (r->status == 408) { /* not yet: wait again */
-      yhc__instance_wait(i);
+    uint64_t waited = yhc_loop_now(i->g->loop) - i->wait_since;
+    if (r->status == 410) {
+      yhc__instance_end_routine(i, "%s did not approve the agreement: %s", i->provider_name, r->error);
+      return;
+    }
+    if (waited >= (uint64_t)i->approval_ms) {
+      yhc__instance_end_routine(i, "%s did not approve the agreement within approval_timeout_ms (%d ms)",
+                                i->provider_name, i->approval_ms);
+      return;
+    }
+    if (r->status == 408 || yhc__reply_transient(r)) { /* not yet: wait again */
+      if (r->status == 408) yhc__instance_wait(i);
+      else yhc__timer_start(i->g->loop, &i->retry_timer, 1000, yhc__instance_wait_again, i);
       return;
     }
     yhc__instance_fail_reply(i, r);
     return;
   }
+  i->approved = 1;
   yhc__instance_register_agreement(i);
   yhc__instance_create_activity(i);
 }
 
 static void yhc__instance_wait(yhc__instance *i) {
   char path[256];
-  snprintf(path, sizeof path, "/market-api/v1/agreements/%s/wait?timeout=15", i->agreement_id);
-  i->call = yhc__api(i->g, "POST", path, NULL, 30000, yhc__instance_waited, i);
+  uint64_t waited = yhc_loop_now(i->g->loop) - i->wait_since;
+  uint64_t left = waited < (uint64_t)i->approval_ms ? (uint64_t)i->approval_ms - waited : 0;
+  int secs = (int)YHC__MAX(YHC__MIN((left + 999) / 1000, 15), 1);
+  snprintf(path, sizeof path, "/market-api/v1/agreements/%s/wait?timeout=%d", i->agreement_id, secs);
+  i->call = yhc__api(i->g, "POST", path, NULL, secs * 1000 + 5000, yhc__instance_waited, i);
+}
+
+static void yhc__instance_wait_again(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  if (i->state == YHC__I_AGREEING && !i->call) yhc__instance_wait(i);
 }
 
 static void yhc__instance_confirmed(void *ctx, const yhc__reply *r) {
@@ -8350,6 +8832,8 @@ static void yhc__instance_confirmed(void *ctx, const yhc__reply *r) {
     yhc__instance_fail_reply(i, r);
     return;
   }
+  i->confirmed = 1;
+  i->wait_since = yhc_loop_now(i->g->loop);
   yhc__instance_wait(i);
 }
 
@@ -8400,11 +8884,21 @@ static void yhc__instance_stop_step(yhc__instance *i) {
     i->call = yhc__api(g, "DELETE", path, NULL, 20000, yhc__instance_stop_reply, i);
     return;
   }
-  if (i->ip_host > 0 && g->network_id[0] && i->provider_id[0]) {
-    snprintf(path, sizeof path, "/net-api/v1/net/%s/nodes/%s", g->network_id, i->provider_id);
-    yhc__golem_release_ip(g, i->ip_host);
-    i->ip_host = 0;
-    i->call = yhc__api(g, "DELETE", path, NULL, 20000, yhc__instance_stop_reply, i);
+  if (i->node_held) {
+    /* another service's instance may live on the same provider: its node stays */
+    i->node_held = 0;
+    if (yhc__golem_node_release(g, i->provider_id) && g->network_id[0]) {
+      snprintf(path, sizeof path, "/net-api/v1/net/%s/nodes/%s", g->network_id, i->provider_id);
+      i->call = yhc__api(g, "DELETE", path, NULL, 20000, yhc__instance_stop_reply, i);
+      return;
+    }
+  }
+  if (i->confirmed && !i->approved && i->agreement_id[0]) {
+    /* a pending agreement would otherwise stay on the daemon (and hold the provider) until
+       its validTo */
+    i->confirmed = 0;
+    snprintf(path, sizeof path, "/market-api/v1/agreements/%s/cancel", i->agreement_id);
+    i->call = yhc__api(g, "POST", path, "{\"message\":\"No longer needed\"}", 20000, yhc__instance_stop_reply, i);
     return;
   }
   if (i->agreement_id[0] && i->agreement && !i->agreement->terminated) {
@@ -8428,8 +8922,9 @@ static void yhc__instance_stop_step(yhc__instance *i) {
   }
   i->state = YHC__I_STOPPED;
   if (!i->failed)
-    yhc__instance_emit(i, YHC_EV_SERVICE_STOPPED, 0, "%s on %s stopped", i->service,
-                       i->provider_name[0] ? i->provider_name : "(provider)");
+    yhc__instance_emit(i, YHC_EV_SERVICE_STOPPED, 0, "%s on %s stopped%s%s", i->service,
+                       i->provider_name[0] ? i->provider_name : "(provider)", i->routine ? ": " : "",
+                       i->routine ? i->why : "");
   i->hooks->ended(i);
 }
 
@@ -8445,6 +8940,8 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
   yhc__timer_stop(g->loop, &i->fail_timer);
+  yhc__timer_stop(g->loop, &i->startup_timer);
+  yhc__timer_stop(g->loop, &i->retry_timer);
   yhc__instance_probe_close(i);
   if (i->origin) {
     yhc__host *h = i->origin;
@@ -8460,6 +8957,40 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__instance_stop_step(i);
 }
 
+/* The session's close ran out of time: the stop sequence ends where it is, and what it left
+   on the daemon is named. Ends the instance (the cluster frees it). */
+static void yhc__instance_abandon(yhc__instance *i) {
+  yhc__golem *g = i->g;
+  if (i->state < YHC__I_STOPPING) {
+    i->cut_by_close = 1;
+    yhc__instance_stop(i);
+    if (i->state == YHC__I_STOPPED) return; /* the stop needed no daemon call: already ended */
+  }
+  yhc__api_cancel(g, &i->call);
+  if (i->state == YHC__I_STOPPED) return;
+  if (i->agreement && i->agreement_id[0])
+    yhc__golem_left(g, "agreement %.64s with %.40s: stop cut short (%s)", i->agreement_id, i->provider_name,
+                    i->activity_id[0] ? "activity not destroyed, agreement not terminated"
+                    : !i->agreement->terminated ? "agreement not terminated" : "termination not confirmed");
+  else if (i->confirmed && !i->approved)
+    yhc__golem_left(g, "pending agreement %.64s with %.40s not cancelled", i->agreement_id, i->provider_name);
+  if (i->node_held) {
+    i->node_held = 0;
+    if (yhc__golem_node_release(g, i->provider_id)) yhc__golem_left(g, "VPN node %.42s not removed", i->provider_id);
+  }
+  if (i->agreement) {
+    if (!i->agreement->ended_ms) i->agreement->ended_ms = yhc__wall_ms();
+    i->agreement->invoice_done = 1; /* not waited for any more */
+    i->agreement->owner = NULL;
+  }
+  if (i->ip_host > 0) {
+    yhc__golem_release_ip(g, i->ip_host);
+    i->ip_host = 0;
+  }
+  i->state = YHC__I_STOPPED;
+  i->hooks->ended(i);
+}
+
 static void yhc__instance_free(yhc__instance *i) {
   yhc__instance_probe_close(i);
   yhc__api_cancel(i->g, &i->call);
@@ -8468,6 +8999,8 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__timer_stop(i->g->loop, &i->drain_timer);
   yhc__timer_stop(i->g->loop, &i->expiry_timer);
   yhc__timer_stop(i->g->loop, &i->fail_timer);
+  yhc__timer_stop(i->g->loop, &i->startup_timer);
+  yhc__timer_stop(i->g->loop, &i->retry_timer);
   if (i->agreement) i->agreement->owner = NULL;
   YHC_FREE(i->startup_cmds);
   YHC_FREE(i);
@@ -8550,6 +9083,9 @@ typedef struct yhc__offer {
   double score;                 /* expected GLM for an hour */
   int state;                    /* 0 countering, 1 countered, 2 draft */
   uint64_t at_ms;
+  uint64_t expires_ms;          /* wall clock: golem.srv.comp.expiration in our counter */
+  int64_t accept_timeout;       /* the debit-note accept timeout we counter with */
+  int busy;                     /* refused for now (not final): the provider may answer later */
   struct yhc__offer *next;
 } yhc__offer;
 
@@ -8570,9 +9106,12 @@ struct yhc_cluster {
   char task_package[600];
   int image_state;              /* 0 none, 1 resolving, 2 ok, 3 failed */
   uint64_t image_call;
+  const char *repo;             /* the session's image_repo */
+  yhc__timer image_timer;
   /* session settings */
   int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
   int max_retries, idempotent_only, timeout_ms;
+  int vanish_ms, startup_ms, approval_ms, max_startup_failures;
   size_t max_queue;
   double max_cpu_hour, max_env_hour, max_start;
   /* market */
@@ -8580,6 +9119,8 @@ struct yhc_cluster {
   int demand_state;             /* 0 none, 1 subscribing, 2 active, 3 unsubscribing */
   uint64_t demand_call, collect_call;
   uint64_t subscribed_ms, last_progress_ms;
+  uint64_t subscribe_at;        /* loop ms: not before (after a failed subscribe) */
+  int subscribe_failed;
   yhc__offer *offers;
   char **avoid;
   size_t navoid;
@@ -8588,7 +9129,13 @@ struct yhc_cluster {
   yhc__instance_hooks hooks;
   int lost;                     /* instances not replaced (on_stop = ignore) */
   int failed_cluster;
-  char fail_msg[300];
+  char fail_msg[420];
+  char last_failure[320];       /* the last instance failure, for timeouts' messages */
+  int startup_failures;         /* instances that failed at startup in a row */
+  int renting_stopped;          /* max_startup_failures reached: no renting until set_size */
+  char startup_error[440];
+  uint64_t image_failed_ms;     /* when the image lookup failed (retried later) */
+  int image_tries;
   /* size */
   int size_mode, size_int;
   yhc_size_fn size_fn;
@@ -8682,6 +9229,44 @@ static int yhc__retryable_error(const yhc__req *r) {
   }
 }
 
+/* A request's deadline runs from its submission to its one answer, through the queue,
+   retries and failover. Its answer names where it was and what went wrong last. */
+static void yhc__cluster_req_deadline(void *ctx) {
+  yhc__req *r = YHC__CAST(yhc__req *, ctx);
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, r->owner);
+  yhc__instance *i = YHC__CAST(yhc__instance *, r->slot), *it;
+  char where[400], daemon[300];
+  int ready = 0, starting = 0;
+  r->deadline_hit = 1;
+  if (!c) {
+    yhc__req_fail(r, YHC_ERR_TIMEOUT, "request timed out after %d ms", r->timeout_ms);
+    return;
+  }
+  for (it = c->instances; it; it = it->next) {
+    if (it->state == YHC__I_READY && !it->draining) ready++;
+    else if (it->state < YHC__I_READY) starting++;
+  }
+  if (i)
+    snprintf(where, sizeof where, "in flight on %s (%s)", i->provider_name, i->provider_id);
+  else
+    snprintf(where, sizeof where, "queued in %s (%d ready, %d starting, %zu queued%s%.120s)", c->url, ready, starting,
+             c->q.len, r->failed_on[0] ? ", failed before on " : "", r->failed_on);
+  daemon[0] = 0;
+  if (c->g->down_since)
+    snprintf(daemon, sizeof daemon, "; the yagna daemon is unreachable since %llu ms: %.200s",
+             (unsigned long long)(yhc_loop_now(c->g->loop) - c->g->down_since), c->g->down_why);
+  yhc__req_fail(r, c->g->down_since ? YHC_ERR_YAGNA : YHC_ERR_TIMEOUT, "request timed out after %d ms, %s%s%s%.200s",
+                r->timeout_ms, where, daemon, c->last_failure[0] ? "; last instance failure: " : "", c->last_failure);
+}
+
+/* Completing a request stops its timer; one going back to the queue gets what is left. */
+static void yhc__cluster_rearm_deadline(yhc_cluster *c, yhc__req *r) {
+  uint64_t now = yhc_loop_now(c->g->loop), end;
+  if (r->timeout_ms <= 0) return;
+  end = r->submitted_ms + (uint64_t)r->timeout_ms;
+  yhc__timer_start(c->g->loop, &r->deadline, end > now ? end - now : 0, yhc__cluster_req_deadline, r);
+}
+
 static int yhc__method_of_wire_idempotent(const yhc__req *r) {
   static const char *const safe[] = {"GET ", "HEAD ", "OPTIONS ", "TRACE ", "PUT ", "DELETE "};
   size_t k;
@@ -8717,6 +9302,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
       yhc__req_reset_response(r);
       r->sent = 0;
       yhc__cluster_park(c, r, 1);
+      yhc__cluster_rearm_deadline(c, r);
       yhc__cluster_reconcile(c);
       yhc__cluster_dispatch(c);
       return;
@@ -8820,7 +9406,8 @@ static int yhc__cluster_write_props(yhc_cluster *c, yhc_jw *w, const yhc__offer 
   const yhc_json *p;
   yhc_jw_obj_begin(w);
   yhc_jw_key(w, "golem.srv.comp.expiration");
-  yhc_jw_int(w, (int64_t)(yhc__wall_ms() + (uint64_t)c->lifetime_s * 1000u));
+  /* a counter carries the expiration its offer records: the provider enforces exactly it */
+  yhc_jw_int(w, (int64_t)(counter_for ? counter_for->expires_ms : yhc__wall_ms() + (uint64_t)c->lifetime_s * 1000u));
   yhc_jw_key(w, "golem.srv.caps.multi-activity");
   yhc_jw_bool(w, 1);
   yhc_jw_key(w, "golem.node.debug.subnet");
@@ -8840,14 +9427,8 @@ static int yhc__cluster_write_props(yhc_cluster *c, yhc_jw *w, const yhc__offer 
   yhc_jw_key(w, "golem.srv.comp.vm.package_format");
   yhc_jw_str(w, "gvmkit-squash");
   yhc_jw_key(w, "golem.com.payment.debit-notes.accept-timeout?");
-  {
-    int64_t t = 240;
-    if (counter_for) {
-      int64_t offered = yhc_json_int(yhc_json_get(offer_props, "golem.com.payment.debit-notes.accept-timeout?"), 240);
-      t = offered < 30 ? 30 : offered;
-    }
-    yhc_jw_int(w, t);
-  }
+  yhc_jw_int(w, counter_for ? counter_for->accept_timeout : 240);
+  (void)offer_props;
   if (counter_for) {
     yhc_jw_key(w, "golem.com.payment.chosen-platform");
     yhc_jw_str(w, g->platform);
@@ -8950,6 +9531,53 @@ static void yhc__cluster_countered(void *ctx, const yhc__reply *r) {
   }
 }
 
+/* Counters `proposal_id` (the provider's Initial offer, or a draft grown old) with a fresh
+   expiration, which the offer keeps: it is what the provider will enforce. */
+static void yhc__cluster_counter(yhc_cluster *c, yhc__offer *o, const char *proposal_id) {
+  yhc_buf body;
+  char path[400];
+  o->state = 0;
+  o->busy = 0;
+  o->expires_ms = yhc__wall_ms() + (uint64_t)c->lifetime_s * 1000u;
+  memset(&body, 0, sizeof body);
+  snprintf(path, sizeof path, "/market-api/v1/demands/%s/proposals/%s", c->sub_id, proposal_id);
+  if (yhc__cluster_demand_body(c, &body, o, NULL) == 0) {
+    yhc__counter_ctx *cc = YHC__NEW(yhc__counter_ctx);
+    if (cc) {
+      cc->c = c;
+      cc->o = o;
+      if (!yhc__api(c->g, "POST", path, body.ptr, 30000, yhc__cluster_countered, cc)) YHC_FREE(cc);
+    }
+  }
+  yhc_buf_free(&body);
+}
+
+/* Providers refuse (finally) an agreement whose expiration is under 5 minutes away: a draft
+   that old is countered again with a fresh one, and a counter still unanswered that old is
+   dropped. */
+#define YHC__DRAFT_MIN_LEFT_MS ((uint64_t)7 * 60 * 1000)
+
+static int yhc__offer_aged(const yhc__offer *o, uint64_t wall_now) {
+  return o->expires_ms && o->expires_ms < wall_now + YHC__DRAFT_MIN_LEFT_MS;
+}
+
+static void yhc__cluster_age_offers(yhc_cluster *c) {
+  uint64_t now = yhc__wall_ms();
+  yhc__offer *o, *next;
+  if (c->demand_state != 2) return;
+  for (o = c->offers; o; o = next) {
+    next = o->next;
+    if (o->state == 0 || !yhc__offer_aged(o, now)) continue;
+    if (o->state == 2) {
+      char draft[YHC__ID_MAX];
+      snprintf(draft, sizeof draft, "%s", o->draft_id);
+      yhc__cluster_counter(c, o, draft);
+    } else {
+      yhc__offer_unlink(c, o);
+    }
+  }
+}
+
 /* Scores and answers an Initial offer: reject it with a reason, or counter it. */
 static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   const yhc_json *props = yhc_json_get(proposal, "properties");
@@ -9032,6 +9660,10 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   o->threads = threads > 0 ? threads : 1;
   o->score = start + 3600 * (dur + cpu * o->threads);
   o->at_ms = yhc_loop_now(c->g->loop);
+  {
+    int64_t offered = yhc_json_int(yhc_json_get(props, "golem.com.payment.debit-notes.accept-timeout?"), 240);
+    o->accept_timeout = offered < 30 ? 30 : offered;
+  }
   /* one negotiation per provider: a newer offer replaces an older one */
   {
     yhc__offer *it = c->offers, *nx;
@@ -9042,18 +9674,8 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   }
   o->next = c->offers;
   c->offers = o;
-  memset(&body, 0, sizeof body);
-  if (yhc__cluster_demand_body(c, &body, o, props) == 0) {
-    yhc__counter_ctx *cc = YHC__NEW(yhc__counter_ctx);
-    char path[400];
-    snprintf(path, sizeof path, "/market-api/v1/demands/%s/proposals/%s", c->sub_id, o->offer_id);
-    if (cc) {
-      cc->c = c;
-      cc->o = o;
-      if (!yhc__api(c->g, "POST", path, body.ptr, 30000, yhc__cluster_countered, cc)) YHC_FREE(cc);
-    }
-  }
-  yhc_buf_free(&body);
+  (void)body;
+  yhc__cluster_counter(c, o, o->offer_id);
 }
 
 static void yhc__cluster_draft(yhc_cluster *c, const yhc_json *proposal) {
@@ -9085,10 +9707,15 @@ static void yhc__cluster_rejected(yhc_cluster *c, const yhc_json *ev) {
   msg = yhc_json_str(yhc_json_get(yhc_json_get(ev, "reason"), "message"), msg);
   for (o = c->offers; o; o = o->next) {
     if (yhc__str_eq(id, o->counter_id) || yhc__str_eq(id, o->offer_id) || yhc__str_eq(id, o->draft_id)) {
+      /* a refusal that is not final (capacity, mostly) is kept by the provider, which answers
+         it again once one of its agreements ends: the offer waits for that */
+      int final = yhc_json_bool(yhc_json_get(yhc_json_get(ev, "reason"), "golem.proposal.rejection.is-final"), 1);
       yhc__emit_provider(c->g, YHC_EV_PROPOSAL_REJECTED, c->url, o->provider_id, o->provider_name, 0,
-                         "%s rejected our proposal%s%.*s", o->provider_name, msg.len ? ": " : "",
+                         "%s rejected our proposal%s%s%.*s", o->provider_name,
+                         final ? "" : " (not final: it may answer later)", msg.len ? ": " : "",
                          (int)YHC__MIN(msg.len, 120), msg.ptr);
-      yhc__offer_unlink(c, o);
+      if (final || o->state != 1) yhc__offer_unlink(c, o);
+      else o->busy = 1;
       return;
     }
   }
@@ -9104,15 +9731,18 @@ static void yhc__collected(void *ctx, const yhc__reply *r) {
   if (r->err == YHC_ERR_CANCELLED) return;
   if (r->err) {
     if (r->status == 404 || r->status == 410) {
-      /* the subscription expired or vanished: subscribe again (yapapi does the same) */
+      /* the subscription expired or vanished (a daemon restart too): its offers and drafts
+         went with it; subscribe again (yapapi does the same) */
+      yhc__offer *o;
+      while ((o = c->offers) != NULL) yhc__offer_unlink(c, o);
       c->demand_state = 0;
       c->sub_id[0] = 0;
       yhc__cluster_reconcile(c);
       return;
     }
-    /* a daemon hiccup: ask again in a second rather than spinning */
-    yhc__log(c->g->loop, YHC_LOG_WARN, "%s", r->error);
-    yhc__timer_start(c->g->loop, &c->collect_retry, 1000, yhc__collect_again, c);
+    /* a daemon hiccup or outage: ask again later rather than spinning */
+    if (!c->g->down_since) yhc__log(c->g->loop, YHC_LOG_WARN, "%s", r->error);
+    yhc__timer_start(c->g->loop, &c->collect_retry, yhc__golem_retry_ms(c->g), yhc__collect_again, c);
     return;
   } else {
     /* no more than we asked for (maxEvents): a daemon ignoring it cannot make us flood it with calls */
@@ -9149,10 +9779,15 @@ static void yhc__demand_subscribed(void *ctx, const yhc__reply *r) {
   if (r->err) {
     if (r->err == YHC_ERR_CANCELLED) return;
     c->demand_state = 0;
-    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "publishing the demand failed: %s", r->error);
-    c->subscribed_ms = yhc_loop_now(c->g->loop); /* retried by the tick, not at once */
+    /* during an outage the daemon-lost event said it all: one line, not one per try */
+    if (!c->g->down_since || !c->subscribe_failed)
+      yhc__emitf(c->g, YHC_EV_ERROR, c->url, "publishing the demand failed: %s", r->error);
+    c->subscribe_failed = 1;
+    c->subscribed_ms = yhc_loop_now(c->g->loop);
+    c->subscribe_at = c->subscribed_ms + yhc__golem_retry_ms(c->g); /* retried by the tick, backing off */
     return;
   }
+  c->subscribe_failed = 0;
   id.ptr = NULL;
   id.len = 0;
   id = yhc_json_str(r->json, id);
@@ -9171,6 +9806,7 @@ static void yhc__demand_subscribed(void *ctx, const yhc__reply *r) {
 static void yhc__demand_subscribe(yhc_cluster *c) {
   yhc_buf body;
   if (c->demand_state != 0 || c->g->state != YHC__G_READY || c->image_state != 2) return;
+  if (yhc_loop_now(c->g->loop) < c->subscribe_at) return;
   memset(&body, 0, sizeof body);
   if (yhc__cluster_demand_body(c, &body, NULL, NULL) == 0) {
     c->demand_state = 1;
@@ -9195,26 +9831,63 @@ static void yhc__demand_unsubscribe(yhc_cluster *c) {
 
 /* ---- image */
 
+/* Image lookup at the registry. A transient failure (no connection, a timeout, a 5xx) is
+   tried again with a growing pause, up to 5 times; anything else, and the last try, ends the
+   queued requests with the real cause. The lookup runs again on the next set_size, or a
+   minute later (the tick). */
+#define YHC__IMAGE_TRIES 5
+
+static void yhc__image_resolve(yhc_cluster *c);
+
+static void yhc__image_failed(yhc_cluster *c) {
+  c->image_state = 3;
+  c->image_failed_ms = yhc_loop_now(c->g->loop);
+  yhc__emitf(c->g, YHC_EV_ERROR, c->url, "%s", c->fail_msg);
+  while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SERVICE_FAILED, "%s", c->fail_msg);
+}
+
+static void yhc__image_retry(void *ctx) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
+  if (c->image_state == 0 && !c->closing) yhc__image_resolve(c);
+}
+
 static void yhc__image_resolved(const yhc_response *resp, void *user) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, user);
   yhc_json_doc *d;
   yhc_error e;
   yhc_str url;
+  int transient;
   c->image_call = 0;
   if (resp->err == YHC_ERR_CANCELLED) return;
   url.ptr = NULL;
   url.len = 0;
-  if (resp->err || resp->status != 200) {
-    c->image_state = 3;
-    snprintf(c->fail_msg, sizeof c->fail_msg, "image %s not found at the repository: %s%s HTTP %d",
-             c->image_hash, resp->error, resp->err ? "" : "", resp->status);
+  transient = (resp->err && resp->err != YHC_ERR_NO_TLS && resp->err != YHC_ERR_URL && resp->err != YHC_ERR_TLS) ||
+              resp->status >= 500 || resp->status == 408 || resp->status == 429;
+  if (transient && ++c->image_tries < YHC__IMAGE_TRIES) {
+    c->image_state = 0;
+    yhc__log(c->g->loop, YHC_LOG_WARN, "image lookup for %s: %s (HTTP %d), trying again", c->url,
+             resp->err ? resp->error : "", resp->status);
+    yhc__timer_start(c->g->loop, &c->image_timer, (uint64_t)1000 << c->image_tries, yhc__image_retry, c);
+    return;
+  }
+  if (resp->err == YHC_ERR_NO_TLS) {
+    snprintf(c->fail_msg, sizeof c->fail_msg,
+             "the image repository %.100s needs TLS, but yhc was built without it: build with -DYHC_MBEDTLS "
+             "(link -lmbedtls -lmbedx509 -lmbedcrypto), or give the service an image_url", c->repo);
+  } else if (resp->err) {
+    snprintf(c->fail_msg, sizeof c->fail_msg, "looking up image %.60s at %.100s failed after %d tries: %.200s",
+             c->image_hash, c->repo, c->image_tries, resp->error);
+  } else if (resp->status == 404) {
+    snprintf(c->fail_msg, sizeof c->fail_msg, "image %.60s not found at the repository %.100s (HTTP 404)",
+             c->image_hash, c->repo);
+  } else if (resp->status != 200) {
+    snprintf(c->fail_msg, sizeof c->fail_msg, "the image repository %.100s answered HTTP %d for image %.60s%s",
+             c->repo, resp->status, c->image_hash, transient ? " on every try" : "");
   } else if (!(d = yhc_json_parse(resp->body.ptr, resp->body.len, NULL, &e))) {
-    c->image_state = 3;
     snprintf(c->fail_msg, sizeof c->fail_msg, "image repository answer is not JSON: %s", e.msg);
   } else {
     url = yhc_json_str(yhc_json_get(yhc_json_root(d), "http"), url);
     if (!url.len || url.len > 400 || memchr(url.ptr, '\n', url.len)) {
-      c->image_state = 3;
       snprintf(c->fail_msg, sizeof c->fail_msg, "image repository answer for %s has no \"http\" URL", c->image_hash);
     } else {
       snprintf(c->task_package, sizeof c->task_package, "hash:sha3:%s:%.*s", c->image_hash, (int)url.len, url.ptr);
@@ -9222,16 +9895,14 @@ static void yhc__image_resolved(const yhc_response *resp, void *user) {
     }
     yhc_json_free(d);
   }
-  if (c->image_state == 3) {
-    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "%s", c->fail_msg);
-    c->failed_cluster = 1;
-    while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SERVICE_FAILED, "%s", c->fail_msg);
+  if (c->image_state != 2) {
+    yhc__image_failed(c);
     return;
   }
   yhc__cluster_reconcile(c);
 }
 
-static void yhc__image_resolve(yhc_cluster *c, const char *repo) {
+static void yhc__image_resolve(yhc_cluster *c) {
   yhc_request rq;
   char url[600];
   if (c->image_state) return;
@@ -9240,7 +9911,7 @@ static void yhc__image_resolve(yhc_cluster *c, const char *repo) {
     c->image_state = 2;
     return;
   }
-  snprintf(url, sizeof url, "%s/v1/image/info?hash=%s&count=true", repo, c->image_hash);
+  snprintf(url, sizeof url, "%s/v1/image/info?hash=%s&count=true", c->repo, c->image_hash);
   memset(&rq, 0, sizeof rq);
   rq.url = url;
   rq.timeout_ms = 30000;
@@ -9252,6 +9923,7 @@ static void yhc__image_resolve(yhc_cluster *c, const char *repo) {
 
 static void yhc__cluster_instance_ready(yhc__instance *i) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
+  if (i->state == YHC__I_READY) c->startup_failures = 0;
   yhc__cluster_reconcile(c);
   yhc__cluster_dispatch(c);
 }
@@ -9274,6 +9946,19 @@ static void yhc__cluster_fail(yhc_cluster *c, const char *why) {
   yhc__demand_unsubscribe(c);
 }
 
+/* Instances failed at startup max_startup_failures times in a row: the service cannot start
+   (its command exits, its server never answers), so renting more providers only costs money.
+   The queue ends with the last failure, which carries the exit code and stderr. */
+static void yhc__cluster_stop_renting(yhc_cluster *c, const yhc__instance *i) {
+  c->renting_stopped = 1;
+  snprintf(c->startup_error, sizeof c->startup_error, "%.100s failed to start on %d providers in a row, the last (%.60s): %.200s",
+           c->url, c->startup_failures, i->provider_name, i->why);
+  yhc__emitf(c->g, YHC_EV_CLUSTER_FAILED, c->url, "%s; no more providers are rented until the size is set again",
+             c->startup_error);
+  while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SERVICE_FAILED, "%s", c->startup_error);
+  yhc__demand_unsubscribe(c);
+}
+
 static void yhc__cluster_instance_ended(yhc__instance *i) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
   yhc__instance **pp;
@@ -9283,8 +9968,19 @@ static void yhc__cluster_instance_ended(yhc__instance *i) {
       break;
     }
   }
-  if (i->failed) {
+  if (i->failed && !i->reached_ready) {
+    /* a startup failure: on_stop does not apply (nothing was served); the provider is avoided
+       when the failure was its own (agreement, activity, VPN, deploy), not the service's
+       (its startup commands or its server); enough in a row stop the renting */
     c->instances_failed++;
+    snprintf(c->last_failure, sizeof c->last_failure, "%.60s at startup: %.230s", i->provider_name, i->why);
+    if (i->provider_id[0] && i->failed_state < YHC__I_STARTING) yhc__cluster_avoid(c, i->provider_id);
+    if (i->failed_state >= YHC__I_DEPLOYING && !c->closing &&
+        ++c->startup_failures >= c->max_startup_failures && !c->renting_stopped)
+      yhc__cluster_stop_renting(c, i);
+  } else if (i->failed) {
+    c->instances_failed++;
+    snprintf(c->last_failure, sizeof c->last_failure, "%.60s: %.230s", i->provider_name, i->why);
     if (i->provider_id[0]) yhc__cluster_avoid(c, i->provider_id);
     if (!c->closing) {
       if (c->d.on_stop == YHC_ON_STOP_RAISE) {
@@ -9321,6 +10017,10 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->drain_ms = c->drain_ms;
   i->tunnel_dead_ms = c->tunnel_dead_ms;
   i->concurrency = c->concurrency;
+  i->vanish_ms = c->vanish_ms;
+  i->startup_ms = c->startup_ms;
+  i->approval_ms = c->approval_ms;
+  i->expires_ms = o->expires_ms;
   i->spent_sink = &c->spent; /* payments for its agreement count towards the cluster's stats */
   snprintf(i->proposal_id, sizeof i->proposal_id, "%s", o->draft_id);
   snprintf(i->provider_id, sizeof i->provider_id, "%s", o->provider_id);
@@ -9353,8 +10053,9 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
 
 static yhc__offer *yhc__cluster_best_draft(yhc_cluster *c) {
   yhc__offer *o, *best = NULL;
+  uint64_t now = yhc__wall_ms();
   for (o = c->offers; o; o = o->next) {
-    if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id)) continue;
+    if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id) || yhc__offer_aged(o, now)) continue;
     if (!best || o->score < best->score) best = o;
   }
   return best;
@@ -9394,7 +10095,7 @@ static int yhc__autoscale_eval(yhc_cluster *c) {
 
 static int yhc__cluster_target(yhc_cluster *c) {
   int t;
-  if (c->closing || c->failed_cluster) return 0;
+  if (c->closing || c->failed_cluster || c->renting_stopped) return 0;
   switch (c->size_mode) {
   case YHC__SIZE_FN: t = c->size_fn(c, c->size_user); break;
   case YHC__SIZE_AUTO: t = yhc__autoscale_eval(c); break;
@@ -9473,13 +10174,14 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
     yhc__cluster_start_instance(c, o);
     active++;
   }
-  /* still short, nothing in negotiation and no progress for a while: fresh offers are only
-     announced to a new subscription, so subscribe again */
+  /* still short, nothing in negotiation and no progress for a while: new offers do reach
+     this subscription, but an offer it already saw (used, refused by us, or refused finally
+     by the provider) is not announced to it again, so a new one meets those providers anew */
   if (active < target) {
     int negotiating = 0;
     yhc__offer *o;
     for (o = c->offers; o; o = o->next) negotiating++;
-    if (!negotiating && now - c->last_progress_ms > 10000) {
+    if (!negotiating && now - c->last_progress_ms > 30000) {
       yhc__demand_unsubscribe(c);
       yhc__demand_subscribe(c);
     }
@@ -9488,7 +10190,13 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
 
 static void yhc__cluster_tick(void *ctx) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
-  if (c->demand_state == 0 && !c->closing && !c->failed_cluster) c->subscribed_ms = 0;
+  uint64_t now = yhc_loop_now(c->g->loop);
+  if (c->image_state == 3 && now - c->image_failed_ms >= 60000) {
+    c->image_state = 0;
+    c->image_tries = 0;
+  }
+  if (c->image_state == 0 && !c->closing && !c->image_call && !c->image_timer.slot) yhc__image_resolve(c);
+  yhc__cluster_age_offers(c);
   yhc__cluster_reconcile(c);
   yhc__cluster_dispatch(c);
   if (!c->closing) yhc__timer_start(c->g->loop, &c->tick, 1000, yhc__cluster_tick, c);
@@ -9547,9 +10255,35 @@ static void yhc__session_golem_ready(yhc__golem *g) {
   }
 }
 
-static void yhc__session_agreement_ended(yhc__golem *g, yhc__agreement *a, const char *why) {
+static void yhc__session_agreement_ended(yhc__golem *g, yhc__agreement *a, const char *why, int routine) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, a->owner);
   (void)g;
-  if (a->owner) yhc__instance_fail(YHC__CAST(yhc__instance *, a->owner), "%s", why);
+  if (!i) return;
+  if (routine) yhc__instance_end_routine(i, "%s", why);
+  else yhc__instance_fail(i, "%s", why);
+}
+
+/* After an outage every instance is checked at once; when the daemon lost the VPN network
+   (a restart) the instances cannot be reached any more and are replaced, which is nobody's
+   failure. */
+static void yhc__session_daemon_back(yhc__golem *g, int network_lost) {
+  yhc_session *s = YHC__CAST(yhc_session *, g->owner);
+  yhc_cluster *c;
+  for (c = s->clusters; c; c = c->next) {
+    for (;;) {
+      yhc__instance *i;
+      for (i = c->instances; i; i = i->next)
+        if (network_lost && i->state < YHC__I_STOPPING && i->activity_id[0]) break;
+      if (!i) break;
+      yhc__instance_end_routine(i, "the daemon lost its VPN network (restarted)");
+    }
+    {
+      yhc__instance *i;
+      for (i = c->instances; i; i = i->next) yhc__instance_check_soon(i);
+    }
+    yhc__cluster_reconcile(c);
+    yhc__cluster_dispatch(c);
+  }
 }
 
 YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err) {
@@ -9619,6 +10353,11 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   d.drain_timeout_ms = yhc__int_or(d.drain_timeout_ms, 10000);
   d.tunnel_dead_ms = yhc__int_or(d.tunnel_dead_ms, 15000);
   d.state_poll_ms = yhc__int_or(d.state_poll_ms, 3000);
+  d.vanish_timeout_ms = yhc__int_or(d.vanish_timeout_ms, 30000);
+  d.startup_timeout_ms = yhc__int_or(d.startup_timeout_ms, 300000);
+  d.approval_timeout_ms = yhc__int_or(d.approval_timeout_ms, 60000);
+  d.max_startup_failures = yhc__int_or(d.max_startup_failures, 3);
+  d.clock_skew_ms = yhc__int_or(d.clock_skew_ms, 60000);
   s->yagna_url = yhc__strdup(url);
   s->app_key = yhc__strdup(key);
   s->subnet = yhc__strdup(subnet);
@@ -9667,6 +10406,8 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   s->g.owner = s;
   s->g.on_ready = yhc__session_golem_ready;
   s->g.on_agreement_ended = yhc__session_agreement_ended;
+  s->g.on_daemon_back = yhc__session_daemon_back;
+  s->g.clock_skew_ms = d.clock_skew_ms;
   yhc__golem_start(&s->g);
   return s;
 }
@@ -9694,6 +10435,7 @@ static void yhc__cluster_free(yhc_cluster *c) {
   yhc__offer *o;
   yhc__timer_stop(c->g->loop, &c->tick);
   yhc__timer_stop(c->g->loop, &c->collect_retry);
+  yhc__timer_stop(c->g->loop, &c->image_timer);
   while ((o = c->offers) != NULL) yhc__offer_unlink(c, o);
   for (k = 0; k < c->navoid; k++) YHC_FREE(c->avoid[k]);
   YHC_FREE(c->avoid);
@@ -9815,6 +10557,10 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->max_retries = s->d.max_retries;
   c->idempotent_only = s->d.retry_idempotent_only;
   c->timeout_ms = s->d.request_timeout_ms;
+  c->vanish_ms = s->d.vanish_timeout_ms;
+  c->startup_ms = s->d.startup_timeout_ms;
+  c->approval_ms = s->d.approval_timeout_ms;
+  c->max_startup_failures = s->d.max_startup_failures;
   c->max_queue = s->d.max_queue;
   c->max_cpu_hour = s->d.max_price_cpu_hour;
   c->max_env_hour = s->d.max_price_env_hour;
@@ -9831,7 +10577,8 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   }
   c->next = s->clusters;
   s->clusters = c;
-  yhc__image_resolve(c, s->image_repo);
+  c->repo = s->image_repo;
+  yhc__image_resolve(c);
   yhc__timer_start(s->loop, &c->tick, 1000, yhc__cluster_tick, c);
   yhc__cluster_reconcile(c);
   return 0;
@@ -9867,6 +10614,8 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
     snprintf(msg, sizeof msg, "service %.100s failed: %.180s", c->url, c->fail_msg);
     return yhc__session_defer_error(s, cb, user, YHC_ERR_SERVICE_FAILED, msg);
   }
+  if (c->renting_stopped) return yhc__session_defer_error(s, cb, user, YHC_ERR_SERVICE_FAILED, c->startup_error);
+  if (c->image_state == 3) return yhc__session_defer_error(s, cb, user, YHC_ERR_SERVICE_FAILED, c->fail_msg);
   if (s->g.state == YHC__G_FAILED) return yhc__session_defer_error(s, cb, user, s->g.error.code, s->g.error.msg);
   if (c->q.len >= c->max_queue) {
     snprintf(msg, sizeof msg, "the queue of %s is full (%zu requests waiting)", c->url, c->q.len);
@@ -9884,9 +10633,9 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
   timeout = req->timeout_ms ? req->timeout_ms : c->timeout_ms;
   r->timeout_ms = timeout;
   r->submitted_ms = yhc_loop_now(s->loop);
-  if (timeout > 0) yhc__timer_start(s->loop, &r->deadline, (uint64_t)timeout, yhc__req_deadline, r);
   r->on_done = yhc__cluster_req_done;
   yhc__cluster_park(c, r, 0);
+  if (timeout > 0) yhc__timer_start(s->loop, &r->deadline, (uint64_t)timeout, yhc__cluster_req_deadline, r);
   if (c->size_mode != YHC__SIZE_INT) yhc__cluster_reconcile(c);
   yhc__cluster_dispatch(c);
   return r->id;
@@ -9937,12 +10686,24 @@ static yhc_cluster *yhc__session_sizable(yhc_session *s, const char *url, int ba
 
 YHCDEF const yhc_error *yhc_session_call_error(yhc_session *s) { return &s->call_error; }
 
+/* A new size is a new attempt: after a stop for startup failures, and for an image whose
+   lookup failed. */
+static void yhc__cluster_rent_again(yhc_cluster *c) {
+  c->renting_stopped = 0;
+  c->startup_failures = 0;
+  if (c->image_state == 3) {
+    c->image_state = 0;
+    c->image_tries = 0;
+  }
+}
+
 YHCDEF int yhc_session_set_size(yhc_session *s, const char *url, int size) {
   yhc_cluster *c = yhc__session_sizable(s, url, size < 0);
   if (!c) return -1;
   c->size_mode = YHC__SIZE_INT;
   c->size_int = size;
   c->lost = 0;
+  yhc__cluster_rent_again(c);
   yhc__cluster_reconcile(c);
   return 0;
 }
@@ -9953,6 +10714,7 @@ YHCDEF int yhc_session_set_size_fn(yhc_session *s, const char *url, yhc_size_fn 
   c->size_mode = YHC__SIZE_FN;
   c->size_fn = fn;
   c->size_user = user;
+  yhc__cluster_rent_again(c);
   yhc__cluster_reconcile(c);
   return 0;
 }
@@ -9974,6 +10736,7 @@ YHCDEF int yhc_session_autoscale(yhc_session *s, const char *url, const yhc_auto
   c->auto_changed_ms = 0;
   c->auto_idle_since_ms = 0;
   c->size_mode = YHC__SIZE_AUTO;
+  yhc__cluster_rent_again(c);
   yhc__cluster_reconcile(c);
   return 0;
 }
@@ -10251,31 +11014,56 @@ YHCDEF int yhc_session_metrics(yhc_session *s, yhc_buf *out) {
 }
 YHCDEF yhc_loop *yhc_session_loop(yhc_session *s) { return s->loop; }
 
+YHCDEF int yhc_session_daemon_ok(yhc_session *s, yhc_error *why) {
+  if (!s->g.down_since) {
+    if (why) yhc__error_clear(why);
+    return 1;
+  }
+  if (why)
+    yhc__error_set(why, YHC_ERR_YAGNA, 0, "the yagna daemon at %s is unreachable since %llu ms: %s", s->g.base,
+                   (unsigned long long)(yhc_loop_now(s->loop) - s->g.down_since), s->g.down_why);
+  return 0;
+}
+
 /* ---- close */
 
 static void yhc__session_closed_cb(void *ctx) {
   yhc_session *s = YHC__CAST(yhc_session *, ctx);
   s->close_state = YHC__S_CLOSED;
   yhc__timer_stop(s->loop, &s->close_timer);
-  yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent", s->g.spent);
+  if (s->g.left[0])
+    yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent; not cleaned up: %s", s->g.spent,
+               s->g.left);
+  else
+    yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent", s->g.spent);
 }
 
+/* The close is bounded by close_timeout_ms as a whole, even with the daemon gone or hung:
+   work in flight is cut at half of it, invoices are awaited until 80 %, and at the end
+   whatever is still being stopped or torn down is left as it is and named. */
 static void yhc__session_close_step(void *ctx) {
   yhc_session *s = YHC__CAST(yhc_session *, ctx);
   yhc_cluster *c;
-  uint64_t now = yhc_loop_now(s->loop);
+  uint64_t now = yhc_loop_now(s->loop), spent = now - s->close_started_ms;
+  uint64_t limit = (uint64_t)s->d.close_timeout_ms;
   int busy = 0;
   if (s->close_state == YHC__S_DRAINING) {
     for (c = s->clusters; c; c = c->next) busy += c->instances != NULL;
     /* a start-up call in flight may still create the network or the allocation: let it
        finish so teardown can undo it (bounded by the daemon client's timeouts) */
     if (s->g.state == YHC__G_STARTING) busy++;
-    if (busy && now - s->close_started_ms >= (uint64_t)s->d.close_timeout_ms) {
+    if (busy && spent >= limit) {
+      /* out of time: instances still stopping are left as they are */
+      for (c = s->clusters; c; c = c->next)
+        while (c->instances) yhc__instance_abandon(c->instances);
+      busy = 0;
+    } else if (busy && spent >= limit / 2) {
       /* out of patience: what is still running is cut and answered with an error */
       yhc__instance *i, *next;
       for (c = s->clusters; c; c = c->next) {
         for (i = c->instances; i; i = next) {
           next = i->next; /* a stop may end (and free) the instance at once */
+          if (i->state >= YHC__I_STOPPING) continue;
           i->cut_by_close = 1;
           yhc__instance_stop(i);
         }
@@ -10286,18 +11074,25 @@ static void yhc__session_close_step(void *ctx) {
     s->invoices_since_ms = now;
   }
   if (s->close_state == YHC__S_INVOICES) {
-    if (yhc__golem_invoices_pending(&s->g) && now - s->invoices_since_ms < (uint64_t)s->d.close_timeout_ms)
-      goto again;
+    if (yhc__golem_invoices_pending(&s->g) && spent < limit * 4 / 5) goto again;
     if (yhc__golem_invoices_pending(&s->g))
-      yhc__emitf(&s->g, YHC_EV_ERROR, NULL, "closing without %d invoice(s) that did not arrive in time",
-                 yhc__golem_invoices_pending(&s->g));
+      yhc__golem_left(&s->g, "%d invoice(s) did not arrive in time", yhc__golem_invoices_pending(&s->g));
     s->close_state = YHC__S_TEARDOWN;
+    if (spent >= limit) yhc__golem_abandon(&s->g);
     yhc__golem_teardown(&s->g, yhc__session_closed_cb, s);
+    if (s->close_state == YHC__S_TEARDOWN) goto again;
+    return;
+  }
+  if (s->close_state == YHC__S_TEARDOWN) {
+    if (spent >= limit) yhc__golem_abandon(&s->g); /* ends the teardown, which ends the close */
+    else goto again;
   }
   return;
 again:
   yhc__timer_start(s->loop, &s->close_timer, 100, yhc__session_close_step, s);
 }
+
+YHCDEF const char *yhc_session_leftovers(yhc_session *s) { return s->g.left; }
 
 static void yhc__session_cluster_idle(yhc_cluster *c) { (void)c; }
 
@@ -10333,7 +11128,8 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done) {
 
 YHCDEF int yhc_session_close_wait(yhc_session *s) {
   yhc_session_close(s);
-  return yhc_session_run(s, NULL);
+  if (yhc_session_run(s, NULL) < 0) return -1;
+  return s->g.left[0] ? 1 : 0;
 }
 
 YHCDEF void yhc_session_destroy(yhc_session *s) {
@@ -10372,6 +11168,11 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
       yhc__instance_free(i);
     }
     yhc__cluster_free(c);
+  }
+  while (s->g.nodes) {
+    yhc__node_ref *n = s->g.nodes;
+    s->g.nodes = n->next;
+    YHC_FREE(n);
   }
   while ((a = s->g.agreements) != NULL) {
     s->g.agreements = a->next;
