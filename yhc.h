@@ -9553,12 +9553,13 @@ static void yhc__cluster_counter(yhc_cluster *c, yhc__offer *o, const char *prop
 }
 
 /* Providers refuse (finally) an agreement whose expiration is under 5 minutes away: a draft
-   that old is countered again with a fresh one, and a counter still unanswered that old is
+   nearing that (5 minutes plus half of what the lifetime leaves beyond them, at most 2) is
+   countered again with a fresh expiration, and a counter still unanswered that old is
    dropped. */
-#define YHC__DRAFT_MIN_LEFT_MS ((uint64_t)7 * 60 * 1000)
-
-static int yhc__offer_aged(const yhc__offer *o, uint64_t wall_now) {
-  return o->expires_ms && o->expires_ms < wall_now + YHC__DRAFT_MIN_LEFT_MS;
+static int yhc__offer_aged(const yhc_cluster *c, const yhc__offer *o, uint64_t wall_now) {
+  uint64_t floor_ms = 300000, beyond = (uint64_t)c->lifetime_s * 1000u;
+  beyond = beyond > floor_ms ? (beyond - floor_ms) / 2 : 0;
+  return o->expires_ms && o->expires_ms < wall_now + floor_ms + YHC__MIN(beyond, 120000);
 }
 
 static void yhc__cluster_age_offers(yhc_cluster *c) {
@@ -9567,7 +9568,7 @@ static void yhc__cluster_age_offers(yhc_cluster *c) {
   if (c->demand_state != 2) return;
   for (o = c->offers; o; o = next) {
     next = o->next;
-    if (o->state == 0 || !yhc__offer_aged(o, now)) continue;
+    if (o->state == 0 || !yhc__offer_aged(c, o, now)) continue;
     if (o->state == 2) {
       char draft[YHC__ID_MAX];
       snprintf(draft, sizeof draft, "%s", o->draft_id);
@@ -10055,7 +10056,7 @@ static yhc__offer *yhc__cluster_best_draft(yhc_cluster *c) {
   yhc__offer *o, *best = NULL;
   uint64_t now = yhc__wall_ms();
   for (o = c->offers; o; o = o->next) {
-    if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id) || yhc__offer_aged(o, now)) continue;
+    if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id) || yhc__offer_aged(c, o, now)) continue;
     if (!best || o->score < best->score) best = o;
   }
   return best;

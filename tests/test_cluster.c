@@ -34,6 +34,8 @@ typedef struct tc_obs {
   char names[64][64];     /* every provider that served, by name */
   int nnames;
   int verbose;
+  int kinds[32];          /* events by kind */
+  char cluster_msg[400];  /* the last CLUSTER_FAILED message */
 } tc_obs;
 
 static void tc_obs_drop(tc_obs *o, const char *id) {
@@ -51,6 +53,8 @@ static void tc_obs_drop(tc_obs *o, const char *id) {
 static void tc_on_event(const yhc_event *ev, void *user) {
   tc_obs *o = (tc_obs *)user;
   if (o->verbose) fprintf(stderr, "  [ev %d] %s\n", (int)ev->kind, ev->message ? ev->message : "");
+  if ((int)ev->kind >= 0 && (int)ev->kind < 32) o->kinds[ev->kind]++;
+  if (ev->kind == YHC_EV_CLUSTER_FAILED && ev->message) snprintf(o->cluster_msg, sizeof o->cluster_msg, "%s", ev->message);
   switch (ev->kind) {
   case YHC_EV_SERVICE_READY:
     o->ready++;
@@ -720,7 +724,9 @@ static void test_retry_limits(void) {
       seen_retries = tc_stats(s).retried;
     }
     YT_EQ_INT(L.done, 1);
-    YT_EQ_INT(drops, 3);
+    /* the first request runs on the readiness probe's pooled connection: a reused connection
+       cut before any answer byte is resent once by the HTTP layer itself, unseen here */
+    YT_CHECKF(drops == 3 || drops == 4, "%d drops", drops);
     YT_EQ_INT(L.reqs[0].err, YHC_ERR_RETRIES);
     YT_CHECKF(strstr(L.reqs[0].error, "failed on 3 providers") != NULL, "%s", L.reqs[0].error);
     for (k = 0; k < obs.nnames; k++) named += strstr(L.reqs[0].error, obs.names[k]) != NULL;
@@ -816,7 +822,7 @@ static void test_expiry(void) {
     tc_load_free(&L);
   }
 
-  YT_GROUP("provider ends the agreement early: replaced, nothing lost");
+  YT_GROUP("provider ends the agreement early (Expired): replaced as routine, nothing lost");
   tc_desc(&sd, &tc_sim, &obs);
   s = tc_open(&sd, &tc_sim, 2, YHC_ON_STOP_RESTART);
   YT_CHECK(s != NULL);
@@ -826,8 +832,9 @@ static void test_expiry(void) {
     tc_load_init(&L, s, 1000000, 8, TC_ECHO);
     tc_send(&L);
     if (obs.nlive) tc_fault(obs.live[0], "terminateAgreements", "\"inMs\":500");
-    TC_WAIT(s, tc_stats(s).instances_failed == 1, 10000);
-    YT_EQ_INT(tc_stats(s).instances_failed, 1);
+    TC_WAIT(s, obs.stopped >= 1, 10000);
+    YT_EQ_INT(obs.stopped, 1);
+    YT_EQ_INT(tc_stats(s).instances_failed, 0); /* an expiration is nobody's failure */
     TC_WAIT(s, obs.ready >= 3 && tc_stats(s).ready == 2, 20000);
     YT_EQ_INT(tc_stats(s).ready, 2);
     L.hold = 1;
@@ -1063,6 +1070,333 @@ static void test_proxy(const char *self) {
   tc_sim_check("proxy");
 }
 
+
+/* ==== issue 11: every request answered by its deadline, whatever providers and the daemon do
+
+   Each group pins its services to named providers of the shared stand-in (a constraint on
+   golem.node.id.name), so "one provider" means exactly that. */
+
+typedef struct tr_answer {
+  int done;
+  yhc_err err;
+  int status;
+  long long at_ms;
+  char error[YHC_ERROR_MSG_MAX];
+  char body[128];
+} tr_answer;
+
+static void tr_done(const yhc_response *resp, void *user) {
+  tr_answer *a = (tr_answer *)user;
+  a->done++;
+  a->err = resp->err;
+  a->status = resp->status;
+  a->at_ms = yt_now_ms();
+  snprintf(a->error, sizeof a->error, "%s", resp->error);
+  snprintf(a->body, sizeof a->body, "%.*s", (int)(resp->body.len > 100 ? 100 : resp->body.len), resp->body.ptr);
+}
+
+static uint64_t tr_send(yhc_session *s, const char *url, int timeout_ms, tr_answer *a) {
+  yhc_request rq;
+  memset(&rq, 0, sizeof rq);
+  memset(a, 0, sizeof *a);
+  rq.url = url;
+  rq.timeout_ms = timeout_ms;
+  return yhc_session_request(s, &rq, tr_done, a);
+}
+
+/* A service on the providers named in `names` ("a" or "a|b|c"). */
+static int tr_add(yhc_session *s, const char *url, const char *names, yhc_startup_fn startup, int size) {
+  yhc_service_desc svc;
+  yhc_error err;
+  char cons[400], one[64];
+  const char *p = names;
+  size_t n = 0;
+  n += (size_t)snprintf(cons + n, sizeof cons - n, "(|");
+  while (*p) {
+    size_t k = strcspn(p, "|");
+    snprintf(one, sizeof one, "%.*s", (int)k, p);
+    n += (size_t)snprintf(cons + n, sizeof cons - n, "(golem.node.id.name=%s)", one);
+    p += k + (p[k] == '|');
+  }
+  snprintf(cons + n, sizeof cons - n, ")");
+  memset(&svc, 0, sizeof svc);
+  svc.url = url;
+  svc.image_hash = tc_sim.hash;
+  svc.startup = startup ? startup : tc_start_server;
+  svc.initial_size = size;
+  svc.extra_constraints = cons;
+  if (yhc_session_add_service(s, &svc, &err) < 0) {
+    fprintf(stderr, "add_service: %s\n", err.msg);
+    return -1;
+  }
+  return 0;
+}
+
+static yhc_cluster_stats tr_stats(yhc_session *s, const char *url) {
+  yhc_cluster_stats st;
+  memset(&st, 0, sizeof st);
+  yhc_session_stats(s, url, &st);
+  return st;
+}
+
+/* -- a retried request keeps its deadline: 1 provider, its service killed mid-request */
+static void test_deadline_through_retries(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tr_answer a;
+  long long t0;
+  YT_GROUP("issue 11: a retried request keeps its deadline (1 provider, service killed mid-request)");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.max_retries = 20; /* so the deadline, not the retry limit, decides */
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "smok1", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  t0 = yt_now_ms();
+  tr_send(s, TC_URL "/sleep/3000", 5000, &a);
+  tc_spin(s, 500);
+  tc_fault("smok1", "killService", NULL);
+  TC_WAIT(s, a.done, 20000);
+  fprintf(stderr, "   answered after %lld ms: %s\n", a.at_ms - t0, a.error);
+  YT_EQ_INT(a.done, 1);
+  YT_EQ_INT(a.err, YHC_ERR_TIMEOUT);
+  YT_CHECKF(a.at_ms - t0 >= 4900 && a.at_ms - t0 <= 7000, "answered after %lld ms (deadline 5000)", a.at_ms - t0);
+  YT_CHECKF(strstr(a.error, "5000 ms") && (strstr(a.error, "queued in") || strstr(a.error, "in flight on")),
+            "names where it was: %s", a.error);
+  YT_CHECKF(strstr(a.error, "last instance failure"), "names the last failure: %s", a.error);
+  tc_spin(s, 300);
+  YT_EQ_INT(a.done, 1);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("deadline");
+}
+
+/* -- two services on one provider: stopping one never touches the other */
+static void test_colocated(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tc_load L;
+  int before;
+  YT_GROUP("issue 11: two services on one provider, one stopped under the other's load");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "dagon", NULL, 1) == 0 && tr_add(s, "http://other", "dagon", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1 && tr_stats(s, "http://other").ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  YT_EQ_INT(tr_stats(s, "http://other").ready, 1);
+  YT_CHECKF(obs.nnames == 2 && !strcmp(obs.names[0], "dagon") && !strcmp(obs.names[1], "dagon"), "%d on %s",
+            obs.nnames, obs.names[0]);
+  tc_load_init(&L, s, 300, 4, TC_ECHO);
+  L.timeout_ms = 20000;
+  tc_send(&L);
+  TC_WAIT(s, L.done >= 50, 20000);
+  /* the other service goes away while calc is busy */
+  YT_EQ_INT(yhc_session_set_size(s, "http://other", 0), 0);
+  TC_WAIT(s, obs.stopped >= 1 && L.done >= L.n, 40000);
+  YT_EQ_INT(obs.stopped, 1);
+  before = L.done;
+  YT_EQ_INT(L.done, L.n);
+  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+  YT_EQ_INT(L.ok, L.n);
+  YT_EQ_INT(obs.failed, 0);
+  YT_EQ_INT((long long)tc_stats(s).retried, 0);
+  /* and keeps serving after the other is gone for a while (its node must still exist) */
+  tc_spin(s, 1500);
+  tc_load_free(&L);
+  tc_load_init(&L, s, 40, 4, TC_ECHO);
+  L.timeout_ms = 15000;
+  tc_send(&L);
+  TC_WAIT(s, L.done >= L.n, 20000);
+  YT_EQ_INT(L.ok, L.n);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  YT_EQ_INT(obs.failed, 0);
+  (void)before;
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("colocated");
+}
+
+/* -- a service whose startup command fails everywhere */
+static void tr_start_failing(yhc_ctx *ctx, const char *listen_on, void *user) {
+  const char *argv[] = {"/bin/sh", "-c", "echo boom >&2; exit 3", NULL};
+  (void)listen_on;
+  (void)user;
+  yhc_ctx_run(ctx, argv);
+}
+
+static void test_startup_fails_everywhere(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tr_answer a, b;
+  long long t0;
+  int signed_n;
+  YT_GROUP("issue 11: startup fails everywhere: renting stops after 3, the answer carries exit code and stderr");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "hastur|cthulhu|tsathoggua|yog-sothoth", tr_start_failing, 1) == 0);
+  if (!s) return;
+  t0 = yt_now_ms();
+  tr_send(s, TC_URL "/add/1/2", 60000, &a);
+  TC_WAIT(s, a.done, 60000);
+  fprintf(stderr, "   answered after %lld ms: %s\n", a.at_ms - t0, a.error);
+  YT_EQ_INT(a.err, YHC_ERR_SERVICE_FAILED);
+  YT_CHECKF(strstr(a.error, "exited with code 3") && strstr(a.error, "boom"), "%s", a.error);
+  YT_CHECKF(a.at_ms - t0 < 40000, "a clear answer, not the 60 s deadline (%lld ms)", a.at_ms - t0);
+  signed_n = obs.kinds[YHC_EV_AGREEMENT_SIGNED];
+  YT_CHECKF(signed_n == 3, "%d agreements signed", signed_n);
+  YT_EQ_INT(obs.cluster_failed, 1);
+  /* no renting meanwhile; new requests are told at once */
+  tc_spin(s, 2500);
+  YT_EQ_INT(obs.kinds[YHC_EV_AGREEMENT_SIGNED], signed_n);
+  YT_EQ_INT(tc_stats(s).starting, 0);
+  t0 = yt_now_ms();
+  tr_send(s, TC_URL "/add/1/2", 60000, &b);
+  TC_WAIT(s, b.done, 5000);
+  YT_EQ_INT(b.err, YHC_ERR_SERVICE_FAILED);
+  YT_CHECKF(b.at_ms - t0 < 1000 && strstr(b.error, "exited with code 3"), "%lld ms: %s", b.at_ms - t0, b.error);
+  /* a new size is a new attempt */
+  YT_EQ_INT(yhc_session_set_size(s, TC_URL, 1), 0);
+  TC_WAIT(s, obs.kinds[YHC_EV_AGREEMENT_SIGNED] > signed_n, 30000);
+  YT_CHECK(obs.kinds[YHC_EV_AGREEMENT_SIGNED] > signed_n);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("startup-fails");
+}
+
+/* -- a server that serves one connection at a time (HTTP/1.0, single-threaded) behind the
+   readiness probe: a probe that left a dead connection in the VM would block it for good */
+static void tr_start_one_conn(yhc_ctx *ctx, const char *listen_on, void *user) {
+  static const char prog[] =
+      "import http.server as h, os\n"
+      "class H(h.BaseHTTPRequestHandler):\n"
+      "    def do_GET(s):\n"
+      "        b = b'one at a time'\n"
+      "        s.send_response(200)\n"
+      "        s.send_header('Content-Length', str(len(b)))\n"
+      "        s.end_headers()\n"
+      "        s.wfile.write(b)\n"
+      "h.HTTPServer(('0.0.0.0', int(os.environ.get('PORT', '80'))), H).serve_forever()\n";
+  const char *argv[] = {"/bin/sh", "-c", "python3 -c \"$0\" >/dev/null 2>&1 &", prog, NULL};
+  (void)listen_on;
+  (void)user;
+  yhc_ctx_run(ctx, argv);
+}
+
+static void test_one_connection_service(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tr_answer a;
+  int k, ok = 0;
+  YT_GROUP("issue 11: a one-connection-at-a-time service behind the readiness probe");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "shub-niggurath", tr_start_one_conn, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  for (k = 0; k < 5; k++) {
+    tr_send(s, TC_URL "/x", 8000, &a);
+    TC_WAIT(s, a.done, 10000);
+    if (!a.err && a.status == 200 && !strcmp(a.body, "one at a time")) ok++;
+    else fprintf(stderr, "   request %d: %s %d %s\n", k, a.error, a.status, a.body);
+  }
+  YT_EQ_INT(ok, 5);
+  YT_EQ_INT(obs.failed, 0);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("one-connection");
+}
+
+/* -- the daemon stops during a fetch, comes back, and stops again during a close */
+static void test_daemon_outage(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err, why;
+  yt_sim sim;
+  tr_answer a;
+  long long t0;
+  char port[16];
+  const char *extra[] = {"--ws-ping-interval-ms", "1000", "--ws-idle-timeout-ms", "6000", "--negotiation-delay-ms", "5",
+                         "--port", port, NULL};
+  int rc;
+  YT_GROUP("issue 11: the daemon stops during a fetch, restarts, and stops during close_wait");
+  snprintf(port, sizeof port, "0");
+  if (yt_sim_start(&sim, 2, extra) < 0) {
+    YT_CHECK(!"second stand-in started");
+    return;
+  }
+  snprintf(port, sizeof port, "%d", sim.proc.port);
+  tc_desc(&sd, &sim, &obs);
+  sd.close_timeout_ms = 3000;
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s != NULL);
+  if (!s) {
+    yt_sim_stop(&sim);
+    return;
+  }
+  {
+    yhc_service_desc svc;
+    memset(&svc, 0, sizeof svc);
+    svc.url = TC_URL;
+    svc.image_hash = sim.hash;
+    svc.startup = tc_start_server;
+    YT_CHECK(yhc_session_add_service(s, &svc, &err) == 0);
+  }
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  YT_EQ_INT(yhc_session_daemon_ok(s, &why), 1);
+  t0 = yt_now_ms();
+  tr_send(s, TC_URL "/sleep/2000", 8000, &a);
+  tc_spin(s, 300);
+  yt_sim_stop(&sim); /* the daemon goes away with the request in flight */
+  TC_WAIT(s, a.done, 20000);
+  fprintf(stderr, "   answered after %lld ms: %s\n", a.at_ms - t0, a.error);
+  YT_EQ_INT(a.done, 1);
+  YT_EQ_INT(a.err, YHC_ERR_YAGNA);
+  YT_CHECKF(a.at_ms - t0 <= 9500, "by its deadline (%lld ms)", a.at_ms - t0);
+  YT_CHECKF(strstr(a.error, "unreachable"), "names the cause: %s", a.error);
+  YT_EQ_INT(yhc_session_daemon_ok(s, &why), 0);
+  YT_CHECKF(why.code == YHC_ERR_YAGNA && strstr(why.msg, "unreachable"), "%s", why.msg);
+  YT_CHECKF(obs.kinds[YHC_EV_DAEMON_LOST] >= 1, "%d", obs.kinds[YHC_EV_DAEMON_LOST]);
+  /* backing off: a few seconds of outage make only a few error lines */
+  tc_spin(s, 4000);
+  YT_CHECKF(obs.kinds[YHC_EV_ERROR] <= 3, "%d error events in the outage", obs.kinds[YHC_EV_ERROR]);
+  /* the daemon comes back (a fresh one on the same port): the session carries on */
+  if (yt_sim_start(&sim, 2, extra) < 0) {
+    YT_CHECK(!"stand-in restarted");
+  } else {
+    TC_WAIT(s, obs.kinds[YHC_EV_DAEMON_BACK] >= 1, 20000);
+    YT_CHECK(obs.kinds[YHC_EV_DAEMON_BACK] >= 1);
+    tr_send(s, TC_URL "/add/2/3", 60000, &a);
+    TC_WAIT(s, a.done, 60000);
+    YT_CHECKF(!a.err && a.status == 200 && !strcmp(a.body, "5"), "after the restart: %s %d %s", a.error, a.status,
+              a.body);
+    YT_EQ_INT(yhc_session_daemon_ok(s, NULL), 1);
+    /* and goes away again: the close is bounded and says what it left */
+    yt_sim_stop(&sim);
+    t0 = yt_now_ms();
+    rc = yhc_session_close_wait(s);
+    fprintf(stderr, "   close_wait took %lld ms, left: %s\n", yt_now_ms() - t0, yhc_session_leftovers(s));
+    YT_CHECKF(yt_now_ms() - t0 <= 3000 + 1500, "close_wait took %lld ms (close_timeout_ms 3000)", yt_now_ms() - t0);
+    YT_EQ_INT(rc, 1);
+    YT_CHECK(yhc_session_leftovers(s)[0] != 0);
+  }
+  yhc_session_destroy(s);
+  yt_sim_stop(&sim);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--proxy")) return requestor_proxy_main(argc - 1, argv + 1);
   signal(SIGPIPE, SIG_IGN);
@@ -1096,6 +1430,11 @@ int main(int argc, char **argv) {
     TC_RUN("expiry", test_expiry());
     TC_RUN("destroy", test_destroy_in_flight());
     TC_RUN("proxy", test_proxy(argv[0]));
+    TC_RUN("deadline", test_deadline_through_retries());
+    TC_RUN("colocated", test_colocated());
+    TC_RUN("startup-fails", test_startup_fails_everywhere());
+    TC_RUN("one-connection", test_one_connection_service());
+    TC_RUN("outage", test_daemon_outage());
   }
   yt_sim_stop(&tc_sim);
   yhc_http_destroy(tc_admin);
