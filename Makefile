@@ -34,6 +34,8 @@ TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 TLS_TESTS := $(filter test_tls test_http test_ws,$(TESTS))
 $(B)/tls/%: tests/%.c yhc.h tests/yt.h | $(B)/tls
 	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(TLS_LIBS)
+# test_resilience.c builds test_cluster.c again (the issue-11 groups)
+$(B)/c/test_resilience $(B)/cxx/test_resilience $(B)/san/test_resilience: tests/test_cluster.c
 $(B)/c $(B)/cxx $(B)/san $(B)/tls:
 	mkdir -p $@
 

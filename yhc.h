@@ -7052,16 +7052,20 @@ static void yhc__emit(yhc__golem *g, yhc_event *ev) {
   if (g->on_event) g->on_event(ev, g->event_user);
 }
 
-/* Formats the message of `ev` and emits it. A message is one line: trailing line breaks (a
-   provider's stderr often ends with one) are cut, inner ones become spaces. */
-static void yhc__emitv(yhc__golem *g, yhc_event *ev, const char *fmt, va_list ap) {
-  char msg[512];
-  size_t n, k;
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  n = strlen(msg);
+/* A message is one line: trailing line breaks (a provider's stderr often ends with one) are
+   cut, inner ones become spaces. */
+static void yhc__one_line(char *msg) {
+  size_t n = strlen(msg), k;
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' ')) msg[--n] = 0;
   for (k = 0; k < n; k++)
     if (msg[k] == '\n' || msg[k] == '\r') msg[k] = ' ';
+}
+
+/* Formats the message of `ev` and emits it, as one line. */
+static void yhc__emitv(yhc__golem *g, yhc_event *ev, const char *fmt, va_list ap) {
+  char msg[512];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  yhc__one_line(msg);
   ev->message = msg;
   yhc__emit(g, ev);
 }
@@ -8243,6 +8247,7 @@ static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(i->why, sizeof i->why, fmt, ap);
   va_end(ap);
+  yhc__one_line(i->why); /* it becomes requests' error messages */
   i->failed = 1;
   i->failed_state = i->state;
   yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed%s: %s", i->service,
