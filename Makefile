@@ -83,6 +83,9 @@ EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
 $(B)/%: examples/%.c yhc.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
 examples: $(addprefix $(B)/,$(EXAMPLES))
+# An example with TLS, as a real yagna set-up needs (the image registry is https://).
+$(B)/tls-%: examples/%.c yhc.h | $(B)/c
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_MBEDTLS -I. $< -o $@ -lm $(TLS_LIBS)
 
 # The main job: the calculator example against the bundled yagna stand-in.
 demo: $(B)/calculator sim-deps
