@@ -7930,7 +7930,7 @@ static void yhc__net_remade(void *ctx, const yhc__reply *r) {
     return;
   }
   yhc__copy_id(g->network_id, sizeof g->network_id, id);
-  yhc__emitf(g, YHC_EV_DAEMON_BACK, NULL, "the VPN network was gone after the outage; new network %s", g->network_id);
+  yhc__log(g->loop, YHC_LOG_WARN, "the VPN network was gone after the outage; new network %s", g->network_id);
   snprintf(path, sizeof path, "/net-api/v1/net/%s/addresses", g->network_id);
   g->net_check_call = yhc__api(g, "POST", path, "{\"ip\":\"192.168.0.1\"}", 30000, yhc__net_remade_address, g);
 }
