@@ -8166,6 +8166,8 @@ struct yhc__instance {
   int vanish_ms, startup_ms, approval_ms;
   uint64_t wait_since;
   yhc__timer startup_timer;
+  yhc__timer vanish_timer;      /* armed vanish_ms after each good state reading */
+  char health_why[200];         /* the last failed reading */
   yhc__timer retry_timer;       /* the next results poll after a transient failure */
   uint64_t expires_ms;          /* wall clock: the expiration in our counter-proposal, which
                                    the provider enforces */
@@ -8328,6 +8330,11 @@ static int yhc__tunnel_refusal_status(const yhc_error *err) {
    restarts; 3 in a row end the instance. Only a 404 (the network is gone) ends it at once. */
 static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
+  if (err->code == YHC_ERR_CONNECT || err->code == YHC_ERR_DNS) {
+    /* the daemon itself did not answer: its outage, not the provider's failure */
+    yhc__golem_unreachable(i->g, err->msg);
+    return;
+  }
   if (i->state != YHC__I_READY) return; /* the readiness probe has its own bound */
   if (i->tunnel_broken || !(++i->conn_failures >= 3 || yhc__tunnel_refusal_status(err) == 404)) return;
   i->tunnel_broken = 1;
@@ -8339,12 +8346,35 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
 
 static void yhc__instance_poll_state(void *ctx);
 
+/* No good state reading for vanish_ms, whatever the calls in flight: a provider that
+   vanished leaves its calls hanging (the daemon answers 408 only after 6 s) and its tunnels
+   open (the daemon pings them itself), so this is what bounds its detection. */
+static void yhc__instance_vanished(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  if (i->state != YHC__I_READY) return;
+  if (i->g->down_since) { /* nothing can be read while the daemon is away: not the provider's doing */
+    yhc__timer_start(i->g->loop, &i->vanish_timer, (uint64_t)i->vanish_ms, yhc__instance_vanished, i);
+    return;
+  }
+  yhc__instance_fail(i, "no good state reading for %d ms (vanish_timeout_ms): the provider is gone%s%.150s", i->vanish_ms,
+                     i->health_why[0] ? "; the last: " : "", i->health_why);
+}
+
+static void yhc__instance_healthy(yhc__instance *i) {
+  i->health_fails = 0;
+  i->health_why[0] = 0;
+  i->last_good_ms = yhc_loop_now(i->g->loop);
+  yhc__timer_start(i->g->loop, &i->vanish_timer, (uint64_t)i->vanish_ms, yhc__instance_vanished, i);
+}
+
 /* One failed reading: 3 in a row, or none good for vanish_timeout_ms, end the instance;
    otherwise check again soon rather than at the next tick. */
 static void yhc__instance_health_miss(yhc__instance *i, const char *what) {
   uint64_t now = yhc_loop_now(i->g->loop);
   i->health_fails++;
-  if (i->health_fails >= 3 || now - i->last_good_ms >= (uint64_t)i->vanish_ms) {
+  snprintf(i->health_why, sizeof i->health_why, "%.199s", what);
+  if (i->g->down_since) i->health_fails = 0; /* the daemon is away: the provider is not judged by it */
+  else if (i->health_fails >= 3 || now - i->last_good_ms >= (uint64_t)i->vanish_ms) {
     yhc__instance_fail(i, "%d state checks in a row failed (none good for %llu ms), the last: %s", i->health_fails,
                        (unsigned long long)(now - i->last_good_ms), what);
     return;
@@ -8385,8 +8415,7 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
     yhc__instance_health_miss(i, what);
     return;
   }
-  i->health_fails = 0;
-  i->last_good_ms = yhc_loop_now(i->g->loop);
+  yhc__instance_healthy(i);
   yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
 }
 
@@ -8525,8 +8554,7 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->ready_at_ms = yhc_loop_now(i->g->loop);
   i->reached_ready = 1;
   i->conn_failures = 0;
-  i->health_fails = 0;
-  i->last_good_ms = yhc_loop_now(g->loop);
+  yhc__instance_healthy(i);
   yhc__instance_emit(i, YHC_EV_SERVICE_READY, 0, "%s is ready on %s (%s, VPN %s)", i->service,
                      i->provider_name, i->provider_id, i->ip);
   yhc__timer_start(g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
@@ -8947,6 +8975,7 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__timer_stop(g->loop, &i->fail_timer);
   yhc__timer_stop(g->loop, &i->startup_timer);
   yhc__timer_stop(g->loop, &i->retry_timer);
+  yhc__timer_stop(g->loop, &i->vanish_timer);
   yhc__instance_probe_close(i);
   if (i->origin) {
     yhc__host *h = i->origin;
@@ -9006,6 +9035,7 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__timer_stop(i->g->loop, &i->fail_timer);
   yhc__timer_stop(i->g->loop, &i->startup_timer);
   yhc__timer_stop(i->g->loop, &i->retry_timer);
+  yhc__timer_stop(i->g->loop, &i->vanish_timer);
   if (i->agreement) i->agreement->owner = NULL;
   YHC_FREE(i->startup_cmds);
   YHC_FREE(i);
@@ -9291,6 +9321,14 @@ static void yhc__cluster_req_done(yhc__req *r) {
     if (!r->error.code) i->conn_failures = 0;
     else i->failed_n++;
   }
+  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing && c->g->down_since) {
+    /* the daemon is away: the request waits for it (or its deadline), no attempt counted */
+    yhc__req_reset_response(r);
+    r->sent = 0;
+    yhc__cluster_park(c, r, 1);
+    yhc__cluster_rearm_deadline(c, r);
+    return;
+  }
   if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
     int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
     size_t fl = strlen(r->failed_on);
@@ -9338,6 +9376,7 @@ static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
 }
 
 static void yhc__cluster_dispatch(yhc_cluster *c) {
+  if (c->g->down_since) return; /* during an outage requests wait: every tunnel goes through the daemon */
   while (c->q.head) {
     yhc__instance *i = yhc__cluster_pick(c);
     yhc__req *r = c->q.head;

@@ -166,6 +166,7 @@ typedef struct tc_req {
   tc_load *load;
   int id;
   int calls;
+  long long sent_ms;
   int status;
   yhc_err err;
   char error[300];
@@ -179,6 +180,7 @@ struct tc_load {
   int concurrency;  /* outstanding at most */
   int outstanding;
   int done, ok, errors, dups, wrong;
+  int late;         /* answered after their deadline (+1 s slack for a busy loop) */
   int kind;
   int sleep_ms;
   int timeout_ms;
@@ -200,6 +202,7 @@ static void tc_done(const yhc_response *resp, void *user) {
   }
   L->outstanding--;
   L->done++;
+  if (L->timeout_ms > 0 && yt_now_ms() - r->sent_ms > L->timeout_ms + 1000) L->late++;
   r->status = resp->status;
   r->err = resp->err;
   snprintf(r->error, sizeof r->error, "%s", resp->error);
@@ -245,6 +248,7 @@ static void tc_send_one(tc_load *L) {
   yhc_request rq;
   r->load = L;
   r->id = L->next;
+  r->sent_ms = yt_now_ms();
   L->next++;
   L->outstanding++;
   memset(&rq, 0, sizeof rq);
@@ -322,6 +326,21 @@ static void tc_sim_check(const char *what) {
 }
 
 
+/* The stand-in's newer faults (vanish, unresponsive, slowConnect, maxAgreements, clockSkew):
+   1 when this stand-in knows `fault`, else a SKIP line and 0. */
+static int tr_have_fault(const char *fault) {
+  char quoted[80];
+  yhc_response *r;
+  int ok;
+  /* an unknown fault is a 400 listing the known ones */
+  r = yt_sim_call(&tc_sim, tc_admin, "POST", "/_sim/fault", "{\"provider\":\"*\",\"fault\":\"no-such-fault\"}");
+  snprintf(quoted, sizeof quoted, " %s,", fault);
+  ok = r && r->status == 400 && (strstr(r->body.ptr, quoted) || strstr(r->body.ptr, fault));
+  if (r) yhc_response_free(r);
+  if (!ok) printf("SKIP: the stand-in has no \"%s\" fault yet\n", fault);
+  return ok;
+}
+
 /* A pseudo-random source that does not depend on the libc's rand() state. */
 static unsigned tc_rng = 12345u;
 static unsigned tc_rand(void) {
@@ -338,15 +357,18 @@ static void test_chaos(void) {
   tc_load L;
   yhc_cluster_stats st;
   int kills = 0, drops = 0, next_fault = 100, next_drop = 50, k;
+  int newer_faults;
   long long t0;
-  YT_GROUP("chaos: 2000 requests, 5 instances, services killed and tunnels dropped");
+  YT_GROUP("chaos: 2000 requests, 5 instances, services killed, VMs crashed, providers vanished or unresponsive, tunnels dropped");
   tc_desc(&sd, &tc_sim, &obs);
   sd.max_retries = 8;
+  sd.vanish_timeout_ms = 8000;
   s = tc_open(&sd, &tc_sim, 5, YHC_ON_STOP_RESTART);
   YT_CHECK(s != NULL);
   if (!s) {
     return;
   }
+  newer_faults = tr_have_fault("vanish") && tr_have_fault("unresponsive");
   t0 = yt_now_ms();
   TC_WAIT(s, tc_stats(s).ready == 5, 60000);
   st = tc_stats(s);
@@ -360,7 +382,10 @@ static void test_chaos(void) {
     yhc_loop_poll(yhc_session_loop(s), 10);
     if (L.done >= next_fault && obs.nlive >= 1) {
       const char *victim = obs.live[tc_rand() % (unsigned)obs.nlive];
-      tc_fault(victim, (kills % 4 == 3) ? "crashVm" : "killService", NULL);
+      static const char *const faults[] = {"killService", "vanish", "crashVm", "killService", "unresponsive", "killService"};
+      const char *f = faults[kills % 6];
+      if (!newer_faults && (!strcmp(f, "vanish") || !strcmp(f, "unresponsive"))) f = "killService";
+      tc_fault(victim, f, NULL);
       kills++;
       next_fault += 100;
     }
@@ -378,6 +403,7 @@ static void test_chaos(void) {
   YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
   YT_EQ_INT(L.wrong, 0);
   YT_EQ_INT(L.ok, L.n);
+  YT_EQ_INT(L.late, 0); /* every answer by its deadline */
   YT_CHECK(kills >= 10);
   /* the cluster heals back to its size */
   t0 = yt_now_ms();
@@ -1403,6 +1429,201 @@ static void test_daemon_outage(void) {
   yt_sim_stop(&sim);
 }
 
+/* -- a provider vanishes under load: detected within vanish_timeout_ms, its requests move */
+static void test_vanish_under_load(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tc_load L;
+  long long t_fault = 0, detected = 0;
+  int failed_before;
+  char victim[64];
+  YT_GROUP("issue 11: a provider vanishes under load (detection time measured)");
+  if (!tr_have_fault("vanish")) return;
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.vanish_timeout_ms = 8000; /* the default is 30000; the bound is what is checked */
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  tc_load_init(&L, s, 100000, 8, TC_ECHO);
+  L.timeout_ms = 30000;
+  tc_send(&L);
+  TC_WAIT(s, L.ok >= 50, 20000);
+  snprintf(victim, sizeof victim, "%s", obs.nlive ? obs.live[0] : "");
+  failed_before = obs.failed;
+  t_fault = yt_now_ms();
+  tc_fault(victim, "vanish", NULL);
+  while (yt_now_ms() - t_fault < 30000 && !detected) {
+    yhc_loop_poll(yhc_session_loop(s), 20);
+    if (obs.failed > failed_before) detected = yt_now_ms() - t_fault;
+  }
+  printf("   vanish detected after %lld ms (vanish_timeout_ms %d)\n", detected, sd.vanish_timeout_ms);
+  fprintf(stderr, "   vanish detected after %lld ms (vanish_timeout_ms %d)\n", detected, sd.vanish_timeout_ms);
+  YT_CHECKF(detected > 0 && detected <= sd.vanish_timeout_ms + 2000, "detected after %lld ms", detected);
+  /* the cluster heals on the third provider; everything answered, in time */
+  TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 300, 40000);
+  L.hold = 1;
+  TC_WAIT(s, L.outstanding == 0, 35000);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  YT_EQ_INT(L.outstanding, 0);
+  YT_EQ_INT(tc_lost(&L), 0);
+  YT_EQ_INT(L.dups, 0);
+  YT_EQ_INT(L.wrong, 0);
+  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+  YT_EQ_INT(L.late, 0);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("vanish");
+}
+
+/* -- tunnel handshakes answered 504: one is weathered, a storm ends the instance */
+static void test_504_storm(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tr_answer a;
+  YT_GROUP("issue 11: tunnel handshakes answered 504 (one, then a storm)");
+  if (!tr_have_fault("slowConnect")) return;
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.max_retries = 10;
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "yog-sothoth", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  /* the pooled connection goes; the next request needs a new tunnel, which meets one 504 */
+  tc_fault("yog-sothoth", "dropTunnels", NULL);
+  tc_spin(s, 300);
+  tc_fault("yog-sothoth", "slowConnect", "\"ms\":60000");
+  tr_send(s, TC_URL "/add/20/22", 20000, &a);
+  tc_spin(s, 1800); /* the stand-in answers 504 after its 1.5 s connect timeout */
+  tc_fault("yog-sothoth", "clear", NULL);
+  TC_WAIT(s, a.done, 20000);
+  YT_CHECKF(!a.err && a.status == 200 && !strcmp(a.body, "42"), "%s %d %s", a.error, a.status, a.body);
+  YT_EQ_INT(tc_stats(s).instances_failed, 0);
+  /* a storm: every handshake 504; the instance ends after 3, the request by its deadline */
+  tc_fault("yog-sothoth", "dropTunnels", NULL);
+  tc_spin(s, 300);
+  tc_fault("yog-sothoth", "slowConnect", "\"ms\":60000");
+  tr_send(s, TC_URL "/add/1/1", 12000, &a);
+  TC_WAIT(s, tc_stats(s).instances_failed == 1, 20000);
+  YT_EQ_INT(tc_stats(s).instances_failed, 1);
+  TC_WAIT(s, a.done, 15000);
+  YT_EQ_INT(a.done, 1);
+  YT_CHECKF(a.err == YHC_ERR_TIMEOUT && strstr(a.error, "504"), "%s", a.error);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("504");
+}
+
+/* -- flapping state: two failed readings are weathered, three in a row end the instance */
+static void test_flapping_state(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tc_load L;
+  char route[200];
+  YT_GROUP("issue 11: flapping activity state (2 bad readings weathered, 3 in a row fail)");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "cthulhu", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  tc_load_init(&L, s, 100000, 4, TC_ECHO);
+  L.timeout_ms = 20000;
+  tc_send(&L);
+  /* two service-bus errors on the state, then good readings again */
+  snprintf(route, sizeof route,
+           "{\"fault\":\"route\",\"path\":\"/activity/[0-9a-f]+/state\",\"status\":500,\"count\":2,"
+           "\"message\":\"GSB error: GSB failure: Timeout\"}");
+  yt_sim_fault(&tc_sim, tc_admin, route);
+  tc_spin(s, 4000);
+  YT_EQ_INT(obs.failed, 0);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  /* three in a row */
+  snprintf(route, sizeof route,
+           "{\"fault\":\"route\",\"path\":\"/activity/[0-9a-f]+/state\",\"status\":500,\"count\":3,"
+           "\"message\":\"GSB error: GSB failure: Timeout\"}");
+  yt_sim_fault(&tc_sim, tc_admin, route);
+  TC_WAIT(s, obs.failed == 1, 10000);
+  YT_EQ_INT(obs.failed, 1);
+  L.hold = 1;
+  TC_WAIT(s, L.outstanding == 0, 25000);
+  YT_EQ_INT(tc_lost(&L) + L.dups + L.wrong + L.late, 0);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("flapping");
+}
+
+/* -- a provider holding one agreement at a time: the second service waits (capacity, not a
+   failure) and gets it once the first leaves */
+static void test_capacity(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  tr_answer a;
+  YT_GROUP("issue 11: capacity refusals are not failures (one agreement per provider)");
+  if (!tr_have_fault("maxAgreements")) return;
+  tc_fault("hastur", "maxAgreements", "\"count\":1");
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "hastur", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  YT_CHECK(tr_add(s, "http://second", "hastur", NULL, 1) == 0);
+  tc_spin(s, 3000);
+  YT_EQ_INT(tr_stats(s, "http://second").ready, 0);
+  YT_EQ_INT(tr_stats(s, "http://second").instances_failed, 0);
+  tr_send(s, "http://second/add/2/2", 40000, &a);
+  YT_EQ_INT(yhc_session_set_size(s, TC_URL, 0), 0);
+  TC_WAIT(s, a.done, 40000);
+  YT_CHECKF(!a.err && a.status == 200 && !strcmp(a.body, "4"), "%s %d %s", a.error, a.status, a.body);
+  YT_EQ_INT(tr_stats(s, "http://second").instances_failed, 0);
+  YT_EQ_INT(obs.failed, 0);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("capacity");
+}
+
+/* -- a provider whose clock lags: its termination event is stamped behind our cursor */
+static void test_clock_skew(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  long long t0;
+  YT_GROUP("issue 11: a termination stamped by a provider clock 2 minutes slow is seen");
+  if (!tr_have_fault("clockSkew")) return;
+  tc_fault("tsathoggua", "clockSkew", "\"ms\":-120000");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.clock_skew_ms = 180000;
+  sd.state_poll_ms = 60000; /* only the event can tell in time */
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "tsathoggua|smok1", NULL, 1) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  tc_spin(s, 1500); /* later local events move the window past the provider's stamps */
+  t0 = yt_now_ms();
+  tc_fault("*", "terminateAgreements", "\"inMs\":100");
+  TC_WAIT(s, obs.stopped + obs.failed >= 1, 15000);
+  fprintf(stderr, "   termination seen after %lld ms\n", yt_now_ms() - t0);
+  YT_CHECKF(obs.stopped + obs.failed >= 1 && yt_now_ms() - t0 < 15000, "seen after %lld ms", yt_now_ms() - t0);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("clock-skew");
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--proxy")) return requestor_proxy_main(argc - 1, argv + 1);
   signal(SIGPIPE, SIG_IGN);
@@ -1442,6 +1663,11 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "startup-fails", test_startup_fails_everywhere());
     TC_RUN_PART(1, "one-connection", test_one_connection_service());
     TC_RUN_PART(1, "outage", test_daemon_outage());
+    TC_RUN_PART(1, "vanish", test_vanish_under_load());
+    TC_RUN_PART(1, "504", test_504_storm());
+    TC_RUN_PART(1, "flapping", test_flapping_state());
+    TC_RUN_PART(1, "capacity", test_capacity());
+    TC_RUN_PART(1, "clock-skew", test_clock_skew());
   }
   yt_sim_stop(&tc_sim);
   yhc_http_destroy(tc_admin);
