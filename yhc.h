@@ -8338,7 +8338,11 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   if (i->state != YHC__I_READY) return; /* the readiness probe has its own bound */
   if (i->tunnel_broken || !(++i->conn_failures >= 3 || yhc__tunnel_refusal_status(err) == 404)) return;
   i->tunnel_broken = 1;
-  snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
+  if (yhc__tunnel_refusal_status(err))
+    snprintf(i->tunnel_why, sizeof i->tunnel_why, "the daemon answered the tunnel handshake to %s:%d with HTTP %d (%d in a row)",
+             i->ip, i->port, yhc__tunnel_refusal_status(err), i->conn_failures);
+  else
+    snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
   yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
 }
 
