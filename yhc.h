@@ -10217,6 +10217,14 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
   if (c->demand_state != 2) return;
   now = yhc_loop_now(c->g->loop);
   if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) return; /* let offers come in */
+  {
+    /* startup failures still stopping count already: the last allowed one must not be
+       followed by another rental while its stop runs */
+    int failing = c->startup_failures;
+    for (i = c->instances; i; i = i->next)
+      failing += i->state >= YHC__I_STOPPING && i->failed && !i->reached_ready && i->failed_state >= YHC__I_DEPLOYING;
+    if (failing >= c->max_startup_failures) return;
+  }
   while (active < target) {
     yhc__offer *o = yhc__cluster_best_draft(c);
     if (!o) break;

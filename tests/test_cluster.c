@@ -1384,6 +1384,7 @@ static void test_daemon_outage(void) {
     svc.url = TC_URL;
     svc.image_hash = sim.hash;
     svc.startup = tc_start_server;
+    svc.initial_size = 1;
     YT_CHECK(yhc_session_add_service(s, &svc, &err) == 0);
   }
   TC_WAIT(s, tc_stats(s).ready == 1, 60000);
@@ -1403,7 +1404,7 @@ static void test_daemon_outage(void) {
   YT_CHECKF(why.code == YHC_ERR_YAGNA && strstr(why.msg, "unreachable"), "%s", why.msg);
   YT_CHECKF(obs.kinds[YHC_EV_DAEMON_LOST] >= 1, "%d", obs.kinds[YHC_EV_DAEMON_LOST]);
   /* backing off: a few seconds of outage make only a few error lines */
-  tc_spin(s, 4000);
+  tc_spin(s, 2500);
   YT_CHECKF(obs.kinds[YHC_EV_ERROR] <= 3, "%d error events in the outage", obs.kinds[YHC_EV_ERROR]);
   /* the daemon comes back (a fresh one on the same port): the session carries on */
   if (yt_sim_start(&sim, 2, extra) < 0) {
