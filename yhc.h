@@ -8785,7 +8785,9 @@ static void yhc__instance_create_activity(yhc__instance *i) {
   char body[YHC__ID_MAX + 32];
   i->state = YHC__I_ACTIVATING;
   snprintf(body, sizeof body, "{\"agreementId\":\"%s\"}", i->agreement_id);
-  i->call = yhc__api(i->g, "POST", "/activity-api/v1/activity", body, 60000, yhc__instance_activity_created, i);
+  /* the daemon answers once the exe-unit is Initialized, waiting `timeout` (5 s by default)
+     for it: a VM that needs longer to start is not a failed provider */
+  i->call = yhc__api(i->g, "POST", "/activity-api/v1/activity?timeout=30", body, 45000, yhc__instance_activity_created, i);
 }
 
 static void yhc__instance_register_agreement(yhc__instance *i) {
