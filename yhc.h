@@ -3489,9 +3489,10 @@ static int yhc__dns_read_name(const unsigned char *p, size_t n, size_t *pos, cha
 /* Compares a dotted name with an expected one, case-insensitively; a final dot on the
    expected name does not count. */
 static int yhc__dns_name_eq(const char *got, const char *want) {
-  size_t wl = strlen(want), i;
+  size_t wl = strlen(want), gl = strlen(got), i;
   if (wl && want[wl - 1] == '.') wl--;
-  if (strlen(got) != wl) return 0;
+  if (gl && got[gl - 1] == '.') gl--;
+  if (gl != wl) return 0;
   for (i = 0; i < wl; i++)
     if (yhc__lower((unsigned char)got[i]) != yhc__lower((unsigned char)want[i])) return 0;
   return 1;
@@ -4435,7 +4436,7 @@ static int yhc__rcode_says_absent(int rcode) {
    first); "no such name" from both moves to the next search candidate; anything else
    (SERVFAIL, REFUSED, silence, a broken TCP answer) moves to the next server. */
 static void yhc__rq_evaluate(yhc_resolve_query *q) {
-  int k, absent = 1, nx = 0;
+  int k, absent = 1, nx = 0, servfail = 0;
   for (k = 0; k < 2; k++)
     if (q->x[k].state == YHC__DX_UDP || q->x[k].state == YHC__DX_TCP) return;
   q->naddrs = 0;
@@ -4449,7 +4450,7 @@ static void yhc__rq_evaluate(yhc_resolve_query *q) {
     }
     if (!yhc__rcode_says_absent(x->ans.rcode)) {
       absent = 0;
-      if (x->ans.rcode == YHC__DNS_SERVFAIL || x->ans.rcode == 5) q->servfails++;
+      servfail |= x->ans.rcode == YHC__DNS_SERVFAIL || x->ans.rcode == 5; /* 5: REFUSED */
       continue;
     }
     nx += x->ans.rcode == YHC__DNS_NXDOMAIN;
@@ -4462,6 +4463,7 @@ static void yhc__rq_evaluate(yhc_resolve_query *q) {
     return;
   }
   yhc__rq_end_try(q);
+  q->servfails += servfail;
   if (absent) {
     yhc__rq_next_candidate(q, nx ? "no such host (NXDOMAIN)" : "the name has no address records");
     return;

@@ -40,7 +40,7 @@ done
 if [ -z "${YHC_ONLY:-}" ]; then
   # valgrind over the plain C build of the tests that need no outside daemon
   if command -v valgrind >/dev/null 2>&1; then
-    for t in test_json test_wscodec test_http test_tls; do
+    for t in test_json test_wscodec test_http test_tls test_dns; do
       [ -x "$B/c/$t" ] || continue
       out="$tmp/vg-$t.log"
       timeout 600 valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite \

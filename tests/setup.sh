@@ -23,6 +23,7 @@ declare -A label=(
   [nginx]="nginx interop tests"
   [valgrind]="valgrind runs"
   [metrics]="OpenMetrics parser check"
+  [dnsmasq]="DNS server tests (test_dns)"
 )
 
 # ---- the packages: name, the parts that need it, the probe that says it is there. Append here.
@@ -56,6 +57,7 @@ pkg npm                  required       "have npm"
 pkg nginx-light          nginx          "have nginx"
 pkg valgrind             valgrind       "have valgrind"
 pkg python3-prometheus-client metrics   "[ -d /usr/lib/python3/dist-packages/prometheus_client ] || python3 -c 'import prometheus_client' 2>/dev/null"
+pkg dnsmasq-base         dnsmasq        "have dnsmasq"
 
 present() { eval "${probe[$1]}"; }
 
