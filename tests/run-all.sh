@@ -55,6 +55,15 @@ if [ -z "${YHC_ONLY:-}" ]; then
   tally "exported symbols" "$rc" "$out"
 fi
 
+if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
+  # every libFuzzer target briefly, from its seeds and the corpus earlier runs left
+  out="$tmp/fuzz.log"
+  FUZZ_NO_BUILD=1 FUZZ_TARGETS="$YHC_FUZZ_TARGETS" FUZZ_SECONDS=${YHC_FUZZ_SECONDS:-3} \
+    ./fuzz/run.sh >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -vE '^(==|ok )' "$out" | head -n 40
+  tally "fuzz (${YHC_FUZZ_SECONDS:-3}s each)" "$rc" "$out"
+fi
+
 if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
   out="$tmp/sim.log"
   (cd tests/yagna-sim && timeout 600 npm test) >"$out" 2>&1; rc=$?
