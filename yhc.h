@@ -42,6 +42,18 @@
      YHC_MBEDTLS         compile in TLS (https://, wss://); link -lmbedtls -lmbedx509 -lmbedcrypto
      YHC_VERSION         the User-Agent version                           ["0.1.0"]
      YHC_STARTUP_PROBE_MS  how long a started service may take to listen  [60000]
+     YHC_RESOLVER_GETADDRINFO  DNS by the platform's blocking getaddrinfo() instead of
+                         the built-in asynchronous resolver (answers still come from the loop)
+
+   NAME RESOLUTION (never blocks the loop; one resolver per loop, yhc_loop_desc.resolver)
+     numeric hosts, localhost, the hosts file and the cache answer at once; then DNS: A and
+     AAAA over UDP (random port and ids), TCP when truncated, resolv.conf's nameservers,
+     search, ndots, timeout, attempts. Fields of yhc_resolver_desc (0 = default):
+       nameservers [resolv.conf's, else 127.0.0.1]  search [resolv.conf's]  resolv_conf
+       [/etc/resolv.conf]  hosts_file [/etc/hosts]  timeout_ms [resolv.conf, else 5000]
+       attempts [resolv.conf, else 2]  ndots [resolv.conf, else 1]  max_cache [256 names]
+       max_ttl_s [3600]  hook [none: start/cancel to plug in c-ares or the platform's]
+     DNS answers: 16 addresses, 256 records, 16 CNAME hops, 64 KiB over TCP at most.
 
    LIMITS AGAINST UNTRUSTED PEERS (runtime, per client; 0 = default)
      yhc_limits.max_header_bytes   response head (and trailers)           [16384]
@@ -639,6 +651,8 @@ typedef struct yhc_session_desc {
   void *event_user;
   int log_events;               /* 1 = also print events on stderr; 2 = with every request */
   yhc_loop *loop;               /* [a loop of the session's own] */
+  yhc_resolver_desc resolver;   /* name resolution of the session's own loop (with `loop`
+                                   set, that loop's own config applies) */
   yhc_http_desc http;           /* for plain requests */
   yhc_log_fn log;               /* library log (when the session makes its own loop) */
   void *log_user;
@@ -4681,19 +4695,23 @@ static void yhc__dial_abandon(void *ctx) {
    lookup answers. The stream emits CONNECT or ERROR (a failed lookup is YHC_ERR_DNS) from
    the loop; NULL return = failed now (err says why: CONNECT or NOMEM). */
 static yhc__stream *yhc__tcp_open(yhc_loop *loop, const char *host, int port, yhc_error *err) {
-  yhc__resolver *r = yhc__resolver_get(loop);
-  yhc__tcp *t = r ? yhc__tcp_new(loop, host, port) : NULL;
+  yhc__tcp *t = yhc__tcp_new(loop, host, port);
+  yhc__resolver *r = NULL;
   yhc_ip addrs[YHC__MAX_ADDRS];
   char key[YHC__DNS_NAME_MAX];
-  size_t n;
+  size_t n = 0;
   yhc__dial *d;
   yhc_resolve_query *q;
-  if (!t) {
+  if (yhc__host_key(host, key) < 0) key[0] = 0;
+  /* a numeric host needs no resolver: its files are read only when a name comes */
+  if (t && key[0] && yhc__ip_parse(key, &addrs[0]) == 0) n = 1;
+  else if (t) r = yhc__resolver_get(loop);
+  if (!t || (!n && !r)) {
+    if (t) yhc__tcp_close(&t->base);
     yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a connection");
     return NULL;
   }
-  if (yhc__host_key(host, key) < 0) key[0] = 0;
-  if (key[0] && (n = yhc__resolve_at_once(r, key, addrs)) > 0) {
+  if (n || (key[0] && (n = yhc__resolve_at_once(r, key, addrs)) > 0)) {
     if (yhc__tcp_connect(t, addrs, n) < 0) {
       *err = t->base.err;
       yhc__tcp_close(&t->base);
@@ -11106,6 +11124,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     ld.log = d.log;
     ld.log_user = d.log_user;
     ld.log_level = d.log_level;
+    ld.resolver = d.resolver;
     s->loop = yhc_loop_create(&ld);
     s->own_loop = 1;
   }

@@ -526,8 +526,9 @@ static int dnsmasq_start(void) {
     /* ready when it answers */
     snprintf(servers, sizeof servers, "127.0.0.1:%d", dns_port);
     l = loop_with(servers, "", 200, 1, NULL);
-    for (i = 0; i < 25; i++) {
-      resolve(l, "web.test", &a);
+    for (i = 0; i < 25; i++) { /* a probe, not a check: how soon it answers varies */
+      memset(&a, 0, sizeof a);
+      if (yhc_resolve(l, "web.test", on_answer, &a)) turn_until(l, &a.done, 2000);
       if (a.err == YHC_ERR_OK) break;
       yt_sleep_ms(100);
     }
