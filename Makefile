@@ -60,8 +60,19 @@ VARIANT_BINS := $(foreach v,$(filter-out tls,$(VARIANTS)),$(addprefix $(B)/$(v)/
 test:
 	@./tests/setup.sh $(B)
 	@$(MAKE) --no-print-directory test-run
-test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) sim-deps
-	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" ./tests/run-all.sh $(B) $(TESTS)
+# Each libFuzzer target also runs briefly (FUZZ_BRIEF seconds) when clang's libFuzzer
+# runtime is there; fuzz_tls only with mbedTLS. `make fuzz` runs them longer.
+FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
+FUZZ_BRIEF ?= 2
+FUZZ_RUN := $(if $(YHC_HAVE_fuzz),$(if $(YHC_HAVE_tls),$(FUZZ_TARGETS),$(filter-out fuzz_tls,$(FUZZ_TARGETS))))
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+$(B)/fuzz/%: fuzz/%.c yhc.h | $(B)/fuzz
+	$(CLANG) $(FUZZ_FLAGS) $(if $(filter fuzz_tls,$*),-DYHC_MBEDTLS) -I. $< -o $@ -lm $(if $(filter fuzz_tls,$*),$(TLS_LIBS))
+$(B)/fuzz:
+	mkdir -p $@
+test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
+	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" YHC_FUZZ_TARGETS="$(FUZZ_RUN)" \
+	  YHC_FUZZ_SECONDS=$(FUZZ_BRIEF) ./tests/run-all.sh $(B) $(TESTS)
 
 # Quick loop while developing: plain build only.
 test-fast: yhc.h $(B)/locale/de_DE.UTF-8 $(addprefix $(B)/c/,$(TESTS))

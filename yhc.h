@@ -41,6 +41,18 @@
      YHC_STATIC          makes YHCDEF static (private copy per file)
      YHC_MBEDTLS         compile in TLS (https://, wss://); link -lmbedtls -lmbedx509 -lmbedcrypto
      YHC_VERSION         the User-Agent version                           ["0.1.0"]
+     YHC_RESOLVER_GETADDRINFO  DNS by the platform's blocking getaddrinfo() instead of
+                         the built-in asynchronous resolver (answers still come from the loop)
+
+   NAME RESOLUTION (never blocks the loop; one resolver per loop, yhc_loop_desc.resolver)
+     numeric hosts, localhost, the hosts file and the cache answer at once; then DNS: A and
+     AAAA over UDP (random port and ids), TCP when truncated, resolv.conf's nameservers,
+     search, ndots, timeout, attempts. Fields of yhc_resolver_desc (0 = default):
+       nameservers [resolv.conf's, else 127.0.0.1]  search [resolv.conf's]  resolv_conf
+       [/etc/resolv.conf]  hosts_file [/etc/hosts]  timeout_ms [resolv.conf, else 5000]
+       attempts [resolv.conf, else 2]  ndots [resolv.conf, else 1]  max_cache [256 names]
+       max_ttl_s [3600]  hook [none: start/cancel to plug in c-ares or the platform's]
+     DNS answers: 16 addresses, 256 records, 16 CNAME hops, 64 KiB over TCP at most.
 
    LIMITS AGAINST UNTRUSTED PEERS (runtime, per client; 0 = default)
      yhc_limits.max_header_bytes   response head (and trailers)           [16384]
@@ -67,6 +79,7 @@
      Buffers and errors
      JSON parse, query, write
      Sockets, watchers and timers
+     Name resolution: hosts, resolv.conf, DNS over UDP and TCP
      TLS streams (mbedTLS, optional)
      HTTP/1.1 client
      WebSocket frames (RFC 6455), SHA-1, base64
@@ -306,12 +319,61 @@ YHCDEF int yhc_jw_finish(yhc_jw *w);
 typedef struct yhc_loop yhc_loop;
 typedef uint64_t (*yhc_clock_fn)(void *user); /* milliseconds, monotonic */
 
+/* Name resolution never blocks the loop. A host name is looked up in this order: a numeric
+   address or "localhost" (and *.localhost: 127.0.0.1, ::1) at once; the hosts file; the
+   cache; then asynchronous DNS: A and AAAA over UDP from a random source port with random
+   query ids, TCP when an answer comes back truncated, against the nameservers of
+   resolv.conf with its search list, ndots, timeout and attempts. Answers are validated (id,
+   question echo, sizes, counts, compression pointers) and cached up to their TTL. Addresses
+   come IPv4 first; a connection tries them in order. A resolver hook replaces the DNS step
+   with your platform's resolver or c-ares; with YHC_RESOLVER_GETADDRINFO defined, the DNS
+   step is a blocking getaddrinfo() instead (its answer is still delivered from the loop). */
+typedef struct yhc_ip {
+  int family;               /* 4 or 6 */
+  unsigned char addr[16];   /* network byte order; 4 bytes used for IPv4 */
+  unsigned scope_id;        /* IPv6 zone (link-local), else 0 */
+} yhc_ip;
+
+/* A lookup handed to a resolver hook; owned by the library. */
+typedef struct yhc_resolve_query yhc_resolve_query;
+
+typedef struct yhc_resolver_hook {
+  /* Starts resolving `host` (a name, never numeric). Return 0 when under way, then call
+     yhc_resolve_done(q, ...) exactly once, from the loop's thread, even from inside start;
+     the library delivers the answer from the loop. Non-zero = failed (a DNS error). */
+  int (*start)(void *user, yhc_resolve_query *q, const char *host);
+  /* Nobody waits any more: forget q, never call yhc_resolve_done for it after this. */
+  void (*cancel)(void *user, yhc_resolve_query *q);
+  void *user;
+} yhc_resolver_hook;
+
+/* Ends a hook's lookup: err YHC_ERR_OK with n > 0 addresses (at most 16 are kept), or an
+   error with a message (NULL = a generic one). ttl_s > 0 lets the answer be cached. */
+YHCDEF void yhc_resolve_done(yhc_resolve_query *q, yhc_err err, const char *msg,
+                             const yhc_ip *addrs, size_t n, uint32_t ttl_s);
+
+/* Zero means the default in brackets. Strings are copied when the loop is created. */
+typedef struct yhc_resolver_desc {
+  const char *nameservers; /* "127.0.0.1:5353 [::1]:53", up to 3 [resolv.conf's, else 127.0.0.1] */
+  const char *search;      /* "a.example b.example"; "" = none [resolv.conf's] */
+  const char *resolv_conf; /* [/etc/resolv.conf] */
+  const char *hosts_file;  /* [/etc/hosts]; "" = none */
+  int timeout_ms;          /* one try [resolv.conf timeout, else 5000] */
+  int attempts;            /* rounds over the nameservers [resolv.conf attempts, else 2] */
+  int ndots;               /* names with fewer dots try the search list first; <0 = 0
+                              [resolv.conf ndots, else 1] */
+  int max_cache;           /* cached names [256]; <0 = no cache */
+  int max_ttl_s;           /* cap on a cached answer's TTL [3600] */
+  yhc_resolver_hook hook;  /* start set = lookups go to the hook instead of DNS */
+} yhc_resolver_desc;
+
 typedef struct yhc_loop_desc {
   yhc_clock_fn clock; /* default: CLOCK_MONOTONIC; tests inject their own */
   void *clock_user;
   yhc_log_fn log;     /* default: none */
   void *log_user;
   yhc_log_level log_level; /* 0 = WARN */
+  yhc_resolver_desc resolver; /* host name lookups (default: resolv.conf, hosts) */
 } yhc_loop_desc;
 
 /* desc may be NULL. Returns NULL when out of memory. */
@@ -338,6 +400,16 @@ YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds
 typedef void (*yhc_timer_fn)(void *user);
 YHCDEF uint64_t yhc_timer_add(yhc_loop *loop, uint64_t delay_ms, yhc_timer_fn fn, void *user);
 YHCDEF int yhc_timer_cancel(yhc_loop *loop, uint64_t id);
+
+/* Resolves a host name with the loop's resolver (see yhc_resolver_desc). The callback runs
+   once, from the loop, never from inside this call: err YHC_ERR_OK with n >= 1 addresses
+   (valid during the callback), or YHC_ERR_DNS / TIMEOUT / INVALID with a message. Returns an
+   id for yhc_resolve_cancel (never 0), or 0 when out of memory (no callback then). */
+typedef void (*yhc_resolve_fn)(void *user, yhc_err err, const char *msg, const yhc_ip *addrs,
+                               size_t n);
+YHCDEF uint64_t yhc_resolve(yhc_loop *loop, const char *host, yhc_resolve_fn fn, void *user);
+/* Drops a lookup: its callback never runs. Returns 1, or 0 for an id already answered. */
+YHCDEF int yhc_resolve_cancel(yhc_loop *loop, uint64_t id);
 
 /* ==== Public API: HTTP/1.1 client ================================================ */
 
@@ -592,6 +664,8 @@ typedef struct yhc_session_desc {
   void *event_user;
   int log_events;               /* 1 = also print events on stderr; 2 = with every request */
   yhc_loop *loop;               /* [a loop of the session's own] */
+  yhc_resolver_desc resolver;   /* name resolution of the session's own loop (with `loop`
+                                   set, that loop's own config applies) */
   yhc_http_desc http;           /* for plain requests */
   yhc_log_fn log;               /* library log (when the session makes its own loop) */
   void *log_user;
@@ -2818,6 +2892,10 @@ struct yhc_loop {
   /* scratch for tier 1 */
   struct pollfd *pfd;
   int pfd_cap;
+  /* name resolution: the config (strings copied) and the resolver built from it on first use */
+  yhc_resolver_desc rdesc;
+  char *rdesc_copy[4];
+  struct yhc__resolver *resolver;
 };
 
 static uint64_t yhc__monotonic_ms(void *user) {
@@ -2842,6 +2920,29 @@ static void yhc__log(yhc_loop *loop, yhc_log_level level, const char *fmt, ...) 
   loop->log(loop->log_user, level, msg);
 }
 
+/* The resolver config outlives the caller's strings: each one is copied into the loop. */
+static int yhc__loop_copy_resolver_desc(yhc_loop *loop, const yhc_resolver_desc *d) {
+  const char **fields[4];
+  int i;
+  loop->rdesc = *d;
+  fields[0] = &loop->rdesc.nameservers;
+  fields[1] = &loop->rdesc.search;
+  fields[2] = &loop->rdesc.resolv_conf;
+  fields[3] = &loop->rdesc.hosts_file;
+  for (i = 0; i < 4; i++) {
+    if (!*fields[i]) continue;
+    loop->rdesc_copy[i] = yhc__strdup(*fields[i]);
+    if (!loop->rdesc_copy[i]) return -1;
+    *fields[i] = loop->rdesc_copy[i];
+  }
+  return 0;
+}
+
+static void yhc__loop_free_resolver_desc(yhc_loop *loop) {
+  int i;
+  for (i = 0; i < 4; i++) YHC_FREE(loop->rdesc_copy[i]);
+}
+
 YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
   yhc_loop *loop = YHC__NEW(yhc_loop);
   if (!loop) return NULL;
@@ -2855,6 +2956,11 @@ YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
     loop->log = desc->log;
     loop->log_user = desc->log_user;
     if (desc->log_level) loop->log_level = desc->log_level;
+    if (yhc__loop_copy_resolver_desc(loop, &desc->resolver) < 0) {
+      yhc__loop_free_resolver_desc(loop);
+      YHC_FREE(loop);
+      return NULL;
+    }
   }
   loop->next_pub_id = 1;
   return loop;
@@ -3068,14 +3174,19 @@ static void yhc__stream_emit(yhc__stream *s, int ev) {
 }
 
 /* -- TCP */
+#define YHC__MAX_ADDRS 16
 typedef struct yhc__tcp {
   yhc__stream base;
   yhc_loop *loop;
   yhc__watch w;
-  struct addrinfo *ai, *next_ai;
+  yhc_ip addrs[YHC__MAX_ADDRS]; /* tried in order until one connects */
+  int naddrs, next_addr;
   int connected;
   char host[256];
   int port;
+  /* a name lookup still running for this stream: dropped if the stream closes first */
+  void (*abandon)(void *ctx);
+  void *abandon_ctx;
 } yhc__tcp;
 
 static void yhc__tcp_close_fd(yhc__tcp *t) {
@@ -3094,21 +3205,41 @@ static int yhc__set_nonblock(int fd) {
 
 static void yhc__tcp_io(void *ctx, int revents);
 
+/* Fills a socket address for ip:port; returns its length. */
+static socklen_t yhc__sockaddr_from_ip(const yhc_ip *ip, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (ip->family == 6) {
+    struct sockaddr_in6 *s6 = YHC__PUN(struct sockaddr_in6 *, ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    memcpy(&s6->sin6_addr, ip->addr, 16);
+    s6->sin6_scope_id = ip->scope_id;
+    return (socklen_t)sizeof *s6;
+  } else {
+    struct sockaddr_in *s4 = YHC__PUN(struct sockaddr_in *, ss);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    memcpy(&s4->sin_addr, ip->addr, 4);
+    return (socklen_t)sizeof *s4;
+  }
+}
+
 /* Starts a non-blocking connect to the next address. Returns 0 when one is under way. */
 static int yhc__tcp_try_next(yhc__tcp *t) {
   int last_errno = ECONNREFUSED;
-  while (t->next_ai) {
-    struct addrinfo *a = t->next_ai;
+  while (t->next_addr < t->naddrs) {
+    struct sockaddr_storage ss;
+    const yhc_ip *a = &t->addrs[t->next_addr++];
+    socklen_t sslen = yhc__sockaddr_from_ip(a, t->port, &ss);
     int fd, one = 1;
-    t->next_ai = a->ai_next;
-    fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    fd = socket(a->family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
     if (fd < 0) { last_errno = errno; continue; }
     if (yhc__set_nonblock(fd) < 0) { last_errno = errno; close(fd); continue; }
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef SO_NOSIGPIPE
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
-    if (connect(fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS) {
+    if (connect(fd, YHC__PUN(struct sockaddr *, &ss), sslen) < 0 && errno != EINPROGRESS) {
       last_errno = errno;
       close(fd);
       continue;
@@ -3134,8 +3265,6 @@ static void yhc__tcp_io(void *ctx, int revents) {
     if (getsockopt(t->w.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
     if (soerr == 0 && (revents & (POLLOUT | POLLERR | POLLHUP)) == POLLOUT) {
       t->connected = 1;
-      freeaddrinfo(t->ai);
-      t->ai = t->next_ai = NULL;
       yhc__watch_set(&t->w, 0, 0);
       yhc__stream_emit(&t->base, YHC__EV_CONNECT);
       return;
@@ -3191,8 +3320,8 @@ static void yhc__tcp_want(yhc__stream *s, int rd, int wr) {
 
 static void yhc__tcp_close(yhc__stream *s) {
   yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  if (t->abandon) t->abandon(t->abandon_ctx);
   yhc__tcp_close_fd(t);
-  if (t->ai) freeaddrinfo(t->ai);
   YHC_FREE(t);
 }
 
@@ -3208,44 +3337,1421 @@ static int yhc__tcp_alive(yhc__stream *s) {
 static const yhc__stream_vt yhc__tcp_vt = {yhc__tcp_read, yhc__tcp_write, yhc__tcp_want,
                                            yhc__tcp_close, yhc__tcp_alive};
 
-/* Resolves host (blocking getaddrinfo; numeric addresses skip the resolver) and starts a
-   non-blocking connect. The stream emits CONNECT or ERROR later; NULL return = failed now
-   (err says why: DNS, CONNECT or NOMEM). */
-static yhc__stream *yhc__tcp_open(yhc_loop *loop, const char *host, int port, yhc_error *err) {
-  struct addrinfo hints;
-  char portstr[16];
-  int rc;
+/* A TCP stream to host:port that has no address yet; yhc__tcp_connect() gives it some. */
+static yhc__tcp *yhc__tcp_new(yhc_loop *loop, const char *host, int port) {
   yhc__tcp *t = YHC__NEW(yhc__tcp);
-  if (!t) {
-    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a connection");
-    return NULL;
-  }
+  if (!t) return NULL;
   t->base.vt = &yhc__tcp_vt;
   t->loop = loop;
   t->w.fd = -1;
   t->port = port;
   snprintf(t->host, sizeof t->host, "%s", host);
-  snprintf(portstr, sizeof portstr, "%d", port);
+  return t;
+}
+
+/* Starts connecting to the first of `n` addresses (the rest are tried when one fails). The
+   stream emits CONNECT or ERROR later; -1 = no address could even start (err says why). */
+static int yhc__tcp_connect(yhc__tcp *t, const yhc_ip *addrs, size_t n) {
+  if (n > YHC__MAX_ADDRS) n = YHC__MAX_ADDRS;
+  if (n) memcpy(t->addrs, addrs, n * sizeof *addrs);
+  t->naddrs = (int)n;
+  t->next_addr = 0;
+  return yhc__tcp_try_next(t);
+}
+
+/* ==== Name resolution: hosts, resolv.conf, DNS over UDP and TCP ================= */
+/* Owns: the loop's resolver (config, hosts file, cache, lookups in flight), the DNS wire
+   format, and yhc__tcp_open(), which names a host and connects once it has addresses. Uses
+   only the sockets layer: the resolver's UDP and TCP sockets are ordinary loop watchers
+   and its deadlines ordinary timers, so every tier of the loop sees them.
+
+   Why not getaddrinfo: it blocks, so one slow nameserver stalls every connection on the
+   loop, and an answer found inside the submitting call would run its callback there. Here
+   an answer that needs the network always arrives from the loop; one known at once (a
+   numeric host, localhost, the hosts file, the cache) connects at once without a round.
+
+   Why the parser is strict: a DNS answer comes from the network unauthenticated, so it is
+   accepted only if it echoes our random id and our question, every record fits the packet
+   and the counts, and names decompress through pointers that only go backwards (which
+   also rules out loops). Only the CNAME chain that starts at our question is followed. */
+
+/* Entropy from the kernel (query ids, source ports, WebSocket keys and masks). */
+static void yhc__entropy(void *out, size_t n) {
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  size_t got = 0;
+  if (fd >= 0) {
+    while (got < n) {
+      ssize_t r = read(fd, YHC__CAST(char *, out) + got, n - got);
+      if (r <= 0) break;
+      got += (size_t)r;
+    }
+    close(fd);
+  }
+  if (got < n) { /* no urandom: mix what varies, better than nothing */
+    uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
+    size_t i;
+    for (i = got; i < n; i++) {
+      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+      YHC__CAST(unsigned char *, out)[i] = (unsigned char)x;
+    }
+  }
+}
+
+/* ---- DNS wire format (RFC 1035): pure functions over bytes */
+
+enum { YHC__DNS_A = 1, YHC__DNS_CNAME = 5, YHC__DNS_AAAA = 28, YHC__DNS_IN = 1 };
+enum { YHC__DNS_NOERROR = 0, YHC__DNS_FORMERR = 1, YHC__DNS_SERVFAIL = 2, YHC__DNS_NXDOMAIN = 3 };
+#define YHC__DNS_NAME_MAX 254 /* dotted text, NUL included (255 wire bytes) */
+#define YHC__DNS_MAX_RECORDS 256
+#define YHC__DNS_MAX_CNAMES 16
+
+typedef struct yhc__dns_answer {
+  int rcode;
+  int truncated;              /* TC: ask again over TCP */
+  size_t naddrs;
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  uint32_t ttl;               /* the least TTL of the records used */
+  int cnames;                 /* CNAME hops followed */
+} yhc__dns_answer;
+
+static unsigned yhc__get16(const unsigned char *p) { return (unsigned)p[0] << 8 | p[1]; }
+static uint32_t yhc__get32(const unsigned char *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Label bytes we accept: printable ASCII without '.', so the dotted text is unambiguous. */
+static int yhc__dns_label_byte_ok(unsigned char c) { return c > 0x20 && c < 0x7f && c != '.'; }
+
+/* Writes the query for `name` (dotted, an optional final dot) into out. Returns its length,
+   or 0 when the name cannot be a DNS name or out is too small. */
+static size_t yhc__dns_build_query(unsigned char *out, size_t cap, unsigned id, const char *name,
+                                   unsigned qtype) {
+  size_t pos = 12, nlen = strlen(name);
+  const char *p = name, *end = name + nlen;
+  if (nlen && name[nlen - 1] == '.') end--;
+  if (end == name || (size_t)(end - name) > 253 || cap < 12 + (size_t)(end - name) + 2 + 4) return 0;
+  memset(out, 0, 12);
+  out[0] = (unsigned char)(id >> 8);
+  out[1] = (unsigned char)id;
+  out[2] = 0x01; /* RD: the server recurses for us */
+  out[5] = 1;    /* one question */
+  while (p < end) {
+    const char *dot = p;
+    while (dot < end && *dot != '.') dot++;
+    if (dot == p || dot - p > 63) return 0;
+    out[pos++] = (unsigned char)(dot - p);
+    for (; p < dot; p++) {
+      if (!yhc__dns_label_byte_ok((unsigned char)*p)) return 0;
+      out[pos++] = (unsigned char)*p;
+    }
+    if (p < end) p++; /* the dot */
+    if (p == end && end[-1] == '.') return 0; /* "a..": an empty last label */
+  }
+  out[pos++] = 0;
+  out[pos++] = (unsigned char)(qtype >> 8);
+  out[pos++] = (unsigned char)qtype;
+  out[pos++] = 0;
+  out[pos++] = YHC__DNS_IN;
+  return pos;
+}
+
+/* Reads the (possibly compressed) name at *pos into out as lower-case dotted text ("" for
+   the root) and moves *pos past it. Pointers must go strictly backwards, which bounds the
+   walk and rules out loops. Returns 0, or -1 with err. */
+static int yhc__dns_read_name(const unsigned char *p, size_t n, size_t *pos, char *out,
+                              yhc_error *err) {
+  size_t at = *pos, olen = 0, wire = 0;
+  size_t floor = at; /* every pointer must land below this */
+  int jumped = 0;
+  for (;;) {
+    unsigned len;
+    if (at >= n) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS name runs past the end of the packet");
+      return -1;
+    }
+    len = p[at];
+    if ((len & 0xc0) == 0xc0) {
+      size_t target;
+      if (at + 1 >= n) {
+        yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS compression pointer cut short");
+        return -1;
+      }
+      target = (size_t)(len & 0x3f) << 8 | p[at + 1];
+      if (target >= floor) {
+        yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS compression pointer does not point backwards");
+        return -1;
+      }
+      if (!jumped) *pos = at + 2;
+      jumped = 1;
+      floor = target;
+      at = target;
+      continue;
+    }
+    if (len & 0xc0) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS label type 0x%02x is not supported", len & 0xc0);
+      return -1;
+    }
+    wire += len + 1;
+    if (wire > 255) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS name longer than 255 bytes");
+      return -1;
+    }
+    if (len == 0) {
+      if (!jumped) *pos = at + 1;
+      out[olen] = 0;
+      return 0;
+    }
+    if (at + 1 + len > n) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, at, "DNS label runs past the end of the packet");
+      return -1;
+    }
+    if (olen) out[olen++] = '.';
+    {
+      unsigned i;
+      for (i = 0; i < len; i++) {
+        unsigned char c = p[at + 1 + i];
+        if (!yhc__dns_label_byte_ok(c)) {
+          yhc__error_set(err, YHC_ERR_PROTOCOL, at + 1 + i, "DNS label holds byte 0x%02x", c);
+          return -1;
+        }
+        out[olen++] = (char)yhc__lower(c);
+      }
+    }
+    at += 1 + len;
+  }
+}
+
+/* Compares a dotted name with an expected one, case-insensitively; a final dot on the
+   expected name does not count. */
+static int yhc__dns_name_eq(const char *got, const char *want) {
+  size_t wl = strlen(want), gl = strlen(got), i;
+  if (wl && want[wl - 1] == '.') wl--;
+  if (gl && got[gl - 1] == '.') gl--;
+  if (gl != wl) return 0;
+  for (i = 0; i < wl; i++)
+    if (yhc__lower((unsigned char)got[i]) != yhc__lower((unsigned char)want[i])) return 0;
+  return 1;
+}
+
+typedef struct yhc__dns_rr {
+  size_t owner;   /* offset of the owner name */
+  unsigned type, klass;
+  uint32_t ttl;
+  size_t rdata, rdlen;
+} yhc__dns_rr;
+
+/* Reads one resource record's fixed part at *pos and checks that it fits. */
+static int yhc__dns_read_rr(const unsigned char *p, size_t n, size_t *pos, yhc__dns_rr *rr,
+                            char *scratch, yhc_error *err) {
+  rr->owner = *pos;
+  if (yhc__dns_read_name(p, n, pos, scratch, err) < 0) return -1;
+  if (*pos + 10 > n) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, *pos, "DNS record header cut short");
+    return -1;
+  }
+  rr->type = yhc__get16(p + *pos);
+  rr->klass = yhc__get16(p + *pos + 2);
+  rr->ttl = yhc__get32(p + *pos + 4);
+  if (rr->ttl > 0x7fffffffu) rr->ttl = 0; /* RFC 2181 8: a TTL with the top bit set is 0 */
+  rr->rdlen = yhc__get16(p + *pos + 8);
+  rr->rdata = *pos + 10;
+  if (rr->rdata + rr->rdlen > n) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, *pos, "DNS record data runs past the end of the packet");
+    return -1;
+  }
+  *pos = rr->rdata + rr->rdlen;
+  return 0;
+}
+
+/* Checks the header and the echoed question; leaves *pos after the question. */
+static int yhc__dns_check_head(const unsigned char *p, size_t n, unsigned id, const char *qname,
+                               unsigned qtype, yhc__dns_answer *out, size_t *pos, yhc_error *err) {
+  char name[YHC__DNS_NAME_MAX];
+  unsigned flags;
+  if (n < 12) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "DNS answer of %zu bytes is shorter than its header", n);
+    return -1;
+  }
+  if (yhc__get16(p) != id) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "DNS answer id %u is not ours (%u)", yhc__get16(p), id);
+    return -1;
+  }
+  flags = yhc__get16(p + 2);
+  if (!(flags & 0x8000) || (flags >> 11 & 0xf) != 0) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 2, "DNS packet is not an answer to a standard query");
+    return -1;
+  }
+  out->rcode = (int)(flags & 0xf);
+  out->truncated = (flags & 0x0200) != 0;
+  if (yhc__get16(p + 4) != 1) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 4, "DNS answer carries %u questions, not ours",
+                   yhc__get16(p + 4));
+    return -1;
+  }
+  *pos = 12;
+  if (yhc__dns_read_name(p, n, pos, name, err) < 0) return -1;
+  if (*pos + 4 > n) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, *pos, "DNS question cut short");
+    return -1;
+  }
+  if (!yhc__dns_name_eq(name, qname) || yhc__get16(p + *pos) != qtype ||
+      yhc__get16(p + *pos + 2) != YHC__DNS_IN) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 12, "DNS answer is for another question");
+    return -1;
+  }
+  *pos += 4;
+  return 0;
+}
+
+/* Follows the CNAME chain from qname through the answer records; leaves the chain's end in
+   `cur`. Returns 0, or -1 with err (a chain too long, which includes a loop). */
+static int yhc__dns_follow_cnames(const unsigned char *p, size_t n, const yhc__dns_rr *rrs,
+                                  size_t nrr, char *cur, yhc__dns_answer *out, yhc_error *err) {
+  char owner[YHC__DNS_NAME_MAX];
+  for (;;) {
+    size_t i, at;
+    for (i = 0; i < nrr; i++) {
+      if (rrs[i].type != YHC__DNS_CNAME || rrs[i].klass != YHC__DNS_IN) continue;
+      at = rrs[i].owner;
+      if (yhc__dns_read_name(p, n, &at, owner, err) < 0) return -1;
+      if (yhc__dns_name_eq(owner, cur)) break;
+    }
+    if (i == nrr) return 0;
+    if (++out->cnames > YHC__DNS_MAX_CNAMES) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, rrs[i].owner, "DNS CNAME chain longer than %d",
+                     YHC__DNS_MAX_CNAMES);
+      return -1;
+    }
+    at = rrs[i].rdata;
+    if (yhc__dns_read_name(p, n, &at, cur, err) < 0) return -1;
+    if (at != rrs[i].rdata + rrs[i].rdlen) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, rrs[i].rdata, "DNS CNAME data has bytes after the name");
+      return -1;
+    }
+    if (rrs[i].ttl < out->ttl) out->ttl = rrs[i].ttl;
+  }
+}
+
+/* Takes the addresses of type qtype owned by `name` (the end of the CNAME chain). */
+static int yhc__dns_collect(const unsigned char *p, size_t n, const yhc__dns_rr *rrs, size_t nrr,
+                            const char *name, unsigned qtype, yhc__dns_answer *out, yhc_error *err) {
+  char owner[YHC__DNS_NAME_MAX];
+  size_t i, want = qtype == YHC__DNS_A ? 4 : 16;
+  for (i = 0; i < nrr; i++) {
+    size_t at = rrs[i].owner;
+    if (rrs[i].type != qtype || rrs[i].klass != YHC__DNS_IN) continue;
+    if (rrs[i].rdlen != want) {
+      yhc__error_set(err, YHC_ERR_PROTOCOL, rrs[i].rdata, "DNS %s record of %zu bytes",
+                     qtype == YHC__DNS_A ? "A" : "AAAA", rrs[i].rdlen);
+      return -1;
+    }
+    if (yhc__dns_read_name(p, n, &at, owner, err) < 0) return -1;
+    if (!yhc__dns_name_eq(owner, name) || out->naddrs == YHC__MAX_ADDRS) continue;
+    memset(&out->addrs[out->naddrs], 0, sizeof out->addrs[0]);
+    out->addrs[out->naddrs].family = qtype == YHC__DNS_A ? 4 : 6;
+    memcpy(out->addrs[out->naddrs].addr, p + rrs[i].rdata, want);
+    out->naddrs++;
+    if (rrs[i].ttl < out->ttl) out->ttl = rrs[i].ttl;
+  }
+  return 0;
+}
+
+/* Parses the answer to query (id, qname, qtype). Returns 0 with out filled (rcode,
+   truncated, the addresses at the end of the CNAME chain and their least TTL), or -1 with
+   err naming the first thing wrong and its offset. A truncated answer is not read past its
+   question: it is asked again over TCP. */
+static int yhc__dns_parse(const unsigned char *p, size_t n, unsigned id, const char *qname,
+                          unsigned qtype, yhc__dns_answer *out, yhc_error *err) {
+  yhc__dns_rr rrs[YHC__DNS_MAX_RECORDS];
+  char scratch[YHC__DNS_NAME_MAX], cur[YHC__DNS_NAME_MAX];
+  size_t pos, i, ancount, rest;
+  memset(out, 0, sizeof *out);
+  out->ttl = 0x7fffffffu;
+  if (yhc__dns_check_head(p, n, id, qname, qtype, out, &pos, err) < 0) return -1;
+  if (out->truncated) {
+    out->ttl = 0;
+    return 0;
+  }
+  ancount = yhc__get16(p + 6);
+  rest = (size_t)yhc__get16(p + 8) + yhc__get16(p + 10);
+  /* a record takes at least 11 bytes: counts that cannot fit are lies, refused up front */
+  if ((ancount + rest) * 11 > n - pos) {
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 6, "DNS record counts (%zu, %zu) do not fit %zu bytes",
+                   ancount, rest, n - pos);
+    return -1;
+  }
+  if (ancount > YHC__DNS_MAX_RECORDS) {
+    yhc__error_set(err, YHC_ERR_LIMIT, 6, "DNS answer has %zu records (limit %d)", ancount,
+                   YHC__DNS_MAX_RECORDS);
+    return -1;
+  }
+  for (i = 0; i < ancount; i++)
+    if (yhc__dns_read_rr(p, n, &pos, &rrs[i], scratch, err) < 0) return -1;
+  snprintf(cur, sizeof cur, "%s", qname);
+  if (yhc__dns_follow_cnames(p, n, rrs, ancount, cur, out, err) < 0) return -1;
+  if (yhc__dns_collect(p, n, rrs, ancount, cur, qtype, out, err) < 0) return -1;
+  if (!out->naddrs) out->ttl = 0;
+  return 0;
+}
+
+/* ---- resolv.conf and hosts: pure parsers over the file's text */
+
+#define YHC__NS_MAX 3
+#define YHC__SEARCH_MAX 6
+
+typedef struct yhc__rconf {
+  yhc_ip ns[YHC__NS_MAX];
+  int ns_port[YHC__NS_MAX];
+  int nns;
+  char search[YHC__SEARCH_MAX][YHC__DNS_NAME_MAX];
+  int nsearch;
+  int ndots, timeout_ms, attempts;
+} yhc__rconf;
+
+/* Parses a numeric IPv4 or IPv6 address (an IPv6 zone "%eth0" or "%2" included). */
+static int yhc__ip_parse(const char *s, yhc_ip *out) {
+  struct addrinfo hints, *ai = NULL;
+  int ok = -1;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_NUMERICHOST;
+  hints.ai_socktype = SOCK_STREAM;
+  /* AI_NUMERICHOST never consults a resolver: this is a parse, never a lookup */
+  if (getaddrinfo(s, NULL, &hints, &ai) != 0 || !ai) return -1;
+  memset(out, 0, sizeof *out);
+  if (ai->ai_family == AF_INET) {
+    out->family = 4;
+    memcpy(out->addr, &YHC__PUN(struct sockaddr_in *, ai->ai_addr)->sin_addr, 4);
+    ok = 0;
+  } else if (ai->ai_family == AF_INET6) {
+    struct sockaddr_in6 *s6 = YHC__PUN(struct sockaddr_in6 *, ai->ai_addr);
+    out->family = 6;
+    memcpy(out->addr, &s6->sin6_addr, 16);
+    out->scope_id = s6->sin6_scope_id;
+    ok = 0;
+  }
+  freeaddrinfo(ai);
+  return ok;
+}
+
+/* Copies the next whitespace-separated word of [*p, end) into out (cut to cap). */
+static int yhc__next_word(const char **p, const char *end, char *out, size_t cap) {
+  size_t n = 0;
+  while (*p < end && (**p == ' ' || **p == '\t' || **p == '\r')) (*p)++;
+  if (*p >= end) return 0;
+  while (*p < end && **p != ' ' && **p != '\t' && **p != '\r') {
+    if (n + 1 < cap) out[n++] = **p;
+    (*p)++;
+  }
+  out[n] = 0;
+  return 1;
+}
+
+/* "1.2.3.4", "1.2.3.4:53", "::1", "[::1]:53". Returns 0 and the port, or -1. */
+static int yhc__parse_server(const char *s, yhc_ip *ip, int *port) {
+  char host[80];
+  const char *colon = strrchr(s, ':');
+  *port = 53;
+  if (s[0] == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || (size_t)(close - s - 1) >= sizeof host) return -1;
+    memcpy(host, s + 1, (size_t)(close - s - 1));
+    host[close - s - 1] = 0;
+    if (close[1] == ':') *port = atoi(close + 2);
+    else if (close[1]) return -1;
+  } else if (colon && strchr(s, ':') == colon) { /* one colon: IPv4 with a port */
+    if ((size_t)(colon - s) >= sizeof host) return -1;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = 0;
+    *port = atoi(colon + 1);
+  } else {
+    snprintf(host, sizeof host, "%s", s);
+  }
+  if (*port <= 0 || *port > 65535) return -1;
+  return yhc__ip_parse(host, ip);
+}
+
+static void yhc__rconf_add_server(yhc__rconf *c, const char *word) {
+  if (c->nns < YHC__NS_MAX &&
+      yhc__parse_server(word, &c->ns[c->nns], &c->ns_port[c->nns]) == 0)
+    c->nns++;
+}
+
+static void yhc__rconf_set_search(yhc__rconf *c, const char *p, const char *end) {
+  char word[YHC__DNS_NAME_MAX];
+  c->nsearch = 0;
+  while (c->nsearch < YHC__SEARCH_MAX && yhc__next_word(&p, end, word, sizeof word)) {
+    size_t l = strlen(word);
+    if (l && word[l - 1] == '.') word[--l] = 0;
+    if (l) snprintf(c->search[c->nsearch++], sizeof c->search[0], "%s", word);
+  }
+}
+
+static void yhc__rconf_option(yhc__rconf *c, const char *opt) {
+  if (!strncmp(opt, "ndots:", 6)) c->ndots = YHC__MIN(atoi(opt + 6), 15);
+  else if (!strncmp(opt, "timeout:", 8)) c->timeout_ms = YHC__MAX(1, YHC__MIN(atoi(opt + 8), 30)) * 1000;
+  else if (!strncmp(opt, "attempts:", 9)) c->attempts = YHC__MAX(1, YHC__MIN(atoi(opt + 9), 5));
+}
+
+/* Reads resolv.conf(5) text: nameserver (up to 3), search/domain (the last one wins, up to
+   6 domains), options ndots/timeout/attempts. Unknown lines are ignored, as libc does. */
+static void yhc__rconf_parse(yhc__rconf *c, const char *text, size_t len) {
+  const char *p = text, *end = text + len;
+  while (p < end) {
+    const char *eol = p, *q;
+    char word[YHC__DNS_NAME_MAX];
+    while (eol < end && *eol != '\n') eol++;
+    q = p;
+    if (yhc__next_word(&q, eol, word, sizeof word) && word[0] != '#' && word[0] != ';') {
+      char arg[YHC__DNS_NAME_MAX];
+      if (!strcmp(word, "nameserver")) {
+        if (yhc__next_word(&q, eol, arg, sizeof arg)) yhc__rconf_add_server(c, arg);
+      } else if (!strcmp(word, "search") || !strcmp(word, "domain")) {
+        yhc__rconf_set_search(c, q, eol);
+      } else if (!strcmp(word, "options")) {
+        while (yhc__next_word(&q, eol, arg, sizeof arg)) yhc__rconf_option(c, arg);
+      }
+    }
+    p = eol < end ? eol + 1 : end;
+  }
+}
+
+/* Looks `name` up in hosts(5) text: every line naming it (case-insensitively) gives its
+   address, IPv4 lines first. Returns how many addresses were written to out. */
+static size_t yhc__hosts_lookup(const char *text, size_t len, const char *name, yhc_ip *out,
+                                size_t cap) {
+  size_t n = 0;
+  int pass;
+  for (pass = 4; pass <= 6; pass += 2) {
+    const char *p = text, *end = text + len;
+    while (p < end && n < cap) {
+      const char *eol = p, *hash, *q = p;
+      char addr[80], word[YHC__DNS_NAME_MAX];
+      yhc_ip ip;
+      while (eol < end && *eol != '\n') eol++;
+      for (hash = p; hash < eol && *hash != '#'; hash++) {}
+      p = eol < end ? eol + 1 : end;
+      if (!yhc__next_word(&q, hash, addr, sizeof addr) || yhc__ip_parse(addr, &ip) < 0 ||
+          ip.family != pass)
+        continue;
+      while (yhc__next_word(&q, hash, word, sizeof word)) {
+        if (yhc__dns_name_eq(word, name)) {
+          out[n++] = ip;
+          break;
+        }
+      }
+    }
+  }
+  return n;
+}
+
+/* ---- the resolver: one per loop, built on first use */
+
+typedef struct yhc__rwait yhc__rwait;
+typedef void (*yhc__rwait_fn)(yhc__rwait *w, yhc_err err, const char *msg, const yhc_ip *addrs,
+                              size_t n);
+/* Someone waiting for a lookup: a connecting stream or a yhc_resolve() caller. */
+struct yhc__rwait {
+  yhc__rwait *prev, *next;
+  yhc_resolve_query *q;
+  yhc__rwait_fn fn;
+};
+
+typedef struct yhc__cache_entry {
+  char name[YHC__DNS_NAME_MAX];
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  size_t naddrs;
+  uint64_t expires;
+} yhc__cache_entry;
+
+/* One question (A or AAAA) of the current try; over UDP, or TCP once truncated. */
+enum { YHC__DX_IDLE, YHC__DX_UDP, YHC__DX_TCP, YHC__DX_DONE, YHC__DX_FAILED };
+typedef struct yhc__dns_x {
+  yhc_resolve_query *q;
+  unsigned qtype, id;
+  int state;
+  yhc__dns_answer ans;
+  yhc__watch tcp;
+  unsigned char *tbuf; /* TCP: the framed query going out, then the framed answer coming in */
+  size_t tlen, tpos;
+  int tcp_sent;
+} yhc__dns_x;
+
+typedef struct yhc__resolver yhc__resolver;
+
+/* A lookup of one host name, shared by everyone who asks for it while it runs. */
+struct yhc_resolve_query {
+  yhc__resolver *r;
+  yhc_resolve_query *prev, *next;
+  char host[YHC__DNS_NAME_MAX];
+  yhc__rwait *waiters;
+  yhc__timer timer;
+  int delivering;
+  /* built-in DNS: candidate name (search list), try number (server = try % servers) */
+  int cand;
+  char name[YHC__DNS_NAME_MAX];
+  int try_no;
+  yhc__watch udp;
+  yhc__dns_x x[2];
+  int timeouts, servfails;
+  /* a hook's lookup */
+  int hook_live;
+  /* the result, delivered from the loop */
+  int finished;
+  yhc_err err;
+  char msg[200];
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  size_t naddrs;
+  uint32_t ttl;
+};
+
+/* A yhc_resolve() caller. */
+typedef struct yhc__pubresolve {
+  yhc__rwait w;
+  yhc__timer later;  /* delivers an answer known at once from the loop */
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  size_t naddrs;
+  uint64_t id;
+  yhc_resolve_fn fn;
+  void *user;
+  yhc__resolver *r;
+  struct yhc__pubresolve *prev, *next;
+} yhc__pubresolve;
+
+struct yhc__resolver {
+  yhc_loop *loop;
+  yhc__rconf conf;
+  char *hosts;
+  size_t hosts_len;
+  yhc_resolver_hook hook;
+  int max_cache, max_ttl_s;
+  yhc__cache_entry *cache;
+  int ncache;
+  yhc_resolve_query *queries;
+  yhc__pubresolve *pubs;
+  uint64_t next_pub_id;
+  unsigned char pool[64]; /* kernel entropy, refilled when used up */
+  size_t pool_left;
+};
+
+static unsigned yhc__resolver_rand16(yhc__resolver *r) {
+  unsigned v;
+  if (r->pool_left < 2) {
+    yhc__entropy(r->pool, sizeof r->pool);
+    r->pool_left = sizeof r->pool;
+  }
+  r->pool_left -= 2;
+  v = (unsigned)r->pool[r->pool_left] << 8 | r->pool[r->pool_left + 1];
+  return v;
+}
+
+/* Reads at most `max` bytes of a file; NULL (and *len 0) when it cannot be read. */
+static char *yhc__read_small_file(const char *path, size_t max, size_t *len) {
+  char *buf;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  *len = 0;
+  if (fd < 0) return NULL;
+  buf = YHC__CAST(char *, YHC_MALLOC(max + 1));
+  if (buf) {
+    for (;;) {
+      ssize_t n = read(fd, buf + *len, max - *len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      *len += (size_t)n;
+      if (*len == max) break;
+    }
+    buf[*len] = 0;
+  }
+  close(fd);
+  return buf;
+}
+
+/* resolv.conf first, then what the loop's config overrides. */
+static void yhc__resolver_configure(yhc__resolver *r, const yhc_resolver_desc *d) {
+  yhc__rconf *c = &r->conf;
+  size_t len;
+  char *text = yhc__read_small_file(d->resolv_conf ? d->resolv_conf : "/etc/resolv.conf",
+                                    65536, &len);
+  c->ndots = 1;
+  c->timeout_ms = 5000;
+  c->attempts = 2;
+  if (text) yhc__rconf_parse(c, text, len);
+  YHC_FREE(text);
+  if (d->nameservers) {
+    const char *p = d->nameservers, *end = p + strlen(p);
+    char word[80];
+    c->nns = 0;
+    while (yhc__next_word(&p, end, word, sizeof word)) yhc__rconf_add_server(c, word);
+  }
+  if (d->search) yhc__rconf_set_search(c, d->search, d->search + strlen(d->search));
+  if (d->timeout_ms > 0) c->timeout_ms = d->timeout_ms;
+  if (d->attempts > 0) c->attempts = d->attempts;
+  if (d->ndots) c->ndots = d->ndots < 0 ? 0 : d->ndots;
+  if (!c->nns) { /* resolv.conf(5): no nameserver line means the local one */
+    yhc__ip_parse("127.0.0.1", &c->ns[0]);
+    c->ns_port[0] = 53;
+    c->nns = 1;
+  }
+  r->max_cache = d->max_cache ? (d->max_cache < 0 ? 0 : d->max_cache) : 256;
+  r->max_ttl_s = d->max_ttl_s > 0 ? d->max_ttl_s : 3600;
+  r->hook = d->hook;
+  if (!d->hosts_file || d->hosts_file[0])
+    r->hosts = yhc__read_small_file(d->hosts_file ? d->hosts_file : "/etc/hosts", 1 << 20,
+                                    &r->hosts_len);
+}
+
+static yhc__resolver *yhc__resolver_get(yhc_loop *loop) {
+  yhc__resolver *r = loop->resolver;
+  if (r) return r;
+  r = YHC__NEW(yhc__resolver);
+  if (!r) return NULL;
+  r->loop = loop;
+  r->next_pub_id = 1;
+  yhc__resolver_configure(r, &loop->rdesc);
+  loop->resolver = r;
+  return r;
+}
+
+/* ---- cache */
+
+static int yhc__cache_find(yhc__resolver *r, const char *host) {
+  int i;
+  for (i = 0; i < r->ncache; i++)
+    if (!strcmp(r->cache[i].name, host)) return i;
+  return -1;
+}
+
+static size_t yhc__cache_get(yhc__resolver *r, const char *host, yhc_ip *out) {
+  int i = yhc__cache_find(r, host);
+  if (i < 0) return 0;
+  if (r->cache[i].expires <= yhc_loop_now(r->loop)) { /* expired: forget it */
+    r->cache[i] = r->cache[--r->ncache];
+    return 0;
+  }
+  memcpy(out, r->cache[i].addrs, r->cache[i].naddrs * sizeof *out);
+  return r->cache[i].naddrs;
+}
+
+/* Keeps an answer for min(ttl, max_ttl_s); when full, replaces the entry expiring first. */
+static void yhc__cache_put(yhc__resolver *r, const char *host, const yhc_ip *addrs, size_t n,
+                           uint32_t ttl) {
+  int i;
+  yhc__cache_entry *e;
+  if (!ttl || !n || !r->max_cache) return;
+  i = yhc__cache_find(r, host);
+  if (i < 0 && r->ncache < r->max_cache) {
+    if (!r->cache) {
+      r->cache = YHC__NEWN(yhc__cache_entry, (size_t)r->max_cache);
+      if (!r->cache) return;
+    }
+    i = r->ncache++;
+  } else if (i < 0) {
+    int j;
+    for (i = 0, j = 1; j < r->ncache; j++)
+      if (r->cache[j].expires < r->cache[i].expires) i = j;
+  }
+  e = &r->cache[i];
+  snprintf(e->name, sizeof e->name, "%s", host);
+  memcpy(e->addrs, addrs, n * sizeof *addrs);
+  e->naddrs = n;
+  e->expires = yhc_loop_now(r->loop) + (uint64_t)YHC__MIN(ttl, (uint32_t)r->max_ttl_s) * 1000u;
+}
+
+/* ---- answers known without asking anyone */
+
+static int yhc__is_localhost(const char *h) {
+  size_t n = strlen(h);
+  if (n && h[n - 1] == '.') n--;
+  /* RFC 6761 6.3: localhost and every name under it are the loopback */
+  return (n == 9 && !strncmp(h, "localhost", 9)) ||
+         (n > 10 && !strncmp(h + n - 10, ".localhost", 10));
+}
+
+/* Lower-cases host into key (the cache and the shared lookups are keyed on it). */
+static int yhc__host_key(const char *host, char *key) {
+  size_t i, n = strlen(host);
+  if (n >= YHC__DNS_NAME_MAX) return -1;
+  for (i = 0; i <= n; i++) key[i] = (char)yhc__lower((unsigned char)host[i]);
+  return 0;
+}
+
+/* Numeric host, localhost, hosts file or cache: the addresses (>0), or 0 = ask. */
+static size_t yhc__resolve_at_once(yhc__resolver *r, const char *key, yhc_ip *out) {
+  size_t n;
+  if (yhc__ip_parse(key, &out[0]) == 0) return 1;
+  if (yhc__is_localhost(key)) {
+    yhc__ip_parse("127.0.0.1", &out[0]);
+    yhc__ip_parse("::1", &out[1]);
+    return 2;
+  }
+  if (r->hosts && (n = yhc__hosts_lookup(r->hosts, r->hosts_len, key, out, YHC__MAX_ADDRS)) > 0)
+    return n;
+  return yhc__cache_get(r, key, out);
+}
+
+/* ---- lookups */
+
+static void yhc__rq_deliver(void *ctx);
+
+static void yhc__dns_x_close(yhc__resolver *r, yhc__dns_x *x) {
+  if (x->tcp.fd >= 0) {
+    int fd = x->tcp.fd;
+    yhc__watch_del(r->loop, &x->tcp);
+    close(fd);
+  }
+  YHC_FREE(x->tbuf);
+  x->tbuf = NULL;
+  x->tlen = x->tpos = 0;
+  x->tcp_sent = 0;
+  x->state = YHC__DX_IDLE;
+}
+
+/* Closes the sockets of the current try. */
+static void yhc__rq_end_try(yhc_resolve_query *q) {
+  yhc__resolver *r = q->r;
+  if (q->udp.fd >= 0) {
+    int fd = q->udp.fd;
+    yhc__watch_del(r->loop, &q->udp);
+    close(fd);
+  }
+  yhc__dns_x_close(r, &q->x[0]);
+  yhc__dns_x_close(r, &q->x[1]);
+  yhc__timer_stop(r->loop, &q->timer);
+}
+
+/* Ends the lookup; the waiters hear of it from the loop (never from inside the call that
+   started it), and an answer goes into the cache. */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void yhc__rq_finish(yhc_resolve_query *q, yhc_err err, const char *fmt, ...) {
+  yhc__resolver *r = q->r;
+  yhc__rq_end_try(q);
+  q->finished = 1;
+  q->err = err;
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q->msg, sizeof q->msg, fmt, ap);
+    va_end(ap);
+  }
+  if (!err) yhc__cache_put(r, q->host, q->addrs, q->naddrs, q->ttl);
+  /* out of the list at once: whoever asks from now on gets the cache or a fresh lookup */
+  if (q->prev) q->prev->next = q->next; else r->queries = q->next;
+  if (q->next) q->next->prev = q->prev;
+  q->prev = q->next = NULL;
+  if (yhc__timer_start(r->loop, &q->timer, 0, yhc__rq_deliver, q) < 0) yhc__rq_deliver(q);
+}
+
+static void yhc__rq_free(yhc_resolve_query *q) {
+  yhc__resolver *r = q->r;
+  yhc__rq_end_try(q);
+  if (q->hook_live && r->hook.cancel) r->hook.cancel(r->hook.user, q);
+  if (!q->finished) {
+    if (q->prev) q->prev->next = q->next; else r->queries = q->next;
+    if (q->next) q->next->prev = q->prev;
+  }
+  YHC_FREE(q);
+}
+
+static void yhc__rq_deliver(void *ctx) {
+  yhc_resolve_query *q = YHC__CAST(yhc_resolve_query *, ctx);
+  const char *msg = q->msg[0] ? q->msg : yhc_strerror(q->err);
+  q->delivering = 1;
+  /* one at a time from the head: a waiter may make others leave (a destroyed client) */
+  while (q->waiters) {
+    yhc__rwait *w = q->waiters;
+    q->waiters = w->next;
+    if (q->waiters) q->waiters->prev = NULL;
+    w->q = NULL;
+    w->prev = w->next = NULL;
+    w->fn(w, q->err, msg, q->naddrs ? q->addrs : NULL, q->naddrs);
+  }
+  yhc__rq_free(q);
+}
+
+static void yhc__rwait_join(yhc_resolve_query *q, yhc__rwait *w, yhc__rwait_fn fn) {
+  w->q = q;
+  w->fn = fn;
+  w->prev = NULL;
+  w->next = q->waiters;
+  if (w->next) w->next->prev = w;
+  q->waiters = w;
+}
+
+/* A waiter gives up; the lookup stops when nobody waits for it any more. */
+static void yhc__rwait_leave(yhc__rwait *w) {
+  yhc_resolve_query *q = w->q;
+  if (!q) return;
+  if (w->prev) w->prev->next = w->next; else q->waiters = w->next;
+  if (w->next) w->next->prev = w->prev;
+  w->q = NULL;
+  if (!q->waiters && !q->delivering) yhc__rq_free(q);
+}
+
+/* The name to ask for candidate i (resolv.conf(5) search and ndots), or -1 when none is left. */
+static int yhc__rq_candidate(const yhc_resolve_query *q, int i, char *out) {
+  const yhc__rconf *c = &q->r->conf;
+  const char *h = q->host, *p;
+  size_t len = strlen(h);
+  int dots = 0, as_is_first, ns = c->nsearch;
+  if (len && h[len - 1] == '.') { /* absolute: the name itself only */
+    if (i) return -1;
+    snprintf(out, YHC__DNS_NAME_MAX, "%.*s", (int)(len - 1), h);
+    return 0;
+  }
+  for (p = h; *p; p++) dots += *p == '.';
+  as_is_first = dots >= c->ndots;
+  if (i > ns) return -1;
+  if ((as_is_first && i == 0) || (!as_is_first && i == ns)) {
+    snprintf(out, YHC__DNS_NAME_MAX, "%s", h);
+    return 0;
+  }
+  {
+    const char *dom = c->search[as_is_first ? i - 1 : i];
+    size_t dl = strlen(dom);
+    if (len + 1 + dl > 253) return -2; /* too long with this domain: skip it */
+    memcpy(out, h, len);
+    out[len] = '.';
+    memcpy(out + len + 1, dom, dl + 1);
+  }
+  return 0;
+}
+
+static void yhc__rq_udp_io(void *ctx, int revents);
+static void yhc__rq_timeout(void *ctx);
+static void yhc__rq_evaluate(yhc_resolve_query *q);
+
+/* A UDP socket on a random source port, connected to the server so that the kernel drops
+   datagrams from anyone else and reports an unreachable port. */
+static int yhc__dns_udp_socket(yhc__resolver *r, const yhc_ip *ns, int port) {
+  struct sockaddr_storage ss, local;
+  socklen_t len = yhc__sockaddr_from_ip(ns, port, &ss), llen;
+  yhc_ip any;
+  int fd = socket(ns->family == 6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0), i;
+  if (fd < 0) return -1;
+  if (yhc__set_nonblock(fd) < 0) {
+    close(fd);
+    return -1;
+  }
+  memset(&any, 0, sizeof any);
+  any.family = ns->family;
+  for (i = 0; i < 8; i++) { /* ports below 1024 are privileged; a taken one is tried again */
+    llen = yhc__sockaddr_from_ip(&any, 1024 + (int)(yhc__resolver_rand16(r) % (65536 - 1024)), &local);
+    if (bind(fd, YHC__PUN(struct sockaddr *, &local), llen) == 0) break;
+  }
+  if (connect(fd, YHC__PUN(struct sockaddr *, &ss), len) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Starts the try numbered q->try_no for q->name: both questions over UDP to one server. */
+static int yhc__rq_send_try(yhc_resolve_query *q) {
+  yhc__resolver *r = q->r;
+  const yhc__rconf *c = &r->conf;
+  int s = q->try_no % c->nns, k, fd;
+  fd = yhc__dns_udp_socket(r, &c->ns[s], c->ns_port[s]);
+  if (fd < 0) return -1;
+  if (yhc__watch_add(r->loop, &q->udp, fd, yhc__rq_udp_io, q) < 0) {
+    close(fd);
+    return -1;
+  }
+  yhc__watch_set(&q->udp, 1, 0);
+  for (k = 0; k < 2; k++) {
+    unsigned char pkt[300];
+    size_t n;
+    yhc__dns_x *x = &q->x[k];
+    x->q = q;
+    x->qtype = k == 0 ? YHC__DNS_A : YHC__DNS_AAAA;
+    x->id = yhc__resolver_rand16(r);
+    n = yhc__dns_build_query(pkt, sizeof pkt, x->id, q->name, x->qtype);
+    if (!n || send(fd, pkt, n, 0) != (ssize_t)n) return -1;
+    x->state = YHC__DX_UDP;
+  }
+  return yhc__timer_start(r->loop, &q->timer, (uint64_t)c->timeout_ms, yhc__rq_timeout, q);
+}
+
+/* Moves on to the next try (another server, or another round); ends the lookup when the
+   tries are used up. */
+static void yhc__rq_next_try(yhc_resolve_query *q) {
+  const yhc__rconf *c = &q->r->conf;
+  for (;;) {
+    int budget = c->nns * c->attempts;
+    yhc__rq_end_try(q);
+    if (q->try_no >= budget) {
+      if (q->servfails)
+        yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: DNS server failure (%d of %d tries "
+                       "answered SERVFAIL or REFUSED)", q->host, q->servfails, budget);
+      else
+        yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: no DNS answer after %d tries of "
+                       "%d ms", q->host, budget, c->timeout_ms);
+      return;
+    }
+    if (yhc__rq_send_try(q) == 0) return;
+    q->try_no++; /* this one could not even start: count it as a timeout */
+    q->timeouts++;
+  }
+}
+
+/* Moves on to the next search candidate; ends the lookup when none is left. */
+static void yhc__rq_next_candidate(yhc_resolve_query *q, const char *why) {
+  for (;;) {
+    int rc = yhc__rq_candidate(q, q->cand++, q->name);
+    if (rc == -2) continue;
+    if (rc < 0) {
+      yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: %s", q->host, why);
+      return;
+    }
+    {
+      unsigned char probe[300];
+      if (!yhc__dns_build_query(probe, sizeof probe, 0, q->name, YHC__DNS_A)) {
+        yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: not a valid DNS name", q->host);
+        return;
+      }
+    }
+    q->try_no = 0;
+    yhc__rq_next_try(q);
+    return;
+  }
+}
+
+/* Accepts or refuses one answer for question x. */
+static void yhc__dns_x_answer(yhc__dns_x *x, const unsigned char *pkt, size_t n, int over_tcp);
+
+static void yhc__rq_udp_io(void *ctx, int revents) {
+  yhc_resolve_query *q = YHC__CAST(yhc_resolve_query *, ctx);
+  unsigned char pkt[4096];
+  (void)revents;
+  for (;;) {
+    ssize_t n = recv(q->udp.fd, pkt, sizeof pkt, 0);
+    int k;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0) { /* ICMP: nobody listens there; the other questions will not fare better */
+      for (k = 0; k < 2; k++)
+        if (q->x[k].state == YHC__DX_UDP) q->x[k].state = YHC__DX_FAILED;
+      q->timeouts++;
+      break;
+    }
+    for (k = 0; k < 2; k++) {
+      yhc__dns_x *x = &q->x[k];
+      if (x->state == YHC__DX_UDP && n >= 2 && yhc__get16(pkt) == x->id) {
+        yhc__dns_x_answer(x, pkt, (size_t)n, 0);
+        break;
+      }
+    }
+  }
+  yhc__rq_evaluate(q);
+}
+
+static void yhc__dns_tcp_io(void *ctx, int revents);
+
+/* A truncated answer: the same question again over TCP, to the same server. */
+static void yhc__dns_x_start_tcp(yhc__dns_x *x) {
+  yhc_resolve_query *q = x->q;
+  yhc__resolver *r = q->r;
+  int s = q->try_no % r->conf.nns, fd;
+  struct sockaddr_storage ss;
+  socklen_t len = yhc__sockaddr_from_ip(&r->conf.ns[s], r->conf.ns_port[s], &ss);
+  size_t n;
+  x->state = YHC__DX_FAILED;
+  x->tbuf = YHC__CAST(unsigned char *, YHC_MALLOC(2 + 300));
+  if (!x->tbuf) return;
+  n = yhc__dns_build_query(x->tbuf + 2, 300, x->id, q->name, x->qtype);
+  x->tbuf[0] = (unsigned char)(n >> 8);
+  x->tbuf[1] = (unsigned char)n;
+  x->tlen = n + 2;
+  x->tpos = 0;
+  fd = socket(r->conf.ns[s].family == 6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;
+  if (yhc__set_nonblock(fd) < 0 ||
+      (connect(fd, YHC__PUN(struct sockaddr *, &ss), len) < 0 && errno != EINPROGRESS) ||
+      yhc__watch_add(r->loop, &x->tcp, fd, yhc__dns_tcp_io, x) < 0) {
+    close(fd);
+    return;
+  }
+  yhc__watch_set(&x->tcp, 0, 1);
+  x->state = YHC__DX_TCP;
+  /* the TCP exchange gets a whole timeout of its own */
+  yhc__timer_start(r->loop, &q->timer, (uint64_t)r->conf.timeout_ms, yhc__rq_timeout, q);
+}
+
+static void yhc__dns_x_answer(yhc__dns_x *x, const unsigned char *pkt, size_t n, int over_tcp) {
+  yhc__dns_answer a;
+  yhc_error e;
+  if (yhc__dns_parse(pkt, n, x->id, x->q->name, x->qtype, &a, &e) < 0) {
+    yhc__log(x->q->r->loop, YHC_LOG_DEBUG, "DNS answer for %s refused: %s", x->q->name, e.msg);
+    /* over UDP a bad datagram may be a forgery: keep waiting for the real one */
+    if (over_tcp) x->state = YHC__DX_FAILED;
+    return;
+  }
+  if (a.truncated) {
+    if (over_tcp) x->state = YHC__DX_FAILED;
+    else yhc__dns_x_start_tcp(x);
+    return;
+  }
+  x->ans = a;
+  x->state = YHC__DX_DONE;
+}
+
+/* Sends the framed query, then reads the two-byte length and the answer it announces. */
+static int yhc__dns_tcp_step(yhc__dns_x *x) {
+  for (;;) {
+    ssize_t n;
+    if (!x->tcp_sent) {
+      n = send(x->tcp.fd, x->tbuf + x->tpos, x->tlen - x->tpos, 0);
+      if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+      x->tpos += (size_t)n;
+      if (x->tpos < x->tlen) continue;
+      x->tcp_sent = 1;
+      x->tpos = 0;
+      x->tlen = 2;
+      yhc__watch_set(&x->tcp, 1, 0);
+      continue;
+    }
+    n = recv(x->tcp.fd, x->tbuf + x->tpos, x->tlen - x->tpos, 0);
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : -1;
+    if (n == 0) return -1;
+    x->tpos += (size_t)n;
+    if (x->tpos < x->tlen) continue;
+    if (x->tlen == 2) { /* the length is in: room for the answer (at most 64 KiB) */
+      size_t want = yhc__get16(x->tbuf);
+      unsigned char *b;
+      if (want < 12) return -1;
+      b = YHC__CAST(unsigned char *, YHC_REALLOC(x->tbuf, 2 + want));
+      if (!b) return -1;
+      x->tbuf = b;
+      x->tlen = 2 + want;
+      continue;
+    }
+    yhc__dns_x_answer(x, x->tbuf + 2, x->tlen - 2, 1);
+    if (x->state == YHC__DX_TCP) x->state = YHC__DX_FAILED;
+    return 1;
+  }
+}
+
+static void yhc__dns_tcp_io(void *ctx, int revents) {
+  yhc__dns_x *x = YHC__CAST(yhc__dns_x *, ctx);
+  yhc_resolve_query *q = x->q;
+  int soerr = 0, rc;
+  socklen_t len = sizeof soerr;
+  if (getsockopt(x->tcp.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0) soerr = errno;
+  rc = soerr || ((revents & (POLLERR | POLLNVAL)) && !(revents & POLLIN)) ? -1 : yhc__dns_tcp_step(x);
+  if (rc == 0) return;
+  if (rc < 0) x->state = YHC__DX_FAILED;
+  {
+    yhc__resolver *r = q->r;
+    int fd = x->tcp.fd;
+    yhc__watch_del(r->loop, &x->tcp);
+    close(fd);
+  }
+  yhc__rq_evaluate(q);
+}
+
+/* The try's deadline: questions still open count as unanswered. */
+static void yhc__rq_timeout(void *ctx) {
+  yhc_resolve_query *q = YHC__CAST(yhc_resolve_query *, ctx);
+  int k, open = 0;
+  for (k = 0; k < 2; k++) {
+    if (q->x[k].state == YHC__DX_UDP || q->x[k].state == YHC__DX_TCP) {
+      q->x[k].state = YHC__DX_FAILED;
+      open = 1;
+    }
+  }
+  if (open) q->timeouts++;
+  yhc__rq_evaluate(q);
+}
+
+static int yhc__rcode_says_absent(int rcode) {
+  return rcode == YHC__DNS_NOERROR || rcode == YHC__DNS_NXDOMAIN;
+}
+
+/* Decides once both questions of the try are settled: addresses end the lookup (IPv4
+   first); "no such name" from both moves to the next search candidate; anything else
+   (SERVFAIL, REFUSED, silence, a broken TCP answer) moves to the next server. */
+static void yhc__rq_evaluate(yhc_resolve_query *q) {
+  int k, absent = 1, nx = 0, servfail = 0;
+  for (k = 0; k < 2; k++)
+    if (q->x[k].state == YHC__DX_UDP || q->x[k].state == YHC__DX_TCP) return;
+  q->naddrs = 0;
+  q->ttl = 0x7fffffffu;
+  for (k = 0; k < 2; k++) {
+    yhc__dns_x *x = &q->x[k];
+    size_t i;
+    if (x->state != YHC__DX_DONE) {
+      absent = 0;
+      continue;
+    }
+    if (!yhc__rcode_says_absent(x->ans.rcode)) {
+      absent = 0;
+      servfail |= x->ans.rcode == YHC__DNS_SERVFAIL || x->ans.rcode == 5; /* 5: REFUSED */
+      continue;
+    }
+    nx += x->ans.rcode == YHC__DNS_NXDOMAIN;
+    for (i = 0; i < x->ans.naddrs && q->naddrs < YHC__MAX_ADDRS; i++)
+      q->addrs[q->naddrs++] = x->ans.addrs[i];
+    if (x->ans.naddrs && x->ans.ttl < q->ttl) q->ttl = x->ans.ttl;
+  }
+  if (q->naddrs) {
+    yhc__rq_finish(q, YHC_ERR_OK, NULL);
+    return;
+  }
+  yhc__rq_end_try(q);
+  q->servfails += servfail;
+  if (absent) {
+    yhc__rq_next_candidate(q, nx ? "no such host (NXDOMAIN)" : "the name has no address records");
+    return;
+  }
+  q->try_no++;
+  yhc__rq_next_try(q);
+}
+
+#ifdef YHC_RESOLVER_GETADDRINFO
+/* The compile-time choice: the platform's getaddrinfo(), blocking, answered from the loop. */
+static void yhc__rq_start_dns(yhc_resolve_query *q) {
+  struct addrinfo hints, *ai = NULL, *a;
+  int rc;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-  rc = getaddrinfo(host, portstr, &hints, &t->ai);
-  if (rc != 0) {
-    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-    rc = getaddrinfo(host, portstr, &hints, &t->ai);
+  hints.ai_flags = AI_ADDRCONFIG;
+  rc = getaddrinfo(q->host, NULL, &hints, &ai);
+  if (rc != 0 || !ai) {
+    yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: %s", q->host, gai_strerror(rc));
+    return;
   }
-  if (rc != 0 || !t->ai) {
-    yhc__error_set(err, YHC_ERR_DNS, 0, "cannot resolve host %s: %s", host, gai_strerror(rc));
-    YHC_FREE(t);
+  for (a = ai; a && q->naddrs < YHC__MAX_ADDRS; a = a->ai_next) {
+    yhc_ip *ip = &q->addrs[q->naddrs];
+    memset(ip, 0, sizeof *ip);
+    if (a->ai_family == AF_INET) {
+      ip->family = 4;
+      memcpy(ip->addr, &YHC__PUN(struct sockaddr_in *, a->ai_addr)->sin_addr, 4);
+    } else if (a->ai_family == AF_INET6) {
+      ip->family = 6;
+      memcpy(ip->addr, &YHC__PUN(struct sockaddr_in6 *, a->ai_addr)->sin6_addr, 16);
+      ip->scope_id = YHC__PUN(struct sockaddr_in6 *, a->ai_addr)->sin6_scope_id;
+    } else {
+      continue;
+    }
+    q->naddrs++;
+  }
+  freeaddrinfo(ai);
+  q->ttl = 0; /* getaddrinfo does not say; its own cache (nscd) may */
+  if (q->naddrs) yhc__rq_finish(q, YHC_ERR_OK, NULL);
+  else yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: no usable address", q->host);
+}
+#else
+static void yhc__rq_start_dns(yhc_resolve_query *q) {
+  q->cand = 0;
+  yhc__rq_next_candidate(q, "no such host");
+}
+#endif
+
+static yhc_resolve_query *yhc__rq_start(yhc__resolver *r, const char *key) {
+  yhc_resolve_query *q = YHC__NEW(yhc_resolve_query);
+  if (!q) return NULL;
+  q->r = r;
+  q->udp.fd = q->x[0].tcp.fd = q->x[1].tcp.fd = -1;
+  snprintf(q->host, sizeof q->host, "%s", key);
+  q->next = r->queries;
+  if (q->next) q->next->prev = q;
+  r->queries = q;
+  {
+    unsigned char probe[300];
+    if (!yhc__dns_build_query(probe, sizeof probe, 0, q->host, YHC__DNS_A)) {
+      yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host \"%s\": not a valid host name", q->host);
+      return q;
+    }
+  }
+  if (r->hook.start) {
+    q->hook_live = 1;
+    if (r->hook.start(r->hook.user, q, q->host) != 0) {
+      q->hook_live = 0;
+      yhc__rq_finish(q, YHC_ERR_DNS, "cannot resolve host %s: the resolver hook refused it", q->host);
+    }
+  } else {
+    yhc__rq_start_dns(q);
+  }
+  return q;
+}
+
+/* Joins the lookup of `key` that is running, or starts one. */
+static yhc_resolve_query *yhc__rq_get(yhc__resolver *r, const char *key) {
+  yhc_resolve_query *q;
+  for (q = r->queries; q; q = q->next)
+    if (!strcmp(q->host, key)) return q;
+  return yhc__rq_start(r, key);
+}
+
+YHCDEF void yhc_resolve_done(yhc_resolve_query *q, yhc_err err, const char *msg,
+                             const yhc_ip *addrs, size_t n, uint32_t ttl_s) {
+  if (!q || q->finished) return;
+  q->hook_live = 0;
+  if (!err && (!addrs || !n)) err = YHC_ERR_DNS;
+  if (!err) {
+    q->naddrs = YHC__MIN(n, (size_t)YHC__MAX_ADDRS);
+    memcpy(q->addrs, addrs, q->naddrs * sizeof *addrs);
+    q->ttl = ttl_s;
+    yhc__rq_finish(q, YHC_ERR_OK, NULL);
+  } else {
+    yhc__rq_finish(q, err, "cannot resolve host %s: %s", q->host, msg ? msg : "resolver hook failed");
+  }
+}
+
+/* Frees the resolver with its loop: lookups still running are dropped without answers. */
+static void yhc__resolver_free(yhc_loop *loop) {
+  yhc__resolver *r = loop->resolver;
+  if (!r) return;
+  while (r->pubs) yhc_resolve_cancel(loop, r->pubs->id);
+  while (r->queries) {
+    yhc_resolve_query *q = r->queries;
+    while (q->waiters) yhc__rwait_leave(q->waiters); /* frees q with the last one */
+    if (r->queries == q) yhc__rq_free(q);
+  }
+  YHC_FREE(r->cache);
+  YHC_FREE(r->hosts);
+  YHC_FREE(r);
+  loop->resolver = NULL;
+}
+
+/* ---- public yhc_resolve() */
+
+static void yhc__pub_unlink(yhc__pubresolve *p) {
+  yhc__resolver *r = p->r;
+  if (p->prev) p->prev->next = p->next; else r->pubs = p->next;
+  if (p->next) p->next->prev = p->prev;
+}
+
+static void yhc__pub_answer(yhc__rwait *w, yhc_err err, const char *msg, const yhc_ip *addrs,
+                            size_t n) {
+  yhc__pubresolve *p = YHC__PUN(yhc__pubresolve *, w);
+  yhc_resolve_fn fn = p->fn;
+  void *user = p->user;
+  yhc__pub_unlink(p);
+  YHC_FREE(p);
+  fn(user, err, msg, addrs, n);
+}
+
+static void yhc__pub_answer_later(void *ctx) {
+  yhc__pubresolve *p = YHC__CAST(yhc__pubresolve *, ctx);
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  size_t n = p->naddrs;
+  memcpy(addrs, p->addrs, n * sizeof *addrs);
+  yhc__pub_answer(&p->w, YHC_ERR_OK, "ok", addrs, n);
+}
+
+YHCDEF uint64_t yhc_resolve(yhc_loop *loop, const char *host, yhc_resolve_fn fn, void *user) {
+  yhc__resolver *r = yhc__resolver_get(loop);
+  yhc__pubresolve *p;
+  char key[YHC__DNS_NAME_MAX];
+  if (!r || !fn) return 0;
+  p = YHC__NEW(yhc__pubresolve);
+  if (!p) return 0;
+  p->r = r;
+  p->fn = fn;
+  p->user = user;
+  p->id = r->next_pub_id++;
+  p->next = r->pubs;
+  if (p->next) p->next->prev = p;
+  r->pubs = p;
+  if (!host || yhc__host_key(host, key) < 0) key[0] = 0;
+  if (key[0] && (p->naddrs = yhc__resolve_at_once(r, key, p->addrs)) > 0) {
+    if (yhc__timer_start(loop, &p->later, 0, yhc__pub_answer_later, p) == 0) return p->id;
+  } else {
+    yhc_resolve_query *q = yhc__rq_get(r, key[0] ? key : "");
+    if (q) {
+      yhc__rwait_join(q, &p->w, yhc__pub_answer);
+      return p->id;
+    }
+  }
+  yhc__pub_unlink(p);
+  YHC_FREE(p);
+  return 0;
+}
+
+YHCDEF int yhc_resolve_cancel(yhc_loop *loop, uint64_t id) {
+  yhc__resolver *r = loop->resolver;
+  yhc__pubresolve *p;
+  for (p = r ? r->pubs : NULL; p; p = p->next) {
+    if (p->id != id) continue;
+    yhc__timer_stop(loop, &p->later);
+    yhc__rwait_leave(&p->w);
+    yhc__pub_unlink(p);
+    YHC_FREE(p);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- connecting by name */
+
+typedef struct yhc__dial {
+  yhc__rwait w;
+  yhc__tcp *t;
+} yhc__dial;
+
+static void yhc__dial_answer(yhc__rwait *w, yhc_err err, const char *msg, const yhc_ip *addrs,
+                             size_t n) {
+  yhc__dial *d = YHC__PUN(yhc__dial *, w);
+  yhc__tcp *t = d->t;
+  t->abandon = NULL;
+  YHC_FREE(d);
+  if (err) {
+    yhc__error_set(&t->base.err, err, 0, "%s", msg);
+    yhc__stream_emit(&t->base, YHC__EV_ERROR);
+  } else if (yhc__tcp_connect(t, addrs, n) < 0) {
+    yhc__stream_emit(&t->base, YHC__EV_ERROR);
+  }
+}
+
+static void yhc__dial_abandon(void *ctx) {
+  yhc__dial *d = YHC__CAST(yhc__dial *, ctx);
+  yhc__rwait_leave(&d->w);
+  YHC_FREE(d);
+}
+
+/* Names host with the loop's resolver and starts a non-blocking connect to its addresses:
+   at once when they are known (numeric, localhost, hosts file, cache), else once the
+   lookup answers. The stream emits CONNECT or ERROR (a failed lookup is YHC_ERR_DNS) from
+   the loop; NULL return = failed now (err says why: CONNECT or NOMEM). */
+static yhc__stream *yhc__tcp_open(yhc_loop *loop, const char *host, int port, yhc_error *err) {
+  yhc__tcp *t = yhc__tcp_new(loop, host, port);
+  yhc__resolver *r = NULL;
+  yhc_ip addrs[YHC__MAX_ADDRS];
+  char key[YHC__DNS_NAME_MAX];
+  size_t n = 0;
+  yhc__dial *d;
+  yhc_resolve_query *q;
+  if (yhc__host_key(host, key) < 0) key[0] = 0;
+  /* a numeric host needs no resolver: its files are read only when a name comes */
+  if (t && key[0] && yhc__ip_parse(key, &addrs[0]) == 0) n = 1;
+  else if (t) r = yhc__resolver_get(loop);
+  if (!t || (!n && !r)) {
+    if (t) yhc__tcp_close(&t->base);
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory opening a connection");
     return NULL;
   }
-  t->next_ai = t->ai;
-  if (yhc__tcp_try_next(t) < 0) {
-    *err = t->base.err;
+  if (n || (key[0] && (n = yhc__resolve_at_once(r, key, addrs)) > 0)) {
+    if (yhc__tcp_connect(t, addrs, n) < 0) {
+      *err = t->base.err;
+      yhc__tcp_close(&t->base);
+      return NULL;
+    }
+    return &t->base;
+  }
+  d = YHC__NEW(yhc__dial);
+  q = d ? yhc__rq_get(r, key) : NULL;
+  if (!q) {
+    YHC_FREE(d);
     yhc__tcp_close(&t->base);
+    yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory resolving %s", host);
     return NULL;
   }
+  d->t = t;
+  yhc__rwait_join(q, &d->w, yhc__dial_answer);
+  t->abandon = yhc__dial_abandon;
+  t->abandon_ctx = d;
   return &t->base;
 }
 
@@ -6184,27 +7690,6 @@ static uint64_t yhc__ws_rand(yhc__ws *w) {
   return w->rng[1] + s0;
 }
 
-static void yhc__entropy(void *out, size_t n) {
-  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  size_t got = 0;
-  if (fd >= 0) {
-    while (got < n) {
-      ssize_t r = read(fd, YHC__CAST(char *, out) + got, n - got);
-      if (r <= 0) break;
-      got += (size_t)r;
-    }
-    close(fd);
-  }
-  if (got < n) { /* no urandom: mix what varies, better than nothing */
-    uint64_t x = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)out;
-    size_t i;
-    for (i = got; i < n; i++) {
-      x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-      YHC__CAST(unsigned char *, out)[i] = (unsigned char)x;
-    }
-  }
-}
-
 static void yhc__ws_kick_fire(void *ctx) {
   yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
   int ev = w->pending_ev;
@@ -6689,6 +8174,8 @@ static YHC__UNUSED yhc__stream *yhc__ws_open(yhc_loop *loop, yhc__tls_ctx **tls,
 
 YHCDEF void yhc_loop_destroy(yhc_loop *loop) {
   if (!loop) return;
+  yhc__resolver_free(loop);
+  yhc__loop_free_resolver_desc(loop);
   while (loop->pubtimers) yhc_timer_cancel(loop, loop->pubtimers->id);
   YHC_FREE(loop->by_fd);
   YHC_FREE(loop->heap);
@@ -10435,6 +11922,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     ld.log = d.log;
     ld.log_user = d.log_user;
     ld.log_level = d.log_level;
+    ld.resolver = d.resolver;
     s->loop = yhc_loop_create(&ld);
     s->own_loop = 1;
   }

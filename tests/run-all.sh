@@ -40,7 +40,7 @@ done
 if [ -z "${YHC_ONLY:-}" ]; then
   # valgrind over the plain C build of the tests that need no outside daemon
   if command -v valgrind >/dev/null 2>&1; then
-    for t in test_json test_wscodec test_http test_tls; do
+    for t in test_json test_wscodec test_http test_tls test_dns; do
       [ -x "$B/c/$t" ] || continue
       out="$tmp/vg-$t.log"
       timeout 600 valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite \
@@ -53,6 +53,15 @@ if [ -z "${YHC_ONLY:-}" ]; then
   ./tests/check_symbols.sh >"$out" 2>&1; rc=$?
   [ "$rc" -ne 0 ] && cat "$out"
   tally "exported symbols" "$rc" "$out"
+fi
+
+if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
+  # every libFuzzer target briefly, from its seeds and the corpus earlier runs left
+  out="$tmp/fuzz.log"
+  FUZZ_NO_BUILD=1 FUZZ_TARGETS="$YHC_FUZZ_TARGETS" FUZZ_SECONDS=${YHC_FUZZ_SECONDS:-3} \
+    ./fuzz/run.sh >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -vE '^(==|ok )' "$out" | head -n 40
+  tally "fuzz (${YHC_FUZZ_SECONDS:-3}s each)" "$rc" "$out"
 fi
 
 if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then

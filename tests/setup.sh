@@ -23,6 +23,8 @@ declare -A label=(
   [nginx]="nginx interop tests"
   [valgrind]="valgrind runs"
   [metrics]="OpenMetrics parser check"
+  [dnsmasq]="DNS server tests (test_dns)"
+  [fuzz]="brief fuzz runs"
 )
 
 # ---- the packages: name, the parts that need it, the probe that says it is there. Append here.
@@ -31,6 +33,12 @@ builds() { # compiler, flags... : compiles and links an empty program
   local dir; dir=$(mktemp -d)
   printf 'int main(void) { return 0; }\n' >"$dir/t.c"
   "$@" "$dir/t.c" -o "$dir/t" >/dev/null 2>&1; local rc=$?
+  rm -rf "$dir"; return $rc
+}
+fuzzer_builds() { # clang's libFuzzer runtime: it brings its own main()
+  local dir; dir=$(mktemp -d)
+  printf '#include <stddef.h>\nint LLVMFuzzerTestOneInput(const unsigned char *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$dir/t.c"
+  clang -fsanitize=fuzzer,address,undefined "$dir/t.c" -o "$dir/t" >/dev/null 2>&1; local rc=$?
   rm -rf "$dir"; return $rc
 }
 mbedtls_builds() {
@@ -45,8 +53,8 @@ pkg() { pkgs+=("$1"); needed_by[$1]=$2; probe[$1]=$3; }
 #   package              needed by      probe
 pkg build-essential      required       "have cc && have make"
 pkg g++                  cxx            "have g++"
-pkg clang                "san tls"      "have clang"
-pkg libclang-rt-14-dev   "san tls"      "builds clang -fsanitize=address,undefined"
+pkg clang                "san tls fuzz" "have clang"
+pkg libclang-rt-14-dev   "san tls fuzz" "builds clang -fsanitize=address,undefined && fuzzer_builds"
 pkg libmbedtls-dev       tls            "mbedtls_builds"
 pkg openssl              tls            "have openssl"
 pkg ca-certificates      tls            "[ -d /etc/ssl/certs ]"
@@ -56,6 +64,7 @@ pkg npm                  required       "have npm"
 pkg nginx-light          nginx          "have nginx"
 pkg valgrind             valgrind       "have valgrind"
 pkg python3-prometheus-client metrics   "[ -d /usr/lib/python3/dist-packages/prometheus_client ] || python3 -c 'import prometheus_client' 2>/dev/null"
+pkg dnsmasq-base         dnsmasq        "have dnsmasq"
 
 present() { eval "${probe[$1]}"; }
 
