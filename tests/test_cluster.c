@@ -1626,6 +1626,45 @@ static void test_clock_skew(void) {
   tc_sim_check("clock-skew");
 }
 
+/* -- a provider that never approves: the wait is bounded, the pending agreement cancelled,
+   the next draft taken */
+static void test_approval_bound(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  yhc_json_doc *st;
+  const yhc_json *a;
+  long long t0;
+  int cancelled = 0;
+  YT_GROUP("issue 11: a provider that never approves: bounded wait, agreement cancelled, next draft");
+  tc_fault("azathoth-rnd", "agreements", "\"mode\":\"ignore\"");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.approval_timeout_ms = 3000;
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "azathoth-rnd|nyarlathotep", NULL, 1) == 0);
+  if (!s) return;
+  t0 = yt_now_ms();
+  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  fprintf(stderr, "   ready after %lld ms on %s\n", yt_now_ms() - t0, obs.nnames ? obs.names[0] : "?");
+  YT_CHECKF(obs.nnames == 1 && !strcmp(obs.names[0], "nyarlathotep"), "ready on %s", obs.nnames ? obs.names[0] : "-");
+  YT_EQ_INT(obs.failed, 0); /* an approval that never came is not a failure */
+  st = yt_sim_state(&tc_sim, tc_admin);
+  for (a = yhc_json_first(yhc_json_get(yhc_json_root(st), "agreements")); a; a = yhc_json_next(a)) {
+    yhc_str name = {NULL, 0}, state = {NULL, 0};
+    name = yhc_json_str(yhc_json_get(a, "providerName"), name);
+    state = yhc_json_str(yhc_json_get(a, "state"), state);
+    if (name.len == 12 && !memcmp(name.ptr, "azathoth-rnd", 12) && state.len == 9 && !memcmp(state.ptr, "Cancelled", 9))
+      cancelled++;
+  }
+  yhc_json_free(st);
+  YT_CHECKF(cancelled >= 1, "%d cancelled agreements with azathoth-rnd", cancelled);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("approval");
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--proxy")) return requestor_proxy_main(argc - 1, argv + 1);
   signal(SIGPIPE, SIG_IGN);
@@ -1665,6 +1704,7 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "startup-fails", test_startup_fails_everywhere());
     TC_RUN_PART(1, "one-connection", test_one_connection_service());
     TC_RUN_PART(1, "outage", test_daemon_outage());
+    TC_RUN_PART(1, "approval", test_approval_bound());
     TC_RUN_PART(1, "vanish", test_vanish_under_load());
     TC_RUN_PART(1, "504", test_504_storm());
     TC_RUN_PART(1, "flapping", test_flapping_state());
