@@ -76,6 +76,7 @@ class VM {
 
   died() {
     const wasAlive = this.alive;
+    this.dying = true;
     this.alive = false;
     this.killGroups();
     for (const p of this.pending.values()) p.resolve({ code: 137, signal: 'SIGKILL', stdout: Buffer.concat(p.stdout), stderr: Buffer.concat(p.stderr), vmDied: true });
@@ -145,7 +146,8 @@ class VM {
     const target = !this.netns && port === 80 ? this.port80 : port;
     return new Promise((resolve, reject) => {
       if (!this.alive) { const e = new Error('VM is gone'); e.code = 'EHOSTUNREACH'; reject(e); return; }
-      const s = net.connect(this.sock);
+      // Half-open: a FIN from the VM must not close our side (the daemon never reports a bare FIN).
+      const s = net.connect({ path: this.sock, allowHalfOpen: true });
       let head = Buffer.alloc(0);
       const fail = (code) => { s.destroy(); const e = new Error(code); e.code = code; reject(e); };
       const timer = setTimeout(() => fail('ETIMEDOUT'), this.connectTimeoutMs + 1000);
@@ -170,6 +172,7 @@ class VM {
   }
 
   async destroy() {
+    this.dying = true;
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       const exited = new Promise((r) => this.proc.once('exit', r));
       this.send({ op: 'exit' });
@@ -183,6 +186,7 @@ class VM {
 
   /** Hard crash: SIGKILL the agent (and so, with namespaces, every process of the VM). */
   crash() {
+    this.dying = true;
     if (this.proc) { try { this.proc.kill('SIGKILL'); } catch { /* gone */ } }
   }
 }
