@@ -292,7 +292,13 @@ static yhc_http *tc_admin;
 static int tc_sim_up(int providers) {
   const char *extra[] = {"--ws-ping-interval-ms", "1000", "--ws-idle-timeout-ms", "6000",
                          "--tunnel-connect-timeout-ms", "1500", "--negotiation-delay-ms", "5",
-                         "--keep-alive-ms", "20000", NULL};
+                         "--keep-alive-ms", "20000",
+                         /* A dead service's connection ends only when the VPN stack gives up (PROTOCOL.md
+                            §6.4): a bare FIN is not reported, a dead VM sends nothing. Shorten those
+                            clocks as an operator can (YA_NET_TCP_TIMEOUT_MS, YA_NET_TCP_KEEP_ALIVE_MS,
+                            the VM's tcp_fin_timeout); yhc must still cope with the defaults (issue 11). */
+                         "--tcp-timeout-ms", "5000", "--tcp-keep-alive-ms", "1000", "--vm-fin-timeout-ms", "1000",
+                         NULL};
   if (yt_sim_start(&tc_sim, providers, extra) < 0) return -1;
   return 0;
 }

@@ -12,7 +12,7 @@ const MAX_AGREEMENT_EVENTS = 10000;
 function init(sim) {
   const m = sim.market = { subs: new Map(), proposals: new Map(), agreements: new Map(), events: [], eventWaiters: new Set() };
   sim.marketApi = { terminate, scheduleProviderEnd, scheduleIdleBreak, offerPublished, providerBreaks };
-  const r = (method, path, fn) => sim.route(method, P + path, fn);
+  const r = (method, path, fn, opts) => sim.route(method, P + path, fn, opts);
 
   r('POST', '/demands', (c) => subscribe(sim, c));
   r('GET', '/demands', (c) => ({ body: [...m.subs.values()].filter((s) => s.owner === c.who.identity && s.alive).map(demandView) }));
@@ -41,7 +41,8 @@ function init(sim) {
   r('GET', '/agreements/:aid', (c) => ({ body: agreementView(getAgreement(sim, c)) }));
   r('POST', '/agreements/:aid/confirm', (c) => confirm(sim, c));
   r('POST', '/agreements/:aid/wait', (c) => waitApproval(sim, c));
-  r('POST', '/agreements/:aid/cancel', (c) => cancel(sim, c));
+  // The daemon takes Option<Reason>: a `null` body is fine although the spec's Reason is not nullable.
+  r('POST', '/agreements/:aid/cancel', (c) => cancel(sim, c), { nullBodyOk: true });
   r('POST', '/agreements/:aid/terminate', (c) => requestorTerminates(sim, c));
   r('GET', '/agreements/:aid/terminate/reason', (c) => {
     const a = getAgreement(sim, c);

@@ -236,6 +236,8 @@ function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {
   tcp.on('end', () => { chain.then(() => vmFinished(sim, t)); });
   tcp.on('close', () => { chain.then(() => vmClosed(sim, t)); });
   tcp.on('error', () => {});
+  // An RST from the service closes the stack's socket: the tunnel ends at once (no close frame).
+  if (tcp.connId) activity.vm.onReset.set(tcp.connId, () => { chain.then(() => { if (!t.cut) end(sim, t, 'RST from the VM'); }); });
   ws.on('message', (data) => {
     heard();
     const buf = Buffer.isBuffer(data) ? data : Buffer.concat(Array.isArray(data) ? data : [Buffer.from(data)]);

@@ -49,6 +49,7 @@ class VM {
     this.alive = false;
     this.port80 = 80; // fallback mode remaps it
     this.onDeath = null;
+    this.onReset = new Map(); // relay connection id -> fn, called on an RST from the service
   }
 
   async start() {
@@ -66,6 +67,7 @@ class VM {
       readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
         let m; try { m = JSON.parse(l); } catch { return; }
         if (m.ev === 'ready') { clearTimeout(t); this.alive = true; resolve(); }
+        else if (m.ev === 'rst') { const fn = this.onReset.get(m.conn); if (fn) { this.onReset.delete(m.conn); fn(); } }
         else this.onAgent(m);
       });
       this.proc.once('exit', () => { clearTimeout(t); reject(new Error('VM agent exited')); });
@@ -160,7 +162,9 @@ class VM {
         s.removeListener('data', onData);
         clearTimeout(timer);
         const line = head.subarray(0, nl).toString();
-        if (line !== 'OK') { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
+        if (!/^OK( \d+)?$/.test(line)) { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
+        s.connId = Number(line.slice(3)) || 0;
+        s.on('close', () => this.onReset.delete(s.connId));
         s.pause();
         const rest = head.subarray(nl + 1);
         if (rest.length) s.unshift(rest);

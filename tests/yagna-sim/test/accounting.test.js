@@ -10,11 +10,7 @@ test('tunnel accounting and inflated debit notes', async (t) => {
   const s = await h.startSim({ providers: 2, debitNoteInterval: 0.3 });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
-  const fault = async (body) => {
-    const r = await api('POST', '/_sim/fault', body);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  };
+  const fault = h.faulter(api);
   const svc = await h.startService(s, { providerIndex: 0 });
 
   await t.test('tunnelsOpened counts every tunnel, tunnelHistory keeps closed ones', async () => {

@@ -23,11 +23,7 @@ test('failure faults', async (t) => {
   });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
-  const fault = async (body) => {
-    const r = await api('POST', '/_sim/fault', body);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  };
+  const fault = h.faulter(api);
   const svc = await h.startService(s, { providerIndex: 0 });
   const GET = 'GET /add/2/3 HTTP/1.1\r\nHost: x\r\n\r\n';
 
@@ -94,7 +90,8 @@ test('failure faults', async (t) => {
   await t.test('unresponsive: the state flaps, state calls intermittently 408 or 500 GSB error', async () => {
     await fault({ provider: 1, fault: 'unresponsive', periodMs: 150 });
     const seen = { Unresponsive: 0, Ready: 0, 408: 0, 500: 0 };
-    for (let i = 0; i < 12; i++) {
+    const all = () => seen.Unresponsive > 0 && seen.Ready > 0 && seen[408] > 0 && seen[500] > 0;
+    for (let i = 0; i < 40 && !all(); i++) {
       const r = await api('GET', `/activity-api/v1/activity/${svc1.act}/state?timeout=0.1`);
       if (r.status === 200) seen[r.body.state[0]]++;
       else {
@@ -102,7 +99,7 @@ test('failure faults', async (t) => {
         if (r.status === 500) assert.match(r.body.message, /^GSB error/);
         if (r.status === 408) assert.deepEqual(r.body, { message: 'Timeout' });
       }
-      await sleep(40);
+      await sleep(20 + Math.floor(Math.random() * 200)); // no aliasing with the flap period
     }
     assert.ok(seen.Unresponsive > 0 && seen.Ready > 0 && seen[408] > 0 && seen[500] > 0, JSON.stringify(seen));
     await fault({ provider: 1, fault: 'clear' });

@@ -7,11 +7,7 @@ test('fault injection', async (t) => {
   const s = await h.startSim({ providers: 3, tunnelConnectTimeoutMs: 300, tcpTimeoutMs: 1000, tcpKeepAliveMs: 250 });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
-  const fault = async (body) => {
-    const r = await api('POST', '/_sim/fault', body);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  };
+  const fault = h.faulter(api);
 
   await t.test('admin routes need the app key; unknown fault 400', async () => {
     assert.equal((await api('POST', '/_sim/fault', { fault: 'crashVm', provider: 0 }, { key: null })).status, 401);

@@ -168,6 +168,15 @@ function exchange(ws, request, timeoutMs = 5000) {
   });
 }
 
+/** A POST /_sim/fault caller that asserts the stand-in took the fault; resolves its report. */
+function faulter(api) {
+  return async (body) => {
+    const r = await api('POST', '/_sim/fault', body);
+    if (r.status !== 200) throw new Error(`fault ${JSON.stringify(body)}: ${r.status} ${r.text}`);
+    return r.body;
+  };
+}
+
 async function waitUntil(fn, timeoutMs = 5000, stepMs = 50) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -178,4 +187,4 @@ async function waitUntil(fn, timeoutMs = 5000, stepMs = 50) {
   }
 }
 
-module.exports = { KEY, CALC, startSim, demand, collect, answerTo, negotiate, startService, execWait, openTunnel, httpOverTunnel, exchange, waitUntil, imagesDir };
+module.exports = { KEY, CALC, startSim, demand, collect, answerTo, negotiate, startService, execWait, openTunnel, httpOverTunnel, exchange, waitUntil, imagesDir, faulter };
