@@ -494,7 +494,10 @@ static void test_policies(void) {
     TC_WAIT(s, tc_stats(s).ready == 2, 60000);
     YT_EQ_INT(tc_stats(s).ready, 2);
     tc_load_init(&L, s, 10, 10, TC_SLEEP);
-    L.sleep_ms = 3000;
+    /* long enough that the killed service's connections end (FIN-WAIT timeout, then the stack's
+       keep-alive RST: about 2 s with the clocks of tc_sim_up) while the healthy instance's
+       requests are still being served */
+    L.sleep_ms = 8000;
     tc_send(&L);
     TC_WAIT(s, tc_stats(s).in_flight == 4, 10000);
     tc_spin(s, 300); /* sent, and being served */
