@@ -418,7 +418,7 @@ async function waitApproval(sim, c) {
   const timeout = checkTimeout(sim, c, 5);
   const answer = () => {
     if (a.state === 'Approved') return { status: 204 };
-    if (a.state === 'Proposal') throw jsonErr(400, `Agreement [${a.id}] not confirmed (state Proposal)`);
+    if (a.state === 'Proposal') throw jsonErr(400, `Agreement [${a.id}] should be confirmed, before waiting for approval.`);
     if (a.state === 'Expired') throw jsonErr(410, `Agreement [${a.id}] expired.`);
     if (a.state === 'Terminated') throw jsonErr(400, `Agreement [${a.id}] terminated.`);
     if (a.state !== 'Pending') throw new HttpError(410, { message: a.state });
