@@ -14,6 +14,10 @@ const FLAGS = {
   '--tunnel-connect-timeout-ms': ['tunnelConnectTimeoutMs', Number], '--keep-alive-ms': ['keepAliveMs', Number],
   '--balance': ['balance', String], '--registry-url': ['registryUrl', String], '--identity': ['identity', String],
   '--negotiation-delay-ms': ['negotiationDelayMs', Number],
+  '--max-agreements': ['maxAgreements', Number], '--idle-agreement-timeout': ['idleAgreementTimeoutSec', Number],
+  '--min-expiration-sec': ['minExpirationSec', Number], '--tcp-timeout-ms': ['tcpTimeoutMs', Number],
+  '--tcp-keep-alive-ms': ['tcpKeepAliveMs', Number], '--vm-fin-timeout-ms': ['vmFinTimeoutMs', Number],
+  '--relay-timeout-margin-ms': ['relayTimeoutMarginMs', Number],
 };
 const BOOL = { '--strict': ['strict', true], '--quiet': ['quiet', true], '--no-netns': ['netns', false], '--netns': ['netns', true], '--lenient-negotiation': ['strictNegotiation', false] };
 
@@ -23,6 +27,8 @@ function usage() {
        [--debit-note-interval SEC] [--accept-timeout SEC] [--ws-ping-interval-ms MS] [--ws-idle-timeout-ms MS]
        [--tunnel-connect-timeout-ms MS] [--keep-alive-ms MS] [--balance GLM] [--registry-url URL]
        [--identity 0x..] [--negotiation-delay-ms MS] [--lenient-negotiation]
+       [--max-agreements N] [--idle-agreement-timeout SEC] [--min-expiration-sec SEC]
+       [--tcp-timeout-ms MS] [--tcp-keep-alive-ms MS] [--vm-fin-timeout-ms MS] [--relay-timeout-margin-ms MS]
        node tests/yagna-sim --print-hash IMAGE_DIR
 defaults: ${JSON.stringify({ port: DEFAULTS.port, providers: DEFAULTS.providers, debitNoteInterval: DEFAULTS.debitNoteInterval, acceptTimeout: DEFAULTS.acceptTimeout })}`;
 }
@@ -74,6 +80,9 @@ async function main() {
     process.exit(sim.opts.strict && count ? 3 : (sig === 'SIGINT' ? 130 : 0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGUSR1: the daemon crashes (stays down); SIGUSR2: it restarts (comes back up on the same port).
+  process.on('SIGUSR1', () => { sim.crash().catch((e) => process.stderr.write(`crash: ${e.stack || e}\n`)); });
+  process.on('SIGUSR2', () => { sim.restart().catch((e) => process.stderr.write(`restart: ${e.stack || e}\n`)); });
   process.on('SIGINT', () => stop('SIGINT'));
 }
 

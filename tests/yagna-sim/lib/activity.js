@@ -4,6 +4,7 @@
 const { VM } = require('./vm');
 const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
+const { relayCheck, flappedState } = require('./relay');
 
 const P = '/activity-api/v1';
 const MAX_BATCHES_PER_ACTIVITY = 1000;
@@ -25,23 +26,21 @@ function init(sim) {
   };
   const r = (method, path, fn) => sim.route(method, P + path, fn);
   r('POST', '/activity', (c) => create(sim, c));
-  r('POST', '/activity/:act/exec', (c) => exec(sim, c));
-  r('GET', '/activity/:act/exec/:batch', (c) => results(sim, c));
-  r('GET', '/activity/:act/state', (c) => {
+  // Calls relayed to the provider first meet its faults (vanish, unresponsive: lib/relay.js).
+  const relayed = (kind, fn) => async (c) => {
     const act = getAct(sim, c);
-    return { body: stateView(act) };
-  });
-  r('GET', '/activity/:act/usage', (c) => {
-    const act = getAct(sim, c);
+    return (await relayCheck(sim, c, act.provider, kind)) || fn(c, act);
+  };
+  r('POST', '/activity/:act/exec', relayed('exec', (c) => exec(sim, c)));
+  r('GET', '/activity/:act/exec/:batch', relayed('results', (c) => results(sim, c)));
+  r('GET', '/activity/:act/state', relayed('state', (c, act) => ({ body: stateView(act) })));
+  r('GET', '/activity/:act/usage', relayed('usage', (c, act) => {
     if (act.state[0] === 'Terminated' && act.vmGone) return { body: { currentUsage: act.finalUsage || usage(act), timestamp: Math.floor(Date.now() / 1000) } };
     return { body: { currentUsage: usage(act), timestamp: Math.floor(Date.now() / 1000) } };
-  });
+  }));
   r('GET', '/activity/:act/agreement', (c) => ({ body: getAct(sim, c).agreement.id }));
-  r('GET', '/activity/:act/command', (c) => {
-    const act = getAct(sim, c);
-    return { body: act.running ? [{ command: act.running.command, progress: null, params: [] }] : [] };
-  });
-  r('DELETE', '/activity/:act', (c) => destroy(sim, c));
+  r('GET', '/activity/:act/command', relayed('command', (c, act) => ({ body: act.running ? [{ command: act.running.command, progress: null, params: [] }] : [] })));
+  r('DELETE', '/activity/:act', relayed('destroy', (c) => destroy(sim, c)));
 }
 
 function getAct(sim, c) {
@@ -53,7 +52,7 @@ function getAct(sim, c) {
 }
 
 function stateView(act) {
-  const v = { state: act.state };
+  const v = { state: flappedState(act.provider, act.state) };
   if (act.reason) v.reason = act.reason;
   if (act.errorMessage) v.errorMessage = act.errorMessage;
   return v;
@@ -89,6 +88,8 @@ async function create(sim, c) {
   if (!a || a.owner !== c.who.identity) throw jsonErr(404, `Agreement [${agreementId}] not found`);
   if (a.state !== 'Approved') throw jsonErr(400, `Agreement ${agreementId} is not Approved. Current state: ${a.state}`);
   const p = a.provider;
+  const hung = await relayCheck(sim, c, p, 'create');
+  if (hung) return hung;
   if (p.faults.failActivityCreate) {
     if (p.faults.failActivityCreate > 0) p.faults.failActivityCreate--;
     throw jsonErr(500, `GSB error: remote service at /public/${p.nodeId}/activity: Activity creation failed (injected fault)`);
@@ -130,8 +131,11 @@ async function endActivity(sim, act, { reason, errorMessage }) {
     act.endedMs = Date.now();
     act.finalUsage = usage(act);
     sim.paymentApi.activityEnded(act);
+    // The provider's NoActivity clock starts again once no activity is left.
+    sim.marketApi.scheduleIdleBreak(sim, act.agreement);
   }
-  sim.netApi.closeTunnels((t) => t.activityId === act.id, 1001, 'activity ended');
+  // The requestor daemon closes no tunnel: the VM is gone, they end by the TCP timeout (§9.5).
+  sim.netApi.vmGone(act);
   for (const b of act.batches.values()) { b.aborted = true; wakeAll(b.waiters, 'end'); }
   if (!act.vmGone) { act.vmGone = true; act.vm.onDeath = null; await act.vm.destroy().catch(() => {}); }
 }

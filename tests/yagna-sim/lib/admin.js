@@ -3,7 +3,11 @@
 const { jsonErr } = require('./util');
 const { fromWei } = require('./util');
 
-const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements', 'paymentStall', 'route', 'clear'];
+const { freshFaults, Provider } = require('./providers');
+const { flushOutboxes } = require('./relay');
+
+const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements',
+  'paymentStall', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
 
 function init(sim) {
   sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
@@ -15,6 +19,7 @@ function init(sim) {
   sim.route('DELETE', '/_sim/violations', () => { sim.violations = []; sim.violationCount = 0; return { body: null }; }, { noSpec: true });
   sim.route('GET', '/_sim/requests', () => ({ body: sim.requestLog }), { noSpec: true });
   sim.route('POST', '/_sim/fault', (c) => ({ body: fault(sim, c.body || {}) }), { noSpec: true });
+  sim.route('GET', '/_sim/providers', () => ({ body: sim.providers.map((p) => p.summary()) }), { noSpec: true });
 }
 
 /** Apply a fault. Returns a small report {ok, fault, provider?, affected?}. */
@@ -26,6 +31,21 @@ function fault(sim, f) {
     const rf = { method: f.method ? String(f.method).toUpperCase() : null, path: f.path, re, status: f.status === undefined ? (f.stallMs ? 0 : 500) : Number(f.status), stallMs: Number(f.stallMs) || 0, remaining: f.count === undefined ? 1 : Number(f.count), message: f.message, body: f.body, hits: 0 };
     sim.routeFaults.push(rf);
     return { ok: true, fault: 'route' };
+  }
+  if (f.fault === 'crash' || f.fault === 'restart') {
+    // Answer first, then die (the answer would not get out otherwise).
+    const restartAfterMs = f.fault === 'restart' ? Number(f.downMs) || 0 : (f.restartAfterMs === undefined ? null : Number(f.restartAfterMs));
+    if (restartAfterMs !== null && !(restartAfterMs >= 0)) throw jsonErr(400, `${f.fault}: bad delay`);
+    setTimeout(() => { sim.crash({ restartAfterMs }).catch((e) => sim.log(`crash: ${e.stack || e}`)); }, 20);
+    return { ok: true, fault: f.fault, restartAfterMs };
+  }
+  if (f.fault === 'addProvider') {
+    const cfg = f.config && typeof f.config === 'object' ? f.config : {};
+    const p = new Provider(sim.providers.length, cfg, sim);
+    sim.providers.push(p);
+    // A new offer is matched against every live demand (PROTOCOL.md §4.2).
+    sim.marketApi.offerPublished(sim, p);
+    return { ok: true, fault: 'addProvider', providers: [p.nodeId], provider: p.summary() };
   }
   const targets = f.provider === '*' || f.provider === undefined && f.fault === 'clear' ? sim.providers : [sim.provider(f.provider)];
   if (!targets[0]) throw jsonErr(404, `no provider ${JSON.stringify(f.provider)}`);
@@ -67,20 +87,60 @@ function applyToProvider(sim, p, f) {
       return n;
     }
     case 'paymentStall': p.faults.paymentStallMs = Math.max(0, Number(f.ms) || 0); return 0;
-    case 'clear':
-      p.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1 };
+    case 'vanish': {
+      if (f.mode !== undefined && !['timeout', 'unreachable'].includes(f.mode)) throw jsonErr(400, 'vanish mode is timeout|unreachable');
+      p.faults.vanished = true;
+      p.faults.vanishMode = f.mode || 'timeout';
+      sim.netApi.reachabilityChanged();
+      if (f.durationMs !== undefined) sim.later(Number(f.durationMs) || 0, () => reappear(sim, p));
+      return sim.net.tunnels.size;
+    }
+    case 'unresponsive':
+      p.faults.unresponsive = f.off !== true;
+      p.faults.unresponsivePeriodMs = Math.max(50, Number(f.periodMs) || 1000);
+      p.faults.unresponsiveSince = Date.now();
+      p.faults.unresponsiveCalls = 0;
+      return 0;
+    case 'slowConnect': p.faults.slowConnectMs = f.ms === undefined ? sim.opts.tunnelConnectTimeoutMs : Math.max(0, Number(f.ms) || 0); return 0;
+    case 'refuseConnect': p.faults.refuseConnect = f.off !== true; return 0;
+    case 'clockSkew': {
+      const ms = Number(f.ms);
+      if (!Number.isFinite(ms)) throw jsonErr(400, 'clockSkew needs "ms"');
+      p.clockSkewMs = ms; return 0;
+    }
+    case 'maxAgreements': {
+      const n = Number(f.count);
+      if (!Number.isInteger(n) || n < 0) throw jsonErr(400, 'maxAgreements needs an integer "count" (0 = no limit)');
+      p.maxAgreements = n; return 0;
+    }
+    case 'republishOffer':
+      p.offerId = require('./util').ids.subscription();
+      sim.marketApi.offerPublished(sim, p);
+      return 0;
+    case 'clear': {
+      const wasVanished = p.faults.vanished;
+      p.faults = freshFaults();
       p.onCounter = 'draft'; p.onAgreement = 'approve';
       if (f.provider === undefined) sim.routeFaults = [];
+      if (wasVanished) reappear(sim, p);
       return 0;
+    }
     default: return 0;
   }
+}
+
+/** A vanished provider is back: its held deliveries arrive, its tunnels flow again. */
+function reappear(sim, p) {
+  p.faults.vanished = false;
+  sim.netApi.reachabilityChanged();
+  flushOutboxes(sim);
 }
 
 function state(sim) {
   const m = sim.market; const pay = sim.payment;
   const acts = [...sim.activityApi.activities.values()];
   return {
-    url: sim.url, identity: sim.identity, netns: sim.netns, specDir: sim.spec ? sim.spec.dir : null, strict: !!sim.opts.strict,
+    url: sim.url, identity: sim.identity, crashes: sim.crashes || 0, restarts: sim.restarts || 0, netns: sim.netns, specDir: sim.spec ? sim.spec.dir : null, strict: !!sim.opts.strict,
     images: [...sim.images.values()].map(({ name, hash, size }) => ({ name, hash, size })),
     providers: sim.providers.map((p) => ({ ...p.summary(), activeActivities: acts.filter((a) => a.provider === p && a.state[0] !== 'Terminated').length })),
     demands: [...m.subs.values()].filter((s) => s.alive).map((s) => ({ id: s.id, queuedEvents: s.events.length, timestamp: s.timestamp })),
@@ -102,6 +162,7 @@ function state(sim) {
     tunnels: [...sim.net.tunnels.values()].map((t) => require('./net').tunnelView(t)),
     tunnelsOpened: sim.net.tunnelsOpened,
     tunnelHistory: sim.net.tunnelHistory.map((t) => require('./net').tunnelView(t)),
+    vmConnectionsKept: sim.net.orphans.size,
     routeFaults: sim.routeFaults.map((f) => ({ method: f.method, path: f.path, status: f.status, stallMs: f.stallMs, remaining: f.remaining, hits: f.hits })),
     violationCount: sim.violationCount,
     violations: sim.violations,

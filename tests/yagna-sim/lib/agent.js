@@ -83,6 +83,7 @@ function handle(msg) {
 
 function relayServer() {
   try { fs.unlinkSync(sockPath); } catch { /* none */ }
+  let nextConn = 0;
   const srv = net.createServer((c) => {
     let head = Buffer.alloc(0);
     const onHead = (d) => {
@@ -96,14 +97,16 @@ function relayServer() {
       const t = net.connect({ host: '127.0.0.1', port });
       const timer = setTimeout(() => { t.destroy(); c.end('ERR ETIMEDOUT\n'); }, connectTimeoutMs);
       t.once('error', (e) => { clearTimeout(timer); if (!c.destroyed) c.end(`ERR ${e.code || 'EIO'}\n`); });
+      const conn = ++nextConn;
       t.once('connect', () => {
         clearTimeout(timer);
         t.setNoDelay(true);
-        c.write('OK\n');
+        // The id lets the daemon tell an RST from the service (reported on stdout) from a FIN (EOF here).
+        c.write(`OK ${conn}\n`);
         if (rest.length) t.write(rest);
         c.pipe(t); t.pipe(c);
         c.resume();
-        t.on('error', () => c.destroy());
+        t.on('error', (e) => { if (e.code === 'ECONNRESET' || e.code === 'EPIPE') send({ ev: 'rst', conn }); c.destroy(); });
         c.on('error', () => t.destroy());
         t.on('close', () => c.end());
         c.on('close', () => t.destroy());

@@ -14,6 +14,7 @@ const activity = require('./activity');
 const payment = require('./payment');
 const netapi = require('./net');
 const admin = require('./admin');
+const { flushOutboxes } = require('./relay');
 
 const DEFAULTS = {
   host: '127.0.0.1',
@@ -44,6 +45,12 @@ const DEFAULTS = {
   minExpirationSec: 300,
   maxExpirationNoAcceptSec: 1800,
   maxExpirationNoPaymentTimeoutSec: 36000,
+  maxAgreements: 1, // per provider: agreements held at a time (ya-provider max_simultaneous_agreements)
+  idleAgreementTimeoutSec: 90, // provider breaks an agreement without activity (NoActivity); 0 = never
+  tcpTimeoutMs: 120000, // VPN stack: tunnel ends this long after the VM's last segment (YA_NET_TCP_TIMEOUT_MS)
+  tcpKeepAliveMs: 30000, // VPN stack keep-alive probe interval (YA_NET_TCP_KEEP_ALIVE_MS)
+  vmFinTimeoutMs: 60000, // a VM socket that sent FIN answers probes until then (Linux tcp_fin_timeout)
+  relayTimeoutMarginMs: 1000, // relayed activity calls give up after `timeout` + this (408 Timeout)
   balance: '1000',
   netns: 'auto', // 'auto' | true | false
   registryUrl: null, // base URL used in /v1/image/info answers; default: this daemon
@@ -77,6 +84,7 @@ class YagnaSim {
     this.sockets = new Set();
     this.logStream = opts.log ? fs.createWriteStream(opts.log, { flags: 'a' }) : null;
     this.stopped = false;
+    this.down = false; // crashed (admin fault `crash`), not yet restarted
     // domain state
     market.init(this); activity.init(this); payment.init(this); netapi.init(this); admin.init(this);
   }
@@ -88,12 +96,14 @@ class YagnaSim {
     if (this.logStream) this.logStream.write(l); else process.stderr.write(l);
   }
   later(ms, fn) {
+    if (this.stopped) return null; // nothing may keep a stopped instance's process alive
     const t = setTimeout(() => { this.timers.delete(t); if (!this.stopped) fn(); }, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
     this.timers.add(t);
     return t;
   }
   cancel(t) { if (t) { clearTimeout(t); this.timers.delete(t); } }
   every(ms, fn) {
+    if (this.stopped) return null;
     const t = setInterval(() => { if (!this.stopped) fn(); }, ms);
     this.timers.add(t);
     return t;
@@ -120,26 +130,61 @@ class YagnaSim {
 
   // ---- HTTP
   async start() {
-    this.server = http.createServer({ keepAliveTimeout: this.opts.keepAliveMs, requestTimeout: 0, headersTimeout: 60000 }, (req, res) => {
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
+    await this.listen(this.opts.port);
+    this.port = this.server.address().port;
+    this.url = `http://${this.opts.host}:${this.port}`;
+    return this;
+  }
+
+  async listen(port) {
+    const server = http.createServer({ keepAliveTimeout: this.opts.keepAliveMs, requestTimeout: 0, headersTimeout: 60000 }, (req, res) => {
       this.handle(req, res).catch((e) => {
         this.log(`internal error: ${e.stack || e}`);
-        if (!res.headersSent) { res.writeHead(500, { 'content-type': 'application/json' }); res.end(JSON.stringify({ message: String(e.message) })); }
+        if (!res.headersSent && !res.destroyed) { res.writeHead(500, { 'content-type': 'application/json' }); res.end(JSON.stringify({ message: String(e.message) })); }
       });
     });
-    this.server.keepAliveTimeout = this.opts.keepAliveMs;
-    this.server.on('connection', (s) => { this.sockets.add(s); s.on('close', () => this.sockets.delete(s)); });
-    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 });
-    this.server.on('upgrade', (req, socket, head) => netapi.upgrade(this, req, socket, head).catch((e) => {
+    server.keepAliveTimeout = this.opts.keepAliveMs;
+    server.on('connection', (s) => { this.sockets.add(s); s.on('close', () => this.sockets.delete(s)); });
+    server.on('upgrade', (req, socket, head) => netapi.upgrade(this, req, socket, head).catch((e) => {
       this.log(`upgrade error: ${e.stack || e}`);
       socket.destroy();
     }));
     await new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port, this.opts.host, resolve);
+      server.once('error', reject);
+      server.listen(port, this.opts.host, () => { server.removeListener('error', reject); resolve(); });
     });
-    this.port = this.server.address().port;
-    this.url = `http://${this.opts.host}:${this.port}`;
-    return this;
+    this.server = server;
+  }
+
+  /**
+   * The daemon process dies (PROTOCOL.md §9.7): its port refuses connections, open ones are reset.
+   * What the real daemon keeps on disk stays (allocations, agreements and their events, activities,
+   * payments); demands, offers, proposals, VPN networks and every tunnel are lost. The providers run on.
+   * With restartAfterMs it comes back on the same port after that long.
+   */
+  async crash({ restartAfterMs = null } = {}) {
+    if (this.down || this.stopped) return;
+    this.down = true;
+    this.crashes = (this.crashes || 0) + 1;
+    this.log('daemon crash');
+    market.forgetVolatile(this);
+    netapi.forgetVolatile(this);
+    const closed = new Promise((r) => this.server.close(r));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+    if (restartAfterMs !== null && restartAfterMs !== undefined) this.later(Math.max(0, Number(restartAfterMs) || 0), () => { this.restart().catch((e) => this.log(`restart: ${e.stack || e}`)); });
+  }
+
+  /** Start again on the same port after a crash (or crash and start at once). */
+  async restart() {
+    if (this.stopped) return;
+    if (!this.down) await this.crash();
+    await this.listen(this.port);
+    this.down = false;
+    this.restarts = (this.restarts || 0) + 1;
+    this.log('daemon restarted');
+    flushOutboxes(this);
   }
 
   auth(req, url) {
@@ -210,7 +255,7 @@ class YagnaSim {
       }
       const query = Object.fromEntries(url.searchParams);
       delete query.authToken;
-      if (this.spec && !r.noSpec) {
+      if (this.spec && !r.noSpec && !(r.nullBodyOk && hasBody && body === null)) {
         const op = this.spec.find(req.method, url.pathname);
         if (op) {
           const errors = this.spec.validateRequest(op, { query, body, hasBody });
@@ -272,7 +317,7 @@ class YagnaSim {
     await activity.shutdown(this);
     payment.shutdown(this);
     if (this.wss) this.wss.close();
-    if (this.server) {
+    if (this.server && !this.down) {
       const closed = new Promise((r) => this.server.close(r));
       for (const s of this.sockets) s.destroy();
       await closed;

@@ -2,7 +2,8 @@
 // Market API (/market-api/v1), requestor side: demands, offer matching, negotiation with the
 // simulated providers, agreements and agreement events. Status codes as the real daemon (PROTOCOL.md §4, §8).
 const ldap = require('./ldap');
-const { ids, RE, isoMs, parseTime, jsonErr, HttpError, waitFor, wakeAll } = require('./util');
+const { ids, RE, isoMs, isoNs, parseTime, jsonErr, HttpError, waitFor, wakeAll } = require('./util');
+const { fromProvider, linkUp } = require('./relay');
 
 const P = '/market-api/v1';
 const MAX_QUEUED_EVENTS = 1000;
@@ -10,8 +11,8 @@ const MAX_AGREEMENT_EVENTS = 10000;
 
 function init(sim) {
   const m = sim.market = { subs: new Map(), proposals: new Map(), agreements: new Map(), events: [], eventWaiters: new Set() };
-  sim.marketApi = { terminate, scheduleProviderEnd };
-  const r = (method, path, fn) => sim.route(method, P + path, fn);
+  sim.marketApi = { terminate, scheduleProviderEnd, scheduleIdleBreak, offerPublished, providerBreaks };
+  const r = (method, path, fn, opts) => sim.route(method, P + path, fn, opts);
 
   r('POST', '/demands', (c) => subscribe(sim, c));
   r('GET', '/demands', (c) => ({ body: [...m.subs.values()].filter((s) => s.owner === c.who.identity && s.alive).map(demandView) }));
@@ -40,23 +41,9 @@ function init(sim) {
   r('GET', '/agreements/:aid', (c) => ({ body: agreementView(getAgreement(sim, c)) }));
   r('POST', '/agreements/:aid/confirm', (c) => confirm(sim, c));
   r('POST', '/agreements/:aid/wait', (c) => waitApproval(sim, c));
-  r('POST', '/agreements/:aid/cancel', (c) => {
-    const a = getAgreement(sim, c);
-    if (a.state !== 'Proposal' && a.state !== 'Pending') throw jsonErr(409, `Agreement [${a.id}] in state ${a.state}`);
-    setState(sim, a, 'Cancelled');
-    pushEvent(sim, a, 'AgreementCancelledEvent', { reason: c.body || null });
-    return { status: 204 };
-  });
-  r('POST', '/agreements/:aid/terminate', (c) => {
-    const a = getAgreement(sim, c);
-    if (c.hasBody && (typeof c.body !== 'object' || c.body === null || typeof c.body.message !== 'string')) {
-      throw sim.invalid(c.req, 'Json deserialize error: missing field `message`');
-    }
-    if (a.state === 'Proposal') throw jsonErr(409, `Agreement [${a.id}] not approved yet (state Proposal)`);
-    if (a.state !== 'Approved') throw jsonErr(410, `Agreement [${a.id}] in state ${a.state}`);
-    terminate(sim, a, 'Requestor', c.hasBody ? c.body : { message: 'Terminated by requestor' });
-    return { status: 200 };
-  });
+  // The daemon takes Option<Reason>: a `null` body is fine although the spec's Reason is not nullable.
+  r('POST', '/agreements/:aid/cancel', (c) => cancel(sim, c), { nullBodyOk: true });
+  r('POST', '/agreements/:aid/terminate', (c) => requestorTerminates(sim, c));
   r('GET', '/agreements/:aid/terminate/reason', (c) => {
     const a = getAgreement(sim, c);
     if (!a.terminationReason) throw jsonErr(404, `Agreement [${a.id}] has no termination reason`);
@@ -94,6 +81,7 @@ function getAgreement(sim, c) {
   if (!RE.agreement.test(id)) throw jsonErr(400, `Invalid agreement id [${id}]`);
   const a = sim.market.agreements.get(id);
   if (!a || a.owner !== c.who.identity) throw jsonErr(404, `Agreement [${id}] not found`);
+  expireIfDue(sim, a);
   return a;
 }
 
@@ -139,16 +127,25 @@ function subscribe(sim, c) {
     timestamp: sim.now(), expiresMs: Date.now() + sim.opts.subscriptionTtlSec * 1000, events: [], waiters: new Set(),
   };
   sim.market.subs.set(s.id, s);
-  sim.providers.forEach((p, i) => {
-    if (!offerMatchesDemand(p, s.properties, s.constraints)) return;
-    sim.later(sim.opts.offerDelayMs * (i + 1), () => {
-      const prop = newProposal(sim, s, {
-        issuer: 'provider', provider: p, properties: p.offerProperties(), constraints: p.offerConstraints(), state: 'Initial',
-      });
-      queueEvent(sim, s, { eventType: 'ProposalEvent', eventDate: isoMs(sim.clock.next()), proposal: proposalView(prop) });
-    });
-  });
+  sim.providers.forEach((p, i) => offerTo(sim, s, p, sim.opts.offerDelayMs * (i + 1)));
   return { status: 201, body: s.id };
+}
+
+/** An `Initial` proposal of provider p's offer for demand s (after delayMs), if they match. */
+function offerTo(sim, s, p, delayMs = 0) {
+  if (!s.alive || p.offline || !offerMatchesDemand(p, s.properties, s.constraints)) return;
+  sim.later(delayMs, () => {
+    if (!s.alive || p.offline) return;
+    const prop = newProposal(sim, s, {
+      issuer: 'provider', provider: p, properties: p.offerProperties(), constraints: p.offerConstraints(), state: 'Initial',
+    });
+    queueEvent(sim, s, { eventType: 'ProposalEvent', eventDate: isoMs(sim.clock.next()), proposal: proposalView(prop) });
+  });
+}
+
+/** A provider published (or re-published) its offer: it is matched against every live demand (§4.2). */
+function offerPublished(sim, p) {
+  for (const s of sim.market.subs.values()) if (s.alive && Date.now() <= s.expiresMs) offerTo(sim, s, p, sim.opts.offerDelayMs);
 }
 
 function offerMatchesDemand(p, demandProps, demandConstraints) {
@@ -208,42 +205,71 @@ function counter(sim, c) {
   const mine = newProposal(sim, s, {
     issuer: 'requestor', provider, properties: ldap.flatten(b.properties), constraints: b.constraints, state: 'Draft', prevProposalId: prev.id,
   });
-  sim.later(provider.counterDelayMs, () => providerAnswer(sim, s, provider, prev, mine));
+  // The counter is saved, then sent to the provider; a send that fails is a 500 (§9.4).
+  if (!linkUp(sim, provider)) throw jsonErr(500, `Failed to send Proposal [${mine.id}] to Provider [${provider.nodeId}]: GSB failure: Net: error forwarding message`);
+  sim.later(provider.counterDelayMs, () => providerAnswer(sim, s, provider, mine));
   return { status: 200, body: mine.id };
 }
 
-/** The provider's negotiator: checks like yagna's builtin ones (expiration, accept-timeout, platform). */
+const reject = (message, final) => ({ message, final });
+
+/** Agreements the provider holds (approved on its side, not yet ended there). */
+function activeAgreements(sim, p) {
+  let n = 0;
+  for (const a of sim.market.agreements.values()) if (a.provider === p && a.providerApproved && !a.providerEnded) n++;
+  return n;
+}
+
+/**
+ * The provider's negotiators in ya-provider's order (PROTOCOL.md §4.4), on the provider's clock.
+ * Returns null or {message, final}. `approving`: the re-run at agreement approval (§4.7).
+ */
 function negotiationProblem(sim, provider, props, constraints) {
-  if (!offerMatchesDemand(provider, props, constraints)) return 'No match between Offer and Demand';
+  if (!offerMatchesDemand(provider, props, constraints)) return reject('No match between Offer and Demand', true);
   const chosen = props['golem.com.payment.chosen-platform'];
-  if (chosen !== undefined && !provider.platforms.includes(chosen)) return `Payment platform ${chosen} not supported`;
+  if (chosen === undefined) return reject('Missing fields: /golem/com/payment/chosen-platform', false);
+  if (!provider.platforms.includes(chosen)) return reject(`Payment platform ${chosen} not supported`, true);
+  const limit = Number(provider.maxAgreements);
+  if (limit > 0 && activeAgreements(sim, provider) >= limit) return reject(`No capacity available. Reached Agreements limit: ${limit}`, false);
   if (!provider.strictNegotiation) return null;
   const exp = Number(props['golem.srv.comp.expiration']);
-  if (!Number.isFinite(exp)) return "Missing 'golem.srv.comp.expiration' property";
-  const left = (exp - Date.now()) / 1000;
-  if (left < sim.opts.minExpirationSec) return `Proposal expires too early: ${Math.round(left)}s < ${sim.opts.minExpirationSec}s`;
+  if (!Number.isFinite(exp)) return reject("Missing 'golem.srv.comp.expiration' property", true);
+  const now = provider.now();
+  const left = (exp - now) / 1000;
   const at = props['golem.com.payment.debit-notes.accept-timeout?'];
+  const maxSec = at !== undefined ? 100 * 365 * 86400 : sim.opts.maxExpirationNoAcceptSec;
+  const minSec = Number(provider.minExpirationSec);
+  if (left < minSec || left > maxSec) {
+    return reject(`Proposal expires at: ${new Date(exp).toISOString()} which is less than ${Math.round(minSec / 60)}min or more than ${Math.round(maxSec / 60)}min from now`, left < minSec);
+  }
   if (at !== undefined) {
-    if (typeof at !== 'number' || at < 5 || at > provider.acceptTimeoutSec) return `Unacceptable debit note accept timeout ${at}`;
-  } else if (left > sim.opts.maxExpirationNoAcceptSec) {
-    return `Proposal expires at ${exp} which is too late (no 'golem.com.payment.debit-notes.accept-timeout?')`;
+    if (typeof at !== 'number' || at > provider.acceptTimeoutSec) return reject(`DebitNote acceptance deadline should be less than ${provider.acceptTimeoutSec}s.`, true);
+    if (at < 5) return reject(`To low DebitNotes timeout: ${at}s`, true);
   }
   if (left > sim.opts.maxExpirationNoPaymentTimeoutSec && props['golem.com.scheme.payu.payment-timeout-sec?'] === undefined) {
-    return 'Expiration beyond 10h requires mid-agreement payments (golem.com.scheme.payu.payment-timeout-sec?)';
+    return reject(`Expiration time ${new Date(exp).toISOString()} exceeds the 10h threshold of enforcing mid-agreement payments but the required property 'golem.com.scheme.payu.payment-timeout-sec?' was not present in the Demand`, true);
   }
   return null;
 }
 
-function providerAnswer(sim, s, provider, prev, mine) {
-  if (!s.alive) return;
+function rejectionReason(problem) {
+  return { message: problem.message, 'golem.proposal.rejection.is-final': problem.final };
+}
+
+/** The provider answers the requestor's counter `mine` with a Draft or a rejection. */
+function providerAnswer(sim, s, provider, mine) {
+  if (!s.alive || mine.answered) return;
   const mode = provider.onCounter;
   if (mode === 'ignore') return;
-  const problem = mode === 'reject' ? 'Provider rejected the proposal' : negotiationProblem(sim, provider, mine.properties, mine.constraints);
+  const problem = mode === 'reject' ? reject('Provider rejected the proposal', true) : negotiationProblem(sim, provider, mine.properties, mine.constraints);
   if (problem) {
+    // A non-final rejection is kept: the provider processes that proposal again when an agreement ends.
+    if (!problem.final) provider.waitingCounters = [...(provider.waitingCounters || []).slice(-63), { s, mine }];
     mine.rejected = true;
-    queueEvent(sim, s, { eventType: 'ProposalRejectedEvent', eventDate: isoMs(sim.clock.next()), proposalId: mine.id, reason: { message: problem } });
+    fromProvider(sim, provider, () => queueEvent(sim, s, { eventType: 'ProposalRejectedEvent', eventDate: isoMs(sim.clock.next()), proposalId: mine.id, reason: rejectionReason(problem) }));
     return;
   }
+  mine.answered = true;
   const props = { ...provider.offerProperties() };
   const at = mine.properties['golem.com.payment.debit-notes.accept-timeout?'];
   if (at !== undefined) props['golem.com.payment.debit-notes.accept-timeout?'] = at;
@@ -253,7 +279,14 @@ function providerAnswer(sim, s, provider, prev, mine) {
   const draft = newProposal(sim, s, {
     issuer: 'provider', provider, properties: props, constraints: provider.offerConstraints(), state: 'Draft', prevProposalId: mine.id,
   });
-  queueEvent(sim, s, { eventType: 'ProposalEvent', eventDate: isoMs(sim.clock.next()), proposal: proposalView(draft) });
+  fromProvider(sim, provider, () => queueEvent(sim, s, { eventType: 'ProposalEvent', eventDate: isoMs(sim.clock.next()), proposal: proposalView(draft) }));
+}
+
+/** One of the provider's agreements ended on its side: capacity is free, kept proposals are tried again. */
+function providerFreed(sim, p) {
+  const waiting = p.waitingCounters || [];
+  p.waitingCounters = [];
+  for (const { s, mine } of waiting) if (s.alive && !mine.answered) sim.later(p.counterDelayMs, () => providerAnswer(sim, s, p, mine));
 }
 
 // ---------------------------------------------------------------- agreements
@@ -272,7 +305,7 @@ function createAgreement(sim, c) {
   if (p.state === 'Initial') throw jsonErr(400, `Can't create Agreement from Initial Proposal [${p.id}] (no negotiation)`);
   if (p.rejected) throw jsonErr(400, `Proposal [${p.id}] was rejected`);
   if (p.agreementId) throw jsonErr(409, `Agreement for Proposal [${p.id}] already exists`);
-  if (validToMs <= Date.now()) throw jsonErr(400, `Agreement validTo ${b.validTo} is in the past`);
+  // validTo is not checked here (§8.4): a past one makes the next read find the agreement Expired.
   const ours = sim.market.proposals.get(p.prevProposalId);
   const now = sim.now();
   const a = {
@@ -284,10 +317,12 @@ function createAgreement(sim, c) {
   };
   p.agreementId = a.id;
   sim.market.agreements.set(a.id, a);
-  a.timers.push(sim.later(validToMs - Date.now(), () => {
-    if (a.state === 'Proposal' || a.state === 'Pending') { setState(sim, a, 'Expired'); pushEvent(sim, a, 'AgreementRejectedEvent', { reason: { message: 'Expired' } }); }
-  }));
   return { status: 200, body: a.id };
+}
+
+/** Only Proposal and Pending agreements expire, when next read after validTo (§4.6). */
+function expireIfDue(sim, a) {
+  if ((a.state === 'Proposal' || a.state === 'Pending') && Date.now() > a.validToMs) setState(sim, a, 'Expired');
 }
 
 function setState(sim, a, st) {
@@ -295,48 +330,86 @@ function setState(sim, a, st) {
   wakeAll(a.waiters, st);
 }
 
-function pushEvent(sim, a, eventType, extra) {
-  const ev = { agreementId: a.id, eventDate: isoMs(sim.clock.next()), eventType, ...extra, owner: a.owner, appSessionId: a.appSessionId };
+/** dateMs: the clock the event carries (the provider's for approvals, rejections, provider terminations). */
+function pushEvent(sim, a, eventType, extra, dateMs = sim.clock.next()) {
+  const ev = { agreementId: a.id, eventDate: isoMs(dateMs), eventType, ...extra, owner: a.owner, appSessionId: a.appSessionId };
   const m = sim.market;
   if (m.events.length >= MAX_AGREEMENT_EVENTS) m.events.shift();
   m.events.push(ev);
   wakeAll(m.eventWaiters, 'event');
 }
 
+/** A provider event's date: our strictly increasing clock shifted by the provider's skew. */
+const providerDate = (sim, p) => sim.clock.next() + (Number(p.clockSkewMs) || 0);
+
 function confirm(sim, c) {
   const a = getAgreement(sim, c);
   if (a.state !== 'Proposal') throw jsonErr(410, `Agreement [${a.id}] in state ${a.state}`);
+  const p = a.provider;
+  // Sent to the provider first: unreachable -> 500, the agreement stays Proposal (§4.7).
+  if (!linkUp(sim, p)) throw jsonErr(500, `Failed to send Agreement [${a.id}] to Provider [${p.nodeId}]: GSB failure: Net: error forwarding message`);
   if (c.query.appSessionId) a.appSessionId = c.query.appSessionId;
   setState(sim, a, 'Pending');
-  const p = a.provider;
-  sim.later(p.approveDelayMs, () => {
-    if (a.state !== 'Pending') return;
-    if (p.onAgreement === 'ignore') return;
-    if (p.onAgreement === 'reject') {
-      setState(sim, a, 'Rejected');
-      pushEvent(sim, a, 'AgreementRejectedEvent', { reason: { message: 'Provider rejected the agreement' } });
-      return;
-    }
-    a.approvedDate = sim.now();
-    a.approvedMs = Date.now();
-    setState(sim, a, 'Approved');
-    pushEvent(sim, a, 'AgreementApprovedEvent', {});
-    scheduleProviderEnd(sim, a);
-  });
+  sim.later(p.approveDelayMs, () => providerReacts(sim, a));
   return { status: 204 };
 }
 
-/** Provider ends the agreement at the demand's expiration (or an injected earlier time). */
+/** The provider runs its negotiators again on (demand, offer), then approves or rejects (§4.7). */
+function providerReacts(sim, a) {
+  const p = a.provider;
+  if (a.state !== 'Pending' || p.onAgreement === 'ignore') return;
+  const problem = p.onAgreement === 'reject' ? reject('Provider rejected the agreement', true) : negotiationProblem(sim, p, a.demand.properties, a.demand.constraints);
+  if (problem) {
+    const dateMs = providerDate(sim, p);
+    fromProvider(sim, p, () => {
+      expireIfDue(sim, a);
+      if (a.state !== 'Pending') return;
+      setState(sim, a, 'Rejected');
+      pushEvent(sim, a, 'AgreementRejectedEvent', { reason: rejectionReason(problem) }, dateMs);
+    });
+    return;
+  }
+  // The requestor's market refuses an approval that arrives after validTo (the agreement reads Expired).
+  expireIfDue(sim, a);
+  if (a.state !== 'Pending' || !linkUp(sim, p)) return;
+  const dateMs = providerDate(sim, p);
+  a.providerApproved = true;
+  a.approvedDate = isoNs(dateMs);
+  a.approvedMs = Date.now();
+  setState(sim, a, 'Approved');
+  pushEvent(sim, a, 'AgreementApprovedEvent', {}, dateMs);
+  scheduleProviderEnd(sim, a);
+  scheduleIdleBreak(sim, a);
+}
+
+/** Provider ends the agreement at its demand's expiration, on its own clock (or an injected earlier time). */
 function scheduleProviderEnd(sim, a) {
+  const p = a.provider;
   const exp = Number(a.demand.properties['golem.srv.comp.expiration']);
-  const f = a.provider.faults.terminateAtMs;
-  let at = Number.isFinite(exp) ? exp : Infinity;
-  let message = 'Agreement expired';
+  const f = p.faults.terminateAtMs;
+  // The provider's clock reaches `exp` skew ms earlier (or later) than ours.
+  let at = Number.isFinite(exp) ? exp - (Number(p.clockSkewMs) || 0) : Infinity;
+  let message = `Agreement expired @ ${fmtProviderDate(exp)}`;
   if (f && f < at) { at = f; message = 'Agreement expired (provider side)'; }
   if (at === Infinity) return;
   if (a.endTimer) sim.cancel(a.endTimer);
-  a.endTimer = sim.later(at - Date.now(), () => {
-    if (a.state === 'Approved') terminate(sim, a, 'Provider', { message, 'golem.provider.code': 'Expired' });
+  a.endTimer = sim.later(at - Date.now(), () => providerBreaks(sim, a, { message, 'golem.provider.code': 'Expired' }));
+}
+
+/** ya-provider's display format, e.g. "2025-11-29 11:00:00 UTC". */
+function fmtProviderDate(ms) {
+  return Number.isFinite(ms) ? `${new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '')} UTC` : 'never';
+}
+
+/** NoActivity (§9.1): no activity within idleAgreementTimeoutSec of approval or of the last destroy. */
+function scheduleIdleBreak(sim, a) {
+  const sec = Number(a.provider.idleAgreementTimeoutSec);
+  if (a.idleTimer) { sim.cancel(a.idleTimer); a.idleTimer = null; }
+  if (!(sec > 0) || a.state !== 'Approved') return;
+  a.idleTimer = sim.later(sec * 1000, () => {
+    a.idleTimer = null;
+    const live = [...a.activities].some((id) => { const x = sim.activityApi.activities.get(id); return x && x.state[0] !== 'Terminated'; });
+    if (!live) providerBreaks(sim, a, { message: `No activity created within ${sec}s`, 'golem.provider.code': 'NoActivity' });
   });
 }
 
@@ -345,7 +418,9 @@ async function waitApproval(sim, c) {
   const timeout = checkTimeout(sim, c, 5);
   const answer = () => {
     if (a.state === 'Approved') return { status: 204 };
-    if (a.state === 'Proposal') throw jsonErr(400, `Agreement [${a.id}] not confirmed (state Proposal)`);
+    if (a.state === 'Proposal') throw jsonErr(400, `Agreement [${a.id}] should be confirmed, before waiting for approval.`);
+    if (a.state === 'Expired') throw jsonErr(410, `Agreement [${a.id}] expired.`);
+    if (a.state === 'Terminated') throw jsonErr(400, `Agreement [${a.id}] terminated.`);
     if (a.state !== 'Pending') throw new HttpError(410, { message: a.state });
     return null;
   };
@@ -355,22 +430,74 @@ async function waitApproval(sim, c) {
   const r = await Promise.race([waitFor(a.waiters, timeout * 1000), closed.promise]);
   closed.dispose();
   if (r === 'closed') return { streamed: true };
+  // A call already waiting when validTo passes still ends 408 (§4.8).
   const after = answer();
   if (after) return after;
-  throw jsonErr(408, `Timeout waiting for Agreement [${a.id}] approval`);
+  throw jsonErr(408, `Timeout while waiting for Agreement [${a.id}] approval.`);
 }
 
-/** End an Approved agreement: activities and tunnels go, provider issues the invoice. */
-function terminate(sim, a, terminator, reason) {
+/** POST /agreements/{id}/cancel (§4.8a). */
+function cancel(sim, c) {
+  const a = getAgreement(sim, c);
+  if (!c.hasBody) throw sim.invalid(c.req, 'Json deserialize error: expected a reason or null');
+  if (c.body !== null && (typeof c.body !== 'object' || typeof c.body.message !== 'string')) throw sim.invalid(c.req, 'Json deserialize error: missing field `message`');
+  if (a.state !== 'Proposal' && a.state !== 'Pending') throw jsonErr(410, `Agreement [${a.id}] in state ${a.state}`);
+  const p = a.provider;
+  // The provider is told first; it does not know a never-confirmed agreement.
+  if (a.state === 'Proposal') throw jsonErr(500, `Failed to cancel Agreement [${a.id}]: Provider [${p.nodeId}] doesn't know it`);
+  if (!linkUp(sim, p)) throw jsonErr(500, `Failed to cancel Agreement [${a.id}]: GSB failure: Net: error forwarding message`);
+  if (a.providerApproved) throw jsonErr(500, `Failed to cancel Agreement [${a.id}]: already approved by the Provider`);
+  a.cancelled = true;
+  setState(sim, a, 'Cancelled');
+  pushEvent(sim, a, 'AgreementCancelledEvent', { reason: c.body });
+  return { status: 200 };
+}
+
+/** The requestor terminates (§4.9): the provider is told first (unreachable -> 500, stays Approved). */
+function requestorTerminates(sim, c) {
+  const a = getAgreement(sim, c);
+  if (c.hasBody && (typeof c.body !== 'object' || c.body === null || typeof c.body.message !== 'string')) {
+    throw sim.invalid(c.req, 'Json deserialize error: missing field `message`');
+  }
+  if (a.state === 'Proposal') throw jsonErr(409, `Agreement [${a.id}] not approved yet (state Proposal)`);
+  if (a.state !== 'Approved') throw jsonErr(410, `Agreement [${a.id}] in state ${a.state}`);
+  if (!linkUp(sim, a.provider)) throw jsonErr(500, `Failed to terminate Agreement [${a.id}]: GSB failure: Net: error forwarding message`);
+  a.providerEnded = true;
+  endAgreement(sim, a, 'Requestor', c.hasBody ? c.body : { message: 'Terminated by requestor' }, sim.clock.next());
+  return { status: 200 };
+}
+
+/** The provider breaks an agreement on its side; the requestor hears of it when the link allows. */
+function providerBreaks(sim, a, reason) {
+  if (a.providerEnded || a.state !== 'Approved') return false;
+  a.providerEnded = true;
+  const dateMs = providerDate(sim, a.provider);
+  fromProvider(sim, a.provider, () => endAgreement(sim, a, 'Provider', reason, dateMs));
+  return true;
+}
+
+/** End an Approved agreement: its activities end, the provider issues the invoice, the offer comes again. */
+function endAgreement(sim, a, terminator, reason, dateMs) {
   if (a.state !== 'Approved') return false;
   a.terminationReason = reason;
   a.terminatedBy = terminator;
   setState(sim, a, 'Terminated');
-  if (a.endTimer) sim.cancel(a.endTimer);
-  pushEvent(sim, a, 'AgreementTerminatedEvent', { terminator, signature: 'NoSignature', reason });
+  for (const t of [a.endTimer, a.idleTimer]) sim.cancel(t);
+  pushEvent(sim, a, 'AgreementTerminatedEvent', { terminator, signature: 'NoSignature', reason }, dateMs);
   sim.activityApi.agreementEnded(a, reason);
   sim.paymentApi.issueInvoice(a);
+  providerFreed(sim, a.provider);
+  // A fresh Initial proposal for that offer, if the demand is still subscribed (§4.2).
+  const s = sim.market.subs.get(a.subId);
+  if (s && s.alive) offerTo(sim, s, a.provider, sim.opts.offerDelayMs);
   return true;
+}
+
+/** Kept for the other modules: a Provider termination goes through the provider's side first. */
+function terminate(sim, a, terminator, reason) {
+  if (terminator === 'Provider') return providerBreaks(sim, a, reason);
+  a.providerEnded = true;
+  return endAgreement(sim, a, terminator, reason, sim.clock.next());
 }
 
 async function agreementEvents(sim, c) {
@@ -380,7 +507,7 @@ async function agreementEvents(sim, c) {
     after = parseTime(c.query.afterTimestamp);
     if (Number.isNaN(after)) throw sim.invalid(c.req, `Invalid afterTimestamp ${c.query.afterTimestamp}`);
   }
-  const max = c.query.maxEvents !== undefined ? Number(c.query.maxEvents) : 10;
+  const max = c.query.maxEvents !== undefined ? Number(c.query.maxEvents) : 20;
   if (!Number.isInteger(max) || max < 1 || max > 100) throw sim.invalid(c.req, `maxEvents must be in 1..100, got ${c.query.maxEvents}`);
   const pick = () => sim.market.events
     .filter((e) => e.owner === c.who.identity && Date.parse(e.eventDate) > after && (!c.query.appSessionId || e.appSessionId === c.query.appSessionId))
@@ -398,8 +525,16 @@ async function agreementEvents(sim, c) {
   return { body: out };
 }
 
+/** A daemon crash: demands, offers, proposals and their events live in memory only (§9.7). */
+function forgetVolatile(sim) {
+  for (const s of sim.market.subs.values()) { s.alive = false; wakeAll(s.waiters, 'gone'); }
+  sim.market.subs.clear();
+  sim.market.proposals.clear();
+  for (const p of sim.providers) p.waitingCounters = [];
+}
+
 function shutdown(sim) {
   for (const s of sim.market.subs.values()) { s.alive = false; wakeAll(s.waiters, 'gone'); }
 }
 
-module.exports = { init, shutdown, terminate, agreementView, scheduleProviderEnd, negotiationProblem };
+module.exports = { init, shutdown, forgetVolatile, terminate, agreementView, scheduleProviderEnd, negotiationProblem, offerPublished };

@@ -259,6 +259,8 @@ function startDebitNotes(sim, act) {
 
 function issueDebitNote(sim, act) {
   if (act.state[0] === 'Terminated') return;
+  // A provider cut off from the requestor (vanish, daemon down) cannot deliver notes.
+  if (!require('./relay').linkUp(sim, act.provider)) return;
   const a = act.agreement; const p = act.provider;
   const usageVec = sim.activityApi && require('./activity').usage(act);
   const dateMs = sim.clock.next();

@@ -26,6 +26,19 @@ function defaultsFor(i, sim) {
     counterDelayMs: o.negotiationDelayMs,
     approveDelayMs: o.negotiationDelayMs,
     strictNegotiation: o.strictNegotiation,
+    maxAgreements: o.maxAgreements, // max_simultaneous_agreements (ya-provider default 1)
+    minExpirationSec: o.minExpirationSec, // shortest golem.srv.comp.expiration ahead the provider accepts
+    clockSkewMs: 0, // the provider's clock runs this far ahead of ours (negative: behind)
+    idleAgreementTimeoutSec: o.idleAgreementTimeoutSec, // NoActivity break (ya-provider 90 s)
+  };
+}
+
+/** Run-time faults (admin API); `clear` resets them to these. */
+function freshFaults() {
+  return {
+    failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1,
+    vanished: false, vanishMode: 'timeout', unresponsive: false, unresponsivePeriodMs: 1000, unresponsiveSince: 0, unresponsiveCalls: 0,
+    slowConnectMs: 0, refuseConnect: false, paymentStallMs: 0,
   };
 }
 
@@ -34,9 +47,13 @@ class Provider {
     Object.assign(this, defaultsFor(i, sim), cfg || {});
     this.index = i;
     this.createdMs = Date.now();
-    this.faults = { failActivityCreate: 0, tunnelDelayMs: 0, terminateAtMs: null, debitNoteFactor: 1 };
+    this.faults = freshFaults();
     this.offerId = ids.subscription();
+    this.outbox = []; // provider -> requestor deliveries held while the link is down
   }
+
+  /** The provider's own clock (ms), skewed by clockSkewMs. */
+  now() { return Date.now() + (Number(this.clockSkewMs) || 0); }
 
   offerProperties() {
     const p = {
@@ -76,9 +93,10 @@ class Provider {
       index: this.index, name: this.name, nodeId: this.nodeId, subnet: this.subnet, coeffs: this.coeffs,
       runtime: this.runtime, capabilities: this.capabilities, platforms: this.platforms,
       debitNoteIntervalSec: this.debitNoteIntervalSec, acceptTimeoutSec: this.acceptTimeoutSec,
-      onCounter: this.onCounter, onAgreement: this.onAgreement, faults: { ...this.faults },
+      onCounter: this.onCounter, onAgreement: this.onAgreement, maxAgreements: this.maxAgreements, clockSkewMs: this.clockSkewMs,
+      faults: { ...this.faults }, outbox: this.outbox.length,
     };
   }
 }
 
-module.exports = { Provider, DEFAULT_PLATFORMS };
+module.exports = { Provider, DEFAULT_PLATFORMS, freshFaults };

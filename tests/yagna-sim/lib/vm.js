@@ -49,6 +49,7 @@ class VM {
     this.alive = false;
     this.port80 = 80; // fallback mode remaps it
     this.onDeath = null;
+    this.onReset = new Map(); // relay connection id -> fn, called on an RST from the service
   }
 
   async start() {
@@ -66,6 +67,7 @@ class VM {
       readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
         let m; try { m = JSON.parse(l); } catch { return; }
         if (m.ev === 'ready') { clearTimeout(t); this.alive = true; resolve(); }
+        else if (m.ev === 'rst') { const fn = this.onReset.get(m.conn); if (fn) { this.onReset.delete(m.conn); fn(); } }
         else this.onAgent(m);
       });
       this.proc.once('exit', () => { clearTimeout(t); reject(new Error('VM agent exited')); });
@@ -76,6 +78,7 @@ class VM {
 
   died() {
     const wasAlive = this.alive;
+    this.dying = true;
     this.alive = false;
     this.killGroups();
     for (const p of this.pending.values()) p.resolve({ code: 137, signal: 'SIGKILL', stdout: Buffer.concat(p.stdout), stderr: Buffer.concat(p.stderr), vmDied: true });
@@ -145,7 +148,8 @@ class VM {
     const target = !this.netns && port === 80 ? this.port80 : port;
     return new Promise((resolve, reject) => {
       if (!this.alive) { const e = new Error('VM is gone'); e.code = 'EHOSTUNREACH'; reject(e); return; }
-      const s = net.connect(this.sock);
+      // Half-open: a FIN from the VM must not close our side (the daemon never reports a bare FIN).
+      const s = net.connect({ path: this.sock, allowHalfOpen: true });
       let head = Buffer.alloc(0);
       const fail = (code) => { s.destroy(); const e = new Error(code); e.code = code; reject(e); };
       const timer = setTimeout(() => fail('ETIMEDOUT'), this.connectTimeoutMs + 1000);
@@ -158,7 +162,9 @@ class VM {
         s.removeListener('data', onData);
         clearTimeout(timer);
         const line = head.subarray(0, nl).toString();
-        if (line !== 'OK') { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
+        if (!/^OK( \d+)?$/.test(line)) { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
+        s.connId = Number(line.slice(3)) || 0;
+        s.on('close', () => this.onReset.delete(s.connId));
         s.pause();
         const rest = head.subarray(nl + 1);
         if (rest.length) s.unshift(rest);
@@ -170,6 +176,7 @@ class VM {
   }
 
   async destroy() {
+    this.dying = true;
     if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) {
       const exited = new Promise((r) => this.proc.once('exit', r));
       this.send({ op: 'exit' });
@@ -183,6 +190,7 @@ class VM {
 
   /** Hard crash: SIGKILL the agent (and so, with namespaces, every process of the VM). */
   crash() {
+    this.dying = true;
     if (this.proc) { try { this.proc.kill('SIGKILL'); } catch { /* gone */ } }
   }
 }

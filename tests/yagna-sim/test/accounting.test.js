@@ -10,11 +10,7 @@ test('tunnel accounting and inflated debit notes', async (t) => {
   const s = await h.startSim({ providers: 2, debitNoteInterval: 0.3 });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
-  const fault = async (body) => {
-    const r = await api('POST', '/_sim/fault', body);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  };
+  const fault = h.faulter(api);
   const svc = await h.startService(s, { providerIndex: 0 });
 
   await t.test('tunnelsOpened counts every tunnel, tunnelHistory keeps closed ones', async () => {
@@ -43,8 +39,8 @@ test('tunnel accounting and inflated debit notes', async (t) => {
     assert.equal((await api('POST', '/_sim/fault', { provider: 0, fault: 'inflateDebitNotes', factor: -1 })).status, 400);
     const notes = () => sim.state().payments.debitNotes.filter((d) => d.agreementId === svc.agreementId);
     await h.waitUntil(async () => notes().length >= 2);
-    const n0 = notes().length;
     await fault({ provider: 0, fault: 'inflateDebitNotes', factor: 1000 });
+    const n0 = notes().length; // notes issued from now on are inflated
     assert.equal(sim.state().providers[0].faults.debitNoteFactor, 1000);
     await h.waitUntil(async () => notes().length >= n0 + 1);
     const list = notes();

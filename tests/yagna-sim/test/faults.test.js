@@ -4,14 +4,10 @@ const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 test('fault injection', async (t) => {
-  const s = await h.startSim({ providers: 3, tunnelConnectTimeoutMs: 300 });
+  const s = await h.startSim({ providers: 3, tunnelConnectTimeoutMs: 300, tcpTimeoutMs: 1000, tcpKeepAliveMs: 250 });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
-  const fault = async (body) => {
-    const r = await api('POST', '/_sim/fault', body);
-    assert.equal(r.status, 200, r.text);
-    return r.body;
-  };
+  const fault = h.faulter(api);
 
   await t.test('admin routes need the app key; unknown fault 400', async () => {
     assert.equal((await api('POST', '/_sim/fault', { fault: 'crashVm', provider: 0 }, { key: null })).status, 401);
@@ -22,7 +18,8 @@ test('fault injection', async (t) => {
     const svc = await h.startService(s, { providerIndex: 0 });
     await fault({ provider: 0, fault: 'killService' });
     await new Promise((r) => setTimeout(r, 200));
-    await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip), (e) => e.status === 504);
+    // nothing listens on port 80 any more: the VM answers the SYN with an RST
+    await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip), (e) => e.status === 400 && /Socket closed/.test(e.body));
     assert.deepEqual((await api('GET', `/activity-api/v1/activity/${svc.act}/state`)).body.state, ['Ready', null]);
     // restart it: run again works
     const r = await h.execWait(api, svc.act, [{ run: { entry_point: '/bin/sh', args: ['-c', 'python3 /golem/run/calculator_server.py --port 80 >/dev/null 2>&1 &'] } }]);
@@ -45,12 +42,14 @@ test('fault injection', async (t) => {
     await fault({ provider: 0, fault: 'tunnelDelay', ms: 0 });
   });
 
-  await t.test('crashVm: activity Terminated, tunnels drop, provider terminates, invoice', async () => {
+  await t.test('crashVm: activity Terminated, provider terminates, invoice; the tunnel ends by the TCP timeout', async () => {
     const svc = t.svc0;
     const ws = await h.openTunnel(sim, svc.net.id, svc.ip);
-    const closed = new Promise((r) => ws.on('close', r));
+    const closed = new Promise((r) => ws.on('close', (code) => r(code)));
+    const t0 = Date.now();
     await fault({ provider: 0, fault: 'crashVm' });
-    await closed;
+    assert.equal(await closed, 1006); // no close frame
+    assert.ok(Date.now() - t0 >= 900, `the tunnel outlived the VM by the TCP timeout (${Date.now() - t0} ms)`);
     await h.waitUntil(async () => (await api('GET', `/activity-api/v1/activity/${svc.act}/state`)).body.state[0] === 'Terminated');
     const ag = (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body;
     assert.equal(ag.state, 'Terminated');
@@ -66,6 +65,8 @@ test('fault injection', async (t) => {
     const neg = await h.negotiate(s, { providerIndex: 1 });
     assert.equal((await api('POST', '/activity-api/v1/activity', neg.agreementId)).status, 500);
     assert.equal((await api('POST', '/activity-api/v1/activity', neg.agreementId)).status, 200);
+    // free the provider (one agreement at a time)
+    assert.equal((await api('POST', `/market-api/v1/agreements/${neg.agreementId}/terminate`, { message: 'done' })).status, 200);
   });
 
   await t.test('proposals rejected / ignored; agreements rejected', async () => {
@@ -74,7 +75,8 @@ test('fault injection', async (t) => {
     const sub = (await api('POST', '/market-api/v1/demands', d)).body;
     const offers = await h.collect(api, sub, 3);
     const p2 = offers.find((e) => e.proposal.issuerId === sim.providers[2].nodeId);
-    const c = (await api('POST', `/market-api/v1/demands/${sub}/proposals/${p2.proposal.proposalId}`, { properties: d.properties, constraints: d.constraints })).body;
+    const cp = { ...d.properties, 'golem.com.payment.chosen-platform': 'erc20-holesky-tglm' };
+    const c = (await api('POST', `/market-api/v1/demands/${sub}/proposals/${p2.proposal.proposalId}`, { properties: cp, constraints: d.constraints })).body;
     const [rej] = await h.collect(api, sub, 1);
     assert.equal(rej.eventType, 'ProposalRejectedEvent'); assert.equal(rej.proposalId, c);
     await fault({ provider: 2, fault: 'proposals', mode: 'ignore' });

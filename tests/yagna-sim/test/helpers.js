@@ -60,6 +60,18 @@ async function collect(api, sub, want, timeout = 3) {
   return out;
 }
 
+/** The provider's answer to our counter `counterId` (a Draft ProposalEvent or a ProposalRejectedEvent), or null. */
+async function answerTo(api, sub, counterId, timeout = 3) {
+  const deadline = Date.now() + timeout * 1000;
+  while (Date.now() < deadline) {
+    const r = await api('GET', `/market-api/v1/demands/${sub}/events?timeout=0.5&maxEvents=20`);
+    if (r.status !== 200) throw new Error(`collect ${r.status} ${r.text}`);
+    const ev = r.body.find((e) => (e.eventType === 'ProposalEvent' && e.proposal.prevProposalId === counterId) || (e.eventType === 'ProposalRejectedEvent' && e.proposalId === counterId));
+    if (ev) return ev;
+  }
+  return null;
+}
+
 /** Subscribe, counter the first offer (of `providerIndex` if given), get a Draft, create+confirm+wait. */
 async function negotiate(t, { providerIndex = null, dem = null, appSessionId = null } = {}) {
   const { api, sim, calc } = t;
@@ -67,10 +79,16 @@ async function negotiate(t, { providerIndex = null, dem = null, appSessionId = n
   const sub = (await api('POST', '/market-api/v1/demands', d)).body;
   const offers = await collect(api, sub, sim.providers.length);
   const want = providerIndex === null ? null : sim.providers[providerIndex].nodeId;
-  const offer = offers.find((e) => e.eventType === 'ProposalEvent' && (!want || e.proposal.issuerId === want));
-  const counterId = (await api('POST', `/market-api/v1/demands/${sub}/proposals/${offer.proposal.proposalId}`,
-    { properties: { ...d.properties, 'golem.com.payment.chosen-platform': 'erc20-holesky-tglm' }, constraints: d.constraints })).body;
-  const [draft] = await collect(api, sub, 1);
+  // Counter offers in turn until a provider answers with a Draft (a busy one rejects, not finally).
+  let offer; let counterId; let draft;
+  for (const o of offers.filter((e) => e.eventType === 'ProposalEvent' && (!want || e.proposal.issuerId === want))) {
+    offer = o;
+    counterId = (await api('POST', `/market-api/v1/demands/${sub}/proposals/${offer.proposal.proposalId}`,
+      { properties: { ...d.properties, 'golem.com.payment.chosen-platform': 'erc20-holesky-tglm' }, constraints: d.constraints })).body;
+    const ans = await answerTo(api, sub, counterId);
+    if (ans && ans.eventType === 'ProposalEvent') { draft = ans; break; }
+  }
+  if (!draft) throw new Error('no provider answered with a Draft');
   const validTo = new Date(Date.now() + 3600e3).toISOString();
   const ag = await api('POST', '/market-api/v1/agreements', { proposalId: draft.proposal.proposalId, validTo });
   await api('POST', `/market-api/v1/agreements/${ag.body}/confirm${appSessionId ? `?appSessionId=${appSessionId}` : ''}`);
@@ -150,6 +168,15 @@ function exchange(ws, request, timeoutMs = 5000) {
   });
 }
 
+/** A POST /_sim/fault caller that asserts the stand-in took the fault; resolves its report. */
+function faulter(api) {
+  return async (body) => {
+    const r = await api('POST', '/_sim/fault', body);
+    if (r.status !== 200) throw new Error(`fault ${JSON.stringify(body)}: ${r.status} ${r.text}`);
+    return r.body;
+  };
+}
+
 async function waitUntil(fn, timeoutMs = 5000, stepMs = 50) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -160,4 +187,4 @@ async function waitUntil(fn, timeoutMs = 5000, stepMs = 50) {
   }
 }
 
-module.exports = { KEY, CALC, startSim, demand, collect, negotiate, startService, execWait, openTunnel, httpOverTunnel, exchange, waitUntil, imagesDir };
+module.exports = { KEY, CALC, startSim, demand, collect, answerTo, negotiate, startService, execWait, openTunnel, httpOverTunnel, exchange, waitUntil, imagesDir, faulter };

@@ -57,14 +57,22 @@ test('market API', async (t) => {
     const validTo = new Date(Date.now() + 3600e3).toISOString();
     assert.equal((await api('POST', '/market-api/v1/agreements', { proposalId: pid, validTo })).status, 400);
     assert.equal((await api('POST', '/market-api/v1/agreements', { proposalId: pid.slice(2), validTo })).status, 400);
-    const c1 = await api('POST', `/market-api/v1/demands/${sub}/proposals/${pid}`, { properties: d.properties, constraints: d.constraints });
+    const counterProps = { ...d.properties, 'golem.com.payment.chosen-platform': 'erc20-holesky-tglm' };
+    const c1 = await api('POST', `/market-api/v1/demands/${sub}/proposals/${pid}`, { properties: counterProps, constraints: d.constraints });
     assert.equal(c1.status, 200); assert.match(c1.body, /^R-/);
     assert.equal((await api('POST', `/market-api/v1/demands/${sub}/proposals/${pid}`, { properties: d.properties, constraints: d.constraints })).status, 410);
     const evs = await h.collect(api, sub, 3);
     const draft = evs.find((e) => e.proposal && e.proposal.state === 'Draft');
     assert.ok(draft, JSON.stringify(evs));
     assert.equal(draft.proposal.prevProposalId, c1.body);
-    assert.equal((await api('POST', '/market-api/v1/agreements', { proposalId: draft.proposal.proposalId, validTo: '2000-01-01T00:00:00Z' })).status, 400);
+    // validTo is not checked at creation; the confirm that follows finds the agreement Expired
+    const other = evs.find((e) => e.proposal && e.proposal.state === 'Initial' && e.proposal.issuerId !== draft.proposal.issuerId);
+    const c2 = (await api('POST', `/market-api/v1/demands/${sub}/proposals/${other.proposal.proposalId}`, { properties: counterProps, constraints: d.constraints })).body;
+    const d2 = (await h.collect(api, sub, 1)).find((e) => e.proposal && e.proposal.prevProposalId === c2);
+    const old = await api('POST', '/market-api/v1/agreements', { proposalId: d2.proposal.proposalId, validTo: '2000-01-01T00:00:00Z' });
+    assert.equal(old.status, 200);
+    assert.equal((await api('POST', `/market-api/v1/agreements/${old.body}/confirm`)).status, 410);
+    assert.equal((await api('GET', `/market-api/v1/agreements/${old.body}`)).body.state, 'Expired');
     const ag = await api('POST', '/market-api/v1/agreements', { proposalId: draft.proposal.proposalId, validTo });
     assert.equal(ag.status, 200); assert.match(ag.body, /^[0-9a-f]{64}$/);
     assert.equal((await api('POST', '/market-api/v1/agreements', { proposalId: draft.proposal.proposalId, validTo })).status, 409);
@@ -79,7 +87,7 @@ test('market API', async (t) => {
     assert.equal(term.status, 200); assert.equal(term.text, '');
     assert.equal((await api('POST', `/market-api/v1/agreements/${ag.body}/terminate`, { message: 'x' })).status, 410);
     const w = await api('POST', `/market-api/v1/agreements/${ag.body}/wait?timeout=1`);
-    assert.equal(w.status, 410); assert.equal(w.body.message, 'Terminated');
+    assert.equal(w.status, 400); assert.match(w.body.message, /terminated\.$/);
     const reason = await api('GET', `/market-api/v1/agreements/${ag.body}/terminate/reason`);
     assert.equal(reason.body['golem.requestor.code'], 'Cancelled');
     const aev = await api('GET', `/market-api/v1/agreementEvents?timeout=0&afterTimestamp=${encodeURIComponent(new Date(Date.now() - 60e3).toISOString())}`);

@@ -5,7 +5,7 @@ const assert = require('node:assert/strict');
 const h = require('./helpers');
 
 test('activity, VPN and tunnel to a real server in the VM', async (t) => {
-  const s = await h.startSim({ providers: 2, wsPingIntervalMs: 200, wsIdleTimeoutMs: 600, tunnelConnectTimeoutMs: 300 });
+  const s = await h.startSim({ providers: 2, wsPingIntervalMs: 200, wsIdleTimeoutMs: 600, tunnelConnectTimeoutMs: 300, tcpTimeoutMs: 1500, tcpKeepAliveMs: 500 });
   t.after(() => s.sim.stop());
   const { api, sim } = s;
   const svc = await h.startService(s);
@@ -65,10 +65,14 @@ test('activity, VPN and tunnel to a real server in the VM', async (t) => {
   });
 
   await t.test('tunnel errors are plain HTTP answers', async () => {
-    await assert.rejects(h.openTunnel(sim, 'f'.repeat(32), svc.ip), (e) => e.status === 404);
+    // a network we do not own, while we own another: 403 with an empty body (§6.1)
+    await assert.rejects(h.openTunnel(sim, 'f'.repeat(32), svc.ip), (e) => e.status === 403 && e.body === '');
     await assert.rejects(h.openTunnel(sim, svc.net.id, '1.2.3'), (e) => e.status === 400);
     await assert.rejects(h.openTunnel(sim, svc.net.id, '192.168.0.77'), (e) => e.status === 504);
-    await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip, 81), (e) => e.status === 504);
+    // nothing listens on 81: the VM's RST fails the connect at once, before any 101 (§6.4)
+    const t0 = Date.now();
+    await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip, 81), (e) => e.status === 400 && JSON.parse(e.body).message === 'Socket closed');
+    assert.ok(Date.now() - t0 < 250, 'refused at once, not after the connect timeout');
     await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip, 80, { key: 'bad' }), (e) => e.status === 401);
   });
 
@@ -87,22 +91,26 @@ test('activity, VPN and tunnel to a real server in the VM', async (t) => {
     ws2.close();
   });
 
-  await t.test('net API: nodes, addresses, 409, listing; provider EOF closes tunnel', async () => {
-    assert.equal((await api('POST', `/net-api/v1/net/${svc.net.id}/addresses`, { ip: '192.168.0.1' })).status, 409);
+  await t.test('net API: nodes, addresses, no 409, listing', async () => {
+    assert.equal((await api('POST', `/net-api/v1/net/${svc.net.id}/addresses`, { ip: '192.168.0.1' })).status, 200);
     assert.equal((await api('POST', `/net-api/v1/net/${svc.net.id}/nodes`, { id: svc.providerId, ip: svc.ip })).status, 200);
     assert.equal((await api('POST', `/net-api/v1/net/${svc.net.id}/nodes`, { id: '0x' + '1'.repeat(40), ip: '127.0.0.1' })).status, 400);
     const nodes = (await api('GET', `/net-api/v1/net/${svc.net.id}/nodes`)).body;
     assert.deepEqual(nodes, [{ id: svc.providerId, ip: svc.ip }]);
     assert.equal(svc.net.ip, '192.168.0.0/24'); assert.equal(svc.net.gateway, '192.168.0.1');
     const r = await h.httpOverTunnel(sim, svc.net.id, svc.ip, 'GET /health HTTP/1.0\r\n\r\n');
-    assert.match(r, /ok$/); // HTTP/1.0: server closes -> daemon ends the websocket
+    assert.match(r, /ok$/);
   });
 
-  await t.test('destroy activity closes tunnels; network delete', async () => {
+  await t.test('destroy activity leaves the tunnel to the TCP timeout (no close frame); network delete', async () => {
     const ws = await h.openTunnel(sim, svc.net.id, svc.ip);
-    const closed = new Promise((r) => ws.on('close', r));
+    const closed = new Promise((r) => ws.on('close', (code) => r({ code, at: Date.now() })));
     assert.equal((await api('DELETE', `/activity-api/v1/activity/${svc.act}`)).status, 200);
-    await closed;
+    const t0 = Date.now();
+    ws.send('GET /add/1/1 HTTP/1.1\r\nHost: x\r\n\r\n'); // accepted, dropped
+    const c = await closed;
+    assert.equal(c.code, 1006); // the daemon sends no close frame
+    assert.ok(c.at - t0 >= 1000, `ended by the TCP timeout, after ${c.at - t0} ms`);
     assert.deepEqual((await api('GET', `/activity-api/v1/activity/${svc.act}/state`)).body.state, ['Terminated', null]);
     assert.equal((await api('POST', `/activity-api/v1/activity/${svc.act}/exec`, { text: '[]' })).status, 500);
     assert.equal((await api('DELETE', `/net-api/v1/net/${svc.net.id}`)).status, 200);

@@ -1,0 +1,202 @@
+'use strict';
+// How the real network fails (PROTOCOL.md §9): a provider that vanishes, one whose state flaps,
+// tunnel connects that hang or are refused, VM connections kept after the WebSocket ends, and
+// the daemon crashing and restarting.
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const h = require('./helpers');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const timed = async (p) => { const t0 = Date.now(); const v = await p; return { v, ms: Date.now() - t0 }; };
+const closedCode = (ws) => new Promise((r) => ws.on('close', (code) => r({ code, at: Date.now() })));
+
+async function vmTcpConnections(api, act) {
+  // ESTABLISHED sockets on the VM's port 80, read inside the VM
+  const r = await h.execWait(api, act, [{ run: { entry_point: '/bin/cat', args: ['/proc/net/tcp'], capture: { stdout: { atEnd: {} } } } }]);
+  return r[0].stdout.split('\n').filter((l) => / [0-9A-F]{8}:0050 [0-9A-F]{8}:[0-9A-F]{4} 01 /.test(l)).length;
+}
+
+test('failure faults', async (t) => {
+  const s = await h.startSim({
+    providers: 3, tunnelConnectTimeoutMs: 400, tcpTimeoutMs: 1500, tcpKeepAliveMs: 500, vmFinTimeoutMs: 400,
+    wsPingIntervalMs: 200, wsIdleTimeoutMs: 5000, relayTimeoutMarginMs: 300,
+  });
+  t.after(() => s.sim.stop());
+  const { api, sim } = s;
+  const fault = h.faulter(api);
+  const svc = await h.startService(s, { providerIndex: 0 });
+  const GET = 'GET /add/2/3 HTTP/1.1\r\nHost: x\r\n\r\n';
+
+  await t.test('vanish: tunnels stay open and pinged, nothing arrives, the TCP timeout ends them', async () => {
+    const ws = await h.openTunnel(sim, svc.net.id, svc.ip);
+    assert.match(await h.exchange(ws, GET), /5$/);
+    let pings = 0; ws.on('ping', () => { pings++; });
+    let got = 0; ws.on('message', () => { got++; });
+    const closed = closedCode(ws);
+    const t0 = Date.now();
+    await fault({ provider: 0, fault: 'vanish' });
+    ws.send(GET); // accepted, never answered
+    const c = await closed;
+    assert.equal(c.code, 1006, 'no close frame');
+    assert.ok(c.at - t0 >= 1400, `ended by the TCP timeout (${c.at - t0} ms)`);
+    assert.equal(got, 0, 'no byte from the vanished provider');
+    assert.ok(pings >= 3, `the local daemon kept pinging (${pings})`);
+    assert.equal(sim.state().tunnelHistory.at(-1).closeReason, 'TCP timeout');
+  });
+
+  await t.test('vanish: relayed calls 408 after timeout + margin; agreement events say nothing; terminate 500', async () => {
+    const base = `/activity-api/v1/activity/${svc.act}`;
+    let r = await timed(api('GET', `${base}/state?timeout=0.3`));
+    assert.equal(r.v.status, 408); assert.deepEqual(r.v.body, { message: 'Timeout' });
+    assert.ok(r.ms >= 550, `${r.ms} ms`);
+    const b = (await api('POST', `${base}/exec?timeout=0.2`, { text: '[]' }));
+    assert.equal(b.status, 408);
+    r = await timed(api('GET', `${base}/usage?timeout=0.2`));
+    assert.equal(r.v.status, 408);
+    const since = new Date().toISOString();
+    const term = await api('POST', `/market-api/v1/agreements/${svc.agreementId}/terminate`, { message: 'x' });
+    assert.equal(term.status, 500);
+    assert.equal((await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state, 'Approved');
+    // the provider's own termination waits until the link is back
+    await fault({ provider: 0, fault: 'terminateAgreements', inMs: 0 });
+    const ev = await api('GET', `/market-api/v1/agreementEvents?timeout=0.5&afterTimestamp=${encodeURIComponent(since)}`);
+    assert.deepEqual(ev.body, []);
+    // new tunnels: no SYN-ACK -> 504 after the connect timeout
+    const t0 = Date.now();
+    await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip), (e) => e.status === 504 && e.body === '');
+    assert.ok(Date.now() - t0 >= 380);
+    // mode unreachable: at once 500 net error
+    await fault({ provider: 0, fault: 'vanish', mode: 'unreachable' });
+    const u = await api('GET', `${base}/state`);
+    assert.equal(u.status, 500); assert.match(u.body.message, /^GSB error: GSB failure: Net: error forwarding message/);
+    // back: the held termination arrives
+    await fault({ provider: 0, fault: 'clear' });
+    const ev2 = await api('GET', `/market-api/v1/agreementEvents?timeout=2&afterTimestamp=${encodeURIComponent(since)}`);
+    const te = ev2.body.find((e) => e.eventType === 'AgreementTerminatedEvent' && e.agreementId === svc.agreementId);
+    assert.ok(te, JSON.stringify(ev2.body)); assert.equal(te.terminator, 'Provider'); assert.equal(te.reason['golem.provider.code'], 'Expired');
+  });
+
+  const svc1 = await h.startService(s, { providerIndex: 1 });
+
+  await t.test('vanish for a while: TCP delivers what was held once the provider is back', async () => {
+    const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    await fault({ provider: 1, fault: 'vanish', durationMs: 500 });
+    const r = await timed(h.exchange(ws, GET, 5000));
+    assert.match(r.v, /5$/); assert.ok(r.ms >= 400, `${r.ms} ms`);
+    assert.equal(ws.readyState, 1);
+    ws.close();
+  });
+
+  await t.test('unresponsive: the state flaps, state calls intermittently 408 or 500 GSB error', async () => {
+    await fault({ provider: 1, fault: 'unresponsive', periodMs: 150 });
+    const seen = { Unresponsive: 0, Ready: 0, 408: 0, 500: 0 };
+    const all = () => seen.Unresponsive > 0 && seen.Ready > 0 && seen[408] > 0 && seen[500] > 0;
+    for (let i = 0; i < 40 && !all(); i++) {
+      const r = await api('GET', `/activity-api/v1/activity/${svc1.act}/state?timeout=0.1`);
+      if (r.status === 200) seen[r.body.state[0]]++;
+      else {
+        seen[r.status]++;
+        if (r.status === 500) assert.match(r.body.message, /^GSB error/);
+        if (r.status === 408) assert.deepEqual(r.body, { message: 'Timeout' });
+      }
+      await sleep(20 + Math.floor(Math.random() * 200)); // no aliasing with the flap period
+    }
+    assert.ok(seen.Unresponsive > 0 && seen.Ready > 0 && seen[408] > 0 && seen[500] > 0, JSON.stringify(seen));
+    await fault({ provider: 1, fault: 'clear' });
+    assert.deepEqual((await api('GET', `/activity-api/v1/activity/${svc1.act}/state`)).body.state, ['Ready', null]);
+  });
+
+  await t.test('tunnel connects: slow -> 504 after the connect timeout; refused -> 400 Socket closed at once', async () => {
+    await fault({ provider: 1, fault: 'slowConnect' });
+    let t0 = Date.now();
+    await assert.rejects(h.openTunnel(sim, svc1.net.id, svc1.ip), (e) => e.status === 504);
+    assert.ok(Date.now() - t0 >= 380);
+    await fault({ provider: 1, fault: 'slowConnect', ms: 150 }); // slow but in time
+    t0 = Date.now();
+    assert.match(await h.httpOverTunnel(sim, svc1.net.id, svc1.ip, GET), /5$/);
+    assert.ok(Date.now() - t0 >= 140);
+    await fault({ provider: 1, fault: 'refuseConnect' });
+    t0 = Date.now();
+    await assert.rejects(h.openTunnel(sim, svc1.net.id, svc1.ip), (e) => e.status === 400 && JSON.parse(e.body).message === 'Socket closed');
+    assert.ok(Date.now() - t0 < 300);
+    await fault({ provider: 1, fault: 'clear' });
+  });
+
+  await t.test('closing a tunnel WebSocket leaves the accepted connection in the VM', async () => {
+    const before = await vmTcpConnections(api, svc1.act);
+    const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    assert.match(await h.exchange(ws, GET), /5$/);
+    const closed = closedCode(ws);
+    ws.close();
+    await closed;
+    await sleep(200);
+    assert.equal(await vmTcpConnections(api, svc1.act), before + 1, 'the VM still holds the idle connection');
+    assert.ok(sim.state().vmConnectionsKept >= 1);
+  });
+
+  await t.test('a FIN from the VM is not reported; the next client data draws an RST', async () => {
+    const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    const closed = closedCode(ws);
+    const r = await h.exchange(ws, 'GET /add/1/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.match(r, /2$/);
+    await sleep(150);
+    assert.equal(ws.readyState, 1, 'still open after the server closed');
+    ws.send(GET);
+    const c = await closed;
+    assert.equal(c.code, 1006);
+    // a FIN with a silent client: the keep-alive probe after the VM's FIN-WAIT-2 timeout draws the RST
+    const ws2 = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    const closed2 = closedCode(ws2);
+    const t0 = Date.now();
+    await h.exchange(ws2, 'GET /add/1/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const c2 = await closed2;
+    assert.equal(c2.code, 1006); assert.ok(c2.at - t0 >= 450, `${c2.at - t0} ms`);
+  });
+
+  await t.test('RemoveNode leaves the tunnel open, its packets dropped; adding the node back lets them through', async () => {
+    const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    assert.equal((await api('DELETE', `/net-api/v1/net/${svc1.net.id}/nodes/${svc1.providerId}`)).status, 200);
+    assert.equal((await api('DELETE', `/net-api/v1/net/${svc1.net.id}/nodes/0x${'7'.repeat(40)}`)).status, 200);
+    const pending = h.exchange(ws, GET, 5000);
+    await sleep(300);
+    assert.equal(ws.readyState, 1);
+    assert.equal((await api('POST', `/net-api/v1/net/${svc1.net.id}/nodes`, { id: svc1.providerId, ip: svc1.ip })).status, 200);
+    assert.match(await pending, /5$/);
+    // removed for good: the TCP timeout ends it
+    const closed = closedCode(ws);
+    await api('DELETE', `/net-api/v1/net/${svc1.net.id}/nodes/${svc1.providerId}`);
+    ws.send(GET);
+    assert.equal((await closed).code, 1006);
+    await api('POST', `/net-api/v1/net/${svc1.net.id}/nodes`, { id: svc1.providerId, ip: svc1.ip });
+  });
+
+  await t.test('daemon crash and restart: refused while down; what is on disk survives, the rest is gone', async () => {
+    const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
+    const closed = closedCode(ws);
+    const sub = (await api('POST', '/market-api/v1/demands', h.demand(s.calc))).body;
+    const allocs = (await api('GET', '/payment-api/v1/allocations')).body;
+    const evsBefore = (await api('GET', '/market-api/v1/agreementEvents?timeout=0')).body;
+    await sim.crash();
+    assert.equal((await closed).code, 1006);
+    await assert.rejects(fetch(`${sim.url}/me`), (e) => /ECONNREFUSED/.test(String(e.cause && e.cause.code)));
+    await sim.restart();
+    assert.equal((await api('GET', '/me')).status, 200);
+    assert.equal((await api('GET', `/market-api/v1/agreements/${svc1.agreementId}`)).body.state, 'Approved');
+    assert.deepEqual((await api('GET', `/activity-api/v1/activity/${svc1.act}/state`)).body.state, ['Ready', null]);
+    assert.deepEqual((await api('GET', '/payment-api/v1/allocations')).body, allocs);
+    assert.deepEqual((await api('GET', '/market-api/v1/agreementEvents?timeout=0')).body, evsBefore);
+    assert.equal((await api('GET', `/market-api/v1/demands/${sub}/events?timeout=0`)).status, 404);
+    assert.equal((await api('GET', `/net-api/v1/net/${svc1.net.id}`)).status, 404);
+    assert.deepEqual(sim.state().tunnels, []);
+    // the admin fault: answered, then down for downMs, then back
+    assert.equal((await api('POST', '/_sim/fault', { fault: 'restart', downMs: 300 })).status, 200);
+    await sleep(120);
+    await assert.rejects(fetch(`${sim.url}/me`));
+    await h.waitUntil(async () => { try { return (await api('GET', '/me')).status === 200; } catch { return false; } }, 5000);
+    assert.equal(sim.state().restarts, 2);
+    // the service is still there for a new network
+    const net = (await api('POST', '/net-api/v1/net', { ip: '192.168.0.0/24' })).body;
+    await api('POST', `/net-api/v1/net/${net.id}/nodes`, { id: svc1.providerId, ip: svc1.ip });
+    assert.match(await h.httpOverTunnel(sim, net.id, svc1.ip, GET), /5$/);
+  });
+});
