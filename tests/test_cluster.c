@@ -1224,6 +1224,8 @@ static void test_colocated(void) {
   tc_load L;
   int before;
   YT_GROUP("issue 11: two services on one provider, one stopped under the other's load");
+  /* a reference provider holds one agreement at a time; this one is configured for two */
+  tc_fault("dagon", "maxAgreements", "\"count\":2");
   tc_desc(&sd, &tc_sim, &obs);
   s = yhc_session_create(&sd, &err);
   YT_CHECK(s && tr_add(s, TC_URL, "dagon", NULL, 1) == 0 && tr_add(s, "http://other", "dagon", NULL, 1) == 0);
@@ -1261,6 +1263,7 @@ static void test_colocated(void) {
   yhc_session_close_wait(s);
   yhc_session_destroy(s);
   tc_load_free(&L);
+  tc_fault("dagon", "maxAgreements", "\"count\":1");
   tc_sim_check("colocated");
 }
 
@@ -1632,6 +1635,7 @@ static void test_clock_skew(void) {
   YT_CHECKF(obs.stopped + obs.failed >= 1 && yt_now_ms() - t0 < 15000, "seen after %lld ms", yt_now_ms() - t0);
   yhc_session_close_wait(s);
   yhc_session_destroy(s);
+  tc_fault("tsathoggua", "clockSkew", "\"ms\":0");
   tc_sim_check("clock-skew");
 }
 
