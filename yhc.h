@@ -9798,7 +9798,7 @@ static yhc__stream *yhc__instance_tunnel(yhc__host *h, void *ctx, yhc_error *err
 
 static void yhc__instance_tunnel_fail(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  yhc__instance_fail(i, "cannot open a tunnel to the service: %s", i->tunnel_why);
+  yhc__instance_fail(i, "tunnels fail: %s", i->tunnel_why);
 }
 
 /* A tunnel that cannot be opened means the service or the VM is gone. The HTTP layer calls
@@ -9826,8 +9826,8 @@ static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   if (i->tunnel_broken || !(++i->conn_failures >= 3 || yhc__tunnel_refusal_status(err) == 404)) return;
   i->tunnel_broken = 1;
   if (yhc__tunnel_refusal_status(err))
-    snprintf(i->tunnel_why, sizeof i->tunnel_why, "the daemon answered the tunnel handshake to %s:%d with HTTP %d (%d in a row)",
-             i->ip, i->port, yhc__tunnel_refusal_status(err), i->conn_failures);
+    snprintf(i->tunnel_why, sizeof i->tunnel_why, "handshake answered HTTP %d, %d in a row (to %s:%d)",
+             yhc__tunnel_refusal_status(err), i->conn_failures, i->ip, i->port);
   else
     snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
   yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
@@ -10777,8 +10777,7 @@ static void yhc__cluster_req_deadline(void *ctx) {
   if (i)
     snprintf(where, sizeof where, "in flight on %s (%s)", i->provider_name, i->provider_id);
   else
-    snprintf(where, sizeof where, "queued in %s (%d ready, %d starting, %zu queued%s%.120s)", c->url, ready, starting,
-             c->q.len, r->failed_on[0] ? ", failed before on " : "", r->failed_on);
+    snprintf(where, sizeof where, "queued in %s (%d ready, %d starting)", c->url, ready, starting);
   daemon[0] = 0;
   if (c->g->down_since)
     snprintf(daemon, sizeof daemon, "; the yagna daemon is unreachable since %llu ms: %.200s",
