@@ -642,7 +642,10 @@ typedef struct yhc_session_desc {
   int max_retries;              /* times a request moves to another provider [3] */
   int retry_idempotent_only;    /* 1 = a request already sent is retried only if idempotent */
   int instance_concurrency;     /* requests in flight per instance (tunnel connections) [8] */
-  int offer_window_ms;          /* collect offers this long before choosing the cheapest [1500] */
+  int offer_window_ms;          /* collect offers this long before choosing the cheapest [1500];
+                                   while a cluster has no instance and requests wait, the best
+                                   acceptable offer so far starts one at once */
+  int offer_window_strict;      /* 1 = never sign before the window ends, even then [0] */
   int close_timeout_ms;         /* graceful close: wait for work and invoices [20000] */
   int drain_timeout_ms;         /* scale-down: wait for an instance's requests [10000] */
   int tunnel_dead_ms;           /* a silent tunnel counts as dead after [15000] */
@@ -10059,6 +10062,7 @@ struct yhc_cluster {
   uint64_t image_call;
   /* session settings */
   int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
+  int offer_window_strict;
   int max_retries, idempotent_only, timeout_ms;
   size_t max_queue;
   double max_cpu_hour, max_env_hour, max_start;
@@ -10953,7 +10957,13 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
   }
   if (c->demand_state != 2) return;
   now = yhc_loop_now(c->g->loop);
-  if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) return; /* let offers come in */
+  if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) { /* let offers come in */
+    /* ...but waiting requests with nothing to serve them should not pay the whole window:
+       the best acceptable draft so far starts one instance, the window picks the rest */
+    yhc__offer *o = !active && c->q.len && !c->offer_window_strict ? yhc__cluster_best_draft(c) : NULL;
+    if (o) yhc__cluster_start_instance(c, o);
+    return;
+  }
   while (active < target) {
     yhc__offer *o = yhc__cluster_best_draft(c);
     if (!o) break;
@@ -11296,6 +11306,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->lifetime_s = s->d.agreement_lifetime_s;
   c->renew_s = s->d.agreement_renew_s;
   c->offer_window_ms = s->d.offer_window_ms;
+  c->offer_window_strict = s->d.offer_window_strict;
   c->drain_ms = s->d.drain_timeout_ms;
   c->state_poll_ms = s->d.state_poll_ms;
   c->tunnel_dead_ms = s->d.tunnel_dead_ms;
