@@ -28,6 +28,8 @@ function parseRate(s) {
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
 
+// One direction of one provider's link. Deliveries run from one ordered queue with one timer,
+// so nothing (a close included) can overtake what was sent before it.
 class Link {
   constructor(sim, cfg) {
     this.sim = sim;
@@ -35,6 +37,8 @@ class Link {
     this.freeAt = 0; // when the link has sent everything queued so far (ms, performance.now)
     this.lastAt = 0; // when the last chunk arrives at the far end
     this.queued = 0;
+    this.q = [];
+    this.timer = null;
     this.waiters = [];
   }
   // Delivers `bytes` through the link, then calls fn; returns false when the sender should pause.
@@ -44,18 +48,33 @@ class Link {
     const start = Math.max(now, this.freeAt);
     this.freeAt = start + (rate ? (bytes / rate) * 1000 : 0);
     const at = Math.max(this.lastAt, this.freeAt + oneWayMs + (jitterMs ? Math.random() * jitterMs : 0));
-    this.lastAt = at;
-    this.queued += bytes;
-    this.sim.later(at - now, () => {
-      this.queued -= bytes;
-      fn();
-      if (this.queued <= LOW_WATER && this.waiters.length) for (const w of this.waiters.splice(0)) w();
-    });
+    this.push(at, bytes, fn);
     return this.queued <= HIGH_WATER;
   }
   // fn runs once everything sent so far has arrived.
-  after(fn) { this.sim.later(Math.max(0, this.lastAt - performance.now()), fn); }
+  after(fn) { this.push(this.lastAt, 0, fn); }
   onDrain(fn) { if (this.queued <= LOW_WATER) fn(); else this.waiters.push(fn); }
+  push(at, bytes, fn) {
+    this.lastAt = Math.max(this.lastAt, at);
+    this.queued += bytes;
+    this.q.push({ at, bytes, fn });
+    if (!this.timer) this.arm();
+  }
+  arm() {
+    const wait = Math.max(0, Math.ceil(this.q[0].at - performance.now()));
+    this.timer = this.sim.later(wait, () => this.fire());
+  }
+  fire() {
+    this.timer = null;
+    const now = performance.now();
+    while (this.q.length && this.q[0].at <= now + 0.5) {
+      const e = this.q.shift();
+      this.queued -= e.bytes;
+      e.fn();
+    }
+    if (this.queued <= LOW_WATER && this.waiters.length) for (const w of this.waiters.splice(0)) w();
+    if (this.q.length) this.arm();
+  }
 }
 
 function config(opts) {
