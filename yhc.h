@@ -296,7 +296,9 @@ YHCDEF void yhc_jw_keyn(yhc_jw *w, const char *key, size_t len);
 YHCDEF void yhc_jw_str(yhc_jw *w, const char *s);
 YHCDEF void yhc_jw_strn(yhc_jw *w, const char *s, size_t len);
 YHCDEF void yhc_jw_int(yhc_jw *w, int64_t v);
-YHCDEF void yhc_jw_num(yhc_jw *w, double v); /* shortest text that reads back exactly */
+/* The shortest text that reads back as exactly v (the nearest such when several), in
+   ECMAScript's layout: 0.1, 100, 1e+21, 1e-7, 5e-324, -0; never the C locale's point. */
+YHCDEF void yhc_jw_num(yhc_jw *w, double v);
 YHCDEF void yhc_jw_bool(yhc_jw *w, int v);
 YHCDEF void yhc_jw_null(yhc_jw *w);
 YHCDEF void yhc_jw_raw(yhc_jw *w, const char *json, size_t len); /* trusted, already JSON */
@@ -5714,6 +5716,8 @@ typedef struct yhc__reqq {
   size_t len;
 } yhc__reqq;
 
+#define YHC__FAILED_ON_MAX 160 /* "prov1, prov2, ..." in a request's final error */
+
 struct yhc__req {
   yhc_http *http;
   uint64_t id;
@@ -5739,7 +5743,8 @@ struct yhc__req {
   void *owner;                    /* the upper layer's object (a cluster) */
   void *slot;                     /* where the upper layer sent it (an instance) */
   int attempts;
-  char failed_on[160];            /* providers that failed it, for the final error */
+  char *failed_on;                /* providers that failed it, for the final error: allocated
+                                     at the first failure, so a queued request does not carry it */
   uint64_t submitted_ms;
   uint64_t dispatched_ms;         /* when the upper layer last handed it to a connection */
   int sent;                       /* bytes of it reached a connection */
@@ -5889,6 +5894,7 @@ static yhc__req *yhc__req_new(yhc_http *http) {
     yhc_buf wire = r->wire, head = r->head, trail = r->trail, body = r->body;
     yhc_header_view *hv = r->hv, *tv = r->tv;
     size_t hvcap = r->hvcap, tvcap = r->tvcap;
+    YHC_FREE(r->failed_on);
     memset(r, 0, sizeof *r);
     r->wire = wire; r->wire.len = 0;
     r->head = head; r->trail = trail; r->body = body;
@@ -5904,6 +5910,7 @@ static yhc__req *yhc__req_new(yhc_http *http) {
 }
 
 static void yhc__req_free_mem(yhc__req *r) {
+  YHC_FREE(r->failed_on);
   yhc_buf_free(&r->wire);
   yhc_buf_free(&r->head);
   yhc_buf_free(&r->trail);
@@ -6042,6 +6049,16 @@ static int yhc__hdr_is(const char *name, const char *want) {
   return yhc__str_ieq(yhc__str_c(name), want);
 }
 
+/* An upper bound of the serialised request, so its buffer is allocated once and no larger
+   than it needs to be (a queued request holds it until it is sent). */
+static size_t yhc__req_wire_size(const yhc__req *r, const char *method, yhc_str host, yhc_str target,
+                                 const yhc_request *req) {
+  size_t n = strlen(method) + 2 + target.len + 11 + 6 + 2 + host.len + 8 + 2 + 2 + 40 + req->body_len, i;
+  n += 14 + strlen(r->http->user_agent);
+  for (i = 0; i < req->header_count; i++) n += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 4;
+  return n;
+}
+
 /* Writes the request head and body into r->wire. Returns 0, or -1 with r->error set. */
 static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int port,
                               int default_port, yhc_str target, const yhc_request *req) {
@@ -6063,7 +6080,7 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
     if (yhc__hdr_is(hd->name, "connection") && yhc__token_list_has(yhc__str_c(hd->value), "close"))
       r->asked_close = 1;
   }
-  if (yhc_buf_reserve(w, 256 + target.len + req->body_len)) goto nomem;
+  if (yhc_buf_reserve(w, yhc__req_wire_size(r, method, host, target, req))) goto nomem;
   ok |= yhc_buf_appends(w, method);
   ok |= yhc_buf_append(w, target.ptr[0] == '/' ? " " : " /", target.ptr[0] == '/' ? 1 : 2);
   ok |= yhc_buf_append(w, target.ptr, target.len);
@@ -10194,9 +10211,13 @@ static void yhc__cluster_req_done(yhc__req *r) {
   }
   if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
     int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
-    size_t fl = strlen(r->failed_on);
-    if (fl + strlen(i->provider_name) + 3 < sizeof r->failed_on)
-      snprintf(r->failed_on + fl, sizeof r->failed_on - fl, "%s%s", fl ? ", " : "", i->provider_name);
+    if (!r->failed_on && (r->failed_on = YHC__CAST(char *, yhc__calloc(YHC__FAILED_ON_MAX))) == NULL)
+      yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory noting a failed provider");
+    if (r->failed_on) {
+      size_t fl = strlen(r->failed_on);
+      if (fl + strlen(i->provider_name) + 3 < YHC__FAILED_ON_MAX)
+        snprintf(r->failed_on + fl, YHC__FAILED_ON_MAX - fl, "%s%s", fl ? ", " : "", i->provider_name);
+    }
     if (r->error.code != YHC_ERR_SERVICE_FAILED) yhc__instance_check_soon(i);
     if (may) {
       /* back to the FRONT: it has waited longest */
@@ -10215,7 +10236,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
     {
       char msg[YHC_ERROR_MSG_MAX + 200];
       snprintf(msg, sizeof msg, "request failed on %d provider%s (%.150s): %.200s", r->attempts + 1,
-               r->attempts ? "s" : "", r->failed_on, r->error.msg);
+               r->attempts ? "s" : "", r->failed_on ? r->failed_on : "", r->error.msg);
       yhc__error_set(&r->error, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->error.code, 0, "%s", msg);
     }
   }

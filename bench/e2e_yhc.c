@@ -195,7 +195,7 @@ static void run_newtunnel(int n, double secs) {
 }
 
 /* ---- cold start and failover: the session's events, timestamped */
-static double t_create, t_ev[YHC_EV__COUNT];
+static double t_create, t_create_wall, t_ev[YHC_EV__COUNT];
 static int ready_count, fault_provider_set;
 static double t_fault, t_back;
 static char fault_provider[64];
@@ -203,10 +203,19 @@ static char fault_provider[64];
 typedef struct req_rec {
   uint64_t id;
   double sent, done;
-  char provider[64];
+  char provider[64]; /* where it was when the fault came */
 } req_rec;
 static req_rec *recs;
 static size_t nrec;
+/* every forwarding, in order: a request is forwarded during yhc_session_request already, before
+   its id is known here, and again when it moves; matched to the requests afterwards */
+typedef struct fwd_rec {
+  uint64_t id;
+  double at;
+  char provider[64];
+} fwd_rec;
+static fwd_rec *fwds;
+static size_t nfwd;
 
 static void on_event(const yhc_event *ev, void *user) {
   double t = bench_now();
@@ -216,15 +225,11 @@ static void on_event(const yhc_event *ev, void *user) {
     ready_count++;
     if (t_fault && !t_back && ev->provider_id && strcmp(ev->provider_id, fault_provider)) t_back = t;
   }
-  if (ev->kind == YHC_EV_REQUEST_FORWARDED && recs && ev->request_id && ev->provider_id) {
-    size_t lo = 0, hi = nrec; /* ids grow with the index */
-    while (lo < hi) {
-      size_t mid = (lo + hi) / 2;
-      if (recs[mid].id < ev->request_id) lo = mid + 1;
-      else hi = mid;
-    }
-    if (lo < nrec && recs[lo].id == ev->request_id)
-      snprintf(recs[lo].provider, sizeof recs[0].provider, "%s", ev->provider_id);
+  if (ev->kind == YHC_EV_REQUEST_FORWARDED && fwds && nfwd < 2 * MAX_REQ && ev->provider_id) {
+    fwds[nfwd].id = ev->request_id;
+    fwds[nfwd].at = t;
+    snprintf(fwds[nfwd].provider, sizeof fwds[0].provider, "%s", ev->provider_id);
+    nfwd++;
   }
   if (getenv("E2E_LOG_EVENTS")) fprintf(stderr, "[%.3f] %s\n", t - t_create, ev->message);
 }
@@ -236,8 +241,12 @@ static void report_cold(double t_answer) {
     fprintf(stderr, "e2e_yhc: cold start events missing\n");
     return;
   }
-  printf("RESULT mode=cold strict=%d window_ms=%s total_ms=%.0f setup_ms=%.0f market_ms=%.0f choose_ms=%.0f "
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  /* wall-clock ends, so bench/coldsplit.py can lay the stand-in's request log over the run */
+  printf("RESULT mode=cold t0_wall=%.3f t1_wall=%.3f strict=%d window_ms=%s total_ms=%.0f setup_ms=%.0f market_ms=%.0f choose_ms=%.0f "
          "deploy_ms=%.0f start_ms=%.0f answer_ms=%.0f\n",
+         t_create_wall, (double)wall.tv_sec + wall.tv_nsec * 1e-9 - (bench_now() - t_answer),
          getenv("E2E_STRICT") ? 1 : 0, getenv("E2E_WINDOW") ? getenv("E2E_WINDOW") : "1500",
          (t_answer - t_create) * 1e3, (ready - t_create) * 1e3, (offer - ready) * 1e3, (sig - offer) * 1e3,
          ((act ? act : srv) - sig) * 1e3, (srv - (act ? act : sig)) * 1e3, (t_answer - srv) * 1e3);
@@ -330,6 +339,7 @@ static void run_failover(const char *yagna, const char *kind, int load) {
   size_t i, non = 0, lost = 0;
   int k;
   recs = (req_rec *)calloc(MAX_REQ, sizeof *recs);
+  fwds = (fwd_rec *)calloc(2 * MAX_REQ, sizeof *fwds);
   for (k = 0; k < 50 && ready_count < 3; k++) pump(0.2);
   completed = errors = 0;
   in_flight = load;
@@ -339,11 +349,8 @@ static void run_failover(const char *yagna, const char *kind, int load) {
     recs[k2].id = yhc_session_request(sess, &req, on_fo, (void *)(uintptr_t)k2);
   }
   pump(2.0); /* steady state */
-  for (i = nrec; i-- > 0;) /* the provider of a recent request: one instance of the three */
-    if (recs[i].provider[0]) {
-      snprintf(fault_provider, sizeof fault_provider, "%s", recs[i].provider);
-      break;
-    }
+  if (nfwd) /* the provider of the latest forwarding: one instance of the three */
+    snprintf(fault_provider, sizeof fault_provider, "%s", fwds[nfwd - 1].provider);
   t_fault = bench_now();
   if (!fault_provider[0] || sim_fault(yagna, kind, fault_provider) < 0) {
     printf("RESULT mode=failover fault=%s missing=1\n", kind);
@@ -356,6 +363,16 @@ static void run_failover(const char *yagna, const char *kind, int load) {
   pump(1.0);
   fo_stop = 1;
   yhc_session_run(sess, &done);
+  /* where each request was when the fault came: its last forwarding before it */
+  for (i = 0; i < nfwd && fwds[i].at <= t_fault; i++) {
+    size_t lo = 0, hi = nrec; /* ids grow with the index */
+    while (lo < hi) {
+      size_t mid = (lo + hi) / 2;
+      if (recs[mid].id < fwds[i].id) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < nrec && recs[lo].id == fwds[i].id) snprintf(recs[lo].provider, sizeof recs[0].provider, "%s", fwds[i].provider);
+  }
   /* the requests that were on that provider when the fault came */
   for (i = 0; i < nrec && non < sizeof on / sizeof on[0]; i++) {
     if (strcmp(recs[i].provider, fault_provider) || recs[i].sent > t_fault) continue;
@@ -437,7 +454,12 @@ int main(int argc, char **argv) {
   sd.offer_window_strict = getenv("E2E_STRICT") != NULL;
   sd.instance_concurrency = getenv("E2E_CONC") ? atoi(getenv("E2E_CONC")) : 8;
   sd.on_event = on_event;
-  t_create = bench_now();
+  {
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    t_create = bench_now();
+    t_create_wall = (double)wall.tv_sec + wall.tv_nsec * 1e-9;
+  }
   sess = yhc_session_create(&sd, &err);
   if (!sess) {
     fprintf(stderr, "e2e_yhc: session: %s\n", err.msg);
