@@ -320,10 +320,14 @@ def main():
         add('Heap growth over 1000 warm requests, bytes', fmt_num(num(al[0]['heap_growth'])))
         add('Library heap with a warm connection (client + conn + records), bytes',
             fmt_num(num(al[0]['live_heap'])))
-    q = select(rows, 'queue', tool='yhc')
-    if q and q[0].get('failed') != '1':
-        add('RSS growth with 10,000 queued requests, KiB', fmt_num(num(q[0]['rss_growth_kb'])))
-        add('Library heap per queued request, bytes', fmt_num(num(q[0]['bytes_per_queued'])))
+    for n in ('1000', '10000', '100000'):
+        q = select(rows, 'queue', tool='yhc', n=n)
+        if not q or q[0].get('failed') == '1':
+            continue
+        add('RSS growth with %s queued requests, KiB' % '{:,}'.format(int(n)), fmt_num(num(q[0]['rss_growth_kb'])))
+        add('Library heap per queued request at %s queued, bytes' % '{:,}'.format(int(n)),
+            fmt_num(num(q[0]['bytes_per_queued'])), '', '', '', '<= 512 B' if n == '100000' else '',
+            ('PASS' if num(q[0]['bytes_per_queued']) <= 512 else 'MISS') if n == '100000' else '')
 
     # ---- print
     mach = (select(rows, 'machine') or [{}])[0]

@@ -306,7 +306,9 @@ if want foot; then
   fi
   if start_nginx; then
     "$BIN/http_yhc" allocs "http://127.0.0.1:$NGX_PORT/small.txt" 1000 2>>"$OUT/err.log" | record "allocs tool=yhc"
-    "$BIN/http_yhc" queue "http://127.0.0.1:$NGX_PORT/small.txt" 10000 2>>"$OUT/err.log" | record "queue tool=yhc"
+    for n in 1000 10000 100000; do # how the cost grows with the queue's length
+      "$BIN/http_yhc" queue "http://127.0.0.1:$NGX_PORT/small.txt" "$n" 2>>"$OUT/err.log" | record "queue tool=yhc n=$n"
+    done
   fi
 fi
 
