@@ -295,7 +295,9 @@ YHCDEF void yhc_jw_keyn(yhc_jw *w, const char *key, size_t len);
 YHCDEF void yhc_jw_str(yhc_jw *w, const char *s);
 YHCDEF void yhc_jw_strn(yhc_jw *w, const char *s, size_t len);
 YHCDEF void yhc_jw_int(yhc_jw *w, int64_t v);
-YHCDEF void yhc_jw_num(yhc_jw *w, double v); /* shortest text that reads back exactly */
+/* The shortest text that reads back as exactly v (the nearest such when several), in
+   ECMAScript's layout: 0.1, 100, 1e+21, 1e-7, 5e-324, -0; never the C locale's point. */
+YHCDEF void yhc_jw_num(yhc_jw *w, double v);
 YHCDEF void yhc_jw_bool(yhc_jw *w, int v);
 YHCDEF void yhc_jw_null(yhc_jw *w);
 YHCDEF void yhc_jw_raw(yhc_jw *w, const char *json, size_t len); /* trusted, already JSON */
@@ -643,7 +645,10 @@ typedef struct yhc_session_desc {
   int max_retries;              /* times a request moves to another provider [3] */
   int retry_idempotent_only;    /* 1 = a request already sent is retried only if idempotent */
   int instance_concurrency;     /* requests in flight per instance (tunnel connections) [8] */
-  int offer_window_ms;          /* collect offers this long before choosing the cheapest [1500] */
+  int offer_window_ms;          /* collect offers this long before choosing the cheapest [1500];
+                                   while a cluster has no instance and requests wait, the best
+                                   acceptable offer so far starts one at once */
+  int offer_window_strict;      /* 1 = never sign before the window ends, even then [0] */
   int close_timeout_ms;         /* graceful close: wait for work and invoices [20000] */
   int drain_timeout_ms;         /* scale-down: wait for an instance's requests [10000] */
   int tunnel_dead_ms;           /* a silent tunnel counts as dead after [15000] */
@@ -5732,6 +5737,8 @@ typedef struct yhc__reqq {
   size_t len;
 } yhc__reqq;
 
+#define YHC__FAILED_ON_MAX 160 /* "prov1, prov2, ..." in a request's final error */
+
 struct yhc__req {
   yhc_http *http;
   uint64_t id;
@@ -5757,7 +5764,8 @@ struct yhc__req {
   void *owner;                    /* the upper layer's object (a cluster) */
   void *slot;                     /* where the upper layer sent it (an instance) */
   int attempts;
-  char failed_on[160];            /* providers that failed it, for the final error */
+  char *failed_on;                /* providers that failed it, for the final error: allocated
+                                     at the first failure, so a queued request does not carry it */
   uint64_t submitted_ms;
   uint64_t dispatched_ms;         /* when the upper layer last handed it to a connection */
   int sent;                       /* bytes of it reached a connection */
@@ -5907,6 +5915,7 @@ static yhc__req *yhc__req_new(yhc_http *http) {
     yhc_buf wire = r->wire, head = r->head, trail = r->trail, body = r->body;
     yhc_header_view *hv = r->hv, *tv = r->tv;
     size_t hvcap = r->hvcap, tvcap = r->tvcap;
+    YHC_FREE(r->failed_on);
     memset(r, 0, sizeof *r);
     r->wire = wire; r->wire.len = 0;
     r->head = head; r->trail = trail; r->body = body;
@@ -5922,6 +5931,7 @@ static yhc__req *yhc__req_new(yhc_http *http) {
 }
 
 static void yhc__req_free_mem(yhc__req *r) {
+  YHC_FREE(r->failed_on);
   yhc_buf_free(&r->wire);
   yhc_buf_free(&r->head);
   yhc_buf_free(&r->trail);
@@ -6060,6 +6070,16 @@ static int yhc__hdr_is(const char *name, const char *want) {
   return yhc__str_ieq(yhc__str_c(name), want);
 }
 
+/* An upper bound of the serialised request, so its buffer is allocated once and no larger
+   than it needs to be (a queued request holds it until it is sent). */
+static size_t yhc__req_wire_size(const yhc__req *r, const char *method, yhc_str host, yhc_str target,
+                                 const yhc_request *req) {
+  size_t n = strlen(method) + 2 + target.len + 11 + 6 + 2 + host.len + 8 + 2 + 2 + 40 + req->body_len, i;
+  n += 14 + strlen(r->http->user_agent);
+  for (i = 0; i < req->header_count; i++) n += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 4;
+  return n;
+}
+
 /* Writes the request head and body into r->wire. Returns 0, or -1 with r->error set. */
 static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int port,
                               int default_port, yhc_str target, const yhc_request *req) {
@@ -6081,7 +6101,7 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
     if (yhc__hdr_is(hd->name, "connection") && yhc__token_list_has(yhc__str_c(hd->value), "close"))
       r->asked_close = 1;
   }
-  if (yhc_buf_reserve(w, 256 + target.len + req->body_len)) goto nomem;
+  if (yhc_buf_reserve(w, yhc__req_wire_size(r, method, host, target, req))) goto nomem;
   ok |= yhc_buf_appends(w, method);
   ok |= yhc_buf_append(w, target.ptr[0] == '/' ? " " : " /", target.ptr[0] == '/' ? 1 : 2);
   ok |= yhc_buf_append(w, target.ptr, target.len);
@@ -10638,6 +10658,7 @@ struct yhc_cluster {
   yhc__timer image_timer;
   /* session settings */
   int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
+  int offer_window_strict;
   int max_retries, idempotent_only, timeout_ms;
   int vanish_ms, startup_ms, approval_ms, max_startup_failures;
   size_t max_queue;
@@ -10823,9 +10844,13 @@ static void yhc__cluster_req_done(yhc__req *r) {
   }
   if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
     int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
-    size_t fl = strlen(r->failed_on);
-    if (fl + strlen(i->provider_name) + 3 < sizeof r->failed_on)
-      snprintf(r->failed_on + fl, sizeof r->failed_on - fl, "%s%s", fl ? ", " : "", i->provider_name);
+    if (!r->failed_on && (r->failed_on = YHC__CAST(char *, yhc__calloc(YHC__FAILED_ON_MAX))) == NULL)
+      yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory noting a failed provider");
+    if (r->failed_on) {
+      size_t fl = strlen(r->failed_on);
+      if (fl + strlen(i->provider_name) + 3 < YHC__FAILED_ON_MAX)
+        snprintf(r->failed_on + fl, YHC__FAILED_ON_MAX - fl, "%s%s", fl ? ", " : "", i->provider_name);
+    }
     if (r->error.code != YHC_ERR_SERVICE_FAILED) yhc__instance_check_soon(i);
     if (may) {
       /* back to the FRONT: it has waited longest */
@@ -10845,7 +10870,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
     {
       char msg[YHC_ERROR_MSG_MAX + 200];
       snprintf(msg, sizeof msg, "request failed on %d provider%s (%.150s): %.200s", r->attempts + 1,
-               r->attempts ? "s" : "", r->failed_on, r->error.msg);
+               r->attempts ? "s" : "", r->failed_on ? r->failed_on : "", r->error.msg);
       yhc__error_set(&r->error, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->error.code, 0, "%s", msg);
     }
   }
@@ -11704,7 +11729,6 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
   }
   if (c->demand_state != 2) return;
   now = yhc_loop_now(c->g->loop);
-  if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) return; /* let offers come in */
   {
     /* startup failures still stopping count already: the last allowed one must not be
        followed by another rental while its stop runs */
@@ -11712,6 +11736,13 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
     for (i = c->instances; i; i = i->next)
       failing += i->state >= YHC__I_STOPPING && i->failed && !i->reached_ready && i->failed_state >= YHC__I_DEPLOYING;
     if (failing >= c->max_startup_failures) return;
+  }
+  if (now - c->subscribed_ms < (uint64_t)c->offer_window_ms) { /* let offers come in */
+    /* ...but waiting requests with nothing to serve them should not pay the whole window:
+       the best acceptable draft so far starts one instance, the window picks the rest */
+    yhc__offer *o = !active && c->q.len && !c->offer_window_strict ? yhc__cluster_best_draft(c) : NULL;
+    if (o) yhc__cluster_start_instance(c, o);
+    return;
   }
   while (active < target) {
     yhc__offer *o = yhc__cluster_best_draft(c);
@@ -12096,6 +12127,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->lifetime_s = s->d.agreement_lifetime_s;
   c->renew_s = s->d.agreement_renew_s;
   c->offer_window_ms = s->d.offer_window_ms;
+  c->offer_window_strict = s->d.offer_window_strict;
   c->drain_ms = s->d.drain_timeout_ms;
   c->state_poll_ms = s->d.state_poll_ms;
   c->tunnel_dead_ms = s->d.tunnel_dead_ms;

@@ -43,19 +43,26 @@ for r in $(seq "$RUNS"); do
   done
 done
 
-# the stand-in daemon with the calc image
+# the stand-in daemon with the calc image: start_sim NAME [flags...] sets url and hash
+start_sim() {
+  local name=$1
+  shift
+  node tests/yagna-sim --port 0 --appkey "$KEY" --providers "${SIM_PROVIDERS:-2}" --images "$E/images" \
+    --log "$E/sim-$name.log" --negotiation-delay-ms 5 "$@" </dev/null >"$E/sim-$name.out" 2>"$E/sim-$name.err" &
+  SIM_PID=$!
+  PIDS+=($SIM_PID)
+  url=
+  for _ in $(seq 200); do
+    url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim-$name.out")
+    [ -n "$url" ] && break
+    sleep 0.05
+  done
+  hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim-$name.out")
+  [ -n "$url" ]
+}
+stop_sim() { kill -TERM "$SIM_PID" 2>/dev/null; wait "$SIM_PID" 2>/dev/null; }
 KEY=bench-$$
-node tests/yagna-sim --port 0 --appkey "$KEY" --providers 2 --images "$E/images" --log "$E/sim.log" \
-  --negotiation-delay-ms 5 </dev/null >"$E/sim.out" 2>"$E/sim.err" &
-PIDS+=($!)
-url=
-for _ in $(seq 200); do
-  url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim.out")
-  [ -n "$url" ] && break
-  sleep 0.05
-done
-[ -n "$url" ] || pending "yagna-sim did not start: $(tail -1 "$E/sim.err")"
-hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim.out")
+start_sim main || pending "yagna-sim did not start: $(tail -1 "$E/sim-main.err")"
 # each session run rents an instance (a few seconds of negotiation): at most 3
 for r in $(seq "$([ "$RUNS" -gt 3 ] && echo 3 || echo "$RUNS")"); do
   E2E_LOG_EVENTS=1 timeout 90 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" "$SECS" >"$E/run$r.out" 2>"$E/run$r.err"
@@ -66,5 +73,48 @@ for r in $(seq "$([ "$RUNS" -gt 3 ] && echo 3 || echo "$RUNS")"); do
   fi
   sed -n 's/^RESULT /e2e run='"$r"' /p' "$E/run$r.out" >>"$RAW"
   grep -v '^\[' "$E/run$r.err" | head -5 >&2
+done
+stop_sim
+
+# cold start: session_create to the first answer at the default 1.5 s offer window, adaptive
+# (the default) and strict (the whole window, the old behaviour), interleaved
+SIM_PROVIDERS=3 start_sim cold || echo "note yagna-sim (cold start) did not start" >>"$RAW"
+if [ -n "$url" ]; then
+  for r in 1 2 3; do
+    for strict in 0 1; do
+      if [ $strict = 1 ]; then export E2E_STRICT=1; else unset E2E_STRICT; fi
+      E2E_COLD=1 timeout 90 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" 1 >"$E/cold$r$strict.out" 2>"$E/cold$r$strict.err"
+      sed -n 's/^RESULT /e2ecold run='"$r"' /p' "$E/cold$r$strict.out" >>"$RAW"
+    done
+  done
+  unset E2E_STRICT
+  stop_sim
+  mapfile -t cold < <(grep '^e2ecold ' "$RAW" | grep 't0_wall=')
+  [ ${#cold[@]} -gt 0 ] && python3 bench/coldsplit.py "$E/sim-cold.log" "${cold[@]}" >>"$RAW"
+fi
+
+# the tunnel at real VPN latency: RTT 50 and 150 ms, 2 MB/s per direction per provider; one
+# instance with 32 tunnel connections; 1, 8, 32 in flight against the bound in_flight / RTT and
+# against a new tunnel per request; a 5 MB download and upload against the cap
+for rtt in 50 150; do
+  start_sim "vpn$rtt" --vpn-rtt-ms "$rtt" --vpn-rate 2MB/s || { echo "note yagna-sim (VPN $rtt ms) did not start" >>"$RAW"; continue; }
+  E2E_INFLIGHT="1 8 32" E2E_CONC=32 E2E_BULK=5000000 timeout 240 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" \
+    "$((SECS + 1))" >"$E/vpn$rtt.out" 2>"$E/vpn$rtt.err"
+  sed -n 's/^RESULT /e2evpn rtt='"$rtt"' run=1 /p' "$E/vpn$rtt.out" >>"$RAW"
+  grep -q 'mode=tunnel' "$E/vpn$rtt.out" || echo "note VPN $rtt ms: $(grep -v '^\[' "$E/vpn$rtt.err" | tail -1 | tr '"' "'" | cut -c1-160)" >>"$RAW"
+  stop_sim
+done
+
+# failover: 3 instances under steady load, one provider's fault; vanish only where the
+# stand-in has it (the run says "missing" otherwise)
+for kind in killService crashVm vanish; do
+  SIM_PROVIDERS=5 start_sim "fo-$kind" || continue
+  E2E_FAULT=$kind timeout 150 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" 1 >"$E/fo-$kind.out" 2>"$E/fo-$kind.err"
+  if grep -q 'mode=failover' "$E/fo-$kind.out"; then
+    sed -n 's/^RESULT /e2efo run=1 /p' "$E/fo-$kind.out" >>"$RAW"
+  else
+    echo "e2efo run=1 mode=failover fault=$kind failed=1" >>"$RAW"
+  fi
+  stop_sim
 done
 exit 0

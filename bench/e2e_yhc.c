@@ -9,6 +9,18 @@
                          (yhc__ws_open, one request with Connection: close, read to the end)
        The tunnel target (network id, provider IP) is read from the stand-in's /_sim/state.
      (mode=direct is http_yhc rate against the same server run on loopback.)
+   Environment (all optional):
+     E2E_INFLIGHT="1 8 32"  the in-flight counts to measure (default "1 8")
+     E2E_CONC=N             instance_concurrency (tunnels per instance; default 8)
+     E2E_BULK=BYTES         also time one download (GET /bytes/N) and one upload (POST /calc
+                            with an N-byte body) through the session: mode=download/upload
+     E2E_COLD=1             only the cold start: session_create to the first answer, split by
+                            the session's events (mode=cold); E2E_STRICT=1 waits the whole offer
+                            window (offer_window_strict), E2E_WINDOW=MS sets it [300; cold 1500]
+     E2E_FAULT=KIND         only failover: 3 instances under steady load (E2E_LOAD in flight,
+                            default 12), then POST /_sim/fault KIND on the provider of one of
+                            them: mode=failover with fault-to-answer times of the requests that
+                            were on it and fault-to-back-at-size
    Output: "RESULT mode=... inflight=... rps=... p50_us=... errors=..." lines. */
 #include "common.h"
 #define YHC_IMPLEMENTATION
@@ -32,7 +44,9 @@ static void start_server(yhc_ctx *ctx, const char *listen_on, void *user) {
   yhc_ctx_run(ctx, argv);
 }
 
+static int warming;
 static void report(const char *mode, int n, double secs) {
+  if (warming) return;
   qsort(lat, nlat, sizeof *lat, bench_cmp_double);
   printf("RESULT mode=%s inflight=%d rps=%.1f p50_us=%.0f p99_us=%.0f completed=%llu errors=%llu\n",
          mode, n, (double)completed / secs, bench_pct(lat, nlat, 0.5) * 1e6,
@@ -180,6 +194,200 @@ static void run_newtunnel(int n, double secs) {
   report("newtunnel", n, bench_now() - t0);
 }
 
+/* ---- cold start and failover: the session's events, timestamped */
+static double t_create, t_create_wall, t_ev[YHC_EV__COUNT];
+static int ready_count, fault_provider_set;
+static double t_fault, t_back;
+static char fault_provider[64];
+#define MAX_REQ 200000
+typedef struct req_rec {
+  uint64_t id;
+  double sent, done;
+  char provider[64]; /* where it was when the fault came */
+} req_rec;
+static req_rec *recs;
+static size_t nrec;
+/* every forwarding, in order: a request is forwarded during yhc_session_request already, before
+   its id is known here, and again when it moves; matched to the requests afterwards */
+typedef struct fwd_rec {
+  uint64_t id;
+  double at;
+  char provider[64];
+} fwd_rec;
+static fwd_rec *fwds;
+static size_t nfwd;
+
+static void on_event(const yhc_event *ev, void *user) {
+  double t = bench_now();
+  (void)user;
+  if (ev->kind > 0 && ev->kind < YHC_EV__COUNT && !t_ev[ev->kind]) t_ev[ev->kind] = t;
+  if (ev->kind == YHC_EV_SERVICE_READY) {
+    ready_count++;
+    if (t_fault && !t_back && ev->provider_id && strcmp(ev->provider_id, fault_provider)) t_back = t;
+  }
+  if (ev->kind == YHC_EV_REQUEST_FORWARDED && fwds && nfwd < 2 * MAX_REQ && ev->provider_id) {
+    fwds[nfwd].id = ev->request_id;
+    fwds[nfwd].at = t;
+    snprintf(fwds[nfwd].provider, sizeof fwds[0].provider, "%s", ev->provider_id);
+    nfwd++;
+  }
+  if (getenv("E2E_LOG_EVENTS")) fprintf(stderr, "[%.3f] %s\n", t - t_create, ev->message);
+}
+
+static void report_cold(double t_answer) {
+  double ready = t_ev[YHC_EV_SESSION_READY], offer = t_ev[YHC_EV_OFFER_RECEIVED],
+         sig = t_ev[YHC_EV_AGREEMENT_SIGNED], act = t_ev[YHC_EV_ACTIVITY_STARTED], srv = t_ev[YHC_EV_SERVICE_READY];
+  if (!ready || !offer || !sig || !srv) {
+    fprintf(stderr, "e2e_yhc: cold start events missing\n");
+    return;
+  }
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  /* wall-clock ends, so bench/coldsplit.py can lay the stand-in's request log over the run */
+  printf("RESULT mode=cold t0_wall=%.3f t1_wall=%.3f strict=%d window_ms=%s total_ms=%.0f setup_ms=%.0f market_ms=%.0f choose_ms=%.0f "
+         "deploy_ms=%.0f start_ms=%.0f answer_ms=%.0f\n",
+         t_create_wall, (double)wall.tv_sec + wall.tv_nsec * 1e-9 - (bench_now() - t_answer),
+         getenv("E2E_STRICT") ? 1 : 0, getenv("E2E_WINDOW") ? getenv("E2E_WINDOW") : "1500",
+         (t_answer - t_create) * 1e3, (ready - t_create) * 1e3, (offer - ready) * 1e3, (sig - offer) * 1e3,
+         ((act ? act : srv) - sig) * 1e3, (srv - (act ? act : sig)) * 1e3, (t_answer - srv) * 1e3);
+}
+
+static void run_bulk(size_t n) {
+  yhc_request rq;
+  yhc_response *r;
+  char url[64];
+  char *body = (char *)malloc(n);
+  double t0;
+  snprintf(url, sizeof url, "http://calc/bytes/%zu", n);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.timeout_ms = 120000;
+  t0 = bench_now();
+  r = yhc_session_fetch(sess, &rq);
+  if (r && !r->err && r->status == 200 && r->body.len == n)
+    printf("RESULT mode=download bytes=%zu secs=%.3f mbps=%.3f\n", n, bench_now() - t0, (double)n / (bench_now() - t0) / 1e6);
+  else
+    fprintf(stderr, "e2e_yhc: download: %s (status %d)\n", r ? r->error : "no memory", r ? r->status : 0);
+  yhc_response_free(r);
+  if (!body) return;
+  memset(body, 'x', n);
+  memset(&rq, 0, sizeof rq);
+  rq.url = "http://calc/calc";
+  rq.method = "POST";
+  rq.body = body;
+  rq.body_len = n;
+  rq.timeout_ms = 120000;
+  t0 = bench_now();
+  r = yhc_session_fetch(sess, &rq);
+  if (r && !r->err && r->status > 0) /* the calculator refuses the body; it has read it all */
+    printf("RESULT mode=upload bytes=%zu secs=%.3f mbps=%.3f status=%d\n", n, bench_now() - t0,
+           (double)n / (bench_now() - t0) / 1e6, r->status);
+  else
+    fprintf(stderr, "e2e_yhc: upload: %s (status %d)\n", r ? r->error : "no memory", r ? r->status : 0);
+  yhc_response_free(r);
+  free(body);
+}
+
+/* steady load for failover: every completion submits the next */
+static int fo_stop;
+static void on_fo(const yhc_response *r, void *user) {
+  size_t k = (size_t)(uintptr_t)user;
+  double t = bench_now();
+  (void)r;
+  if (k < MAX_REQ) recs[k].done = t;
+  if (r->err) errors++;
+  else completed++;
+  if (!fo_stop && nrec < MAX_REQ) {
+    size_t k2 = nrec++;
+    recs[k2].sent = bench_now();
+    if (!(recs[k2].id = yhc_session_request(sess, &req, on_fo, (void *)(uintptr_t)k2))) in_flight--;
+  } else {
+    in_flight--;
+  }
+  if (!in_flight) done = 1;
+}
+
+static int sim_fault(const char *yagna, const char *kind, const char *provider) {
+  char url[300], body[300];
+  yhc_request rq;
+  yhc_response *r;
+  yhc_header h[2] = {{"Authorization", auth}, {"Content-Type", "application/json"}};
+  int st;
+  snprintf(url, sizeof url, "%s/_sim/fault", yagna);
+  snprintf(body, sizeof body, "{\"provider\":\"%s\",\"fault\":\"%s\"}", provider, kind);
+  memset(&rq, 0, sizeof rq);
+  rq.url = url;
+  rq.method = "POST";
+  rq.headers = h;
+  rq.header_count = 2;
+  rq.body = body;
+  rq.body_len = strlen(body);
+  r = yhc_session_fetch(sess, &rq);
+  st = r && !r->err ? r->status : 0;
+  if (st != 200) fprintf(stderr, "e2e_yhc: fault %s: status %d %.*s\n", kind, st, r ? (int)r->body.len : 0, r ? r->body.ptr : "");
+  yhc_response_free(r);
+  return st == 200 ? 0 : -1;
+}
+
+static void pump(double secs) {
+  double until = bench_now() + secs;
+  while (bench_now() < until) yhc_loop_poll(loop, 20);
+}
+
+static void run_failover(const char *yagna, const char *kind, int load) {
+  double on[4096], back;
+  size_t i, non = 0, lost = 0;
+  int k;
+  recs = (req_rec *)calloc(MAX_REQ, sizeof *recs);
+  fwds = (fwd_rec *)calloc(2 * MAX_REQ, sizeof *fwds);
+  for (k = 0; k < 50 && ready_count < 3; k++) pump(0.2);
+  completed = errors = 0;
+  in_flight = load;
+  for (k = 0; k < load; k++) {
+    size_t k2 = nrec++;
+    recs[k2].sent = bench_now();
+    recs[k2].id = yhc_session_request(sess, &req, on_fo, (void *)(uintptr_t)k2);
+  }
+  pump(2.0); /* steady state */
+  if (nfwd) /* the provider of the latest forwarding: one instance of the three */
+    snprintf(fault_provider, sizeof fault_provider, "%s", fwds[nfwd - 1].provider);
+  t_fault = bench_now();
+  if (!fault_provider[0] || sim_fault(yagna, kind, fault_provider) < 0) {
+    printf("RESULT mode=failover fault=%s missing=1\n", kind);
+    fo_stop = 1;
+    yhc_session_run(sess, &done);
+    return;
+  }
+  fault_provider_set = 1;
+  for (k = 0; k < 600 && !t_back; k++) pump(0.1); /* up to 60 s for the cluster to be whole again */
+  pump(1.0);
+  fo_stop = 1;
+  yhc_session_run(sess, &done);
+  /* where each request was when the fault came: its last forwarding before it */
+  for (i = 0; i < nfwd && fwds[i].at <= t_fault; i++) {
+    size_t lo = 0, hi = nrec; /* ids grow with the index */
+    while (lo < hi) {
+      size_t mid = (lo + hi) / 2;
+      if (recs[mid].id < fwds[i].id) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < nrec && recs[lo].id == fwds[i].id) snprintf(recs[lo].provider, sizeof recs[0].provider, "%s", fwds[i].provider);
+  }
+  /* the requests that were on that provider when the fault came */
+  for (i = 0; i < nrec && non < sizeof on / sizeof on[0]; i++) {
+    if (strcmp(recs[i].provider, fault_provider) || recs[i].sent > t_fault) continue;
+    if (recs[i].done && recs[i].done < t_fault) continue;
+    if (!recs[i].done) lost++;
+    else on[non++] = recs[i].done - t_fault;
+  }
+  qsort(on, non, sizeof on[0], bench_cmp_double);
+  back = t_back ? t_back - t_fault : -1;
+  printf("RESULT mode=failover fault=%s on_it=%zu unanswered=%zu answered_p50_ms=%.0f answered_p99_ms=%.0f "
+         "back_at_size_ms=%.0f errors=%llu completed=%llu\n",
+         kind, non + lost, lost, non ? bench_pct(on, non, 0.5) * 1e3 : -1, non ? bench_pct(on, non, 0.99) * 1e3 : -1,
+         back * 1e3, (unsigned long long)errors, (unsigned long long)completed);
+}
+
 /* Finds the calc instance's tunnel target in the stand-in's state. */
 static int find_tunnel(const char *yagna, const char *key) {
   char url[300];
@@ -221,13 +429,14 @@ static int find_tunnel(const char *yagna, const char *key) {
   return ok;
 }
 
+static void run_all(const char *yagna, double secs);
+
 int main(int argc, char **argv) {
   yhc_session_desc sd;
   yhc_service_desc svc;
   yhc_error err;
   double secs;
   yhc_response *r;
-  int i;
   if (argc != 6 || strcmp(argv[1], "session")) {
     fprintf(stderr, "usage: e2e_yhc session YAGNA_URL APPKEY IMAGE_HASH SECONDS\n");
     return 2;
@@ -241,9 +450,16 @@ int main(int argc, char **argv) {
   sd.app_key = argv[3];
   sd.image_repo = argv[2];
   sd.budget = 1.0;
-  sd.offer_window_ms = 300;
-  sd.instance_concurrency = 8;
-  sd.log_events = getenv("E2E_LOG_EVENTS") != NULL; /* progress on stderr */
+  sd.offer_window_ms = getenv("E2E_WINDOW") ? atoi(getenv("E2E_WINDOW")) : getenv("E2E_COLD") ? 1500 : 300;
+  sd.offer_window_strict = getenv("E2E_STRICT") != NULL;
+  sd.instance_concurrency = getenv("E2E_CONC") ? atoi(getenv("E2E_CONC")) : 8;
+  sd.on_event = on_event;
+  {
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    t_create = bench_now();
+    t_create_wall = (double)wall.tv_sec + wall.tv_nsec * 1e-9;
+  }
   sess = yhc_session_create(&sd, &err);
   if (!sess) {
     fprintf(stderr, "e2e_yhc: session: %s\n", err.msg);
@@ -254,7 +470,7 @@ int main(int argc, char **argv) {
   svc.url = "http://calc";
   svc.image_hash = argv[4];
   svc.startup = start_server;
-  svc.initial_size = 1;
+  svc.initial_size = getenv("E2E_FAULT") ? 3 : 1;
   if (yhc_session_add_service(sess, &svc, &err) < 0) {
     fprintf(stderr, "e2e_yhc: service: %s\n", err.msg);
     return 1;
@@ -272,20 +488,38 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "e2e_yhc: instance ready after %.1f s\n", bench_now() - t0);
     yhc_response_free(r);
+    if (getenv("E2E_COLD")) report_cold(bench_now());
   }
   req.timeout_ms = 0;
-  for (i = 0; i < 20; i++) { /* warm-up: open the tunnel connections */
-    r = yhc_session_fetch(sess, &req);
-    yhc_response_free(r);
-  }
-  run_session(1, secs);
-  run_session(8, secs);
-  if (find_tunnel(argv[2], argv[3]) == 0) {
-    run_newtunnel(1, secs);
-    run_newtunnel(8, secs);
+  if (getenv("E2E_FAULT")) {
+    run_failover(argv[2], getenv("E2E_FAULT"), getenv("E2E_LOAD") ? atoi(getenv("E2E_LOAD")) : 12);
+  } else if (!getenv("E2E_COLD")) {
+    run_all(argv[2], secs);
   }
   yhc_session_close(sess);
   yhc_session_close_wait(sess);
   yhc_session_destroy(sess);
   return 0;
+}
+
+static void run_all(const char *yagna, double secs) {
+  const char *inflight = getenv("E2E_INFLIGHT") ? getenv("E2E_INFLIGHT") : "1 8";
+  const char *p;
+  yhc_response *r;
+  int i, n;
+  for (i = 0; i < 20; i++) { /* warm-up */
+    r = yhc_session_fetch(sess, &req);
+    yhc_response_free(r);
+  }
+  for (p = inflight, i = 0; sscanf(p, "%d", &n) == 1; p += strspn(p, "0123456789"), p += strspn(p, " ,"))
+    if (n > i && n <= 64) i = n;
+  warming = 1; /* opens as many tunnel connections as the largest count will use */
+  run_session(i, 1.0);
+  warming = 0;
+  for (p = inflight; sscanf(p, "%d", &n) == 1; p += strspn(p, "0123456789"), p += strspn(p, " ,"))
+    if (n > 0 && n <= 64) run_session(n, secs);
+  if (getenv("E2E_BULK")) run_bulk((size_t)atol(getenv("E2E_BULK")));
+  if (find_tunnel(yagna, NULL) == 0)
+    for (p = inflight; sscanf(p, "%d", &n) == 1; p += strspn(p, "0123456789"), p += strspn(p, " ,"))
+      if (n > 0 && n <= 64) run_newtunnel(n, secs);
 }

@@ -187,6 +187,8 @@ def main():
         if yn.med:
             ratio_row('JSON parse + read every number, %s' % f, yn, 'cJSON', js('cjson', 'parse'),
                       note=' (info)')
+            ratio_row('JSON parse + read every number, %s' % f, yn, 'simdjson parse + get_double',
+                      js('simdjson+num', 'parse'), target=('>=', 0.8) if f == 'canada.json' else None)
         yw = js('yhc', 'write')
         for lib, name in (('cjson', 'cJSON'), ('jansson', 'jansson'), ('simdjson', 'simdjson minify')):
             ratio_row('JSON write MB/s, %s' % f, yw, name, js(lib, 'write'))
@@ -200,6 +202,10 @@ def main():
             if not rr or not num(rr[0].get('bytes')) or not num(rr[0].get('ir')):
                 return None
             return num(rr[0]['ir']) / num(rr[0]['bytes'])
+        yn, sn = ipb('yhc+num'), ipb('simdjson+num')
+        if yn and sn:
+            add('JSON parse + read every number, instructions/byte (callgrind), %s' % f, fmt_num(yn, 2),
+                'simdjson parse + get_double', fmt_num(sn, 2), fmt_num(yn / sn, 2) + 'x')
         y = ipb('yhc')
         for lib, name in (('cjson', 'cJSON'), ('jansson', 'jansson'), ('simdjson', 'simdjson')):
             p = ipb(lib)
@@ -207,6 +213,9 @@ def main():
             if f == 'twitter.json' and lib == 'cjson':
                 tgt = 'yhc <= 12 Ir/B'
                 res = ('PASS' if y is not None and y <= 12 else 'MISS') if y is not None else 'n/a'
+            if f in ('twitter.json', 'citm_catalog.json') and lib == 'simdjson':
+                tgt = 'yhc <= 6.0 Ir/B'
+                res = ('PASS' if y is not None and y <= 6.0 else 'MISS') if y is not None else 'n/a'
             add('JSON parse instructions/byte (callgrind), %s' % f, fmt_num(y, 2), name,
                 fmt_num(p, 2), fmt_num(y / p, 2) + 'x' if y and p else 'n/a', tgt, res)
     # ---- 4. WebSocket
@@ -235,6 +244,61 @@ def main():
                       stat(rows, 'e2e', 'rps', mode='newtunnel', inflight=n), target=('>=', 5.0),
                       pr=paired(rows, 'e2e', 'rps', {'mode': 'tunnel', 'inflight': n},
                                 {'mode': 'newtunnel', 'inflight': n}))
+    # ---- 5b. the tunnel at real VPN latency (yagna-sim --vpn-rtt-ms, --vpn-rate 2MB/s)
+    direct1 = stat(rows, 'e2e', 'p50_us', mode='direct', inflight='1')
+    for rtt in ('50', '150'):
+        if not select(rows, 'e2evpn', rtt=rtt):
+            continue
+        for n in ('1', '8', '32'):
+            t = stat(rows, 'e2evpn', 'rps', rtt=rtt, mode='tunnel', inflight=n)
+            if t.med is None:
+                continue
+            bench = 'Tunnel at RTT %s ms, req/s, %s in flight (1 instance)' % (rtt, n)
+            ratio_row(bench, t, 'bound in_flight / RTT', Stat([int(n) * 1000.0 / int(rtt)]), target=('>=', 0.9))
+            ratio_row(bench, t, 'new tunnel per request', stat(rows, 'e2evpn', 'rps', rtt=rtt, mode='newtunnel', inflight=n),
+                      target=('>=', 3.0) if rtt == '150' else None)
+        for n in ('1', '32'):
+            for q in ('p50', 'p99'):
+                v = Stat([x / 1000 for x in stat(rows, 'e2evpn', q + '_us', rtt=rtt, mode='tunnel', inflight=n).values])
+                if v.med is None:
+                    continue
+                ref = int(rtt) + (direct1.med / 1000 if direct1.med else 0)
+                ratio_row('Tunnel at RTT %s ms, latency %s, %s in flight (ms, lower better)' % (rtt, q, n), v,
+                          '1 RTT + service time (direct p50)', Stat([ref]))
+        for kind in ('download', 'upload'):
+            v = stat(rows, 'e2evpn', 'mbps', rtt=rtt, mode=kind)
+            if v.med is not None:
+                ratio_row('Tunnel at RTT %s ms, 5 MB %s, MB/s' % (rtt, kind), v, 'bandwidth cap 2 MB/s',
+                          Stat([2.0]), target=('>=', 0.9))
+    # ---- 5c. cold start: adaptive offer window against the fixed one
+    if select(rows, 'e2ecold'):
+        ad = stat(rows, 'e2ecold', 'total_ms', strict='0')
+        st = stat(rows, 'e2ecold', 'total_ms', strict='1')
+        ratio_row('Cold start, session_create to first answer (ms, lower better)', ad,
+                  'fixed 1.5 s offer window (offer_window_strict)', st)
+        ratio_row('Cold start: offer received to agreement signed (ms, lower better)',
+                  stat(rows, 'e2ecold', 'choose_ms', strict='0'), 'fixed window', stat(rows, 'e2ecold', 'choose_ms', strict='1'))
+        for who, f in (("yhc's own share", 'yhc_ms'), ("daemon's and provider's share", 'daemon_provider_ms')):
+            ratio_row('Cold start, %s (ms)' % who, stat(rows, 'e2esplit', f, strict='0'), 'fixed window',
+                      stat(rows, 'e2esplit', f, strict='1'))
+    # ---- 5d. failover under steady load on 3 instances
+    for kind in ('killService', 'crashVm', 'vanish'):
+        fo = select(rows, 'e2efo', fault=kind)
+        if not fo:
+            continue
+        r = fo[0]
+        if r.get('missing') == '1' or r.get('failed') == '1':
+            add('Failover, %s' % kind, 'missing' if r.get('missing') == '1' else 'failed', '', '', '',
+                '', 'n/a: the stand-in has no such fault yet' if r.get('missing') == '1' else 'FAILED')
+            continue
+        tgt_ms = 30000 if kind == 'vanish' else 2000
+        p99 = num(r.get('answered_p99_ms'))
+        add('Failover, %s: fault -> answers of the %s requests on it, p50 / p99 ms' % (kind, r.get('on_it')),
+            '%s / %s' % (fmt_num(num(r.get('answered_p50_ms'))), fmt_num(p99)), '', '', '',
+            'p99 <= %s ms' % fmt_num(tgt_ms),
+            ('PASS' if p99 is not None and 0 <= p99 <= tgt_ms and r.get('unanswered') == '0' else 'MISS') + ' (1 run)')
+        add('Failover, %s: fault -> cluster back at 3 ready, ms' % kind, fmt_num(num(r.get('back_at_size_ms'))),
+            '', '', '', '', '%s errors of %s requests' % (r.get('errors'), r.get('completed')))
     # ---- 6. footprint
     fy = select(rows, 'foot', prog='yhc')
     fc = select(rows, 'foot', prog='curl')
@@ -256,10 +320,14 @@ def main():
         add('Heap growth over 1000 warm requests, bytes', fmt_num(num(al[0]['heap_growth'])))
         add('Library heap with a warm connection (client + conn + records), bytes',
             fmt_num(num(al[0]['live_heap'])))
-    q = select(rows, 'queue', tool='yhc')
-    if q and q[0].get('failed') != '1':
-        add('RSS growth with 10,000 queued requests, KiB', fmt_num(num(q[0]['rss_growth_kb'])))
-        add('Library heap per queued request, bytes', fmt_num(num(q[0]['bytes_per_queued'])))
+    for n in ('1000', '10000', '100000'):
+        q = select(rows, 'queue', tool='yhc', n=n)
+        if not q or q[0].get('failed') == '1':
+            continue
+        add('RSS growth with %s queued requests, KiB' % '{:,}'.format(int(n)), fmt_num(num(q[0]['rss_growth_kb'])))
+        add('Library heap per queued request at %s queued, bytes' % '{:,}'.format(int(n)),
+            fmt_num(num(q[0]['bytes_per_queued'])), '', '', '', '<= 512 B' if n == '100000' else '',
+            ('PASS' if num(q[0]['bytes_per_queued']) <= 512 else 'MISS') if n == '100000' else '')
 
     # ---- print
     mach = (select(rows, 'machine') or [{}])[0]
@@ -329,6 +397,33 @@ def main():
                '16 KiB recv_buffer. End to end: examples/calc-image/calculator_server.py behind '
                'bench/bench_server.py (TCP_NODELAY), 1 instance in yagna-sim (2 simulated providers).')
     print('\n'.join(out))
+    if len(sys.argv) > 3 and sys.argv[2] == '--readme':
+        write_readme(sys.argv[3], table, when, mach, tools, npass, misses, noisy)
+
+
+def write_readme(path, table, when, mach, tools, npass, misses, noisy):
+    """Replaces the README's table between the bench-table markers with the rows of this run
+    that carry a target, so the README always shows the latest run and never a hand-copied one."""
+    begin, end = '<!-- bench-table:begin (bench/report.py writes this part) -->', '<!-- bench-table:end -->'
+    with open(path) as f:
+        text = f.read()
+    if begin not in text or end not in text:
+        return
+    lines = ['Latest run: %s, %s, %s cores (%s), Linux %s, %s, load at start %s, commit %s — '
+             '**%d targets met, %d missed%s**:' % (
+                 str(when.get('date', '')).split(' ')[0], mach.get('arch'), mach.get('nproc'), mach.get('cpu'),
+                 mach.get('kernel'), str(tools.get('cc', '')).split(' (')[0], when.get('load'), when.get('commit'),
+                 npass, len(misses), ', %d of the verdicts on noisy figures' % noisy if noisy else ''),
+             '', '| benchmark | yhc | peer | peer value | yhc/peer | target | result |', '|---|---|---|---|---|---|---|']
+    for r in table:
+        if r[5] or r[6].startswith(('PASS', 'MISS', 'n/a', 'FAILED')):
+            lines.append('| ' + ' | '.join(c.replace('|', '/') for c in r) + ' |')
+    lines.append('')
+    lines.append('All figures of the run, with method and notes: `bench/results-latest.md`.')
+    a = text.index(begin) + len(begin)
+    b = text.index(end)
+    with open(path, 'w') as f:
+        f.write(text[:a] + '\n' + '\n'.join(lines) + '\n' + text[b:])
 
 
 main()

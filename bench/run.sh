@@ -219,8 +219,12 @@ if want json; then
     if [ "${HAVE[valgrind]}" = 1 ]; then
       log "JSON instructions per byte (callgrind)"
       for f in $FILES; do
-        for lib in yhc cjson jansson simdjson; do
-          if [ $lib = simdjson ]; then prog=("$BIN/json_simd" ir "$f"); else prog=("$BIN/json_peers" ir "$lib" "$f"); fi
+        for lib in yhc cjson jansson simdjson yhc+num simdjson+num; do
+          case $lib in
+            simdjson) prog=("$BIN/json_simd" ir "$f") ;;
+            simdjson+num) prog=("$BIN/json_simd" ir "$f" num) ;;
+            *) prog=("$BIN/json_peers" ir "$lib" "$f") ;;
+          esac
           [ -x "${prog[0]}" ] || continue
           cg=$OUT/cg.$lib.$(basename "$f")
           valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$cg" "${prog[@]}" \
@@ -302,10 +306,12 @@ if want foot; then
   fi
   if start_nginx; then
     "$BIN/http_yhc" allocs "http://127.0.0.1:$NGX_PORT/small.txt" 1000 2>>"$OUT/err.log" | record "allocs tool=yhc"
-    "$BIN/http_yhc" queue "http://127.0.0.1:$NGX_PORT/small.txt" 10000 2>>"$OUT/err.log" | record "queue tool=yhc"
+    for n in 1000 10000 100000; do # how the cost grows with the queue's length
+      "$BIN/http_yhc" queue "http://127.0.0.1:$NGX_PORT/small.txt" "$n" 2>>"$OUT/err.log" | record "queue tool=yhc n=$n"
+    done
   fi
 fi
 
 [ -s "$OUT/err.log" ] && { log "stderr of the bench programs:"; sort "$OUT/err.log" | uniq -c | sort -rn | head -20 >&2; }
 cp "$RAW" bench/results-latest.raw
-python3 bench/report.py "$RAW" | tee bench/results-latest.md
+python3 bench/report.py "$RAW" --readme README.md | tee bench/results-latest.md

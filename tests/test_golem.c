@@ -71,6 +71,7 @@ typedef struct ev_rec {
   char agreement_id[160];
   char amount[64];
   char message[400];
+  long long at_ms;
 } ev_rec;
 
 #define MAX_EV 2048
@@ -99,6 +100,7 @@ static void on_event(const yhc_event *ev, void *user) {
   memset(e, 0, sizeof *e);
   e->kind = (int)ev->kind;
   e->err = ev->err;
+  e->at_ms = yt_now_ms();
   snprintf(e->provider_id, sizeof e->provider_id, "%s", ev->provider_id ? ev->provider_id : "");
   snprintf(e->provider_name, sizeof e->provider_name, "%s", ev->provider_name ? ev->provider_name : "");
   snprintf(e->agreement_id, sizeof e->agreement_id, "%s", ev->agreement_id ? ev->agreement_id : "");
@@ -1107,6 +1109,50 @@ static void test_activity_create_fails(void) {
   sim_clear();
 }
 
+static void test_offer_window(void) {
+  yhc_session_desc d;
+  yhc_service_desc sv;
+  yhc_session *s;
+  yhc_error err;
+  const ev_rec *pub, *signed_ev;
+  YT_GROUP("offer window: a waiting request signs the best offer at once, the window picks the rest");
+  ev_reset();
+  session_defaults(&d);
+  d.offer_window_ms = 120000; /* longer than this test waits for anything */
+  s = yhc_session_create(&d, &err);
+  YT_CHECKF(s != NULL, "%s", err.msg);
+  if (!s) return;
+  service_defaults(&sv);
+  sv.initial_size = 2;
+  YT_EQ_INT(yhc_session_add_service(s, &sv, &err), 0);
+  YT_CHECK(get_expect(s, "http://calc/add/20/22", "42")); /* its deadline is 30 s */
+  YT_EQ_INT(ev_count(YHC_EV_AGREEMENT_SIGNED), 1);        /* the second waits for the window */
+  close_session(s, 20000);
+  YT_CHECK(yhc_session_closed(s));
+  yhc_session_destroy(s);
+
+  YT_GROUP("offer window: strict waits the whole window even for a waiting request");
+  ev_reset();
+  session_defaults(&d);
+  d.offer_window_ms = 2500;
+  d.offer_window_strict = 1;
+  s = yhc_session_create(&d, &err);
+  YT_CHECKF(s != NULL, "%s", err.msg);
+  if (!s) return;
+  service_defaults(&sv);
+  YT_EQ_INT(yhc_session_add_service(s, &sv, &err), 0);
+  YT_CHECK(get_expect(s, "http://calc/add/20/22", "42"));
+  pub = ev_first(YHC_EV_DEMAND_PUBLISHED);
+  signed_ev = ev_first(YHC_EV_AGREEMENT_SIGNED);
+  YT_CHECK(pub && signed_ev);
+  if (pub && signed_ev)
+    YT_CHECKF(signed_ev->at_ms - pub->at_ms >= 2400, "signed %lld ms after the demand", signed_ev->at_ms - pub->at_ms);
+  close_session(s, 20000);
+  YT_CHECK(yhc_session_closed(s));
+  yhc_session_destroy(s);
+  check_no_violations();
+}
+
 /* YHC_GOLEM_ONLY=word runs only the scenarios whose name contains word (while debugging). */
 static int want(const char *name) {
   const char *only = getenv("YHC_GOLEM_ONLY");
@@ -1143,6 +1189,7 @@ int main(void) {
       RUN(test_budget);
       RUN(test_rejected_proposals);
       RUN(test_activity_create_fails);
+      RUN(test_offer_window);
       RUN(test_destroy_in_flight);
       YT_GROUP("spec conformance over the whole run");
       check_no_violations();

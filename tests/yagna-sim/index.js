@@ -18,6 +18,7 @@ const FLAGS = {
   '--min-expiration-sec': ['minExpirationSec', Number], '--tcp-timeout-ms': ['tcpTimeoutMs', Number],
   '--tcp-keep-alive-ms': ['tcpKeepAliveMs', Number], '--vm-fin-timeout-ms': ['vmFinTimeoutMs', Number],
   '--relay-timeout-margin-ms': ['relayTimeoutMarginMs', Number],
+  '--vpn-rtt-ms': ['vpnRttMs', Number], '--vpn-jitter-ms': ['vpnJitterMs', Number], '--vpn-rate': ['vpnRate', String],
 };
 const BOOL = { '--strict': ['strict', true], '--quiet': ['quiet', true], '--no-netns': ['netns', false], '--netns': ['netns', true], '--lenient-negotiation': ['strictNegotiation', false] };
 
@@ -29,6 +30,7 @@ function usage() {
        [--identity 0x..] [--negotiation-delay-ms MS] [--lenient-negotiation]
        [--max-agreements N] [--idle-agreement-timeout SEC] [--min-expiration-sec SEC]
        [--tcp-timeout-ms MS] [--tcp-keep-alive-ms MS] [--vm-fin-timeout-ms MS] [--relay-timeout-margin-ms MS]
+       [--vpn-rtt-ms MS] [--vpn-jitter-ms MS] [--vpn-rate 2MB/s]
        node tests/yagna-sim --print-hash IMAGE_DIR
 defaults: ${JSON.stringify({ port: DEFAULTS.port, providers: DEFAULTS.providers, debitNoteInterval: DEFAULTS.debitNoteInterval, acceptTimeout: DEFAULTS.acceptTimeout })}`;
 }

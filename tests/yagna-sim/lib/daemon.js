@@ -13,6 +13,7 @@ const market = require('./market');
 const activity = require('./activity');
 const payment = require('./payment');
 const netapi = require('./net');
+const vpnlink = require('./vpnlink');
 const admin = require('./admin');
 const { flushOutboxes } = require('./relay');
 
@@ -39,6 +40,9 @@ const DEFAULTS = {
   wsPingIntervalMs: 5000,
   wsIdleTimeoutMs: 10000,
   tunnelConnectTimeoutMs: 5000,
+  vpnRttMs: 0, // the VPN leg's round trip, jitter and per-provider bandwidth (lib/vpnlink.js)
+  vpnJitterMs: 0,
+  vpnRate: null, // e.g. '2MB/s'
   ssePingMs: 15000,
   keepAliveMs: 5000,
   strictNegotiation: true,
@@ -86,7 +90,7 @@ class YagnaSim {
     this.stopped = false;
     this.down = false; // crashed (admin fault `crash`), not yet restarted
     // domain state
-    market.init(this); activity.init(this); payment.init(this); netapi.init(this); admin.init(this);
+    market.init(this); activity.init(this); payment.init(this); netapi.init(this); vpnlink.init(this); admin.init(this);
   }
 
   // ---- helpers used by the domain modules

@@ -184,6 +184,7 @@ async function upgrade(sim, req, socket, head) {
   if (!inNet(n, ip)) return answer(400, { message: `Network not found for IP address: ${ip}` });
   if (sim.net.tunnels.size >= MAX_TUNNELS) return answer(400, { message: 'VPN communication error: too many sockets' });
   const act = findVm(sim, n, ip);
+  if (act && sim.vpn) await sim.vpn.handshake(act.provider); // the SYN crosses the VPN (lib/vpnlink.js)
   const r = await connectInVpn(sim, act, port);
   if (!r.tcp) return answer(r.status, r.body);
   if (socket.destroyed || !sim.net.networks.has(n.id) || sim.down) { orphan(sim, r.tcp, act); return undefined; }
@@ -205,6 +206,7 @@ function reachable(sim, t) {
 }
 
 function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {
+  if (sim.vpn) sim.vpn.wrap(ws, tcp, activity.provider); // the VPN leg's delay and bandwidth
   const provider = activity.provider;
   const t = {
     id: ids.simple(), networkId, ip, port, activityId: activity.id, activity, provider, providerId: provider.nodeId, openedAt: new Date().toISOString(),

@@ -259,8 +259,10 @@ function startDebitNotes(sim, act) {
 
 function issueDebitNote(sim, act) {
   if (act.state[0] === 'Terminated') return;
-  // A provider cut off from the requestor (vanish, daemon down) cannot deliver notes.
-  if (!require('./relay').linkUp(sim, act.provider)) return;
+  // A provider cut off from the requestor (vanish, daemon down) cannot deliver notes; past the
+  // accept timeout it breaks the agreement (RequestorUnreachable, PROTOCOL.md §9.1).
+  if (!require('./relay').linkUp(sim, act.provider)) { requestorUnreachable(sim, act); return; }
+  act.unsentSinceMs = null;
   const a = act.agreement; const p = act.provider;
   const usageVec = sim.activityApi && require('./activity').usage(act);
   const dateMs = sim.clock.next();
@@ -281,6 +283,15 @@ function issueDebitNote(sim, act) {
     sim.log(`provider ${p.name}: debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s, breaking agreement ${a.id}`);
     sim.marketApi.terminate(sim, a, 'Provider', { message: `Debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s`, 'golem.provider.code': 'DebitNoteNotAccepted' });
   });
+}
+
+function requestorUnreachable(sim, act) {
+  const now = Date.now();
+  if (!act.unsentSinceMs) act.unsentSinceMs = now;
+  const limitSec = act.terms.acceptTimeoutSec;
+  if (now - act.unsentSinceMs < limitSec * 1000) return;
+  const m = limitSec % 60 === 0 ? `${limitSec / 60}m` : `${limitSec}s`;
+  sim.marketApi.terminate(sim, act.agreement, 'Provider', { message: `Requestor is unreachable more than ${m}`, 'golem.provider.code': 'RequestorUnreachable' });
 }
 
 function issueInvoice(sim, a) {

@@ -200,3 +200,24 @@ test('failure faults', async (t) => {
     assert.match(await h.httpOverTunnel(sim, net.id, svc1.ip, GET), /5$/);
   });
 });
+
+test('a provider that cannot reach the requestor past the accept timeout breaks: RequestorUnreachable', async (t) => {
+  const s = await h.startSim({ providers: 1, debitNoteInterval: 0.3, acceptTimeout: 5 });
+  t.after(() => s.sim.stop());
+  const { api } = s;
+  const alloc = (await api('POST', '/payment-api/v1/allocations', { totalAmount: '1', paymentPlatform: 'erc20-holesky-tglm' })).body;
+  const neg = await h.negotiate(s);
+  assert.equal((await api('POST', '/activity-api/v1/activity', neg.agreementId)).status, 200);
+  await h.faulter(api)({ provider: 0, fault: 'vanish' });
+  const t0 = Date.now();
+  // what arrived before is accepted (recorded locally), so no DebitNotesDeadline
+  for (const d of (await api('GET', '/payment-api/v1/debitNotes')).body) {
+    assert.equal((await api('POST', `/payment-api/v1/debitNotes/${d.debitNoteId}/accept`, { totalAmountAccepted: d.totalAmountDue, allocationId: alloc.allocationId })).status, 200);
+  }
+  await h.waitUntil(() => s.sim.market.agreements.get(neg.agreementId).providerEnded, 9000, 100);
+  assert.ok(Date.now() - t0 >= 4500, `${Date.now() - t0} ms`);
+  assert.equal((await api('GET', `/market-api/v1/agreements/${neg.agreementId}`)).body.state, 'Approved', 'the requestor has not heard yet');
+  await h.faulter(api)({ provider: 0, fault: 'clear' });
+  const reason = (await api('GET', `/market-api/v1/agreements/${neg.agreementId}/terminate/reason`)).body;
+  assert.deepEqual(reason, { message: 'Requestor is unreachable more than 5s', 'golem.provider.code': 'RequestorUnreachable' });
+});
