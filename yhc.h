@@ -8749,6 +8749,14 @@ static void yhc__api_cancel(yhc__golem *g, uint64_t *id) {
 /* A definite "no such thing": 404 (the spec), 403 (not ours), or yagna's 500 "DAO error: Not
    found" for an unknown activity. A service-bus "endpoint address not found" is not one: it
    is what a provider that is only unreachable for now gives too. */
+/* 1 when `needle` occurs in s (ASCII, exact). */
+static int yhc__str_has(yhc_str s, const char *needle) {
+  size_t n = strlen(needle), k;
+  for (k = 0; n && k + n <= s.len; k++)
+    if (!memcmp(s.ptr + k, needle, n)) return 1;
+  return 0;
+}
+
 static int yhc__reply_not_found(const yhc__reply *r) {
   return r->status == 404 || r->status == 403 ||
          (r->status == 500 && r->error && strstr(r->error, "Not found") && !strstr(r->error, "GSB error"));
@@ -9916,6 +9924,12 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
     reason.ptr = NULL;
     reason.len = 0;
     reason = yhc_json_str(yhc_json_get(r->json, "reason"), reason);
+    /* the provider stops the activity first when it ends the agreement at its expiration
+       (the termination event may come a moment later): routine, not a failure */
+    if (yhc__str_has(reason, "expired")) {
+      yhc__instance_end_routine(i, "activity terminated by the provider: %.*s", (int)YHC__MIN(reason.len, 150), reason.ptr);
+      return;
+    }
     yhc__instance_fail(i, "activity state is Terminated%s%.*s", reason.len ? ": " : "", (int)YHC__MIN(reason.len, 150),
                        reason.ptr);
     return;
@@ -11119,8 +11133,12 @@ static void yhc__cluster_counter(yhc_cluster *c, yhc__offer *o, const char *prop
    dropped. */
 static int yhc__offer_aged(const yhc_cluster *c, const yhc__offer *o, uint64_t wall_now) {
   uint64_t floor_ms = 300000, beyond = (uint64_t)c->lifetime_s * 1000u;
+  uint64_t need;
   beyond = beyond > floor_ms ? (beyond - floor_ms) / 2 : 0;
-  return o->expires_ms && o->expires_ms < wall_now + floor_ms + YHC__MIN(beyond, 120000);
+  need = floor_ms + YHC__MIN(beyond, 120000);
+  /* an instance from it would be replaced at once (renew_s before the expiration) */
+  if (need < (uint64_t)c->renew_s * 1000u + 2000u) need = (uint64_t)c->renew_s * 1000u + 2000u;
+  return o->expires_ms && o->expires_ms < wall_now + need;
 }
 
 static void yhc__cluster_age_offers(yhc_cluster *c) {
