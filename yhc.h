@@ -9901,6 +9901,11 @@ static void yhc__instance_health_miss(yhc__instance *i, const char *what) {
   yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)YHC__MIN(i->state_poll_ms, 1000), yhc__instance_poll_state, i);
 }
 
+static void yhc__instance_terminated(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_fail(i, "%s", i->health_why);
+}
+
 static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   const yhc_json *st;
@@ -9930,8 +9935,12 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
       yhc__instance_end_routine(i, "activity terminated by the provider: %.*s", (int)YHC__MIN(reason.len, 150), reason.ptr);
       return;
     }
-    yhc__instance_fail(i, "activity state is Terminated%s%.*s", reason.len ? ": " : "", (int)YHC__MIN(reason.len, 150),
-                       reason.ptr);
+    /* the agreement's termination event, which says whether this was routine, may follow a
+       moment later: no new requests meanwhile, and a failure if it does not come */
+    snprintf(i->health_why, sizeof i->health_why, "activity state is Terminated%s%.*s", reason.len ? ": " : "",
+             (int)YHC__MIN(reason.len, 150), reason.ptr);
+    i->tunnel_broken = 1;
+    yhc__timer_start(i->g->loop, &i->retry_timer, 2000, yhc__instance_terminated, i);
     return;
   }
   if (!yhc__str_eq(cur, "Ready")) {
