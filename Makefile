@@ -64,11 +64,15 @@ FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 FUZZ_BRIEF ?= 2
 FUZZ_RUN := $(if $(YHC_HAVE_fuzz),$(if $(YHC_HAVE_tls),$(FUZZ_TARGETS),$(filter-out fuzz_tls,$(FUZZ_TARGETS))))
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(B)/fuzz/%: fuzz/%.c yhc.h | $(B)/fuzz
+$(B)/fuzz/%: fuzz/%.c yhc.h $(wildcard fuzz/*.h) | $(B)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $(if $(filter fuzz_tls,$*),-DYHC_MBEDTLS) -I. $< -o $@ -lm $(if $(filter fuzz_tls,$*),$(TLS_LIBS))
 $(B)/fuzz:
 	mkdir -p $@
-test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
+# The YHC_RESOLVER_GETADDRINFO cut, built and run with test_dns.
+$(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
+	@mkdir -p $(B)/gai
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_RESOLVER_GETADDRINFO -I. $< -o $@ -lm
+test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(B)/gai/test_dns $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
 	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" YHC_FUZZ_TARGETS="$(FUZZ_RUN)" \
 	  YHC_FUZZ_SECONDS=$(FUZZ_BRIEF) ./tests/run-all.sh $(B) $(TESTS)
 

@@ -55,6 +55,13 @@ if [ -z "${YHC_ONLY:-}" ]; then
   tally "exported symbols" "$rc" "$out"
 fi
 
+if [ -z "${YHC_ONLY:-}" ] && [ -x "$B/gai/test_dns" ]; then
+  out="$tmp/gai-test_dns.log"
+  timeout 300 "$B/gai/test_dns" >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -E 'FAIL|ERROR' "$out" | head -n 30
+  tally "getaddrinfo/test_dns" "$rc" "$out"
+fi
+
 if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
   # every libFuzzer target briefly, from its seeds and the corpus earlier runs left
   out="$tmp/fuzz.log"
