@@ -239,6 +239,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   sd.payment_network = "holesky";
   sd.loop = loop;
   sd.request_timeout_ms = REQUEST_TIMEOUT_MS;
+  sd.http.request_timeout_ms = REQUEST_TIMEOUT_MS; /* the plain request too */
   sd.close_timeout_ms = 5000;
   sd.offer_window_ms = 100;
   sd.image_repo = url;
