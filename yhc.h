@@ -16,13 +16,13 @@
          const char *argv[] = {"/bin/sh", "-c", "python3 /golem/run/server.py &", NULL};
          yhc_ctx_run(ctx, argv);            // commands that start the server in the VM
        }
-       yhc_session_desc sd = {0};           // YAGNA_API_URL, YAGNA_APPKEY from the env
+       yhc_session_desc sd = YHC_ZERO;      // YAGNA_API_URL, YAGNA_APPKEY from the env
        yhc_error err;
        yhc_session *s = yhc_session_create(&sd, &err);
-       yhc_service_desc svc = {0};
+       yhc_service_desc svc = YHC_ZERO;
        svc.url = "http://calc"; svc.image_hash = "..."; svc.startup = start;
        yhc_session_add_service(s, &svc, &err);
-       yhc_request rq = {0};
+       yhc_request rq = YHC_ZERO;
        rq.url = "http://calc/add/3/4";      // any other URL is a plain HTTP request
        yhc_response *r = yhc_session_fetch(s, &rq);   // or yhc_session_request(..., cb, user)
        printf("%d %.*s\n", r->status, (int)r->body.len, r->body.ptr);
@@ -112,10 +112,24 @@ extern "C" {
 
 #ifndef YHCDEF
 #  ifdef YHC_STATIC
-#    define YHCDEF static
+/* a private copy per file: the functions that file does not call are not worth a warning */
+#    if defined(__GNUC__) || defined(__clang__)
+#      define YHCDEF static __attribute__((unused))
+#    else
+#      define YHCDEF static
+#    endif
 #  else
 #    define YHCDEF extern
 #  endif
+#endif
+
+/* Zero-initializes any yhc struct (descs, requests, limits) the same way in C and C++, with
+   no warning in either: `yhc_request rq = YHC_ZERO;`. C's `{0}` trips C++'s
+   -Wmissing-field-initializers, and C99 has no `{}`. */
+#ifdef __cplusplus
+#  define YHC_ZERO {}
+#else
+#  define YHC_ZERO {0}
 #endif
 
 /* Every failure the library reports has one of these codes. The X-macro keeps the enum and
@@ -840,6 +854,16 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 /* ================================================================================= */
 /* ==== IMPLEMENTATION ============================================================= */
 /* ================================================================================= */
+/* The implementation needs POSIX declarations. When a system header came before yhc.h, they
+   were fixed without _POSIX_C_SOURCE (under -std=c99) and are hidden: say so, once, rather
+   than let a hundred errors like "storage size of 'ts' isn't known" follow. */
+#if defined(YHC_IMPLEMENTATION) && !defined(YHC__IMPLEMENTED)
+#  include <time.h>
+#  if !defined(CLOCK_MONOTONIC)
+#    error "yhc.h must be the first #include of the file that defines YHC_IMPLEMENTATION (it needs _POSIX_C_SOURCE before any system header); or define _POSIX_C_SOURCE 200809L before every include there"
+#    define YHC__IMPLEMENTED /* skip the implementation: the one error above is the message */
+#  endif
+#endif
 #if defined(YHC_IMPLEMENTATION) && !defined(YHC__IMPLEMENTED)
 #define YHC__IMPLEMENTED
 

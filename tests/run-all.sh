@@ -53,6 +53,11 @@ if [ -z "${YHC_ONLY:-}" ]; then
   ./tests/check_symbols.sh >"$out" 2>&1; rc=$?
   [ "$rc" -ne 0 ] && cat "$out"
   tally "exported symbols" "$rc" "$out"
+  # README snippets, YHC_STATIC, include order, two translation units, with every compiler
+  out="$tmp/header.log"
+  ./tests/header_builds.sh >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -A15 FAIL "$out" | head -n 40
+  tally "header builds" "$rc" "$out"
 fi
 
 if [ -z "${YHC_ONLY:-}" ] && [ -x "$B/gai/test_dns" ]; then
