@@ -36,25 +36,34 @@ trap cleanup EXIT
 mnt() { mount "$@"; mounted+=("${!#}"); }
 
 t0=$(date +%s)
+fresh=
 if [ -n "${YHC_ROOTFS_TAR:-}" ] && [ -s "$YHC_ROOTFS_TAR" ]; then
   echo "== root file system from $YHC_ROOTFS_TAR"
   mkdir -p "$root" && tar -xf "$YHC_ROOTFS_TAR" -C "$root"
 else
   command -v debootstrap >/dev/null || apt-get install -y debootstrap
-  echo "== debootstrap bookworm into $root (build-essential python3 nodejs npm)"
-  debootstrap --variant=minbase --include=build-essential,python3,nodejs,npm,ca-certificates \
-    bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+  echo "== debootstrap bookworm (minbase) into $root"
+  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
     { tail -n 30 "$root.debootstrap.log"; exit 1; }
   rm -f "$root.debootstrap.log"
-  if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" -C "$root" .; fi
+  fresh=1
 fi
-echo "   $(( $(date +%s) - t0 )) s"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mnt -t proc proc "$root/proc"
 mnt --bind /dev "$root/dev"
 mnt --bind /dev/pts "$root/dev/pts"
 mnt -t tmpfs tmpfs "$root/dev/shm"
 mnt -t tmpfs tmpfs "$root/tmp"
+if [ -n "$fresh" ]; then
+  # debootstrap's own resolver cannot take npm's tree of node-* packages: apt inside does
+  echo "== apt-get install build-essential python3 nodejs npm (what a newcomer has)"
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    bash -c 'apt-get update -q && apt-get install -y -q --no-install-recommends build-essential python3 nodejs npm ca-certificates' \
+    >"$root/tmp/install.log" 2>&1 </dev/null || { tail -n 30 "$root/tmp/install.log"; exit 1; }
+  chroot "$root" apt-get clean
+  if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" --one-file-system -C "$root" .; fi
+fi
+echo "   ready in $(( $(date +%s) - t0 )) s"
 
 echo "== clean clone of $(git -C "$repo" rev-parse --short HEAD)"
 git clone -q "$repo" "$root/home/yhc"
