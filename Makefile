@@ -23,17 +23,19 @@ endif
 all: $(B)/c/test_json
 
 $(B)/c/%: tests/%.c yhc.h tests/yt.h | $(B)/c
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 $(B)/cxx/%: tests/%.c yhc.h tests/yt.h | $(B)/cxx
-	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm
+	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 $(B)/san/%: tests/%.c yhc.h tests/yt.h | $(B)/san
-	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm $(LIBS_$*)
 # The TLS variant: the same tests built with mbedTLS compiled in (tests that need TLS skip
 # themselves in the other variants).
 TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 TLS_TESTS := $(filter test_tls test_http test_ws,$(TESTS))
 $(B)/tls/%: tests/%.c yhc.h tests/yt.h | $(B)/tls
-	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(TLS_LIBS)
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(LIBS_$*) $(TLS_LIBS)
+# per-test link flags: only test_loop runs a second thread
+LIBS_test_loop := -lpthread
 $(B)/c $(B)/cxx $(B)/san $(B)/tls:
 	mkdir -p $@
 
@@ -94,7 +96,7 @@ bench: yhc.h
 # The examples, built against the generated header.
 EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
 $(B)/%: examples/%.c yhc.h | $(B)/c
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))
 
 # The main job: the calculator example against the bundled yagna stand-in.
