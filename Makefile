@@ -93,9 +93,14 @@ fuzz: yhc.h
 bench: yhc.h
 	./bench/run.sh
 
-# The examples, built against the generated header.
-EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
-$(B)/%: examples/%.c yhc.h | $(B)/c
+# The examples, built against the generated header. The libuv and libevent loop examples
+# need their library (tests/setup.sh installs it or says it is skipped).
+EXAMPLES := $(filter-out $(if $(YHC_HAVE_libuv),,loop_libuv) $(if $(YHC_HAVE_libevent),,loop_libevent),\
+              $(basename $(notdir $(wildcard examples/*.c))))
+LIBS_loop_libuv := -luv
+LIBS_loop_libevent := -levent
+LOOP_EXAMPLES := $(addprefix $(B)/,$(filter loop_%,$(EXAMPLES)))
+$(B)/%: examples/%.c examples/loop_demo.h yhc.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))
 

@@ -77,6 +77,15 @@ if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
 fi
 
 if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
+  # the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in
+  out="$tmp/loops.log"
+  ./tests/loop_examples.sh "$B" >"$out" 2>&1; rc=$?
+  grep -E '^loop_|skipped' "$out"
+  [ "$rc" -ne 0 ] && grep -E 'FAIL|rror' "$out" | head -n 30
+  tally "loop examples" "$rc" "$out"
+fi
+
+if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
   out="$tmp/sim.log"
   (cd tests/yagna-sim && timeout 600 npm test) >"$out" 2>&1; rc=$?
   p=$(grep -E '^# pass ' "$out" | tail -n1 | grep -oE '[0-9]+'); f=$(grep -E '^# fail ' "$out" | tail -n1 | grep -oE '[0-9]+')
