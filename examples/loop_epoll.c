@@ -1,8 +1,8 @@
 /* loop_epoll.c -- yhc in an epoll loop of your own (tier 3: socket and timer callbacks).
 
    yhc tells us which fds to watch for what (on_socket: add, change, remove) and when to call
-   it back (on_timeout); we keep them in our epoll set next to our own fds (here: a timerfd
-   for yhc's deadline, and stdin... or anything) and hand readiness back with
+   it back (on_timeout); we keep them in our epoll set next to our own fds (here only a
+   timerfd for yhc's deadline) and hand readiness back with
    yhc_loop_action() and yhc_loop_timeout(). The work itself (a Golem session and plain HTTP
    requests, each answer checked) is in loop_demo.h.
 
