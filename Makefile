@@ -14,7 +14,9 @@ export YHC_SHARED := $(SHARED)
 # Builds run on every core unless the caller chose -j.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 ifeq (,$(filter -j%,$(MAKEFLAGS)))
+ifeq (0,$(MAKELEVEL))
 MAKEFLAGS += -j$(NPROC)
+endif
 endif
 
 .PHONY: all test test-run check test-fast sim-deps fuzz bench demo examples clean

@@ -33,6 +33,7 @@ cleanup() {
   if [ -z "${KEEP:-}" ]; then rm -rf --one-file-system "$root"; else echo "kept $root"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 mnt() { mount "$@"; mounted+=("${!#}"); }
 
 t0=$(date +%s)
@@ -49,6 +50,15 @@ else
   fresh=1
 fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# a network whose TLS goes through a proxy with its own CA (as on some CI and company
+# machines) needs that CA inside too, or npm cannot reach its registry
+copy_local_cas() {
+  [ -n "$(ls /usr/local/share/ca-certificates/ 2>/dev/null)" ] || return 0
+  cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+  extra_env=(NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt) # node has its own CA list
+}
+extra_env=()
 mnt -t proc proc "$root/proc"
 mnt --bind /dev "$root/dev"
 mnt --bind /dev/pts "$root/dev/pts"
@@ -63,6 +73,7 @@ if [ -n "$fresh" ]; then
   chroot "$root" apt-get clean
   if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" --one-file-system -C "$root" .; fi
 fi
+copy_local_cas
 echo "   ready in $(( $(date +%s) - t0 )) s"
 
 echo "== clean clone of $(git -C "$repo" rev-parse --short HEAD)"
@@ -76,7 +87,7 @@ if [ -n "${AS_USER:-}" ]; then
   runas=(setpriv --reuid=newcomer --regid=newcomer --init-groups)
 fi
 inside() { # command line, run in the clone with a clean environment
-  chroot "$root" "${runas[@]}" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" "${runas[@]}" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb "${extra_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /home/yhc && $1" </dev/null
 }
