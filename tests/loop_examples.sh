@@ -40,6 +40,5 @@ for ex in "${exs[@]}"; do
   printf '%-16s %s passed, %s failed\n' "$ex" "$p" "$f"
   pass=$((pass + p)); fail=$((fail + f))
 done
-wait
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
