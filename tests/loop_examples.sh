@@ -11,7 +11,7 @@ tmp=$(mktemp -d)
 origin_log=$tmp/origin.log
 standin_cleanup() { [ -n "${origin_pid:-}" ] && kill "$origin_pid" 2>/dev/null; rm -rf "$tmp"; }
 . examples/stand-in.sh
-standin_start 3 || { echo "0 passed, 1 failed"; exit 1; }
+standin_start 6 || { echo "0 passed, 1 failed"; exit 1; }
 # origin.py exits when its stdin closes: a fifo held open here keeps it only while we run
 mkfifo "$tmp/in"
 python3 tests/servers/origin.py <"$tmp/in" >"$origin_log" 2>&1 &
@@ -20,7 +20,7 @@ exec 8>"$tmp/in"
 for _ in $(seq 1 100); do grep -q '^PORT ' "$origin_log" && break; sleep 0.1; done
 port=$(sed -n 's/^PORT //p' "$origin_log" | head -n 1)
 [ -n "$port" ] || { cat "$origin_log"; echo "origin.py did not start"; echo "0 passed, 1 failed"; exit 1; }
-# the three run at once, each with its own session (the stand-in has a provider for each)
+# the three run at once, each with its own session (the stand-in has spare providers)
 exs=()
 for ex in loop_epoll loop_libuv loop_libevent; do
   if [ ! -x "$B/$ex" ]; then echo "$ex not built: skipped (see tests/setup.sh's line for its package)"; continue; fi
