@@ -31,8 +31,9 @@
        yhc_session_destroy(s);
 
    Plain HTTP without Golem: yhc_loop_create(), yhc_http_create(), yhc_http_fetch() or
-   yhc_http_request() with a callback, driven by yhc_loop_poll() or your own poll() through
-   yhc_loop_fds()/yhc_loop_dispatch().
+   yhc_http_request() with a callback, driven by yhc_loop_poll(), your own poll() through
+   yhc_loop_fds()/yhc_loop_dispatch(), or your epoll/libuv/libevent loop through
+   yhc_loop_set_callbacks() (see "Public API: event loop").
 
    CONFIGURATION MACROS (define before the implementation include)
      YHC_MALLOC(sz), YHC_REALLOC(p,sz), YHC_FREE(p)   all three or none  [malloc/realloc/free]

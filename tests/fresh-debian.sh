@@ -9,8 +9,6 @@
 #   KEEP=1                            keep ROOT afterwards
 #   YHC_ROOTFS_TAR=/tmp/bookworm.tar  reuse a pristine root file system from this tarball (made
 #                                     on the first run), to skip debootstrap on later runs
-#   AS_USER=1                         run both commands as a non-root user without sudo: every
-#                                     optional variant must then be skipped with its line
 set -euo pipefail
 root=${1:-/tmp/yhc-fresh-debian}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,15 +77,8 @@ echo "   ready in $(( $(date +%s) - t0 )) s"
 echo "== clean clone of $(git -C "$repo" rev-parse --short HEAD)"
 git clone -q "$repo" "$root/home/yhc"
 home=/root
-runas=()
-if [ -n "${AS_USER:-}" ]; then
-  chroot "$root" useradd -m newcomer
-  chroot "$root" chown -R newcomer /home/yhc
-  home=/home/newcomer
-  runas=(setpriv --reuid=newcomer --regid=newcomer --init-groups)
-fi
 inside() { # command line, run in the clone with a clean environment
-  chroot "$root" "${runas[@]}" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb "${extra_env[@]}" \
+  chroot "$root" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb "${extra_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /home/yhc && $1" </dev/null
 }
@@ -101,7 +92,7 @@ for cmd in "make demo" "make test"; do
   status[$cmd]=${PIPESTATUS[0]}; set -e
   took[$cmd]=$(( $(date +%s) - s ))
 done
-echo "== times on a fresh Debian 12 (build-essential, python3, nodejs, npm)${AS_USER:+, as a user without sudo}"
+echo "== times on a fresh Debian 12 (build-essential, python3, nodejs, npm)"
 rc=0
 for cmd in "make demo" "make test"; do
   printf '   %-10s %5d s   exit %d   (log: /tmp/fresh-debian.%s.log)\n' "$cmd" "${took[$cmd]}" \
