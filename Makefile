@@ -102,6 +102,8 @@ EXAMPLES := $(filter-out $(if $(YHC_HAVE_libuv),,loop_libuv) $(if $(YHC_HAVE_lib
 LIBS_loop_libuv := -luv
 LIBS_loop_libevent := -levent
 LOOP_EXAMPLES := $(addprefix $(B)/,$(filter loop_%,$(EXAMPLES)))
+# make test runs the loop examples (tests/loop_examples.sh); here, once they are known
+test-run: $(LOOP_EXAMPLES)
 $(B)/%: examples/%.c examples/loop_demo.h yhc.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))
