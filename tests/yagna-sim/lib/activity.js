@@ -5,6 +5,7 @@ const { VM } = require('./vm');
 const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
 const { relayCheck, flappedState } = require('./relay');
+const { transfer } = require('./transfer');
 
 const P = '/activity-api/v1';
 const MAX_BATCHES_PER_ACTIVITY = 1000;
@@ -291,7 +292,7 @@ async function runStateful(sim, act, batch, index, name, arg) {
       return { result: 'Ok', stdout, stderr, message: null };
     }
     case 'transfer':
-      return sim.transfer ? sim.transfer(act, arg) : ok();
+      return transfer(sim, act, arg);
     default:
       return err(`Unsupported command: ${name}`);
   }
