@@ -124,7 +124,7 @@ function call(sim, nodeId, address, component, payload) {
       done: (v) => { finish(); resolve(v); },
       fail: (m) => { finish(); reject(new Error(m)); },
     };
-    timer = setTimeout(() => entry.fail(`GSB error: timeout calling ${component} on ${address}`), CALL_TIMEOUT_MS);
+    timer = setTimeout(() => entry.fail(`GSB error: timeout calling ${component} on ${address}`), sim.opts.gsbCallTimeoutMs || CALL_TIMEOUT_MS);
     svc.calls.set(id, entry);
     const st = sim.gsb.stats;
     st.calls[component] = (st.calls[component] || 0) + 1;
