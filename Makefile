@@ -14,7 +14,9 @@ export YHC_SHARED := $(SHARED)
 # Builds run on every core unless the caller chose -j.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 ifeq (,$(filter -j%,$(MAKEFLAGS)))
+ifeq (0,$(MAKELEVEL))
 MAKEFLAGS += -j$(NPROC)
+endif
 endif
 
 .PHONY: all test test-run check test-fast sim-deps fuzz bench demo examples clean
@@ -23,17 +25,19 @@ endif
 all: $(B)/c/test_json
 
 $(B)/c/%: tests/%.c yhc.h tests/yt.h | $(B)/c
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 $(B)/cxx/%: tests/%.c yhc.h tests/yt.h | $(B)/cxx
-	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm
+	$(CXX) -x c++ -std=c++11 -Wall -Wextra -Werror $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 $(B)/san/%: tests/%.c yhc.h tests/yt.h | $(B)/san
-	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -I. $< -o $@ -lm $(LIBS_$*)
 # The TLS variant: the same tests built with mbedTLS compiled in (tests that need TLS skip
 # themselves in the other variants).
 TLS_LIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 TLS_TESTS := $(filter test_tls test_http test_ws,$(TESTS))
 $(B)/tls/%: tests/%.c yhc.h tests/yt.h | $(B)/tls
-	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(TLS_LIBS)
+	$(CLANG) $(CSTD) $(WARN) -O1 -g $(SAN) -DYHC_MBEDTLS -I. $< -o $@ -lm $(LIBS_$*) $(TLS_LIBS)
+# per-test link flags: only test_loop runs a second thread
+LIBS_test_loop := -lpthread
 # test_resilience.c builds test_cluster.c again (the issue-11 groups)
 $(B)/c/test_resilience $(B)/cxx/test_resilience $(B)/san/test_resilience: tests/test_cluster.c
 $(B)/c $(B)/cxx $(B)/san $(B)/tls:
@@ -66,11 +70,15 @@ FUZZ_TARGETS := $(basename $(notdir $(wildcard fuzz/fuzz_*.c)))
 FUZZ_BRIEF ?= 2
 FUZZ_RUN := $(if $(YHC_HAVE_fuzz),$(if $(YHC_HAVE_tls),$(FUZZ_TARGETS),$(filter-out fuzz_tls,$(FUZZ_TARGETS))))
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-$(B)/fuzz/%: fuzz/%.c yhc.h | $(B)/fuzz
+$(B)/fuzz/%: fuzz/%.c yhc.h $(wildcard fuzz/*.h) | $(B)/fuzz
 	$(CLANG) $(FUZZ_FLAGS) $(if $(filter fuzz_tls,$*),-DYHC_MBEDTLS) -I. $< -o $@ -lm $(if $(filter fuzz_tls,$*),$(TLS_LIBS))
 $(B)/fuzz:
 	mkdir -p $@
-test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
+# The YHC_RESOLVER_GETADDRINFO cut, built and run with test_dns.
+$(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
+	@mkdir -p $(B)/gai
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_RESOLVER_GETADDRINFO -I. $< -o $@ -lm
+test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(B)/gai/test_dns $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
 	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" YHC_FUZZ_TARGETS="$(FUZZ_RUN)" \
 	  YHC_FUZZ_SECONDS=$(FUZZ_BRIEF) ./tests/run-all.sh $(B) $(TESTS)
 
@@ -89,10 +97,17 @@ fuzz: yhc.h
 bench: yhc.h
 	./bench/run.sh
 
-# The examples, built against the generated header.
-EXAMPLES := $(basename $(notdir $(wildcard examples/*.c)))
-$(B)/%: examples/%.c yhc.h | $(B)/c
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm
+# The examples, built against the generated header. The libuv and libevent loop examples
+# need their library (tests/setup.sh installs it or says it is skipped).
+EXAMPLES := $(filter-out $(if $(YHC_HAVE_libuv),,loop_libuv) $(if $(YHC_HAVE_libevent),,loop_libevent),\
+              $(basename $(notdir $(wildcard examples/*.c))))
+LIBS_loop_libuv := -luv
+LIBS_loop_libevent := -levent
+LOOP_EXAMPLES := $(addprefix $(B)/,$(filter loop_%,$(EXAMPLES)))
+# make test runs the loop examples (tests/loop_examples.sh); here, once they are known
+test-run: $(LOOP_EXAMPLES)
+$(B)/%: examples/%.c examples/loop_demo.h yhc.h | $(B)/c
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))
 # An example with TLS, as a real yagna set-up needs (the image registry is https://).
 $(B)/tls-%: examples/%.c yhc.h | $(B)/c

@@ -16,13 +16,13 @@
          const char *argv[] = {"/bin/sh", "-c", "python3 /golem/run/server.py &", NULL};
          yhc_ctx_run(ctx, argv);            // commands that start the server in the VM
        }
-       yhc_session_desc sd = {0};           // YAGNA_API_URL, YAGNA_APPKEY from the env
+       yhc_session_desc sd = YHC_ZERO;      // YAGNA_API_URL, YAGNA_APPKEY from the env
        yhc_error err;
        yhc_session *s = yhc_session_create(&sd, &err);
-       yhc_service_desc svc = {0};
+       yhc_service_desc svc = YHC_ZERO;
        svc.url = "http://calc"; svc.image_hash = "..."; svc.startup = start;
        yhc_session_add_service(s, &svc, &err);
-       yhc_request rq = {0};
+       yhc_request rq = YHC_ZERO;
        rq.url = "http://calc/add/3/4";      // any other URL is a plain HTTP request
        yhc_response *r = yhc_session_fetch(s, &rq);   // or yhc_session_request(..., cb, user)
        printf("%d %.*s\n", r->status, (int)r->body.len, r->body.ptr);
@@ -31,8 +31,9 @@
        yhc_session_destroy(s);
 
    Plain HTTP without Golem: yhc_loop_create(), yhc_http_create(), yhc_http_fetch() or
-   yhc_http_request() with a callback, driven by yhc_loop_poll() or your own poll() through
-   yhc_loop_fds()/yhc_loop_dispatch().
+   yhc_http_request() with a callback, driven by yhc_loop_poll(), your own poll() through
+   yhc_loop_fds()/yhc_loop_dispatch(), or your epoll/libuv/libevent loop through
+   yhc_loop_set_callbacks() (see "Public API: event loop").
 
    CONFIGURATION MACROS (define before the implementation include)
      YHC_MALLOC(sz), YHC_REALLOC(p,sz), YHC_FREE(p)   all three or none  [malloc/realloc/free]
@@ -111,10 +112,24 @@ extern "C" {
 
 #ifndef YHCDEF
 #  ifdef YHC_STATIC
-#    define YHCDEF static
+/* a private copy per file: the functions that file does not call are not worth a warning */
+#    if defined(__GNUC__) || defined(__clang__)
+#      define YHCDEF static __attribute__((unused))
+#    else
+#      define YHCDEF static
+#    endif
 #  else
 #    define YHCDEF extern
 #  endif
+#endif
+
+/* Zero-initializes any yhc struct (descs, requests, limits) the same way in C and C++, with
+   no warning in either: `yhc_request rq = YHC_ZERO;`. C's `{0}` trips C++'s
+   -Wmissing-field-initializers, and C99 has no `{}`. */
+#ifdef __cplusplus
+#  define YHC_ZERO {}
+#else
+#  define YHC_ZERO {0}
 #endif
 
 /* Every failure the library reports has one of these codes. The X-macro keeps the enum and
@@ -314,8 +329,10 @@ YHCDEF int yhc_jw_finish(yhc_jw *w);
         yhc_loop_run(loop, &done) turns it until *done becomes non-zero.
      2. Your own poll(): yhc_loop_fds() fills pollfds and the timeout the library needs,
         you poll() them together with your own fds, then hand them to yhc_loop_dispatch().
-     3. (planned) socket/timer callbacks for epoll or libuv users.
-   A loop is not thread-safe; use one per thread. */
+     3. Socket and timer callbacks, for epoll, libuv, libevent... (yhc_loop_set_callbacks):
+        the library says which fds to watch for what and when to call it back, you call
+        yhc_loop_action() when an fd is ready and yhc_loop_timeout() when the time has come.
+   A loop is not thread-safe; use one per thread. The one exception is yhc_loop_wakeup(). */
 #include <poll.h>
 
 typedef struct yhc_loop yhc_loop;
@@ -396,6 +413,39 @@ YHCDEF int yhc_loop_run(yhc_loop *loop, const volatile int *done);
 YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeout_ms);
 /* Hands poll()'s results back (fds not owned by the library are ignored) and runs due timers. */
 YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds);
+
+/* Tier 3, as curl's CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION + curl_multi_socket_action.
+   on_socket(user, fd, events, old_events, fd_data) says what to watch fd for, as poll() bits
+   (POLLIN, POLLOUT; on Linux the same values as EPOLLIN, EPOLLOUT):
+     old_events == 0               add fd to your loop (first time, or again after a removal)
+     both non-zero                 change what you watch it for
+     events == 0                   remove it; yhc closes the fd only after this returns, so
+                                   an fd number you were told about is never reused under you
+   *fd_data is yours, one pointer per fd (NULL on add; keep your handle there; yhc forgets it
+   after the removal). on_timeout(user, timeout_ms) asks you to call yhc_loop_timeout() once
+   after timeout_ms (0 = as soon as you can), replacing the previous request; -1 = no timer.
+   Both are called from yhc_loop_set_callbacks() (the fds already open, the first timeout),
+   at the end of yhc_loop_action(), yhc_loop_timeout() and any dispatch, and from
+   yhc_loop_destroy() (removals), never from deep inside other calls: when a call you make
+   outside them (a new request, a destroy) changes what to watch, the loop's own wakeup fd
+   turns readable, so your loop calls yhc_loop_action() and hears of it there. They may call
+   any yhc function. Pass NULLs to go back to tiers 1/2 (every fd is first removed).
+   Blocking calls (yhc_http_fetch, yhc_session_fetch, close_wait) still work in this tier:
+   they poll() the loop's fds themselves until their answer is in. */
+typedef void (*yhc_socket_fn)(void *user, int fd, int events, int old_events, void **fd_data);
+typedef void (*yhc_timeout_fn)(void *user, int timeout_ms);
+YHCDEF void yhc_loop_set_callbacks(yhc_loop *loop, yhc_socket_fn on_socket,
+                                   yhc_timeout_fn on_timeout, void *user);
+/* fd is ready for `events` (poll()/epoll bits; POLLERR and POLLHUP count as both): runs its
+   handler and the timers that are due. Returns 1 when fd is the library's, else 0. */
+YHCDEF int yhc_loop_action(yhc_loop *loop, int fd, int events);
+/* The time asked for by on_timeout has come: runs the timers that are due. */
+YHCDEF void yhc_loop_timeout(yhc_loop *loop);
+
+/* Thread-safe, async-signal-safe: makes the loop's current or next wait return (an eventfd,
+   or a self-pipe where there is none, that every tier watches). Use it after handing the
+   loop's thread work through your own queue. Returns 0, or -1 with errno. */
+YHCDEF int yhc_loop_wakeup(yhc_loop *loop);
 
 /* Timers: one-shot; the callback runs from the loop. Ids are never reused, so cancelling a
    timer that already fired is a harmless no-op (returns 0). */
@@ -861,6 +911,16 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 /* ================================================================================= */
 /* ==== IMPLEMENTATION ============================================================= */
 /* ================================================================================= */
+/* The implementation needs POSIX declarations. When a system header came before yhc.h, they
+   were fixed without _POSIX_C_SOURCE (under -std=c99) and are hidden: say so, once, rather
+   than let a hundred errors like "storage size of 'ts' isn't known" follow. */
+#if defined(YHC_IMPLEMENTATION) && !defined(YHC__IMPLEMENTED)
+#  include <time.h>
+#  if !defined(CLOCK_MONOTONIC)
+#    error "yhc.h must be the first #include of the file that defines YHC_IMPLEMENTATION (it needs _POSIX_C_SOURCE before any system header); or define _POSIX_C_SOURCE 200809L before every include there"
+#    define YHC__IMPLEMENTED /* skip the implementation: the one error above is the message */
+#  endif
+#endif
 #if defined(YHC_IMPLEMENTATION) && !defined(YHC__IMPLEMENTED)
 #define YHC__IMPLEMENTED
 
@@ -901,6 +961,9 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#ifdef __linux__
+#  include <sys/eventfd.h>
+#endif
 
 #ifdef __cplusplus
 #  define YHC__CAST(T, v) static_cast<T>(v)
@@ -2866,6 +2929,7 @@ typedef struct yhc__watch {
   yhc__io_fn fn;
   void *ctx;
   uint64_t born; /* dispatch round it was added in: stale revents for a reused fd skip it */
+  yhc_loop *loop; /* so a change of events can be told to a tier-3 user */
 } yhc__watch;
 
 typedef struct yhc__pubtimer {
@@ -2901,7 +2965,55 @@ struct yhc_loop {
   yhc_resolver_desc rdesc;
   char *rdesc_copy[4];
   struct yhc__resolver *resolver;
+  /* wakeup: an eventfd (wake_rd == wake_wr) or a self-pipe, watched in every tier */
+  int wake_rd, wake_wr;
+  yhc__watch wake;
+  int wake_pending; /* the loop thread's own wakeup write is not yet drained */
+  /* tier 3: what the user was told per fd (sized by_fd_cap), the fds to tell again */
+  yhc_socket_fn on_socket;
+  yhc_timeout_fn on_timeout;
+  void *t3_user;
+  unsigned char *t3_told; /* events told, plus YHC__T3_DIRTY / YHC__T3_ZOMBIE */
+  void **t3_data;         /* the user's pointer per fd */
+  int *t3_dirty;          /* fds whose told state may differ from the watch */
+  int t3_ndirty;
+  int t3_depth;           /* inside action/timeout/dispatch: changes are told at the end */
+  int t3_flushing;
+  uint64_t t3_due;        /* the deadline last told (UINT64_MAX = none) */
 };
+
+/* Tier 3 bookkeeping lives beside the watchers it follows; the callbacks themselves run only
+   from the poll() loop layer's flush. Told events use poll() bits, which fit in the low bits
+   (POLLIN 1, POLLOUT 4). */
+enum { YHC__T3_EVENTS = POLLIN | POLLOUT, YHC__T3_DIRTY = 0x40, YHC__T3_ZOMBIE = 0x80 };
+
+static void yhc__wake_signal(int fd) {
+  /* 8 bytes for an eventfd, any byte for a pipe; a full pipe already wakes the reader */
+  uint64_t one = 1;
+  ssize_t n = write(fd, &one, sizeof one);
+  (void)n;
+}
+
+/* fd's watch changed: remember to tell the user; outside a dispatch, wake their loop so it
+   calls yhc_loop_action() and hears of it from there. */
+static void yhc__t3_mark(yhc_loop *loop, int fd) {
+  if (!loop->on_socket || fd < 0 || fd >= loop->by_fd_cap) return;
+  if (!(loop->t3_told[fd] & YHC__T3_DIRTY)) {
+    loop->t3_told[fd] |= YHC__T3_DIRTY;
+    loop->t3_dirty[loop->t3_ndirty++] = fd;
+  }
+  if (!loop->t3_depth && !loop->wake_pending) {
+    loop->wake_pending = 1;
+    yhc__wake_signal(loop->wake_wr);
+  }
+}
+
+/* A new timer came before the deadline the user was told: the same as a changed fd. */
+static void yhc__t3_timer_armed(yhc_loop *loop, uint64_t due) {
+  if (!loop->on_socket || due >= loop->t3_due || loop->t3_depth || loop->wake_pending) return;
+  loop->wake_pending = 1;
+  yhc__wake_signal(loop->wake_wr);
+}
 
 static uint64_t yhc__monotonic_ms(void *user) {
   struct timespec ts;
@@ -2948,6 +3060,8 @@ static void yhc__loop_free_resolver_desc(yhc_loop *loop) {
   for (i = 0; i < 4; i++) YHC_FREE(loop->rdesc_copy[i]);
 }
 
+static int yhc__wake_open(yhc_loop *loop);
+
 YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
   yhc_loop *loop = YHC__NEW(yhc_loop);
   if (!loop) return NULL;
@@ -2968,6 +3082,12 @@ YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
     }
   }
   loop->next_pub_id = 1;
+  loop->t3_due = UINT64_MAX;
+  if (yhc__wake_open(loop) < 0) {
+    yhc__loop_free_resolver_desc(loop);
+    YHC_FREE(loop);
+    return NULL;
+  }
   return loop;
 }
 
@@ -3036,6 +3156,7 @@ static int yhc__timer_start(yhc_loop *loop, yhc__timer *t, uint64_t delay_ms, yh
   t->ctx = ctx;
   yhc__heap_place(loop, loop->nheap++, t);
   yhc__heap_up(loop, loop->nheap - 1);
+  yhc__t3_timer_armed(loop, t->due);
   return 0;
 }
 
@@ -3109,12 +3230,32 @@ YHCDEF int yhc_timer_cancel(yhc_loop *loop, uint64_t id) {
 
 /* ---- fd watchers */
 
+/* The tier-3 arrays follow by_fd's size, so marking an fd never allocates. */
+static int yhc__t3_grow(yhc_loop *loop, int cap) {
+  int old = loop->by_fd_cap;
+  unsigned char *told = YHC__CAST(unsigned char *, YHC_REALLOC(loop->t3_told, (size_t)cap));
+  void **data;
+  int *dirty;
+  if (!told) return -1;
+  loop->t3_told = told;
+  memset(told + old, 0, (size_t)(cap - old));
+  data = YHC__CAST(void **, YHC_REALLOC(loop->t3_data, (size_t)cap * sizeof *data));
+  if (!data) return -1;
+  loop->t3_data = data;
+  memset(data + old, 0, (size_t)(cap - old) * sizeof *data);
+  dirty = YHC__CAST(int *, YHC_REALLOC(loop->t3_dirty, (size_t)cap * sizeof *dirty));
+  if (!dirty) return -1;
+  loop->t3_dirty = dirty;
+  return 0;
+}
+
 static int yhc__watch_add(yhc_loop *loop, yhc__watch *w, int fd, yhc__io_fn fn, void *ctx) {
   if (fd < 0) return -1;
   if (fd >= loop->by_fd_cap) {
     int cap = loop->by_fd_cap ? loop->by_fd_cap : 64;
     yhc__watch **m;
     while (cap <= fd) cap *= 2;
+    if (yhc__t3_grow(loop, cap) < 0) return -1;
     m = YHC__CAST(yhc__watch **, YHC_REALLOC(loop->by_fd, (size_t)cap * sizeof *m));
     if (!m) return -1;
     memset(m + loop->by_fd_cap, 0, (size_t)(cap - loop->by_fd_cap) * sizeof *m);
@@ -3127,6 +3268,7 @@ static int yhc__watch_add(yhc_loop *loop, yhc__watch *w, int fd, yhc__io_fn fn, 
   w->fn = fn;
   w->ctx = ctx;
   w->born = loop->round;
+  w->loop = loop;
   loop->by_fd[fd] = w;
   loop->nwatch++;
   return 0;
@@ -3136,12 +3278,75 @@ static void yhc__watch_del(yhc_loop *loop, yhc__watch *w) {
   if (w->fd >= 0 && w->fd < loop->by_fd_cap && loop->by_fd[w->fd] == w) {
     loop->by_fd[w->fd] = NULL;
     loop->nwatch--;
+    if (loop->on_socket && (loop->t3_told[w->fd] & YHC__T3_EVENTS)) yhc__t3_mark(loop, w->fd);
   }
   w->fd = -1;
 }
 
+/* Stops watching and closes the fd. Every watched fd is closed through here: a fd a tier-3
+   user was told about stays open until they have been told to remove it (the flush closes
+   it then), so its number cannot be reused while their loop still holds it. */
+static void yhc__watch_close(yhc_loop *loop, yhc__watch *w) {
+  int fd = w->fd;
+  if (fd < 0) return;
+  yhc__watch_del(loop, w);
+  if (loop->on_socket && fd < loop->by_fd_cap && (loop->t3_told[fd] & YHC__T3_EVENTS)) {
+    loop->t3_told[fd] |= YHC__T3_ZOMBIE;
+    return;
+  }
+  close(fd);
+}
+
 static void yhc__watch_set(yhc__watch *w, int rd, int wr) {
-  w->events = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+  short ev = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
+  if (ev == w->events) return;
+  w->events = ev;
+  if (w->loop && w->loop->on_socket) yhc__t3_mark(w->loop, w->fd);
+}
+
+/* ---- wakeup */
+
+static int yhc__set_nonblock(int fd);
+
+static void yhc__wake_drain(void *ctx, int revents) {
+  yhc_loop *loop = YHC__CAST(yhc_loop *, ctx);
+  char buf[64];
+  (void)revents;
+  while (read(loop->wake_rd, buf, sizeof buf) > 0) {
+  }
+  loop->wake_pending = 0;
+}
+
+static int yhc__wake_open(yhc_loop *loop) {
+  int fds[2];
+#ifdef __linux__
+  fds[0] = fds[1] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fds[0] < 0)
+#endif
+  {
+    if (pipe(fds) < 0) return -1;
+    if (yhc__set_nonblock(fds[0]) < 0 || yhc__set_nonblock(fds[1]) < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return -1;
+    }
+  }
+  loop->wake_rd = fds[0];
+  loop->wake_wr = fds[1];
+  if (yhc__watch_add(loop, &loop->wake, fds[0], yhc__wake_drain, loop) < 0) {
+    close(fds[0]);
+    if (fds[1] != fds[0]) close(fds[1]);
+    return -1;
+  }
+  yhc__watch_set(&loop->wake, 1, 0);
+  return 0;
+}
+
+YHCDEF int yhc_loop_wakeup(yhc_loop *loop) {
+  uint64_t one = 1;
+  /* only the fd, set before the loop was handed out: nothing another thread could race */
+  if (write(loop->wake_wr, &one, sizeof one) < 0 && errno != EAGAIN) return -1;
+  return 0;
 }
 
 /* ---- byte streams */
@@ -3194,13 +3399,7 @@ typedef struct yhc__tcp {
   void *abandon_ctx;
 } yhc__tcp;
 
-static void yhc__tcp_close_fd(yhc__tcp *t) {
-  if (t->w.fd >= 0) {
-    int fd = t->w.fd;
-    yhc__watch_del(t->loop, &t->w);
-    close(fd);
-  }
-}
+static void yhc__tcp_close_fd(yhc__tcp *t) { yhc__watch_close(t->loop, &t->w); }
 
 static int yhc__set_nonblock(int fd) {
   int fl = fcntl(fd, F_GETFL, 0);
@@ -4098,11 +4297,7 @@ static size_t yhc__resolve_at_once(yhc__resolver *r, const char *key, yhc_ip *ou
 static void yhc__rq_deliver(void *ctx);
 
 static void yhc__dns_x_close(yhc__resolver *r, yhc__dns_x *x) {
-  if (x->tcp.fd >= 0) {
-    int fd = x->tcp.fd;
-    yhc__watch_del(r->loop, &x->tcp);
-    close(fd);
-  }
+  yhc__watch_close(r->loop, &x->tcp);
   YHC_FREE(x->tbuf);
   x->tbuf = NULL;
   x->tlen = x->tpos = 0;
@@ -4113,11 +4308,7 @@ static void yhc__dns_x_close(yhc__resolver *r, yhc__dns_x *x) {
 /* Closes the sockets of the current try. */
 static void yhc__rq_end_try(yhc_resolve_query *q) {
   yhc__resolver *r = q->r;
-  if (q->udp.fd >= 0) {
-    int fd = q->udp.fd;
-    yhc__watch_del(r->loop, &q->udp);
-    close(fd);
-  }
+  yhc__watch_close(r->loop, &q->udp);
   yhc__dns_x_close(r, &q->x[0]);
   yhc__dns_x_close(r, &q->x[1]);
   yhc__timer_stop(r->loop, &q->timer);
@@ -4445,12 +4636,7 @@ static void yhc__dns_tcp_io(void *ctx, int revents) {
   rc = soerr || ((revents & (POLLERR | POLLNVAL)) && !(revents & POLLIN)) ? -1 : yhc__dns_tcp_step(x);
   if (rc == 0) return;
   if (rc < 0) x->state = YHC__DX_FAILED;
-  {
-    yhc__resolver *r = q->r;
-    int fd = x->tcp.fd;
-    yhc__watch_del(r->loop, &x->tcp);
-    close(fd);
-  }
+  yhc__watch_close(q->r->loop, &x->tcp);
   yhc__rq_evaluate(q);
 }
 
@@ -8192,11 +8378,119 @@ static YHC__UNUSED yhc__stream *yhc__ws_open(yhc_loop *loop, yhc__tls_ctx **tls,
    conveniences built on them. Everything below the loop is driven from here or from the
    user's own loop through yhc_loop_fds()/yhc_loop_dispatch(); nothing else blocks. */
 
+/* ---- tier 3: telling the user's loop what to watch */
+
+/* Tells the user what fd needs now, if that differs from what they were told; a zombie (its
+   watch closed while they held it) is removed, then really closed. */
+static void yhc__t3_tell_fd(yhc_loop *loop, int fd) {
+  unsigned char st = loop->t3_told[fd];
+  yhc__watch *w = loop->by_fd[fd];
+  int want = w && !(st & YHC__T3_ZOMBIE) ? (w->events & YHC__T3_EVENTS) : 0;
+  int told = st & YHC__T3_EVENTS;
+  loop->t3_told[fd] = (unsigned char)((st & YHC__T3_ZOMBIE) | want);
+  if (want != told) {
+    void **data = &loop->t3_data[fd];
+    loop->on_socket(loop->t3_user, fd, want, told, data);
+    if (!want) loop->t3_data[fd] = NULL;
+  }
+  if (st & YHC__T3_ZOMBIE) {
+    loop->t3_told[fd] &= (unsigned char)~(YHC__T3_ZOMBIE | YHC__T3_EVENTS);
+    close(fd);
+  }
+}
+
+static int yhc__t3_timeout_ms(yhc_loop *loop, uint64_t due) {
+  uint64_t now = yhc_loop_now(loop);
+  if (due <= now) return 0;
+  return due - now > INT_MAX ? INT_MAX : (int)(due - now);
+}
+
+/* Runs at the end of every action, timeout and dispatch: the only place tier-3 callbacks
+   run from (besides set_callbacks and destroy), so they meet no half-done state. */
+static void yhc__t3_flush(yhc_loop *loop) {
+  uint64_t due;
+  if (!loop->on_socket || loop->t3_flushing || loop->t3_depth) return;
+  loop->t3_flushing = 1;
+  loop->t3_depth++; /* what the callbacks change is told in this same flush */
+  while (loop->on_socket && loop->t3_ndirty) yhc__t3_tell_fd(loop, loop->t3_dirty[--loop->t3_ndirty]);
+  due = loop->nheap ? loop->heap[0]->due : UINT64_MAX;
+  if (loop->on_socket && due != loop->t3_due) {
+    loop->t3_due = due;
+    loop->on_timeout(loop->t3_user, due == UINT64_MAX ? -1 : yhc__t3_timeout_ms(loop, due));
+  }
+  loop->t3_depth--;
+  loop->t3_flushing = 0;
+}
+
+/* Every fd the user holds is removed (zombies then closed) and their timer cancelled. */
+static void yhc__t3_off(yhc_loop *loop) {
+  int fd;
+  yhc_socket_fn on_socket = loop->on_socket;
+  if (!on_socket) return;
+  loop->on_socket = NULL;
+  for (fd = 0; fd < loop->by_fd_cap; fd++) {
+    unsigned char st = loop->t3_told[fd];
+    loop->t3_told[fd] = 0;
+    if (st & YHC__T3_EVENTS) on_socket(loop->t3_user, fd, 0, st & YHC__T3_EVENTS, &loop->t3_data[fd]);
+    loop->t3_data[fd] = NULL;
+    if (st & YHC__T3_ZOMBIE) close(fd);
+  }
+  loop->t3_ndirty = 0;
+  if (loop->t3_due != UINT64_MAX) loop->on_timeout(loop->t3_user, -1);
+  loop->t3_due = UINT64_MAX;
+  loop->on_timeout = NULL;
+}
+
+YHCDEF void yhc_loop_set_callbacks(yhc_loop *loop, yhc_socket_fn on_socket,
+                                   yhc_timeout_fn on_timeout, void *user) {
+  int fd;
+  yhc__t3_off(loop);
+  if (!on_socket || !on_timeout) return;
+  loop->on_socket = on_socket;
+  loop->on_timeout = on_timeout;
+  loop->t3_user = user;
+  loop->t3_depth++; /* no wakeup for these: the flush below tells them at once */
+  for (fd = 0; fd < loop->by_fd_cap; fd++)
+    if (loop->by_fd[fd] && loop->by_fd[fd]->events) yhc__t3_mark(loop, fd);
+  loop->t3_depth--;
+  yhc__t3_flush(loop);
+}
+
+YHCDEF int yhc_loop_action(yhc_loop *loop, int fd, int events) {
+  int ours = 0;
+  loop->t3_depth++;
+  if (fd >= 0 && fd < loop->by_fd_cap && loop->by_fd[fd]) {
+    yhc__watch *w = loop->by_fd[fd];
+    short rev = (short)(events & (w->events | POLLERR | POLLHUP | POLLNVAL));
+    ours = 1;
+    if (w->events && rev) w->fn(w->ctx, rev);
+  }
+  yhc__timers_run(loop);
+  loop->t3_depth--;
+  yhc__t3_flush(loop);
+  return ours;
+}
+
+YHCDEF void yhc_loop_timeout(yhc_loop *loop) {
+  loop->t3_depth++;
+  loop->t3_due = UINT64_MAX; /* the timer told has fired: the next one is news */
+  yhc__timers_run(loop);
+  loop->t3_depth--;
+  yhc__t3_flush(loop);
+}
+
 YHCDEF void yhc_loop_destroy(yhc_loop *loop) {
   if (!loop) return;
   yhc__resolver_free(loop);
   yhc__loop_free_resolver_desc(loop);
   while (loop->pubtimers) yhc_timer_cancel(loop, loop->pubtimers->id);
+  yhc__t3_off(loop);
+  yhc__watch_del(loop, &loop->wake);
+  close(loop->wake_rd);
+  if (loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
+  YHC_FREE(loop->t3_told);
+  YHC_FREE(loop->t3_data);
+  YHC_FREE(loop->t3_dirty);
   YHC_FREE(loop->by_fd);
   YHC_FREE(loop->heap);
   YHC_FREE(loop->pfd);
@@ -8222,6 +8516,7 @@ YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeou
 YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds) {
   int i;
   uint64_t round = ++loop->round;
+  loop->t3_depth++;
   for (i = 0; i < nfds; i++) {
     int fd = fds[i].fd;
     short rev = fds[i].revents;
@@ -8235,6 +8530,8 @@ YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds
     w->fn(w->ctx, rev);
   }
   yhc__timers_run(loop);
+  loop->t3_depth--;
+  yhc__t3_flush(loop);
 }
 
 YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
@@ -8262,8 +8559,8 @@ YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
 static int yhc__loop_idle(yhc_loop *loop) {
   int fd;
   if (loop->nheap) return 0;
-  for (fd = 0; fd < loop->by_fd_cap; fd++)
-    if (loop->by_fd[fd] && loop->by_fd[fd]->events) return 0;
+  for (fd = 0; fd < loop->by_fd_cap; fd++) /* the wakeup fd alone is nothing to wait for */
+    if (loop->by_fd[fd] && loop->by_fd[fd]->events && loop->by_fd[fd] != &loop->wake) return 0;
   return 1;
 }
 

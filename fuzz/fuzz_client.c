@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 
+#include "fuzz_listener.h"
+
 typedef struct peer {
   int listen_fd, fd;
   const unsigned char *data;
@@ -19,24 +21,6 @@ static void on_done(const yhc_response *r, void *user) {
   p->answers++;
   if (r->err == YHC_ERR_OK && (r->status < 100 || r->status > 999)) abort();
   if (r->err != YHC_ERR_OK && (!r->error || !r->error[0])) abort();
-}
-
-static int make_listener(int *port) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 8) < 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-    close(fd);
-    return -1;
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {

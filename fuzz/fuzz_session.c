@@ -16,6 +16,8 @@
 
 #include <stdlib.h>
 
+#include "fuzz_listener.h"
+
 #define MAX_PEERS 32
 #define REQUESTS 3
 #define REQUEST_TIMEOUT_MS 20000
@@ -153,24 +155,6 @@ static void peer_readable(daemon_t *d, peer_conn *c) {
   }
 }
 
-static int make_listener(int *port) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  if (fd < 0) return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-    close(fd);
-    return -1;
-  }
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 static void startup(yhc_ctx *ctx, const char *listen_on, void *user) {
   const char *argv[] = {"/bin/sh", "-c", "true", NULL};
   (void)listen_on;
@@ -255,6 +239,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   sd.payment_network = "holesky";
   sd.loop = loop;
   sd.request_timeout_ms = REQUEST_TIMEOUT_MS;
+  sd.http.request_timeout_ms = REQUEST_TIMEOUT_MS; /* the plain request too */
   sd.close_timeout_ms = 5000;
   sd.offer_window_ms = 100;
   sd.image_repo = url;

@@ -9,8 +9,6 @@
 #   KEEP=1                            keep ROOT afterwards
 #   YHC_ROOTFS_TAR=/tmp/bookworm.tar  reuse a pristine root file system from this tarball (made
 #                                     on the first run), to skip debootstrap on later runs
-#   AS_USER=1                         run both commands as a non-root user without sudo: every
-#                                     optional variant must then be skipped with its line
 set -euo pipefail
 root=${1:-/tmp/yhc-fresh-debian}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,41 +31,54 @@ cleanup() {
   if [ -z "${KEEP:-}" ]; then rm -rf --one-file-system "$root"; else echo "kept $root"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 mnt() { mount "$@"; mounted+=("${!#}"); }
 
 t0=$(date +%s)
+fresh=
 if [ -n "${YHC_ROOTFS_TAR:-}" ] && [ -s "$YHC_ROOTFS_TAR" ]; then
   echo "== root file system from $YHC_ROOTFS_TAR"
   mkdir -p "$root" && tar -xf "$YHC_ROOTFS_TAR" -C "$root"
 else
   command -v debootstrap >/dev/null || apt-get install -y debootstrap
-  echo "== debootstrap bookworm into $root (build-essential python3 nodejs npm)"
-  debootstrap --variant=minbase --include=build-essential,python3,nodejs,npm,ca-certificates \
-    bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+  echo "== debootstrap bookworm (minbase) into $root"
+  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
     { tail -n 30 "$root.debootstrap.log"; exit 1; }
   rm -f "$root.debootstrap.log"
-  if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" -C "$root" .; fi
+  fresh=1
 fi
-echo "   $(( $(date +%s) - t0 )) s"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# a network whose TLS goes through a proxy with its own CA (as on some CI and company
+# machines) needs that CA inside too, or npm cannot reach its registry
+copy_local_cas() {
+  [ -n "$(ls /usr/local/share/ca-certificates/ 2>/dev/null)" ] || return 0
+  cp -r /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || true
+  extra_env=(NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt) # node has its own CA list
+}
+extra_env=()
 mnt -t proc proc "$root/proc"
 mnt --bind /dev "$root/dev"
 mnt --bind /dev/pts "$root/dev/pts"
 mnt -t tmpfs tmpfs "$root/dev/shm"
 mnt -t tmpfs tmpfs "$root/tmp"
+if [ -n "$fresh" ]; then
+  # debootstrap's own resolver cannot take npm's tree of node-* packages: apt inside does
+  echo "== apt-get install build-essential python3 nodejs npm (what a newcomer has)"
+  chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+    bash -c 'apt-get update -q && apt-get install -y -q --no-install-recommends build-essential python3 nodejs npm ca-certificates' \
+    >"$root/tmp/install.log" 2>&1 </dev/null || { tail -n 30 "$root/tmp/install.log"; exit 1; }
+  chroot "$root" apt-get clean
+  if [ -n "${YHC_ROOTFS_TAR:-}" ]; then tar -cf "$YHC_ROOTFS_TAR" --one-file-system -C "$root" .; fi
+fi
+copy_local_cas
+echo "   ready in $(( $(date +%s) - t0 )) s"
 
 echo "== clean clone of $(git -C "$repo" rev-parse --short HEAD)"
 git clone -q "$repo" "$root/home/yhc"
 home=/root
-runas=()
-if [ -n "${AS_USER:-}" ]; then
-  chroot "$root" useradd -m newcomer
-  chroot "$root" chown -R newcomer /home/yhc
-  home=/home/newcomer
-  runas=(setpriv --reuid=newcomer --regid=newcomer --init-groups)
-fi
 inside() { # command line, run in the clone with a clean environment
-  chroot "$root" "${runas[@]}" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" /usr/bin/env -i HOME="$home" LANG=C.UTF-8 TERM=dumb "${extra_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     bash -c "cd /home/yhc && $1" </dev/null
 }
@@ -81,7 +92,7 @@ for cmd in "make demo" "make test"; do
   status[$cmd]=${PIPESTATUS[0]}; set -e
   took[$cmd]=$(( $(date +%s) - s ))
 done
-echo "== times on a fresh Debian 12 (build-essential, python3, nodejs, npm)${AS_USER:+, as a user without sudo}"
+echo "== times on a fresh Debian 12 (build-essential, python3, nodejs, npm)"
 rc=0
 for cmd in "make demo" "make test"; do
   printf '   %-10s %5d s   exit %d   (log: /tmp/fresh-debian.%s.log)\n' "$cmd" "${took[$cmd]}" \

@@ -53,6 +53,18 @@ if [ -z "${YHC_ONLY:-}" ]; then
   ./tests/check_symbols.sh >"$out" 2>&1; rc=$?
   [ "$rc" -ne 0 ] && cat "$out"
   tally "exported symbols" "$rc" "$out"
+  # README snippets, YHC_STATIC, include order, two translation units, with every compiler
+  out="$tmp/header.log"
+  ./tests/header_builds.sh >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -A15 FAIL "$out" | head -n 40
+  tally "header builds" "$rc" "$out"
+fi
+
+if [ -z "${YHC_ONLY:-}" ] && [ -x "$B/gai/test_dns" ]; then
+  out="$tmp/gai-test_dns.log"
+  timeout 300 "$B/gai/test_dns" >"$out" 2>&1; rc=$?
+  [ "$rc" -ne 0 ] && grep -E 'FAIL|ERROR' "$out" | head -n 30
+  tally "getaddrinfo/test_dns" "$rc" "$out"
 fi
 
 if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
@@ -62,6 +74,15 @@ if [ -z "${YHC_ONLY:-}" ] && [ -n "${YHC_FUZZ_TARGETS:-}" ]; then
     ./fuzz/run.sh >"$out" 2>&1; rc=$?
   [ "$rc" -ne 0 ] && grep -vE '^(==|ok )' "$out" | head -n 40
   tally "fuzz (${YHC_FUZZ_SECONDS:-3}s each)" "$rc" "$out"
+fi
+
+if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then
+  # the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in
+  out="$tmp/loops.log"
+  ./tests/loop_examples.sh "$B" >"$out" 2>&1; rc=$?
+  grep -E '^loop_|skipped' "$out"
+  [ "$rc" -ne 0 ] && grep -E 'FAIL|rror' "$out" | head -n 30
+  tally "loop examples" "$rc" "$out"
 fi
 
 if [ -z "${YHC_ONLY:-}" ] && [ -d tests/yagna-sim/node_modules ]; then

@@ -25,6 +25,8 @@ declare -A label=(
   [metrics]="OpenMetrics parser check"
   [dnsmasq]="DNS server tests (test_dns)"
   [fuzz]="brief fuzz runs"
+  [libuv]="libuv loop example"
+  [libevent]="libevent loop example"
 )
 
 # ---- the packages: name, the parts that need it, the probe that says it is there. Append here.
@@ -65,6 +67,8 @@ pkg nginx-light          nginx          "have nginx"
 pkg valgrind             valgrind       "have valgrind"
 pkg python3-prometheus-client metrics   "[ -d /usr/lib/python3/dist-packages/prometheus_client ] || python3 -c 'import prometheus_client' 2>/dev/null"
 pkg dnsmasq-base         dnsmasq        "have dnsmasq"
+pkg libuv1-dev           libuv          "builds cc -luv"
+pkg libevent-dev         libevent       "builds cc -levent"
 
 present() { eval "${probe[$1]}"; }
 

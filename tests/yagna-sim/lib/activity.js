@@ -5,6 +5,7 @@ const { VM } = require('./vm');
 const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
 const { relayCheck, flappedState } = require('./relay');
+const { transfer } = require('./transfer');
 
 const P = '/activity-api/v1';
 const MAX_BATCHES_PER_ACTIVITY = 1000;
@@ -83,7 +84,7 @@ async function create(sim, c) {
   if (typeof c.body === 'string') agreementId = c.body;
   else if (c.body && typeof c.body === 'object' && typeof c.body.agreementId === 'string') { agreementId = c.body.agreementId; objectForm = true; }
   else throw sim.invalid(c.req, 'Json deserialize error: expected an agreement id string or {"agreementId": ...}');
-  const timeoutSec = relayTimeoutSec(sim, c);
+  relayTimeoutSec(sim, c); // validated; the exe-unit reports Initialized at once (see below)
   const a = sim.market.agreements.get(agreementId);
   if (!a || a.owner !== c.who.identity) throw jsonErr(404, `Agreement [${agreementId}] not found`);
   if (a.state !== 'Approved') throw jsonErr(400, `Agreement ${agreementId} is not Approved. Current state: ${a.state}`);
@@ -95,21 +96,14 @@ async function create(sim, c) {
     throw jsonErr(500, `GSB error: remote service at /public/${p.nodeId}/activity: Activity creation failed (injected fault)`);
   }
   const act = {
-    id: ids.simple(), owner: c.who.identity, agreement: a, provider: p, state: ['New', null], reason: null, errorMessage: null,
+    id: ids.simple(), owner: c.who.identity, agreement: a, provider: p, state: ['Initialized', null], reason: null, errorMessage: null,
     createdMs: Date.now(), batches: new Map(), netConfigs: [], running: null, vmGone: false, endedMs: null,
   };
   act.vm = new VM({ id: act.id, baseDir: sim.baseDir, netns: sim.netns, log: (l) => sim.log(l), connectTimeoutMs: sim.opts.tunnelConnectTimeoutMs });
-  // The provider answers once the exe-unit reports Initialized; not within `timeout` -> 408 and the
-  // provider destroys the activity (yagna provider/service.rs activity_credentials).
-  const started = act.vm.start().then(() => 'ok', (e) => e);
-  const r = await within(started, timeoutSec * 1000);
-  if (r !== 'ok') {
-    started.then(() => act.vm.destroy().catch(() => {}));
-    if (r === 'timeout') throw jsonErr(408, 'Timeout');
-    await act.vm.destroy().catch(() => {});
-    throw jsonErr(500, `Service error: Activity ${act.id} was abruptly terminated. Reason: exe-unit failed to start, message: ${r.message}`);
-  }
-  act.state = ['Initialized', null];
+  // The provider answers once the exe-unit reports Initialized. A real exe-unit does that as soon as
+  // it runs; its runtime (the VM) boots later, for deploy. So the VM agent starts now and deploy
+  // waits for it: the boot time of a loaded test machine never turns into a create timeout.
+  act.vmReady = act.vm.start().then(() => null, (e) => e);
   act.vm.onDeath = () => vmDied(sim, act);
   sim.activityApi.activities.set(act.id, act);
   a.activities.add(act.id);
@@ -137,7 +131,7 @@ async function endActivity(sim, act, { reason, errorMessage }) {
   // The requestor daemon closes no tunnel: the VM is gone, they end by the TCP timeout (§9.5).
   sim.netApi.vmGone(act);
   for (const b of act.batches.values()) { b.aborted = true; wakeAll(b.waiters, 'end'); }
-  if (!act.vmGone) { act.vmGone = true; act.vm.onDeath = null; await act.vm.destroy().catch(() => {}); }
+  if (!act.vmGone) { act.vmGone = true; act.vm.onDeath = null; await act.vmReady; await act.vm.destroy().catch(() => {}); }
 }
 
 /** DELETE: the provider destroys the activity and answers once it is Terminated (at once when it
@@ -251,6 +245,7 @@ async function runStateless(sim, act, batch, name) {
   if (name === 'terminate') {
     // Abort the other batches, stop the runtime (everything in the VM), back to Initialized.
     for (const b of act.batches.values()) if (b !== batch) { b.aborted = true; wakeAll(b.waiters, 'abort'); }
+    await act.vmReady;
     act.vm.killServices();
     act.image = null; act.netConfigs = [];
     act.state = ['Initialized', null];
@@ -264,6 +259,8 @@ async function runStateful(sim, act, batch, index, name, arg) {
   const err = (message, extra = {}) => ({ result: 'Error', stdout: null, stderr: null, message, ...extra });
   switch (name) {
     case 'deploy': {
+      const bootErr = await act.vmReady;
+      if (bootErr) return err(`Runtime error: the VM did not start: ${bootErr.message}`);
       const tp = parseTaskPackage(act.agreement.demand.properties['golem.srv.comp.task_package']);
       await sleep(sim.opts.deployDelayMs);
       const img = tp && sim.images.get(tp.hash);
@@ -291,7 +288,7 @@ async function runStateful(sim, act, batch, index, name, arg) {
       return { result: 'Ok', stdout, stderr, message: null };
     }
     case 'transfer':
-      return sim.transfer ? sim.transfer(act, arg) : ok();
+      return transfer(sim, act, arg);
     default:
       return err(`Unsupported command: ${name}`);
   }

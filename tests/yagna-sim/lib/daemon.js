@@ -16,6 +16,7 @@ const netapi = require('./net');
 const vpnlink = require('./vpnlink');
 const admin = require('./admin');
 const { flushOutboxes } = require('./relay');
+const gsb = require('./gsb');
 
 const DEFAULTS = {
   host: '127.0.0.1',
@@ -90,7 +91,7 @@ class YagnaSim {
     this.stopped = false;
     this.down = false; // crashed (admin fault `crash`), not yet restarted
     // domain state
-    market.init(this); activity.init(this); payment.init(this); netapi.init(this); vpnlink.init(this); admin.init(this);
+    market.init(this); activity.init(this); payment.init(this); netapi.init(this); vpnlink.init(this); gsb.init(this); admin.init(this);
   }
 
   // ---- helpers used by the domain modules
@@ -150,7 +151,7 @@ class YagnaSim {
     });
     server.keepAliveTimeout = this.opts.keepAliveMs;
     server.on('connection', (s) => { this.sockets.add(s); s.on('close', () => this.sockets.delete(s)); });
-    server.on('upgrade', (req, socket, head) => netapi.upgrade(this, req, socket, head).catch((e) => {
+    server.on('upgrade', (req, socket, head) => Promise.resolve(gsb.upgrade(this, req, socket, head, netapi.reject) || netapi.upgrade(this, req, socket, head)).catch((e) => {
       this.log(`upgrade error: ${e.stack || e}`);
       socket.destroy();
     }));
@@ -174,6 +175,7 @@ class YagnaSim {
     this.log('daemon crash');
     market.forgetVolatile(this);
     netapi.forgetVolatile(this);
+    gsb.forgetVolatile(this);
     const closed = new Promise((r) => this.server.close(r));
     for (const s of this.sockets) s.destroy();
     await closed;
@@ -318,6 +320,7 @@ class YagnaSim {
     this.timers.clear();
     market.shutdown(this);
     netapi.shutdown(this);
+    gsb.shutdown(this);
     await activity.shutdown(this);
     payment.shutdown(this);
     if (this.wss) this.wss.close();

@@ -381,4 +381,4 @@ function forgetVolatile(sim) {
   sim.net.networks.clear();
 }
 
-module.exports = { init, shutdown, forgetVolatile, upgrade, closeTunnels, netView, tunnelView };
+module.exports = { init, shutdown, forgetVolatile, upgrade, reject, closeTunnels, netView, tunnelView };

@@ -63,7 +63,7 @@ class VM {
     this.proc.stderr.on('data', (d) => this.log(`vm ${this.id.slice(0, 8)} agent: ${d.toString().trim()}`));
     this.proc.stdin.on('error', () => {});
     const ready = new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('VM agent did not start')), 10000);
+      const t = setTimeout(() => reject(new Error('VM agent did not start')), 30000); // a loaded test machine is slow to spawn it
       readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
         let m; try { m = JSON.parse(l); } catch { return; }
         if (m.ev === 'ready') { clearTimeout(t); this.alive = true; resolve(); }
