@@ -7,7 +7,7 @@ const { freshFaults, Provider } = require('./providers');
 const { flushOutboxes } = require('./relay');
 
 const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements',
-  'paymentStall', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
+  'paymentStall', 'debitNoteRate', 'inflateInvoices', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
 
 function init(sim) {
   sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
@@ -85,6 +85,11 @@ function applyToProvider(sim, p, f) {
       let n = 0;
       for (const a of sim.market.agreements.values()) if (a.provider === p && a.state === 'Approved') { sim.marketApi.scheduleProviderEnd(sim, a); n++; }
       return n;
+    }
+    case 'debitNoteRate': {
+      const rate = f.rate === undefined ? 4 : Number(f.rate);
+      if (!Number.isFinite(rate) || rate <= 0) throw jsonErr(400, 'debitNoteRate needs a positive "rate"');
+      p.faults.debitNoteRate = rate; return 0; // applies to activities started from now on
     }
     case 'paymentStall': p.faults.paymentStallMs = Math.max(0, Number(f.ms) || 0); return 0;
     case 'vanish': {
