@@ -388,6 +388,7 @@ function issueInvoice(sim, a) {
     const final = cost(terms, usageVec);
     amount += final > (act.accepted || 0n) ? final : act.accepted;
   }
+  amount = inflate(amount, a.provider.faults.invoiceFactor); // fault inflateInvoices
   const dateMs = sim.clock.next();
   const dueMs = providerNow(a.provider) + scaledMs(sim, (terms.paymentTimeoutSec || DAY_SEC) * 1000);
   const i = {
