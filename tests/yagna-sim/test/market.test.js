@@ -51,7 +51,6 @@ test('market API', async (t) => {
     const sub = (await api('POST', '/market-api/v1/demands', d)).body;
     const [offer] = await h.collect(api, sub, 1);
     const pid = offer.proposal.proposalId;
-    d.properties['golem.com.payment.chosen-platform'] = 'erc20-holesky-tglm'; // else "Missing fields" (§4.4)
     const get = await api('GET', `/market-api/v1/demands/${sub}/proposals/${pid}`);
     assert.equal(get.status, 200); assert.equal(get.body.proposalId, pid);
     // agreement from an Initial proposal -> 400
