@@ -10,6 +10,7 @@
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
 #include "tests/yt.h"
+#include "tests/yt_locale.h"
 #include "tests/yt_proc.h"
 #include "tests/yt_sim.h"
 
@@ -217,18 +218,6 @@ static void test_tiny_budget(yt_sim *sim) {
 
 /* The whole session under a decimal-comma locale: every number in every body must still
    read as JSON and LDAP expect. */
-static int set_comma_locale(void) {
-  static const char *names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8"};
-  int pass;
-  size_t i;
-  for (pass = 0; pass < 2; pass++) {
-    if (pass) setenv("LOCPATH", "build/locale", 1);
-    for (i = 0; i < sizeof names / sizeof names[0]; i++)
-      if (setlocale(LC_ALL, names[i]) && strcmp(localeconv()->decimal_point, ",") == 0) return 1;
-  }
-  setlocale(LC_ALL, "C");
-  return 0;
-}
 
 static void test_comma_locale(yt_sim *sim) {
   yhc_session *s;
@@ -236,7 +225,7 @@ static void test_comma_locale(yt_sim *sim) {
   char total[64], spent[64];
   int status = 0;
   YT_GROUP("comma locale: a whole session under de_DE.UTF-8");
-  if (!set_comma_locale()) {
+  if (!yt_comma_locale()) {
     printf("SKIP comma locale: no de_DE.UTF-8 (localedef failed or locales missing; make builds build/locale)\n");
     return;
   }
