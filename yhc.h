@@ -682,7 +682,18 @@ typedef struct yhc_session_desc {
   const char *subnet;           /* [$YAGNA_SUBNET or "public"] */
   const char *payment_driver;   /* [$YAGNA_PAYMENT_DRIVER or "erc20"] */
   const char *payment_network;  /* [$YAGNA_PAYMENT_NETWORK or "holesky"]; "polygon" = mainnet */
-  double budget;                /* GLM the allocation holds [1.0] */
+  double budget;                /* GLM the allocation holds [1.0], read to 12 decimals */
+  const char *budget_glm;       /* the budget as an exact decimal string ("0.0005"); wins over
+                                   `budget`. Money is exact inside: 18-decimal fixed point */
+  int budget_cover_min;         /* sign an agreement only if the remaining budget covers its
+                                   start price plus this many minutes at its rates [5] */
+  const char *max_glm_per_hour; /* optional burn-rate cap: GLM per hour at the agreed rates of
+                                   all running agreements; limits instances at once [none] */
+  int mid_agreement_payments;   /* [0]: for lifetimes of 5 h or more negotiate debit-note
+                                   interval (>= 60 s) and payment timeout (>= 5 h) as yapapi;
+                                   -1 = never (then a lifetime of 10 h or more is a config error) */
+  int time_scale;               /* [1] a test stand-in that compresses time by this factor
+                                   (yagna-sim timeScale): payment checks read its clock */
   double max_price_cpu_hour;    /* GLM per CPU-hour an offer may ask [0.5] */
   double max_price_env_hour;    /* GLM per hour of duration [0.5] */
   double max_price_start;       /* GLM start price [0.5] */
@@ -815,17 +826,34 @@ typedef struct yhc_cluster_stats {
   double service_ms_avg;   /* ... and mean time on the provider that answered (last attempt) */
   uint64_t bytes_out;      /* request bytes sent (head and body, last attempt) */
   uint64_t bytes_in;       /* response bytes received (head and body) */
-  double spent;            /* GLM accepted for this cluster's agreements */
+  double spent;            /* GLM accepted for this cluster's agreements (for display) */
+  char spent_glm[48];      /* the same, exact decimal */
   int failed_cluster;      /* on_stop = raise fired */
 } yhc_cluster_stats;
 
 /* Read access for size functions and monitoring. */
 YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out);
 YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats *out);
-YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clusters */
+YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clusters (display) */
 /* 1 while the yagna daemon answers; 0 during an outage, with `why` (may be NULL) naming the
    cause and how long it has lasted. */
 YHCDEF int yhc_session_daemon_ok(yhc_session *s, yhc_error *why);
+
+/* Money, exact: decimal strings with up to 18 decimals (trailing zeros trimmed); the doubles
+   are for display only. committed = owed at the agreed prices for the time so far and not
+   yet accepted (agreements without a decided invoice); remaining = budget - spent -
+   committed. After yhc_session_close_wait() it says what was settled: invoices_unpaid counts
+   agreements whose invoice was neither accepted nor rejected (missing, failed or malformed),
+   agreements_unterminated those still running. refused counts debit notes and invoices yhc
+   would not pay (each also an event with the numbers). */
+typedef struct yhc_money {
+  char budget[48], spent[48], committed[48], remaining[48];
+  double spent_d, committed_d, remaining_d;
+  int invoices_accepted, invoices_rejected, invoices_unpaid;
+  int agreements_unterminated;
+  int refused;
+} yhc_money;
+YHCDEF void yhc_session_money(yhc_session *s, yhc_money *out);
 
 /* The cluster of a registered service URL ("http://calc"), or NULL. Valid until the session
    is destroyed. */
@@ -8673,6 +8701,223 @@ YHCDEF yhc_response *yhc_http_fetch_json(yhc_http *http, const char *method, con
 
 #define YHC__ID_MAX 160
 
+/* A double as JSON writes it (shortest, '.' whatever the locale), for text sent to the daemon. */
+static const char *yhc__num_text(double v, char out[32]) {
+  yhc_buf b;
+  yhc_jw w;
+  memset(&b, 0, sizeof b);
+  yhc_jw_init(&w, &b);
+  yhc_jw_num(&w, v);
+  if (yhc_jw_finish(&w) || b.len >= 32) snprintf(out, 32, "0");
+  else memcpy(out, b.ptr, b.len + 1);
+  yhc_buf_free(&b);
+  return out;
+}
+
+/* ---- exact money: GLM as fixed-point decimals, 18 fractional digits (wei), no double
+
+   yagna writes amounts as decimal strings with up to 18 fractional digits; a double cannot
+   hold them (0.1 + 0.2 != 0.3, and a budget compared in doubles leaks). Four base-1e9 limbs
+   hold 36 digits: 18 integer and 18 fractional, far above any real balance, so every sum,
+   comparison and product below is exact or a clear overflow. The process locale never
+   enters: nothing here calls printf or strtod. */
+
+#define YHC__GLM_BASE 1000000000u
+#define YHC__GLM_TEXT 48 /* 18 + '.' + 18 + NUL, with room */
+enum { YHC__GLM_OK = 0, YHC__GLM_MALFORMED = -1, YHC__GLM_OVERFLOW = -2 };
+
+typedef struct yhc__glm {
+  uint32_t l[4]; /* least significant first; value = sum l[i] * 1e9^i * 1e-18 */
+} yhc__glm;
+
+static int yhc__glm_is_zero(const yhc__glm *a) { return !(a->l[0] | a->l[1] | a->l[2] | a->l[3]); }
+
+static int yhc__glm_cmp(const yhc__glm *a, const yhc__glm *b) {
+  int i;
+  for (i = 3; i >= 0; i--)
+    if (a->l[i] != b->l[i]) return a->l[i] < b->l[i] ? -1 : 1;
+  return 0;
+}
+
+/* a += b; on overflow a saturates at the largest value and -2 comes back */
+static int yhc__glm_add(yhc__glm *a, const yhc__glm *b) {
+  uint32_t carry = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    uint32_t s = a->l[i] + b->l[i] + carry; /* < 2e9 + 1: fits */
+    carry = s >= YHC__GLM_BASE;
+    a->l[i] = carry ? s - YHC__GLM_BASE : s;
+  }
+  if (carry) {
+    for (i = 0; i < 4; i++) a->l[i] = YHC__GLM_BASE - 1;
+    return YHC__GLM_OVERFLOW;
+  }
+  return YHC__GLM_OK;
+}
+
+/* a -= b, floored at zero: returns -1 when b was larger (a becomes 0) */
+static int yhc__glm_sub(yhc__glm *a, const yhc__glm *b) {
+  uint32_t borrow = 0;
+  int i;
+  if (yhc__glm_cmp(a, b) < 0) {
+    memset(a, 0, sizeof *a);
+    return -1;
+  }
+  for (i = 0; i < 4; i++) {
+    uint32_t sub = b->l[i] + borrow;
+    borrow = a->l[i] < sub;
+    a->l[i] = borrow ? a->l[i] + YHC__GLM_BASE - sub : a->l[i] - sub;
+  }
+  return 0;
+}
+
+/* a = a * mul / div, rounded down; -2 on overflow (a saturates) */
+static int yhc__glm_muldiv(yhc__glm *a, uint32_t mul, uint32_t div) {
+  uint64_t carry = 0, rem = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    uint64_t t = (uint64_t)a->l[i] * mul + carry; /* < 1e9 * 2^32 + 2^32: fits */
+    a->l[i] = (uint32_t)(t % YHC__GLM_BASE);
+    carry = t / YHC__GLM_BASE;
+  }
+  if (carry) {
+    for (i = 0; i < 4; i++) a->l[i] = YHC__GLM_BASE - 1;
+    return YHC__GLM_OVERFLOW;
+  }
+  if (div > 1) {
+    for (i = 3; i >= 0; i--) {
+      uint64_t t = rem * YHC__GLM_BASE + a->l[i]; /* rem < div < 2^32: fits */
+      a->l[i] = (uint32_t)(t / div);
+      rem = t % div;
+    }
+  }
+  return YHC__GLM_OK;
+}
+
+/* a price per second times a duration in milliseconds */
+static int yhc__glm_times_ms(yhc__glm *a, uint64_t ms) {
+  if (ms <= 0xffffffffu) return yhc__glm_muldiv(a, (uint32_t)ms, 1000);
+  if (ms / 1000 > 0xffffffffu) {
+    yhc__glm_muldiv(a, 0xffffffffu, 1);
+    return YHC__GLM_OVERFLOW;
+  }
+  return yhc__glm_muldiv(a, (uint32_t)(ms / 1000), 1);
+}
+
+/* 36 digit characters (18 integer, 18 fractional) into limbs */
+static void yhc__glm_from_digits(yhc__glm *a, const char d[36]) {
+  int i, k;
+  for (i = 0; i < 4; i++) {
+    uint32_t v = 0;
+    for (k = 0; k < 9; k++) v = v * 10u + (uint32_t)(d[36 - 9 * (i + 1) + k] - '0');
+    a->l[i] = v;
+  }
+}
+
+static void yhc__glm_to_digits(const yhc__glm *a, char d[36]) {
+  int i, k;
+  for (i = 0; i < 4; i++) {
+    uint32_t v = a->l[i];
+    for (k = 8; k >= 0; k--) {
+      d[36 - 9 * (i + 1) + k] = (char)('0' + v % 10u);
+      v /= 10u;
+    }
+  }
+}
+
+/* Decimal text to an amount. strict (amounts from the daemon): digits, optionally '.' and
+   digits, nothing else, at most 18 fractional digits (more would be a precision yagna does
+   not have). Otherwise (JSON numbers: prices in offers) also an exponent, with digits past
+   the 18th decimal dropped. YHC__GLM_MALFORMED, YHC__GLM_OVERFLOW (>= 1e18 GLM) or 0. */
+static int yhc__glm_parse(const char *s, size_t len, int strict, yhc__glm *out) {
+  char d[36];
+  const char *mant = s;
+  size_t i = 0, int_n = 0, frac_n = 0, mlen;
+  long exp10 = 0, pos;
+  int nonzero_dropped = 0;
+  memset(out, 0, sizeof *out);
+  if (!s || !len || len > 400) return YHC__GLM_MALFORMED;
+  while (i < len && yhc__is_digit((unsigned char)s[i])) i++, int_n++;
+  if (i < len && s[i] == '.') {
+    i++;
+    while (i < len && yhc__is_digit((unsigned char)s[i])) i++, frac_n++;
+  }
+  mlen = i;
+  if (!int_n && !frac_n) return YHC__GLM_MALFORMED;
+  if (i < len) {
+    int neg = 0;
+    long e = 0;
+    if (strict || (s[i] != 'e' && s[i] != 'E')) return YHC__GLM_MALFORMED;
+    i++;
+    if (i < len && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    if (i >= len) return YHC__GLM_MALFORMED;
+    for (; i < len; i++) {
+      if (!yhc__is_digit((unsigned char)s[i])) return YHC__GLM_MALFORMED;
+      if (e < 100000) e = e * 10 + (s[i] - '0');
+    }
+    exp10 = neg ? -e : e;
+  }
+  /* place each mantissa digit: the units digit of the integer part lands at index 17 */
+  memset(d, '0', sizeof d);
+  pos = 18 - (long)int_n - exp10; /* index of the first mantissa digit */
+  for (i = 0; i < mlen; i++) {
+    char c = mant[i];
+    if (c == '.') continue;
+    if (pos < 0) {
+      if (c != '0') return YHC__GLM_OVERFLOW;
+    } else if (pos < 36) {
+      d[pos] = c;
+    } else if (c != '0') {
+      nonzero_dropped = 1;
+    }
+    pos++;
+  }
+  if (nonzero_dropped && strict) return YHC__GLM_MALFORMED;
+  yhc__glm_from_digits(out, d);
+  return YHC__GLM_OK;
+}
+
+static int yhc__glm_parse_str(yhc_str s, yhc__glm *out) { return yhc__glm_parse(s.ptr, s.len, 1, out); }
+
+/* "0.000453" (trailing zeros trimmed) or, full = 1, always 18 decimals as yagna writes them */
+static const char *yhc__glm_format(const yhc__glm *a, int full, char out[YHC__GLM_TEXT]) {
+  char d[36];
+  size_t k = 0;
+  int i = 0, end = 36;
+  yhc__glm_to_digits(a, d);
+  while (i < 17 && d[i] == '0') i++;
+  for (; i < 18; i++) out[k++] = d[i];
+  if (!full)
+    while (end > 18 && d[end - 1] == '0') end--;
+  if (end > 18) {
+    out[k++] = '.';
+    for (i = 18; i < end; i++) out[k++] = d[i];
+  }
+  out[k] = 0;
+  return out;
+}
+
+/* For display only (events, stats): the nearest double is good enough to print. */
+static double yhc__glm_to_double(const yhc__glm *a) {
+  return ((double)a->l[3] * 1e9 + (double)a->l[2]) + ((double)a->l[1] * 1e-9 + (double)a->l[0] * 1e-18);
+}
+
+/* A double from the config (the legacy `budget` field), read to 12 decimals, which is all a
+   double typed as "0.0005" really says. -1 for negative, NaN or 1e6 GLM and more. */
+static int yhc__glm_from_config_double(double v, yhc__glm *out) {
+  uint64_t pico, rest;
+  memset(out, 0, sizeof *out);
+  if (!(v >= 0) || v >= 1e6) return -1;
+  pico = (uint64_t)(v * 1e12 + 0.5);
+  out->l[0] = (uint32_t)(pico % 1000u) * 1000000u;
+  rest = pico / 1000u;
+  out->l[1] = (uint32_t)(rest % YHC__GLM_BASE);
+  out->l[2] = (uint32_t)(rest / YHC__GLM_BASE % YHC__GLM_BASE);
+  out->l[3] = (uint32_t)(rest / YHC__GLM_BASE / YHC__GLM_BASE);
+  return 0;
+}
+
+
 typedef struct yhc__golem yhc__golem;
 
 /* What an agreement allows us to pay, kept until its invoice is settled. */
@@ -8681,15 +8926,21 @@ typedef struct yhc__agreement {
   char provider_id[64];
   char provider_name[64];
   char service[128];
-  double coeff_duration, coeff_cpu, coeff_start; /* GLM per second / per cpu-second / once */
+  yhc__glm coeff_duration, coeff_cpu, coeff_start; /* GLM per second / per cpu-second / once */
   int threads;
+  int interval_s, payment_timeout_s; /* agreed debit-note interval and payment timeout, 0 = none */
+  int notes, payable_notes;   /* debit notes seen */
   uint64_t approved_ms;   /* wall clock */
   uint64_t ended_ms;      /* 0 while running */
-  double accepted;        /* through debit notes and the invoice */
-  int invoice_done;
+  yhc__glm accepted;      /* through debit notes and the invoice */
+  int invoice_done;       /* 0 waiting, 1 accepted, 2 rejected, 3 failed or malformed */
   int terminated;
+  int refused;            /* we end it: a note refused or the budget spent */
+  int budget_stop;
+  uint64_t last_note_ms;  /* wall clock of the last debit note accepted */
+  char term_reason[400];  /* the termination reason JSON when we refused, else empty */
   void *owner;            /* the instance, while it lives */
-  double *spent_sink;     /* the cluster's counter */
+  yhc__glm *spent_sink;   /* the cluster's counter */
   struct yhc__agreement *next;
 } yhc__agreement;
 
@@ -8729,8 +8980,13 @@ struct yhc__golem {
   char network_ip[32];      /* "192.168.0.0" */
   yhc_json_doc *decorations;/* demandDecorations answer */
   int state;
-  double budget;
-  double spent;
+  yhc__glm budget;
+  yhc__glm spent;
+  yhc__glm burn_cap_hour;   /* GLM/hour across the session, zero = none */
+  int cover_min;            /* minutes of the agreed rates the budget must cover before signing */
+  int time_scale;           /* providers' clock factor (a stand-in compressing time) */
+  int invoices_accepted, invoices_rejected, refused; /* counts for yhc_session_money() */
+  int budget_exhausted;     /* an agreement was ended because the budget ran out */
   /* payments */
   char debit_after[40], invoice_after[40], agreement_after[40];
   uint64_t debit_call, invoice_call, agreement_call;
@@ -8785,32 +9041,6 @@ static void yhc__rfc3339(uint64_t ms, char out[40]) {
   snprintf(out, 40, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)(tm.tm_year + 1900) % 10000u,
            (unsigned)tm.tm_mon % 12u + 1u, (unsigned)tm.tm_mday % 32u, (unsigned)tm.tm_hour % 24u,
            (unsigned)tm.tm_min % 60u, (unsigned)tm.tm_sec % 61u, (unsigned)(ms % 1000));
-}
-
-/* Decimal money strings ("0.000869307866200000") without strtod, which follows the
-   process locale. Returns -1 for anything that is not a plain non-negative decimal. */
-static double yhc__parse_amount(yhc_str s) {
-  double v = 0, scale = 1;
-  size_t i = 0;
-  int digits = 0, dot = 0;
-  if (!s.ptr) return -1;
-  for (; i < s.len; i++) {
-    char c = s.ptr[i];
-    if (c >= '0' && c <= '9') {
-      digits++;
-      if (dot) {
-        scale /= 10;
-        v += (c - '0') * scale;
-      } else {
-        v = v * 10 + (c - '0');
-      }
-    } else if (c == '.' && !dot) {
-      dot = 1;
-    } else {
-      return -1;
-    }
-  }
-  return digits ? v : -1;
 }
 
 /* Ids go back into URLs: allow only what yagna's ids are made of. */
@@ -9092,14 +9322,93 @@ static void yhc__agreement_forget(yhc__golem *g, yhc__agreement *a) {
   }
 }
 
+/* ---- what an agreement allows, and the budget */
+
+/* Milliseconds on the providers' clock: the wall clock, times time_scale for a stand-in
+   that compresses time (yagna-sim timeScale). */
+static uint64_t yhc__pay_elapsed_ms(const yhc__golem *g, uint64_t from_wall_ms, uint64_t to_wall_ms) {
+  uint64_t d = to_wall_ms > from_wall_ms ? to_wall_ms - from_wall_ms : 0;
+  return d * (uint64_t)(g->time_scale > 0 ? g->time_scale : 1);
+}
+
+/* GLM per second while running: duration price plus CPU price times the threads */
+static yhc__glm yhc__agreement_rate(const yhc__agreement *a) {
+  yhc__glm r = a->coeff_cpu;
+  yhc__glm_muldiv(&r, (uint32_t)(a->threads > 0 ? a->threads : 1), 1);
+  yhc__glm_add(&r, &a->coeff_duration);
+  return r;
+}
+
+/* start + rate * ms */
+static yhc__glm yhc__agreement_cost(const yhc__agreement *a, uint64_t ms) {
+  yhc__glm v = yhc__agreement_rate(a);
+  yhc__glm_times_ms(&v, ms);
+  yhc__glm_add(&v, &a->coeff_start);
+  return v;
+}
+
 /* The most a provider may ask by now under the agreed linear price, with slack for clock
-   skew and the provider's rounding: start + per-second * elapsed + per-cpu-second * elapsed
-   * threads, elapsed counted from approval plus a minute. */
-static double yhc__agreement_allowed(const yhc__agreement *a, uint64_t now_ms) {
-  uint64_t end = a->ended_ms ? a->ended_ms : now_ms;
-  double secs = (double)(end > a->approved_ms ? end - a->approved_ms : 0) / 1000.0 + 60.0;
-  double v = a->coeff_start + a->coeff_duration * secs + a->coeff_cpu * secs * (a->threads > 0 ? a->threads : 1);
-  return v * 1.05 + 1e-12;
+   skew and the provider's rounding: the cost of the time since approval plus a minute, and
+   5% on top. */
+static yhc__glm yhc__agreement_allowed(const yhc__golem *g, const yhc__agreement *a, uint64_t now_wall_ms) {
+  uint64_t end = a->ended_ms ? a->ended_ms : now_wall_ms;
+  yhc__glm v = yhc__agreement_cost(a, yhc__pay_elapsed_ms(g, a->approved_ms, end) + 60000u);
+  yhc__glm_muldiv(&v, 105, 100);
+  return v;
+}
+
+/* Owed but not invoiced yet: for each agreement without a decided invoice, what its price
+   gives for the time so far (no slack) beyond what was accepted. */
+static yhc__glm yhc__golem_committed(const yhc__golem *g) {
+  yhc__glm sum;
+  const yhc__agreement *a;
+  uint64_t now = yhc__wall_ms();
+  memset(&sum, 0, sizeof sum);
+  for (a = g->agreements; a; a = a->next) {
+    yhc__glm v;
+    if (a->invoice_done) continue;
+    v = yhc__agreement_cost(a, yhc__pay_elapsed_ms(g, a->approved_ms, a->ended_ms ? a->ended_ms : now));
+    yhc__glm_sub(&v, &a->accepted);
+    yhc__glm_add(&sum, &v);
+  }
+  return sum;
+}
+
+static yhc__glm yhc__golem_remaining(const yhc__golem *g) {
+  yhc__glm r = g->budget, c = yhc__golem_committed(g);
+  yhc__glm_sub(&r, &g->spent);
+  yhc__glm_sub(&r, &c);
+  return r;
+}
+
+/* Before signing: can the budget pay the start price plus cover_min minutes at these rates,
+   and does the burn-rate cap leave room? 0 = yes, else `why` says which. */
+static int yhc__golem_can_afford(const yhc__golem *g, const yhc__agreement *terms, char *why, size_t cap) {
+  yhc__glm need = yhc__agreement_cost(terms, (uint64_t)g->cover_min * 60000u), rem = yhc__golem_remaining(g);
+  char t1[YHC__GLM_TEXT], t2[YHC__GLM_TEXT];
+  if (yhc__glm_cmp(&need, &rem) > 0) {
+    snprintf(why, cap, "the remaining budget of %s GLM does not cover %s GLM (start price and %d min at the agreed rates)",
+             yhc__glm_format(&rem, 0, t1), yhc__glm_format(&need, 0, t2), g->cover_min);
+    return 1;
+  }
+  if (!yhc__glm_is_zero(&g->burn_cap_hour)) {
+    yhc__glm burn = yhc__agreement_rate(terms);
+    const yhc__agreement *a;
+    yhc__glm_muldiv(&burn, 3600, 1);
+    for (a = g->agreements; a; a = a->next) {
+      yhc__glm r;
+      if (a->ended_ms || a->terminated) continue;
+      r = yhc__agreement_rate(a);
+      yhc__glm_muldiv(&r, 3600, 1);
+      yhc__glm_add(&burn, &r);
+    }
+    if (yhc__glm_cmp(&burn, &g->burn_cap_hour) > 0) {
+      snprintf(why, cap, "%s GLM/h with this agreement would exceed the burn-rate cap of %s GLM/h",
+               yhc__glm_format(&burn, 0, t1), yhc__glm_format(&g->burn_cap_hour, 0, t2));
+      return 2;
+    }
+  }
+  return 0;
 }
 
 /* ---- debit notes and invoices */
@@ -9108,10 +9417,12 @@ typedef struct yhc__payment {
   yhc__golem *g;
   int invoice;                 /* 0 = debit note */
   int tries;
+  int rejecting;               /* the call under way is an invoice rejection */
   char id[YHC__ID_MAX];
   char amount_str[64];
   char agreement_id[YHC__ID_MAX];
-  double amount;
+  yhc__glm amount;
+  yhc__glm accept_amount;      /* what a rejection says we accept */
 } yhc__payment;
 
 static void yhc__payment_poll(yhc__golem *g, int invoice);
@@ -9119,6 +9430,18 @@ static void yhc__debit_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem
 static void yhc__invoice_retry(void *ctx) { yhc__payment_poll(YHC__CAST(yhc__golem *, ctx), 1); }
 
 static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p);
+static int yhc__payment_send_reject(yhc__golem *g, yhc__payment *p, const char *why);
+
+static void yhc__payment_event_init(yhc_event *ev, const yhc__payment *p, const yhc__agreement *a) {
+  memset(ev, 0, sizeof *ev);
+  ev->agreement_id = p->agreement_id;
+  ev->amount = p->amount_str;
+  if (a) {
+    ev->provider_id = a->provider_id;
+    ev->provider_name = a->provider_name;
+    ev->service = a->service;
+  }
+}
 
 static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
@@ -9126,78 +9449,98 @@ static void yhc__payment_accepted(void *ctx, const yhc__reply *r) {
   yhc_str aid;
   yhc__agreement *a;
   yhc_event ev;
-  char msg[400];
+  char msg[500], t1[YHC__GLM_TEXT];
   g->accepting--;
   if (r->err == YHC_ERR_CANCELLED) {
     YHC_FREE(p);
     return;
   }
   /* delivery to the provider not confirmed in time (408/504) or a daemon hiccup: yapapi
-     tries again, and so do we, a few times; the accept is idempotent */
+     tries again, and so do we, a few times; accept and reject are idempotent */
   if (r->err && p->tries < 4 &&
       (r->status == 408 || r->status >= 500 || r->err == YHC_ERR_TIMEOUT || r->err == YHC_ERR_CLOSED ||
        r->err == YHC_ERR_IO)) {
     p->tries++;
-    if (yhc__payment_send_accept(g, p) == 0) return;
+    if ((p->rejecting ? yhc__payment_send_reject(g, p, NULL) : yhc__payment_send_accept(g, p)) == 0) return;
   }
   aid.ptr = p->agreement_id;
   aid.len = strlen(p->agreement_id);
   a = yhc__agreement_find(g, aid);
-  memset(&ev, 0, sizeof ev);
-  ev.agreement_id = p->agreement_id;
-  ev.amount = p->amount_str;
-  if (a) {
-    ev.provider_id = a->provider_id;
-    ev.provider_name = a->provider_name;
-    ev.service = a->service;
-  }
-  if (r->err) {
+  yhc__payment_event_init(&ev, p, a);
+  if (p->rejecting) {
+    ev.kind = YHC_EV_INVOICE_REJECTED;
+    ev.err = r->err ? r->err : YHC_ERR_BUDGET;
+    if (a) a->invoice_done = r->err ? 3 : 2;
+    if (!r->err) g->invoices_rejected++;
+    snprintf(msg, sizeof msg, "invoice %s of %s GLM %s (we accept %s GLM)%s%s", p->id, p->amount_str,
+             r->err ? "could not be rejected" : "rejected", yhc__glm_format(&p->accept_amount, 0, t1),
+             r->err ? ": " : "", r->err ? r->error : "");
+  } else if (r->err) {
     ev.kind = p->invoice ? YHC_EV_INVOICE_REJECTED : YHC_EV_DEBIT_NOTE_REJECTED;
     ev.err = r->err;
+    if (p->invoice && a) a->invoice_done = 3;
     snprintf(msg, sizeof msg, "accepting %s %s failed: %s", p->invoice ? "invoice" : "debit note",
              p->id, r->error);
   } else {
-    double delta = 0;
+    yhc__glm delta = p->amount;
     if (a) {
       /* amounts are cumulative per agreement: spend only the growth */
-      delta = p->amount > a->accepted ? p->amount - a->accepted : 0;
-      a->accepted = YHC__MAX(a->accepted, p->amount);
+      yhc__glm_sub(&delta, &a->accepted);
+      if (yhc__glm_cmp(&p->amount, &a->accepted) > 0) a->accepted = p->amount;
       if (p->invoice) a->invoice_done = 1;
-      if (a->spent_sink) *a->spent_sink += delta;
+      if (p->invoice) g->invoices_accepted++;
+      if (a->spent_sink) yhc__glm_add(a->spent_sink, &delta);
+    } else {
+      memset(&delta, 0, sizeof delta);
     }
-    g->spent += delta;
+    yhc__glm_add(&g->spent, &delta);
     ev.kind = p->invoice ? YHC_EV_INVOICE_ACCEPTED : YHC_EV_DEBIT_NOTE_ACCEPTED;
-    snprintf(msg, sizeof msg, "%s %s GLM accepted for %s (%s), total spent %.6f GLM",
+    snprintf(msg, sizeof msg, "%s %s GLM accepted for %s (%s), total spent %s GLM",
              p->invoice ? "invoice of" : "debit note of", p->amount_str,
-             a ? a->provider_name : "?", a ? a->service : "?", g->spent);
+             a ? a->provider_name : "?", a ? a->service : "?", yhc__glm_format(&g->spent, 0, t1));
   }
   ev.message = msg;
   yhc__emit(g, &ev);
   /* a settled agreement whose instance is gone needs no more memory: long sessions churn
      through providers */
-  if (a && !r->err && a->invoice_done && !a->owner) yhc__agreement_forget(g, a);
+  if (a && a->invoice_done == 1 && !a->owner) yhc__agreement_forget(g, a);
   YHC_FREE(p);
 }
 
-static void yhc__payment_reject(yhc__golem *g, yhc__payment *p, yhc__agreement *a, const char *why) {
+/* Something from the daemon or a provider we do not pay: said by event, with the numbers. */
+static void yhc__payment_refuse_event(yhc__golem *g, const yhc__payment *p, const yhc__agreement *a, yhc_err err,
+                                      const char *why) {
   yhc_event ev;
-  char msg[400];
-  memset(&ev, 0, sizeof ev);
+  char msg[600];
+  yhc__payment_event_init(&ev, p, a);
   ev.kind = p->invoice ? YHC_EV_INVOICE_REJECTED : YHC_EV_DEBIT_NOTE_REJECTED;
-  ev.agreement_id = p->agreement_id;
-  ev.amount = p->amount_str;
-  ev.err = YHC_ERR_BUDGET;
-  if (a) {
-    ev.provider_id = a->provider_id;
-    ev.provider_name = a->provider_name;
-    ev.service = a->service;
-  }
-  snprintf(msg, sizeof msg, "not accepting %s %s of %s GLM: %s", p->invoice ? "invoice" : "debit note",
-           p->id, p->amount_str, why);
-  if (p->invoice && a) a->invoice_done = 1; /* decided: a close need not wait for it */
+  ev.err = err;
+  snprintf(msg, sizeof msg, "not accepting %s %s of %s GLM: %s", p->invoice ? "invoice" : "debit note", p->id,
+           p->amount_str[0] ? p->amount_str : "(malformed)", why);
   ev.message = msg;
+  g->refused++;
   yhc__log(g->loop, YHC_LOG_WARN, "%s", msg);
   yhc__emit(g, &ev);
+}
+
+/* A debit note we will not accept: rejecting one is not implemented in yagna (501), so the
+   agreement ends, with a reason the daemon passes on; the instance goes with it. */
+static void yhc__agreement_refuse(yhc__golem *g, yhc__agreement *a, const char *code, const char *why) {
+  yhc_buf body;
+  yhc_jw w;
+  if (a->refused) return;
+  a->refused = 1;
+  memset(&body, 0, sizeof body);
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "message");
+  yhc_jw_str(&w, why);
+  yhc_jw_key(&w, "golem.requestor.code");
+  yhc_jw_str(&w, code);
+  yhc_jw_obj_end(&w);
+  if (!yhc_jw_finish(&w) && body.len < sizeof a->term_reason) memcpy(a->term_reason, body.ptr, body.len + 1);
+  yhc_buf_free(&body);
+  if (g->on_agreement_ended) g->on_agreement_ended(g, a, why, 0);
 }
 
 /* Accepts the full amount from our allocation. 0 when the call is under way. */
@@ -9226,7 +9569,156 @@ static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p) {
   return rc;
 }
 
-/* A debit note or invoice has been fetched: decide, then accept. */
+/* POST /invoices/{id}/reject with the amount we accept (PROTOCOL.md §3.6); `why` NULL on a
+   retry (the message was sent the first time and the call is idempotent). */
+static int yhc__payment_send_reject(yhc__golem *g, yhc__payment *p, const char *why) {
+  yhc_buf body, path;
+  yhc_jw w;
+  char t[YHC__GLM_TEXT];
+  int rc = -1;
+  memset(&body, 0, sizeof body);
+  memset(&path, 0, sizeof path);
+  p->rejecting = 1;
+  yhc_jw_init(&w, &body);
+  yhc_jw_obj_begin(&w);
+  yhc_jw_key(&w, "rejectionReason");
+  yhc_jw_str(&w, "INCORRECT_AMOUNT");
+  yhc_jw_key(&w, "totalAmountAccepted");
+  yhc_jw_str(&w, yhc__glm_format(&p->accept_amount, 1, t));
+  yhc_jw_key(&w, "message");
+  yhc_jw_str(&w, why ? why : "amount above what the agreement allows");
+  yhc_jw_obj_end(&w);
+  if (!yhc_jw_finish(&w) && !yhc_buf_printf(&path, "/payment-api/v1/invoices/%s/reject?timeout=15", p->id) &&
+      yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
+    g->accepting++;
+    rc = 0;
+  }
+  yhc_buf_free(&body);
+  yhc_buf_free(&path);
+  return rc;
+}
+
+/* yapapi's "too many debit notes" rule: more notes than the agreed interval allows since
+   the agreement began, with its 30 s grace. NULL, or the termination code. */
+static const char *yhc__debit_note_too_frequent(const yhc__golem *g, const yhc__agreement *a, int payable,
+                                                char *why, size_t cap) {
+  uint64_t secs = yhc__pay_elapsed_ms(g, a->approved_ms, yhc__wall_ms()) / 1000u;
+  if (payable && !a->payment_timeout_s) {
+    snprintf(why, cap, "payable debit note received when mid-agreement payments are inactive");
+    return "TooManyPayableDebitNotes";
+  }
+  if (a->interval_s && secs + 30u < (uint64_t)(a->notes - 1) * (uint64_t)a->interval_s) {
+    snprintf(why, cap, "too many debit notes: %d notes/%us, the agreed interval is %ds", a->notes, (unsigned)secs,
+             a->interval_s);
+    return "TooManyDebitNotes";
+  }
+  if (payable && secs + 30u < (uint64_t)(a->payable_notes - 1) * (uint64_t)a->payment_timeout_s) {
+    snprintf(why, cap, "too many payable debit notes: %d notes/%us, the agreed payment timeout is %ds",
+             a->payable_notes, (unsigned)secs, a->payment_timeout_s);
+    return "TooManyPayableDebitNotes";
+  }
+  return NULL;
+}
+
+/* A debit note: refuse (terminating) or accept; when accepting leaves too little for the
+   next interval, end the agreement now so its invoice still fits the budget. */
+static void yhc__debit_note_decide(yhc__golem *g, yhc__payment *p, yhc__agreement *a, int payable) {
+  char why[400], t1[YHC__GLM_TEXT], t2[YHC__GLM_TEXT];
+  const char *code;
+  yhc__glm allowed = yhc__agreement_allowed(g, a, yhc__wall_ms()), after = g->spent, growth = p->amount;
+  a->notes++;
+  a->payable_notes += payable;
+  if (a->refused || a->invoice_done) { /* ending already, or paid through the invoice */
+    YHC_FREE(p);
+    return;
+  }
+  if (yhc__glm_cmp(&p->amount, &allowed) > 0) {
+    snprintf(why, sizeof why, "debit note of %s GLM is above the %s GLM the agreed price allows for the time elapsed",
+             p->amount_str, yhc__glm_format(&allowed, 0, t1));
+    yhc__payment_refuse_event(g, p, a, YHC_ERR_BUDGET, why);
+    yhc__agreement_refuse(g, a, "DebitNoteAboveAgreedPrice", why);
+    YHC_FREE(p);
+    return;
+  }
+  code = yhc__debit_note_too_frequent(g, a, payable, why, sizeof why);
+  if (code) {
+    yhc__payment_refuse_event(g, p, a, YHC_ERR_BUDGET, why);
+    yhc__agreement_refuse(g, a, code, why);
+    YHC_FREE(p);
+    return;
+  }
+  yhc__glm_sub(&growth, &a->accepted);
+  yhc__glm_add(&after, &growth);
+  if (yhc__glm_cmp(&after, &g->budget) > 0) {
+    snprintf(why, sizeof why, "it would bring the spending to %s GLM, above the budget of %s GLM",
+             yhc__glm_format(&after, 0, t1), yhc__glm_format(&g->budget, 0, t2));
+    yhc__payment_refuse_event(g, p, a, YHC_ERR_BUDGET, why);
+    g->budget_exhausted = 1;
+    yhc__agreement_refuse(g, a, "BudgetExceeded", why);
+    YHC_FREE(p);
+    return;
+  }
+  {
+    /* what the next interval costs, twice over for slack: the agreed one, else the gap
+       since the previous note (or since approval) */
+    yhc__glm next = yhc__agreement_rate(a), left = g->budget;
+    uint64_t now = yhc__wall_ms();
+    uint64_t gap = a->interval_s ? (uint64_t)a->interval_s * 1000u
+                                 : yhc__pay_elapsed_ms(g, a->last_note_ms ? a->last_note_ms : a->approved_ms, now);
+    a->last_note_ms = now;
+    yhc__glm_times_ms(&next, 2 * (gap ? gap : 1000u));
+    yhc__glm_sub(&left, &after);
+    if (yhc__glm_cmp(&left, &next) < 0) {
+      snprintf(why, sizeof why, "budget of %s GLM nearly spent (%s GLM left, the next interval costs about %s GLM)",
+               yhc__glm_format(&g->budget, 0, t1), yhc__glm_format(&left, 0, t2), yhc__glm_format(&next, 0, why + 300));
+      a->budget_stop = 1;
+    }
+  }
+  if (yhc__payment_send_accept(g, p)) {
+    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
+    YHC_FREE(p);
+    return;
+  }
+  if (a->budget_stop) {
+    g->budget_exhausted = 1;
+    yhc__agreement_refuse(g, a, "BudgetExhausted", why);
+  }
+}
+
+/* The invoice: accept it when the agreement and the budget allow it, else reject it with
+   the amount we do accept. */
+static void yhc__invoice_decide(yhc__golem *g, yhc__payment *p, yhc__agreement *a) {
+  char why[400], t1[YHC__GLM_TEXT], t2[YHC__GLM_TEXT];
+  yhc__glm allowed = yhc__agreement_allowed(g, a, yhc__wall_ms()), cap = g->budget, growth = p->amount;
+  /* what the budget still allows for this agreement: what it accepted plus what is left */
+  yhc__glm_sub(&cap, &g->spent);
+  yhc__glm_add(&cap, &a->accepted);
+  yhc__glm_sub(&growth, &a->accepted);
+  why[0] = 0;
+  if (yhc__glm_cmp(&p->amount, &allowed) > 0)
+    snprintf(why, sizeof why, "invoice of %s GLM is above the %s GLM the agreed price allows", p->amount_str,
+             yhc__glm_format(&allowed, 0, t1));
+  else if (yhc__glm_cmp(&p->amount, &cap) > 0)
+    snprintf(why, sizeof why, "invoice of %s GLM is above the %s GLM the budget allows for this agreement",
+             p->amount_str, yhc__glm_format(&cap, 0, t1));
+  if (why[0]) {
+    p->accept_amount = yhc__glm_cmp(&allowed, &cap) < 0 ? allowed : cap;
+    if (yhc__glm_cmp(&p->accept_amount, &a->accepted) < 0) p->accept_amount = a->accepted;
+    yhc__payment_refuse_event(g, p, a, YHC_ERR_BUDGET, why);
+    (void)t2;
+    if (yhc__payment_send_reject(g, p, why)) {
+      a->invoice_done = 3;
+      YHC_FREE(p);
+    }
+    return;
+  }
+  if (yhc__payment_send_accept(g, p)) {
+    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
+    YHC_FREE(p);
+  }
+}
+
+/* A debit note or invoice has been fetched: check it, then decide. */
 static void yhc__payment_got(void *ctx, const yhc__reply *r) {
   yhc__payment *p = YHC__CAST(yhc__payment *, ctx);
   yhc__golem *g = p->g;
@@ -9234,7 +9726,7 @@ static void yhc__payment_got(void *ctx, const yhc__reply *r) {
   yhc__agreement *a;
   yhc_error e;
   const char *what = p->invoice ? "GET /payment-api/v1/invoices/{id}" : "GET /payment-api/v1/debitNotes/{id}";
-  char why[200];
+  int prc;
   aid.ptr = amount.ptr = status.ptr = NULL;
   aid.len = amount.len = status.len = 0;
   if (r->err) {
@@ -9242,47 +9734,37 @@ static void yhc__payment_got(void *ctx, const yhc__reply *r) {
     YHC_FREE(p);
     return;
   }
-  if (yhc__need_str(r->json, "agreementId", what, &aid, &e) ||
-      yhc__need_str(r->json, p->invoice ? "amount" : "totalAmountDue", what, &amount, &e)) {
+  if (yhc__need_str(r->json, "agreementId", what, &aid, &e)) {
     yhc__log(g->loop, YHC_LOG_WARN, "%s", e.msg);
     YHC_FREE(p);
     return;
   }
-  status = yhc_json_str(yhc_json_get(r->json, "status"), status);
   a = yhc__agreement_find(g, aid);
   if (!a) { /* not ours (another requestor app on this daemon): leave it alone */
     YHC_FREE(p);
     return;
   }
   yhc__copy_id(p->agreement_id, sizeof p->agreement_id, aid);
-  yhc__copy_id(p->amount_str, sizeof p->amount_str, amount);
-  p->amount = yhc__parse_amount(amount);
+  status = yhc_json_str(yhc_json_get(r->json, "status"), status);
   if (yhc__str_eq(status, "ACCEPTED") || yhc__str_eq(status, "SETTLED") || yhc__str_eq(status, "CANCELLED")) {
     YHC_FREE(p);
     return;
   }
-  if (p->amount < 0) {
-    yhc__payment_reject(g, p, a, "the amount is not a decimal number");
+  amount = yhc_json_str(yhc_json_get(r->json, p->invoice ? "amount" : "totalAmountDue"), amount);
+  prc = yhc__glm_parse_str(amount, &p->amount);
+  if (amount.len < sizeof p->amount_str && prc == YHC__GLM_OK) yhc__copy_id(p->amount_str, sizeof p->amount_str, amount);
+  if (!amount.ptr || amount.len >= sizeof p->amount_str || prc != YHC__GLM_OK) {
+    char why[200];
+    snprintf(why, sizeof why, "%s: %s \"%.40s%s\"", what, prc == YHC__GLM_OVERFLOW || amount.len >= sizeof p->amount_str
+             ? "amount out of range" : "amount is not a decimal number", amount.ptr ? amount.ptr : "(missing)",
+             amount.len > 40 ? "..." : "");
+    yhc__payment_refuse_event(g, p, a, YHC_ERR_YAGNA, why);
+    if (p->invoice) a->invoice_done = 3;
     YHC_FREE(p);
     return;
   }
-  if (p->amount > yhc__agreement_allowed(a, yhc__wall_ms())) {
-    snprintf(why, sizeof why, "above the %.9f GLM the agreed price allows for the time elapsed",
-             yhc__agreement_allowed(a, yhc__wall_ms()));
-    yhc__payment_reject(g, p, a, why);
-    YHC_FREE(p);
-    return;
-  }
-  if (g->spent + (p->amount - a->accepted) > g->budget + 1e-12) {
-    snprintf(why, sizeof why, "it would exceed the budget of %.6f GLM", g->budget);
-    yhc__payment_reject(g, p, a, why);
-    YHC_FREE(p);
-    return;
-  }
-  if (yhc__payment_send_accept(g, p)) {
-    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory accepting a payment");
-    YHC_FREE(p);
-  }
+  if (p->invoice) yhc__invoice_decide(g, p, a);
+  else yhc__debit_note_decide(g, p, a, yhc_json_typeof(yhc_json_get(r->json, "paymentDueDate")) == YHC_JSON_STRING);
 }
 
 static void yhc__payment_events(void *ctx, const yhc__reply *r, int invoice) {
@@ -9544,8 +10026,11 @@ static void yhc__net_address_done(void *ctx, const yhc__reply *r) {
     return;
   }
   g->state = YHC__G_READY;
-  yhc__emitf(g, YHC_EV_SESSION_READY, NULL, "session ready: identity %s, allocation %s (%.6f GLM on %s), network %s",
-             g->identity, g->allocation_id, g->budget, g->platform, g->network_id);
+  {
+    char t[YHC__GLM_TEXT];
+    yhc__emitf(g, YHC_EV_SESSION_READY, NULL, "session ready: identity %s, allocation %s (%s GLM on %s), network %s",
+               g->identity, g->allocation_id, yhc__glm_format(&g->budget, 0, t), g->platform, g->network_id);
+  }
   if (g->on_ready) g->on_ready(g);
 }
 
@@ -9640,9 +10125,8 @@ static void yhc__identity_done(void *ctx, const yhc__reply *r) {
   yhc_jw_str(&w, g->platform);
   yhc_jw_key(&w, "totalAmount");
   {
-    char amount[64];
-    snprintf(amount, sizeof amount, "%.9f", g->budget);
-    yhc_jw_str(&w, amount);
+    char amount[YHC__GLM_TEXT]; /* exact, and never the locale's decimal comma */
+    yhc_jw_str(&w, yhc__glm_format(&g->budget, 0, amount));
   }
   yhc_jw_key(&w, "timeout");
   yhc_jw_str(&w, timeout);
@@ -9994,8 +10478,9 @@ struct yhc__instance {
   char batch_id[YHC__ID_MAX];
   char provider_id[64];
   char provider_name[64];
-  double coeff_duration, coeff_cpu, coeff_start;
+  yhc__glm coeff_duration, coeff_cpu, coeff_start; /* exact, from the offer's text */
   int threads;
+  int interval_s, payment_timeout_s; /* what we countered with (the provider adopts it) */
   yhc__agreement *agreement;
   uint64_t call, poll_call;
   size_t results_seen;
@@ -10011,7 +10496,7 @@ struct yhc__instance {
   int drain_ms;
   int tunnel_dead_ms;
   int concurrency;
-  double *spent_sink;           /* the cluster's spent counter, handed to the agreement */
+  yhc__glm *spent_sink;         /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
   int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
@@ -10630,6 +11115,8 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
     a->coeff_cpu = i->coeff_cpu;
     a->coeff_start = i->coeff_start;
     a->threads = i->threads;
+    a->interval_s = i->interval_s;
+    a->payment_timeout_s = i->payment_timeout_s;
     a->approved_ms = yhc__wall_ms();
     a->spent_sink = i->spent_sink;
     a->owner = i;
@@ -10637,10 +11124,21 @@ static void yhc__instance_register_agreement(yhc__instance *i) {
     g->agreements = a;
   }
   i->agreement = a;
-  hour = i->coeff_start + 3600.0 * (i->coeff_duration + i->coeff_cpu * (i->threads > 0 ? i->threads : 1));
-  yhc__instance_emit(i, YHC_EV_AGREEMENT_SIGNED, hour,
-                     "agreement with %s (%s) for %s: %.6f GLM/h expected (start %.6f)",
-                     i->provider_name, i->provider_id, i->service, hour, i->coeff_start);
+  {
+    yhc__agreement t;
+    yhc__glm h;
+    char t1[YHC__GLM_TEXT], t2[YHC__GLM_TEXT];
+    memset(&t, 0, sizeof t);
+    t.coeff_duration = i->coeff_duration;
+    t.coeff_cpu = i->coeff_cpu;
+    t.coeff_start = i->coeff_start;
+    t.threads = i->threads;
+    h = yhc__agreement_cost(&t, 3600000u);
+    hour = yhc__glm_to_double(&h);
+    yhc__instance_emit(i, YHC_EV_AGREEMENT_SIGNED, hour, "agreement with %s (%s) for %s: %s GLM/h expected (start %s)",
+                       i->provider_name, i->provider_id, i->service, yhc__glm_format(&h, 0, t1),
+                       yhc__glm_format(&i->coeff_start, 0, t2));
+  }
 }
 
 static void yhc__instance_wait(yhc__instance *i);
@@ -10771,6 +11269,9 @@ static void yhc__instance_stop_step(yhc__instance *i) {
     char body[200];
     i->agreement->terminated = 1;
     snprintf(path, sizeof path, "/market-api/v1/agreements/%s/terminate", i->agreement_id);
+    if (i->agreement->term_reason[0]) /* we refused a debit note or the budget ran out: say so */
+      i->call = yhc__api(g, "POST", path, i->agreement->term_reason, 20000, yhc__instance_stop_reply, i);
+    if (i->call) return;
     snprintf(body, sizeof body, "{\"message\":\"%s\",\"golem.requestor.code\":\"%s\"}",
              i->failed ? "Service failed" : "Work cancelled", i->failed ? "ServiceFailed" : "Cancelled");
     i->call = yhc__api(g, "POST", path, body, 20000, yhc__instance_stop_reply, i);
@@ -10946,9 +11447,10 @@ typedef struct yhc__offer {
   char offer_id[YHC__ID_MAX];   /* the provider's Initial proposal */
   char counter_id[YHC__ID_MAX]; /* ours */
   char draft_id[YHC__ID_MAX];   /* the provider's answer: what an agreement is made from */
-  double coeff_duration, coeff_cpu, coeff_start;
+  yhc__glm coeff_duration, coeff_cpu, coeff_start; /* exact, from the offer's text */
   int threads;
-  double score;                 /* expected GLM for an hour */
+  int interval_s, payment_timeout_s; /* mid-agreement payment terms we countered with, 0 = none */
+  double score;                 /* expected GLM for an hour: ranking only, never paid from */
   int state;                    /* 0 countering, 1 countered, 2 draft */
   uint64_t at_ms;
   uint64_t expires_ms;          /* wall clock: golem.srv.comp.expiration in our counter */
@@ -10979,6 +11481,8 @@ struct yhc_cluster {
   /* session settings */
   int lifetime_s, renew_s, offer_window_ms, drain_ms, state_poll_ms, tunnel_dead_ms, concurrency;
   int offer_window_strict;
+  int mid_payments;             /* negotiate debit-note interval and payment timeout */
+  int budget_blocked;           /* the last draft was not signed for the budget: requests end */
   int max_retries, idempotent_only, timeout_ms;
   int vanish_ms, startup_ms, approval_ms, max_startup_failures;
   size_t max_queue;
@@ -11024,7 +11528,7 @@ struct yhc_cluster {
   yhc__hist total_hist, queue_hist, service_hist;
   uint64_t queue_us_sum, service_us_sum, timed_n;
   uint64_t bytes_out, bytes_in;
-  double spent;
+  yhc__glm spent;
   int instances_failed;
   int closing;
   void (*on_idle)(yhc_cluster *c);   /* the session's close watcher */
@@ -11313,6 +11817,14 @@ static int yhc__cluster_write_props(yhc_cluster *c, yhc_jw *w, const yhc__offer 
   if (counter_for) {
     yhc_jw_key(w, "golem.com.payment.chosen-platform");
     yhc_jw_str(w, g->platform);
+    if (counter_for->interval_s) {
+      yhc_jw_key(w, "golem.com.scheme.payu.debit-note.interval-sec?");
+      yhc_jw_int(w, counter_for->interval_s);
+    }
+    if (counter_for->payment_timeout_s) {
+      yhc_jw_key(w, "golem.com.scheme.payu.payment-timeout-sec?");
+      yhc_jw_int(w, counter_for->payment_timeout_s);
+    }
   }
   if (c->extra_props) {
     yhc_error e;
@@ -11341,9 +11853,12 @@ static void yhc__cluster_write_constraints(yhc_cluster *c, yhc_buf *b) {
     yhc_buf_appends(b, "\n\t");
     yhc_buf_append(b, s.ptr, s.len);
   }
-  yhc_buf_printf(b, "\n\t(golem.com.pricing.model=linear)\n\t(golem.inf.mem.gib>=%g)\n\t(golem.inf.storage.gib>=%g)"
-                    "\n\t(golem.inf.cpu.threads>=%d)\n\t(golem.runtime.capabilities=vpn)\n\t(golem.runtime.name=vm)",
-                 c->d.min_mem_gib, c->d.min_storage_gib, c->d.min_threads);
+  {
+    char mem[32], storage[32]; /* %g would write the locale's decimal comma */
+    yhc_buf_printf(b, "\n\t(golem.com.pricing.model=linear)\n\t(golem.inf.mem.gib>=%s)\n\t(golem.inf.storage.gib>=%s)"
+                      "\n\t(golem.inf.cpu.threads>=%d)\n\t(golem.runtime.capabilities=vpn)\n\t(golem.runtime.name=vm)",
+                   yhc__num_text(c->d.min_mem_gib, mem), yhc__num_text(c->d.min_storage_gib, storage), c->d.min_threads);
+  }
   if (c->extra_cons && *c->extra_cons) {
     yhc_buf_appends(b, "\n\t");
     yhc_buf_appends(b, c->extra_cons);
@@ -11472,12 +11987,15 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   yhc_str pid, issuer, name, scheme;
   char provider[64], pname[64], key[160], why[200];
   double dur = 0, cpu = 0, start, mem, storage;
-  int threads;
+  yhc__glm gdur, gcpu, gstart;
+  int threads, interval_s = 0, payment_timeout_s = 0;
   size_t k, nc;
   yhc__offer *o;
   yhc_buf body;
   pid.ptr = issuer.ptr = name.ptr = scheme.ptr = NULL;
   pid.len = issuer.len = name.len = scheme.len = 0;
+  memset(&gdur, 0, sizeof gdur);
+  gcpu = gstart = gdur;
   pid = yhc_json_str(yhc_json_get(proposal, "proposalId"), pid);
   issuer = yhc_json_str(yhc_json_get(proposal, "issuerId"), issuer);
   name = yhc_json_str(yhc_json_get(props, "golem.node.id.name"), name);
@@ -11501,25 +12019,32 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   if (!why[0]) {
     for (k = 0; k + 1 < nc; k++) {
       double v = yhc__num_at(coeffs, k);
-      yhc_str u;
+      yhc_str u, raw = yhc_json_raw_number(yhc_json_at(coeffs, k));
+      yhc__glm exact;
       u.ptr = NULL;
       u.len = 0;
       u = yhc_json_str(yhc_json_at(usage, k), u);
-      if (v < 0) { snprintf(why, sizeof why, "negative or non-numeric price"); break; }
-      if (yhc__str_eq(u, "golem.usage.duration_sec")) dur = v;
-      else if (yhc__str_eq(u, "golem.usage.cpu_sec")) cpu = v;
+      if (v < 0 || yhc__glm_parse(raw.ptr, raw.len, 0, &exact)) { snprintf(why, sizeof why, "negative or non-numeric price"); break; }
+      if (yhc__str_eq(u, "golem.usage.duration_sec")) dur = v, gdur = exact;
+      else if (yhc__str_eq(u, "golem.usage.cpu_sec")) cpu = v, gcpu = exact;
       else if (v > 0) { snprintf(why, sizeof why, "priced usage counter %.*s is unknown", (int)YHC__MIN(u.len, 60), u.ptr); break; }
     }
   }
   start = yhc__num_at(coeffs, nc ? nc - 1 : 0);
+  if (!why[0]) {
+    yhc_str raw = yhc_json_raw_number(yhc_json_at(coeffs, nc ? nc - 1 : 0));
+    if (yhc__glm_parse(raw.ptr, raw.len, 0, &gstart)) snprintf(why, sizeof why, "negative or non-numeric start price");
+  }
   mem = yhc_json_num(yhc_json_get(props, "golem.inf.mem.gib"), -1);
   storage = yhc_json_num(yhc_json_get(props, "golem.inf.storage.gib"), -1);
   threads = (int)yhc_json_int(yhc_json_get(props, "golem.inf.cpu.threads"), 1);
   if (!why[0]) {
+    /* these reasons go to the daemon: numbers written without the locale */
+    char n1[32], n2[32];
     if (start < 0) snprintf(why, sizeof why, "negative start price");
-    else if (cpu * 3600 > c->max_cpu_hour) snprintf(why, sizeof why, "CPU price %.6f GLM/h above the limit %.6f", cpu * 3600, c->max_cpu_hour);
-    else if (dur * 3600 > c->max_env_hour) snprintf(why, sizeof why, "price %.6f GLM/h above the limit %.6f", dur * 3600, c->max_env_hour);
-    else if (start > c->max_start) snprintf(why, sizeof why, "start price %.6f GLM above the limit %.6f", start, c->max_start);
+    else if (cpu * 3600 > c->max_cpu_hour) snprintf(why, sizeof why, "CPU price %s GLM/h above the limit %s", yhc__num_text(cpu * 3600, n1), yhc__num_text(c->max_cpu_hour, n2));
+    else if (dur * 3600 > c->max_env_hour) snprintf(why, sizeof why, "price %s GLM/h above the limit %s", yhc__num_text(dur * 3600, n1), yhc__num_text(c->max_env_hour, n2));
+    else if (start > c->max_start) snprintf(why, sizeof why, "start price %s GLM above the limit %s", yhc__num_text(start, n1), yhc__num_text(c->max_start, n2));
     else if ((mem >= 0 && mem + 1e-9 < c->d.min_mem_gib) || (storage >= 0 && storage + 1e-9 < c->d.min_storage_gib) ||
              threads < c->d.min_threads)
       snprintf(why, sizeof why, "not enough memory, storage or threads");
@@ -11531,6 +12056,19 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
     for (o = c->offers; o; o = o->next) open_n += strcmp(o->provider_id, provider) != 0;
     if (open_n >= YHC__MAX_NEGOTIATIONS) snprintf(why, sizeof why, "too many negotiations in progress");
   }
+  if (!why[0]) {
+    /* mid-agreement payments as yapapi negotiates them: for lifetimes of 5 h or more, with a
+       provider that offers the interval key, its values clamped to at least 60 s and 5 h */
+    const yhc_json *iv = yhc_json_get(props, "golem.com.scheme.payu.debit-note.interval-sec?");
+    const yhc_json *pt = yhc_json_get(props, "golem.com.scheme.payu.payment-timeout-sec?");
+    if (c->mid_payments && iv) {
+      int64_t v = yhc_json_int(iv, 0), t = yhc_json_int(pt, 0);
+      interval_s = (int)(v < 60 ? 60 : v > 86400 ? 86400 : v);
+      if (pt) payment_timeout_s = (int)(t < 18000 ? 18000 : t > 86400 ? 86400 : t);
+    }
+    if (c->lifetime_s >= 36000 && !payment_timeout_s)
+      snprintf(why, sizeof why, "no mid-agreement payments, which a lifetime of 10 h or more needs");
+  }
   if (why[0]) {
     yhc__cluster_reject(c, pid, provider, pname, why);
     return;
@@ -11540,10 +12078,12 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   snprintf(o->provider_id, sizeof o->provider_id, "%s", provider);
   snprintf(o->provider_name, sizeof o->provider_name, "%s", pname);
   yhc__copy_id(o->offer_id, sizeof o->offer_id, pid);
-  o->coeff_duration = dur;
-  o->coeff_cpu = cpu;
-  o->coeff_start = start;
+  o->coeff_duration = gdur;
+  o->coeff_cpu = gcpu;
+  o->coeff_start = gstart;
   o->threads = threads > 0 ? threads : 1;
+  o->interval_s = interval_s;
+  o->payment_timeout_s = payment_timeout_s;
   o->score = start + 3600 * (dur + cpu * o->threads);
   o->at_ms = yhc_loop_now(c->g->loop);
   {
@@ -11915,6 +12455,8 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->coeff_cpu = o->coeff_cpu;
   i->coeff_start = o->coeff_start;
   i->threads = o->threads;
+  i->interval_s = o->interval_s;
+  i->payment_timeout_s = o->payment_timeout_s;
   yhc__offer_unlink(c, o);
   /* the startup commands, gathered once per instance from the user's callback */
   memset(&ctx, 0, sizeof ctx);
@@ -11945,6 +12487,29 @@ static yhc__offer *yhc__cluster_best_draft(yhc_cluster *c) {
     if (!best || o->score < best->score) best = o;
   }
   return best;
+}
+
+/* Before signing (issue 12): the budget must cover the start price plus budget_cover_min
+   minutes at the draft's rates, and the burn-rate cap must leave room. 0 = sign. */
+static int yhc__cluster_budget_check(yhc_cluster *c, const yhc__offer *o) {
+  yhc__agreement t;
+  char why[400];
+  int rc;
+  memset(&t, 0, sizeof t);
+  t.coeff_duration = o->coeff_duration;
+  t.coeff_cpu = o->coeff_cpu;
+  t.coeff_start = o->coeff_start;
+  t.threads = o->threads;
+  rc = yhc__golem_can_afford(c->g, &t, why, sizeof why);
+  if (!rc) {
+    c->budget_blocked = 0;
+    return 0;
+  }
+  if (c->budget_blocked != rc)
+    yhc__emit_provider(c->g, YHC_EV_OFFER_REJECTED, c->url, o->provider_id, o->provider_name, YHC_ERR_BUDGET,
+                       "not signing with %s for %s: %s", o->provider_name, c->url, why);
+  c->budget_blocked = rc;
+  return rc;
 }
 
 /* ---- size */
@@ -12065,12 +12630,26 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
     /* ...but waiting requests with nothing to serve them should not pay the whole window:
        the best acceptable draft so far starts one instance, the window picks the rest */
     yhc__offer *o = !active && c->q.len && !c->offer_window_strict ? yhc__cluster_best_draft(c) : NULL;
-    if (o) yhc__cluster_start_instance(c, o);
+    if (o && !yhc__cluster_budget_check(c, o)) yhc__cluster_start_instance(c, o);
     return;
+  }
+  if (c->g->budget_exhausted && !active) {
+    /* the budget ended an agreement: unless a draft still fits, nothing queued can be served */
+    yhc__offer *o = yhc__cluster_best_draft(c);
+    if (!o || yhc__cluster_budget_check(c, o) == 1)
+      while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_BUDGET, "budget: the budget of %s is spent", c->url);
   }
   while (active < target) {
     yhc__offer *o = yhc__cluster_best_draft(c);
     if (!o) break;
+    if (yhc__cluster_budget_check(c, o)) {
+      /* the budget cannot pay for another instance: with none running, what is queued can
+         no longer be served (a burn-rate cap only limits how many run at once) */
+      if (c->budget_blocked == 1 && !active)
+        while (c->q.head)
+          yhc__req_fail(c->q.head, YHC_ERR_BUDGET, "budget: %s cannot start an instance within the remaining budget", c->url);
+      break;
+    }
     yhc__cluster_start_instance(c, o);
     active++;
   }
@@ -12186,7 +12765,40 @@ static void yhc__session_daemon_back(yhc__golem *g, int network_lost) {
   }
 }
 
+/* The money settings: exact strings win over the legacy double; lifetimes of 10 h or more
+   need mid-agreement payments (providers refuse such demands without them). */
+static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget, yhc__glm *burn, yhc_error *err) {
+  memset(burn, 0, sizeof *burn);
+  if (d->budget_glm) {
+    int rc = yhc__glm_parse(d->budget_glm, strlen(d->budget_glm), 1, budget);
+    if (rc) {
+      yhc__error_set(err, YHC_ERR_CONFIG, 0, "budget_glm \"%.60s\" is %s", d->budget_glm,
+                     rc == YHC__GLM_OVERFLOW ? "too large" : "not a decimal amount with at most 18 decimals");
+      return -1;
+    }
+  } else if (yhc__glm_from_config_double(d->budget > 0 ? d->budget : 1.0, budget)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "budget must be below 1000000 GLM (use budget_glm for exact amounts)");
+    return -1;
+  }
+  if (d->max_glm_per_hour && yhc__glm_parse(d->max_glm_per_hour, strlen(d->max_glm_per_hour), 1, burn)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "max_glm_per_hour \"%.60s\" is not a decimal amount", d->max_glm_per_hour);
+    return -1;
+  }
+  if (d->budget_cover_min < 0 || d->time_scale < 0) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "budget_cover_min and time_scale must not be negative");
+    return -1;
+  }
+  if (d->agreement_lifetime_s >= 36000 && d->mid_agreement_payments < 0) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0,
+                   "agreement_lifetime_s of 10 h or more needs mid-agreement payments (mid_agreement_payments is -1): "
+                   "providers refuse such demands without golem.com.scheme.payu.payment-timeout-sec?");
+    return -1;
+  }
+  return 0;
+}
+
 YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err) {
+  yhc__glm budget, burn;
   yhc_session *s;
   yhc_session_desc d;
   const char *url, *key, *subnet, *driver, *network, *repo;
@@ -12233,6 +12845,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_renew_s must be below agreement_lifetime_s");
     return NULL;
   }
+  if (yhc__session_money_config(&d, &budget, &burn, err)) return NULL;
   s = YHC__NEW(yhc_session);
   if (!s) {
     yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
@@ -12300,7 +12913,10 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   snprintf(s->g.subnet, sizeof s->g.subnet, "%s", subnet);
   snprintf(token, sizeof token, "%s", (!strcmp(network, "mainnet") || !strcmp(network, "polygon")) ? "glm" : "tglm");
   snprintf(s->g.platform, sizeof s->g.platform, "%s-%s-%s", driver, network, token);
-  s->g.budget = d.budget;
+  s->g.budget = budget;
+  s->g.burn_cap_hour = burn;
+  s->g.cover_min = d.budget_cover_min ? d.budget_cover_min : 5;
+  s->g.time_scale = d.time_scale > 0 ? d.time_scale : 1;
   s->g.on_event = d.on_event;
   s->g.event_user = d.event_user;
   s->g.log_events = d.log_events;
@@ -12449,6 +13065,7 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->extra_cons = desc->extra_constraints ? yhc__strdup(desc->extra_constraints) : NULL;
   c->d.image_hash = c->d.image_url = c->d.extra_properties = c->d.extra_constraints = NULL;
   c->lifetime_s = s->d.agreement_lifetime_s;
+  c->mid_payments = s->d.mid_agreement_payments >= 0 && c->lifetime_s >= 18000;
   c->renew_s = s->d.agreement_renew_s;
   c->offer_window_ms = s->d.offer_window_ms;
   c->offer_window_strict = s->d.offer_window_strict;
@@ -12668,7 +13285,8 @@ YHCDEF void yhc_cluster_stats_get(const yhc_cluster *c, yhc_cluster_stats *out) 
   out->completed = c->completed;
   out->failed = c->failed_n;
   out->retried = c->retried;
-  out->spent = c->spent;
+  out->spent = yhc__glm_to_double(&c->spent);
+  yhc__glm_format(&c->spent, 0, out->spent_glm);
   out->failed_cluster = c->failed_cluster;
   out->bytes_out = c->bytes_out;
   out->bytes_in = c->bytes_in;
@@ -12692,7 +13310,28 @@ YHCDEF int yhc_session_stats(yhc_session *s, const char *url, yhc_cluster_stats 
   return 0;
 }
 
-YHCDEF double yhc_session_spent(yhc_session *s) { return s->g.spent; }
+YHCDEF double yhc_session_spent(yhc_session *s) { return yhc__glm_to_double(&s->g.spent); }
+
+YHCDEF void yhc_session_money(yhc_session *s, yhc_money *out) {
+  const yhc__golem *g = &s->g;
+  const yhc__agreement *a;
+  yhc__glm committed = yhc__golem_committed(g), remaining = yhc__golem_remaining(g);
+  memset(out, 0, sizeof *out);
+  yhc__glm_format(&g->budget, 0, out->budget);
+  yhc__glm_format(&g->spent, 0, out->spent);
+  yhc__glm_format(&committed, 0, out->committed);
+  yhc__glm_format(&remaining, 0, out->remaining);
+  out->spent_d = yhc__glm_to_double(&g->spent);
+  out->committed_d = yhc__glm_to_double(&committed);
+  out->remaining_d = yhc__glm_to_double(&remaining);
+  out->invoices_accepted = g->invoices_accepted;
+  out->invoices_rejected = g->invoices_rejected;
+  out->refused = g->refused;
+  for (a = g->agreements; a; a = a->next) {
+    if (a->invoice_done == 0 || a->invoice_done == 3) out->invoices_unpaid++;
+    if (!a->terminated && !a->ended_ms) out->agreements_unterminated++;
+  }
+}
 
 YHCDEF yhc_cluster *yhc_session_cluster(yhc_session *s, const char *url) { return yhc__session_cluster(s, url); }
 
@@ -12720,7 +13359,7 @@ YHCDEF size_t yhc_cluster_instances(const yhc_cluster *c, yhc_instance_info *out
     o->in_flight = i->in_flight;
     o->served = i->served;
     o->failed = i->failed_n;
-    o->spent = i->agreement ? i->agreement->accepted : 0;
+    o->spent = i->agreement ? yhc__glm_to_double(&i->agreement->accepted) : 0;
     o->ready_ms = i->state == YHC__I_READY && i->ready_at_ms ? now - i->ready_at_ms : 0;
   }
   return n;
@@ -12770,10 +13409,10 @@ static void yhc__om_seconds(yhc_buf *b, uint64_t us) {
   yhc_buf_printf(b, "%llu.%06llu", (unsigned long long)(us / 1000000u), (unsigned long long)(us % 1000000u));
 }
 
-/* GLM for display with 9 decimals, locale-free. */
-static void yhc__om_glm(yhc_buf *b, double glm) {
-  unsigned long long nano = glm > 0 ? (unsigned long long)(glm * 1e9 + 0.5) : 0;
-  yhc_buf_printf(b, "%llu.%09llu", nano / 1000000000ull, nano % 1000000000ull);
+/* GLM exactly, locale-free. */
+static void yhc__om_glm(yhc_buf *b, const yhc__glm *glm) {
+  char t[YHC__GLM_TEXT];
+  yhc_buf_appends(b, yhc__glm_format(glm, 0, t));
 }
 
 static void yhc__om_family(yhc_buf *b, const char *name, const char *type, const char *unit, const char *help) {
@@ -12852,7 +13491,7 @@ YHCDEF int yhc_session_metrics(yhc_session *s, yhc_buf *out) {
                    (int)yhc_session_state(s, NULL) == k);
   yhc__om_family(&b, "yhc_spent_glm", "gauge", NULL, "GLM accepted so far, all clusters.");
   yhc_buf_appends(&b, "yhc_spent_glm ");
-  yhc__om_glm(&b, s->g.spent);
+  yhc__om_glm(&b, &s->g.spent);
   yhc_buf_appends(&b, "\n");
   yhc__om_family(&b, "yhc_requests", "counter", NULL, "Service requests answered, by result.");
   for (c = s->clusters; c; c = c->next) {
@@ -12933,11 +13572,14 @@ static void yhc__session_closed_cb(void *ctx) {
   yhc_session *s = YHC__CAST(yhc_session *, ctx);
   s->close_state = YHC__S_CLOSED;
   yhc__timer_stop(s->loop, &s->close_timer);
-  if (s->g.left[0])
-    yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent; not cleaned up: %s", s->g.spent,
-               s->g.left);
-  else
-    yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %.6f GLM spent", s->g.spent);
+  {
+    char t[YHC__GLM_TEXT];
+    if (s->g.left[0])
+      yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %s GLM spent; not cleaned up: %s",
+                 yhc__glm_format(&s->g.spent, 0, t), s->g.left);
+    else
+      yhc__emitf(&s->g, YHC_EV_SESSION_CLOSED, NULL, "session closed: %s GLM spent", yhc__glm_format(&s->g.spent, 0, t));
+  }
 }
 
 /* The close is bounded by close_timeout_ms as a whole, even with the daemon gone or hung:

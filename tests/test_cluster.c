@@ -111,6 +111,9 @@ static void tc_desc(yhc_session_desc *sd, yt_sim *sim, tc_obs *obs) {
   sd->close_timeout_ms = 8000;
   sd->request_timeout_ms = 60000;
   sd->max_price_cpu_hour = 5; /* the stand-in's later providers are dearer than the default */
+  /* and every agreement must be covered for budget_cover_min (5 min) before it is signed
+     (issue 12): churning through dear providers needs more than the default 1 GLM */
+  sd->budget = 100;
   sd->max_price_env_hour = 5;
   sd->on_event = tc_on_event;
   sd->event_user = obs;

@@ -307,7 +307,8 @@ static void check_closed_in_sim(int want_invoices_accepted) {
     inv = find_by(yhc_json_get(yhc_json_get(root, "payments"), "invoices"), "agreementId", g_ev[k].agreement_id);
     if (want_invoices_accepted) {
       st = yhc_json_cstr(yhc_json_get(inv, "status"), "(no invoice)");
-      YT_CHECKF(!strcmp(st, "ACCEPTED"), "invoice of %s is %s", g_ev[k].agreement_id, st);
+      /* the stand-in's payment driver settles an accepted invoice a little later */
+      YT_CHECKF(!strcmp(st, "ACCEPTED") || !strcmp(st, "SETTLED"), "invoice of %s is %s", g_ev[k].agreement_id, st);
     }
   }
   YT_CHECKF(agreements > 0, "no agreement was signed");
@@ -789,9 +790,10 @@ static void check_debit_notes(yhc_session *s, long long ready_at, const char *pr
               e->amount);
     yhc_json_free(d);
   }
-  /* honest notes are accepted again after the fault is lifted */
+  /* the refusal terminated that agreement (debit notes cannot be rejected, 501); honest notes
+     are accepted again on its replacement after the fault is lifted */
   n = ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED);
-  PUMP_UNTIL(s, ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED) > n, 5000);
+  PUMP_UNTIL(s, ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED) > n, 30000);
   YT_CHECK(ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED) > n);
 }
 
@@ -865,7 +867,8 @@ static void test_lifecycle(void) {
   YT_EQ_INT(ev_count(YHC_EV_SESSION_CLOSED), 1);
   YT_CHECK(g_nev > 0 && g_ev[g_nev - 1].kind == YHC_EV_SESSION_CLOSED);
   YT_EQ_INT(ev_count(YHC_EV_SERVICE_STOPPED), 1);
-  YT_EQ_INT(ev_count(YHC_EV_SERVICE_FAILED), 0);
+  /* the over-priced debit note ended its agreement (issue 12: a refusal terminates) */
+  YT_EQ_INT(ev_count(YHC_EV_SERVICE_FAILED), 1);
   YT_EQ_INT(ev_count(YHC_EV_ERROR), 0);
   YT_EQ_INT(g_ev_dropped, 0);
   check_closed_in_sim(1);
@@ -1005,40 +1008,22 @@ static void test_budget(void) {
   if (!s) return;
   service_defaults(&sv);
   YT_EQ_INT(yhc_session_add_service(s, &sv, &err), 0);
-  YT_CHECK(get_expect(s, "http://calc/add/1/1", "2"));
-  PUMP_UNTIL(s, ev_count(YHC_EV_DEBIT_NOTE_REJECTED) >= 2, 6000);
-  YT_CHECK(ev_count(YHC_EV_DEBIT_NOTE_REJECTED) >= 2);
-  YT_EQ_INT(ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED), 0);
-  e = ev_first(YHC_EV_DEBIT_NOTE_REJECTED);
-  if (e) {
-    YT_EQ_INT(e->err, YHC_ERR_BUDGET);
-    YT_CHECKF(strstr(e->message, "budget") != NULL, "%s", e->message);
-    YT_CHECK(e->amount[0] && strtod(e->amount, NULL) > d.budget);
+  /* issue 12: no agreement is signed that the budget cannot cover for budget_cover_min, and
+     the request ends with YHC_ERR_BUDGET rather than being served unpaid */
+  {
+    yhc_response *r = get(s, "http://calc/add/1/1", 30000);
+    YT_CHECKF(r && r->err == YHC_ERR_BUDGET, "err %d", r ? (int)r->err : -1);
+    if (r) yhc_response_free(r);
   }
+  YT_EQ_INT(ev_count(YHC_EV_AGREEMENT_SIGNED), 0);
+  e = ev_first(YHC_EV_OFFER_REJECTED);
+  YT_CHECK(e != NULL);
   took = close_session(s, 20000);
   YT_CHECK(yhc_session_closed(s));
-  YT_CHECKF(took < 4000, "close waited %lld ms for an invoice it had already refused", took);
+  YT_CHECKF(took < 4000, "close waited %lld ms with nothing to wait for", took);
+  YT_EQ_INT(ev_count(YHC_EV_DEBIT_NOTE_ACCEPTED), 0);
   YT_EQ_INT(ev_count(YHC_EV_INVOICE_ACCEPTED), 0);
-  YT_CHECK(ev_count(YHC_EV_INVOICE_REJECTED) == 1);
   YT_CHECK(yhc_session_spent(s) == 0);
-  check_closed_in_sim(0);
-  check_spent(s, d.budget);
-  {
-    /* the stand-in accepted nothing for this agreement */
-    yhc_json_doc *doc = yt_sim_state(&g_sim, g_admin);
-    const ev_rec *ag = ev_first(YHC_EV_AGREEMENT_SIGNED);
-    const yhc_json *dn;
-    int accepted = 0, notes = 0;
-    for (dn = yhc_json_first(yhc_json_get(yhc_json_get(yhc_json_root(doc), "payments"), "debitNotes")); dn;
-         dn = yhc_json_next(dn)) {
-      if (!ag || strcmp(yhc_json_cstr(yhc_json_get(dn, "agreementId"), ""), ag->agreement_id)) continue;
-      notes++;
-      accepted += strcmp(yhc_json_cstr(yhc_json_get(dn, "status"), ""), "RECEIVED") != 0;
-    }
-    YT_CHECK(notes >= 2);
-    YT_EQ_INT(accepted, 0);
-    yhc_json_free(doc);
-  }
   yhc_session_destroy(s);
   check_no_violations();
 }

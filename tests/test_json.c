@@ -3,6 +3,7 @@
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
 #include "tests/yt.h"
+#include "tests/yt_locale.h"
 #include <dirent.h>
 #include <sys/stat.h>
 #include <float.h>
@@ -461,20 +462,6 @@ static void test_numbers_differential(void) {
   }
 }
 
-/* A locale whose decimal point is ',': an installed one, else the one `make` compiles into
-   build/locale with localedef when it can. Returns 0 when there is none. */
-static int set_comma_locale(void) {
-  static const char *names[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8", "ru_RU.UTF-8"};
-  int pass;
-  size_t i;
-  for (pass = 0; pass < 2; pass++) {
-    if (pass) setenv("LOCPATH", "build/locale", 1);
-    for (i = 0; i < sizeof names / sizeof names[0]; i++)
-      if (setlocale(LC_ALL, names[i]) && strcmp(localeconv()->decimal_point, ",") == 0) return 1;
-  }
-  setlocale(LC_ALL, "C");
-  return 0;
-}
 
 static void test_numbers_comma_locale(void) {
   static const char *texts[] = {"1.5", "-0.1", "3.141592653589793", "2.2250738585072011e-308", "1e23",
@@ -487,7 +474,7 @@ static void test_numbers_comma_locale(void) {
   size_t i;
   long bad = 0;
   YT_GROUP("numbers under a comma locale");
-  if (!set_comma_locale()) {
+  if (!yt_comma_locale()) {
     printf("no locale with a decimal comma (de_DE.UTF-8): the comma-locale checks are skipped\n");
     return;
   }

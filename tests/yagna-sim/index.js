@@ -19,6 +19,7 @@ const FLAGS = {
   '--tcp-keep-alive-ms': ['tcpKeepAliveMs', Number], '--vm-fin-timeout-ms': ['vmFinTimeoutMs', Number],
   '--relay-timeout-margin-ms': ['relayTimeoutMarginMs', Number],
   '--vpn-rtt-ms': ['vpnRttMs', Number], '--vpn-jitter-ms': ['vpnJitterMs', Number], '--vpn-rate': ['vpnRate', String],
+  '--payment-timeout': ['paymentTimeout', Number], '--time-scale': ['timeScale', Number], '--settle-delay': ['settleDelaySec', Number],
 };
 const BOOL = { '--strict': ['strict', true], '--quiet': ['quiet', true], '--no-netns': ['netns', false], '--netns': ['netns', true], '--lenient-negotiation': ['strictNegotiation', false] };
 
@@ -31,6 +32,7 @@ function usage() {
        [--max-agreements N] [--idle-agreement-timeout SEC] [--min-expiration-sec SEC]
        [--tcp-timeout-ms MS] [--tcp-keep-alive-ms MS] [--vm-fin-timeout-ms MS] [--relay-timeout-margin-ms MS]
        [--vpn-rtt-ms MS] [--vpn-jitter-ms MS] [--vpn-rate 2MB/s]
+       [--payment-timeout SEC] [--time-scale F] [--settle-delay SEC]
        node tests/yagna-sim --print-hash IMAGE_DIR
 defaults: ${JSON.stringify({ port: DEFAULTS.port, providers: DEFAULTS.providers, debitNoteInterval: DEFAULTS.debitNoteInterval, acceptTimeout: DEFAULTS.acceptTimeout })}`;
 }

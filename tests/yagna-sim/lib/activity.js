@@ -61,7 +61,8 @@ function stateView(act) {
 
 function usage(act) {
   const end = act.endedMs || Date.now();
-  const dur = Math.max(0, (end - act.createdMs) / 1000);
+  // under time compression (timeScale F) the provider's counters run F times faster too
+  const dur = Math.max(0, (end - act.createdMs) / 1000) * (Number(act.provider.timeScale) || 1);
   return [Number(dur.toFixed(6)), Number((dur * act.provider.cpuFactor).toFixed(6))];
 }
 

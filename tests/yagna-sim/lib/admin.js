@@ -7,7 +7,7 @@ const { freshFaults, Provider } = require('./providers');
 const { flushOutboxes } = require('./relay');
 
 const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements',
-  'paymentStall', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
+  'paymentStall', 'debitNoteRate', 'inflateInvoices', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
 
 function init(sim) {
   sim.route('GET', '/me', (c) => ({ body: { identity: c.who.identity, name: c.who.name, role: c.who.role } }));
@@ -86,6 +86,16 @@ function applyToProvider(sim, p, f) {
       for (const a of sim.market.agreements.values()) if (a.provider === p && a.state === 'Approved') { sim.marketApi.scheduleProviderEnd(sim, a); n++; }
       return n;
     }
+    case 'debitNoteRate': {
+      const rate = f.rate === undefined ? 4 : Number(f.rate);
+      if (!Number.isFinite(rate) || rate <= 0) throw jsonErr(400, 'debitNoteRate needs a positive "rate"');
+      p.faults.debitNoteRate = rate; return 0; // applies to activities started from now on
+    }
+    case 'inflateInvoices': {
+      const factor = f.factor === undefined ? 10 : Number(f.factor);
+      if (!Number.isFinite(factor) || factor <= 0) throw jsonErr(400, 'inflateInvoices needs a positive "factor"');
+      p.faults.invoiceFactor = factor; return 0;
+    }
     case 'paymentStall': p.faults.paymentStallMs = Math.max(0, Number(f.ms) || 0); return 0;
     case 'vanish': {
       if (f.mode !== undefined && !['timeout', 'unreachable'].includes(f.mode)) throw jsonErr(400, 'vanish mode is timeout|unreachable');
@@ -154,8 +164,8 @@ function state(sim) {
     })),
     allocations: [...pay.allocations.values()].map((a) => ({ allocationId: a.id, platform: a.paymentPlatform, totalAmount: fromWei(a.total), spentAmount: fromWei(a.spent), remainingAmount: fromWei(a.total - a.spent), released: a.released })),
     payments: {
-      debitNotes: [...pay.debitNotes.values()].map((d) => ({ debitNoteId: d.id, agreementId: d.agreementId, activityId: d.activityId, totalAmountDue: fromWei(d.amount), status: d.status, timestamp: d.timestamp })),
-      invoices: [...pay.invoices.values()].map((i) => ({ invoiceId: i.id, agreementId: i.agreementId, amount: fromWei(i.amount), status: i.status, timestamp: i.timestamp })),
+      debitNotes: [...pay.debitNotes.values()].map((d) => ({ debitNoteId: d.id, agreementId: d.agreementId, activityId: d.activityId, totalAmountDue: fromWei(d.amount), status: d.status, timestamp: d.timestamp, paymentDueDate: d.paymentDueDate || null })),
+      invoices: [...pay.invoices.values()].map((i) => ({ invoiceId: i.id, agreementId: i.agreementId, amount: fromWei(i.amount), status: i.status, timestamp: i.timestamp, rejection: i.rejection || null })),
       acceptedTotal: fromWei([...pay.allocations.values()].reduce((s, a) => s + a.spent, 0n)),
     },
     networks: [...sim.net.networks.values()].map((n) => ({ id: n.id, ip: `${n.ip}/${n.prefix}`, gateway: n.gateway, addresses: n.addresses, nodes: Object.fromEntries(n.nodes) })),

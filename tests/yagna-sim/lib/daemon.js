@@ -34,6 +34,8 @@ const DEFAULTS = {
   debitNoteInterval: 120, // s, offered golem.com.scheme.payu.debit-note.interval-sec?
   acceptTimeout: 240, // s, offered golem.com.payment.debit-notes.accept-timeout?
   paymentTimeout: 120,
+  timeScale: 1, // time compression: provider-side durations run F times faster (README "Time compression")
+  settleDelaySec: 5, // an accepted payable note / invoice is paid (SETTLED) this long after acceptance
   negotiationDelayMs: 20,
   offerDelayMs: 10,
   deployDelayMs: 30,

@@ -2,7 +2,7 @@
 // Market API (/market-api/v1), requestor side: demands, offer matching, negotiation with the
 // simulated providers, agreements and agreement events. Status codes as the real daemon (PROTOCOL.md §4, §8).
 const ldap = require('./ldap');
-const { ids, RE, isoMs, isoNs, parseTime, jsonErr, HttpError, waitFor, wakeAll } = require('./util');
+const { ids, RE, isoMs, isoNs, parseTime, jsonErr, HttpError, waitFor, wakeAll, scaledMs } = require('./util');
 const { fromProvider, linkUp } = require('./relay');
 
 const P = '/market-api/v1';
@@ -242,14 +242,7 @@ function negotiationProblem(sim, provider, props, constraints) {
   if (left < minSec || left > maxSec) {
     return reject(`Proposal expires at: ${new Date(exp).toISOString()} which is less than ${Math.round(minSec / 60)}min or more than ${Math.round(maxSec / 60)}min from now`, left < minSec);
   }
-  if (at !== undefined) {
-    if (typeof at !== 'number' || at > provider.acceptTimeoutSec) return reject(`DebitNote acceptance deadline should be less than ${provider.acceptTimeoutSec}s.`, true);
-    if (at < 5) return reject(`To low DebitNotes timeout: ${at}s`, true);
-  }
-  if (left > sim.opts.maxExpirationNoPaymentTimeoutSec && props['golem.com.scheme.payu.payment-timeout-sec?'] === undefined) {
-    return reject(`Expiration time ${new Date(exp).toISOString()} exceeds the 10h threshold of enforcing mid-agreement payments but the required property 'golem.com.scheme.payu.payment-timeout-sec?' was not present in the Demand`, true);
-  }
-  return null;
+  return sim.paymentApi.termsProblem(provider, props, left);
 }
 
 function rejectionReason(problem) {
@@ -262,6 +255,7 @@ function providerAnswer(sim, s, provider, mine) {
   const mode = provider.onCounter;
   if (mode === 'ignore') return;
   const problem = mode === 'reject' ? reject('Provider rejected the proposal', true) : negotiationProblem(sim, provider, mine.properties, mine.constraints);
+  if (problem && problem.ignore) return;
   if (problem) {
     // A non-final rejection is kept: the provider processes that proposal again when an agreement ends.
     if (!problem.final) provider.waitingCounters = [...(provider.waitingCounters || []).slice(-63), { s, mine }];
@@ -270,12 +264,7 @@ function providerAnswer(sim, s, provider, mine) {
     return;
   }
   mine.answered = true;
-  const props = { ...provider.offerProperties() };
-  const at = mine.properties['golem.com.payment.debit-notes.accept-timeout?'];
-  if (at !== undefined) props['golem.com.payment.debit-notes.accept-timeout?'] = at;
-  for (const k of ['golem.com.scheme.payu.debit-note.interval-sec?', 'golem.com.scheme.payu.payment-timeout-sec?']) {
-    if (mine.properties[k] !== undefined) props[k] = Math.max(Number(mine.properties[k]), provider.debitNoteIntervalSec);
-  }
+  const props = sim.paymentApi.adoptTerms(provider, mine.properties);
   const draft = newProposal(sim, s, {
     issuer: 'provider', provider, properties: props, constraints: provider.offerConstraints(), state: 'Draft', prevProposalId: mine.id,
   });
@@ -393,7 +382,7 @@ function scheduleProviderEnd(sim, a) {
   if (f && f < at) { at = f; message = 'Agreement expired (provider side)'; }
   if (at === Infinity) return;
   if (a.endTimer) sim.cancel(a.endTimer);
-  a.endTimer = sim.later(at - Date.now(), () => providerBreaks(sim, a, { message, 'golem.provider.code': 'Expired' }));
+  a.endTimer = sim.later(scaledMs(sim, at - Date.now()), () => providerBreaks(sim, a, { message, 'golem.provider.code': 'Expired' }));
 }
 
 /** ya-provider's display format, e.g. "2025-11-29 11:00:00 UTC". */

@@ -1,7 +1,7 @@
 'use strict';
 // Payment API (/payment-api/v1), requestor side: allocations, demand decorations, debit notes and
 // invoices issued by the simulated providers, acceptance rules as yagna (PROTOCOL.md §3, §7, §8.7-8).
-const { ids, isoMs, isoNs, parseTime, toWei, fromWei, fromWeiShort, jsonErr, HttpError, waitFor, wakeAll } = require('./util');
+const { ids, isoMs, isoNs, parseTime, toWei, fromWei, fromWeiShort, jsonErr, HttpError, waitFor, wakeAll, scaledMs } = require('./util');
 
 const P = '/payment-api/v1';
 const PLATFORM_RE = /^(erc20|zksync)-(mainnet|polygon|holesky|sepolia|amoy|goerli|rinkeby|mumbai)-(t?glm)$/;
@@ -27,8 +27,10 @@ function init(sim) {
   const pay = sim.payment = { allocations: new Map(), debitNotes: new Map(), invoices: new Map(), dnEvents: [], invEvents: [], waiters: new Set(), reserved: 0n };
   const api = sim.paymentApi = {
     activityStarted: (act) => startDebitNotes(sim, act),
-    activityEnded: (act) => { if (act.dnTimer) { clearInterval(act.dnTimer); sim.timers.delete(act.dnTimer); act.dnTimer = null; } },
+    activityEnded: (act) => finalDebitNote(sim, act),
     issueInvoice: (a) => issueInvoice(sim, a),
+    termsProblem: (provider, props, leftSec) => termsProblem(sim, provider, props, leftSec),
+    adoptTerms: (provider, props) => adoptTerms(provider, props),
   };
   void api;
   const r = (method, path, fn) => sim.route(method, P + path, fn);
@@ -140,6 +142,7 @@ function dnView(d) {
     totalAmountDue: fromWei(d.amount), usageCounterVector: d.usage, status: d.status,
   };
   if (d.previousDebitNoteId) v.previousDebitNoteId = d.previousDebitNoteId;
+  if (d.paymentDueDate) v.paymentDueDate = d.paymentDueDate;
   return v;
 }
 function invView(i) {
@@ -219,15 +222,55 @@ async function events(sim, c, list) {
   return { body: out };
 }
 
-// ---------------------------------------------------------------- provider side: issuing
+// ---------------------------------------------------------------- provider side: negotiation (§4.4 items 4-6)
+const K_ACCEPT = 'golem.com.payment.debit-notes.accept-timeout?';
+const K_INTERVAL = 'golem.com.scheme.payu.debit-note.interval-sec?';
+const K_PAYMENT = 'golem.com.scheme.payu.payment-timeout-sec?';
+const DAY_SEC = 24 * 3600;
+
+/** The payment components of ya-provider's negotiator, first rejection winning; `leftSec` = expiration - now. */
+function termsProblem(sim, provider, props, leftSec) {
+  const no = (message, final) => ({ message, final });
+  const vals = [K_ACCEPT, K_INTERVAL, K_PAYMENT].map((k) => props[k]);
+  // not a u32: the provider's negotiator fails and the proposal is never answered
+  if (vals.some((v) => v !== undefined && !(Number.isInteger(v) && v >= 0 && v < 2 ** 32))) return { ignore: true };
+  const [at, interval, payment] = vals;
+  if (at !== undefined) {
+    if (at > provider.acceptTimeoutSec) return no(`DebitNote acceptance deadline should be less than ${fmtDuration(provider.acceptTimeoutSec)}.`, true);
+    if (at < 5) return no(`DebitNote acceptance deadline should be greater than 5s.`, true);
+  } else if (leftSec > sim.opts.maxExpirationNoAcceptSec) {
+    return no(`Proposal expires at ${Math.round(leftSec)}s ahead which is too late (no '${K_ACCEPT}')`, false);
+  }
+  if (interval !== undefined && (interval < 1 || interval > DAY_SEC)) return no(`Demand DebitNote interval ${interval}s not in acceptable range of [1s; 24h]`, true);
+  if (payment !== undefined && (payment < 1 || payment > DAY_SEC)) return no(`Demand payment timeout ${payment}s not in acceptable range of [1s; 24h]`, true);
+  if (payment === undefined && leftSec >= sim.opts.maxExpirationNoPaymentTimeoutSec) {
+    return no(`Expiration time ${Math.round(leftSec)}s ahead exceeds the 10h threshold of enforcing mid-agreement payments but the required property '${K_PAYMENT}' was not present in the Demand`, true);
+  }
+  if (leftSec < 0) return no('Expiration time in the past', true);
+  return null;
+}
+const fmtDuration = (sec) => (sec % 60 === 0 ? `${sec / 60}m` : `${sec}s`);
+
+/** The Draft the provider counters with: its offer, each negotiable key adopted from the demand or dropped. */
+function adoptTerms(provider, props) {
+  const out = { ...provider.offerProperties() };
+  for (const k of [K_ACCEPT, K_INTERVAL, K_PAYMENT]) {
+    if (props[k] === undefined) delete out[k]; else out[k] = props[k];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- provider side: issuing (§3.8, §9.1)
 function agreedTerms(a) {
   const o = a.offer.properties;
   const coeffs = o['golem.com.pricing.model.linear.coeffs'] || [0, 0, 0];
   const vector = o['golem.com.usage.vector'] || ['golem.usage.duration_sec', 'golem.usage.cpu_sec'];
+  const num = (k) => (o[k] === undefined ? null : Number(o[k]));
   return {
     coeffs, vector,
-    intervalSec: Number(o['golem.com.scheme.payu.debit-note.interval-sec?']) || a.provider.debitNoteIntervalSec,
-    acceptTimeoutSec: Number(o['golem.com.payment.debit-notes.accept-timeout?']) || a.provider.acceptTimeoutSec,
+    intervalSec: num(K_INTERVAL) || a.provider.debitNoteIntervalSec,
+    acceptTimeoutSec: num(K_ACCEPT), // null: no acceptance deadline
+    paymentTimeoutSec: num(K_PAYMENT), // null: no mid-agreement payments
     platform: a.demand.properties['golem.com.payment.chosen-platform'] || a.provider.platforms.find((p) => a.demand.properties[`golem.com.payment.platform.${p}.address`]) || a.provider.platforms[0],
     payer: (() => {
       const pl = a.demand.properties['golem.com.payment.chosen-platform'];
@@ -248,48 +291,88 @@ function inflate(amount, factor) {
   return (amount * BigInt(Math.round(factor * 1e6))) / 1000000n;
 }
 
+const providerNow = (p) => (typeof p.now === 'function' ? p.now() : Date.now());
+
 function startDebitNotes(sim, act) {
   const terms = agreedTerms(act.agreement);
   act.terms = terms;
   act.notes = [];
   act.accepted = 0n;
-  const ms = Math.max(100, terms.intervalSec * 1000);
-  act.dnTimer = sim.every(ms, () => issueDebitNote(sim, act));
+  act.lastPayableMs = Date.now();
+  // fault debitNoteRate: notes this many times more often than agreed (a provider breaking the interval)
+  const rate = act.provider.faults.debitNoteRate || 1;
+  const ms = Math.max(20, scaledMs(sim, terms.intervalSec * 1000) / rate);
+  act.dnTimer = sim.every(ms, () => issueDebitNote(sim, act, false));
 }
 
-function issueDebitNote(sim, act) {
-  if (act.state[0] === 'Terminated') return;
+function finalDebitNote(sim, act) {
+  if (act.dnTimer) { clearInterval(act.dnTimer); sim.timers.delete(act.dnTimer); act.dnTimer = null; }
+  if (sim.stopped) return; // the daemon is going away, not the activity
+  if (act.terms && !act.finalNoteSent) { act.finalNoteSent = true; issueDebitNote(sim, act, true); }
+}
+
+function breakAgreement(sim, a, code, message) {
+  if (a.state !== 'Approved') return;
+  sim.log(`provider ${a.provider.name}: ${message}, breaking agreement ${a.id} (${code})`);
+  sim.marketApi.terminate(sim, a, 'Provider', { message, 'golem.provider.code': code });
+}
+
+function issueDebitNote(sim, act, final) {
+  if (act.state[0] === 'Terminated' && !final) return;
   // A provider cut off from the requestor (vanish, daemon down) cannot deliver notes; past the
   // accept timeout it breaks the agreement (RequestorUnreachable, PROTOCOL.md §9.1).
   if (!require('./relay').linkUp(sim, act.provider)) { requestorUnreachable(sim, act); return; }
   act.unsentSinceMs = null;
-  const a = act.agreement; const p = act.provider;
-  const usageVec = sim.activityApi && require('./activity').usage(act);
-  const dateMs = sim.clock.next();
+  const a = act.agreement; const p = act.provider; const terms = act.terms;
+  const usageVec = act.finalUsage || require('./activity').usage(act);
   const prev = act.notes[act.notes.length - 1];
+  // with an agreed payment timeout, a note is payable when that long has passed since the last payable one
+  const paymentMs = terms.paymentTimeoutSec ? scaledMs(sim, terms.paymentTimeoutSec * 1000) : null;
+  const payable = paymentMs !== null && (final || Date.now() - act.lastPayableMs >= paymentMs);
+  if (payable) act.lastPayableMs = Date.now();
+  const dateMs = sim.clock.next();
   const d = {
-    id: ids.uuid(), issuerId: p.nodeId, recipientId: a.owner, payeeAddr: p.nodeId, payerAddr: act.terms.payer,
-    paymentPlatform: act.terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityId: act.id,
-    amount: inflate(cost(act.terms, usageVec), p.faults.debitNoteFactor), usage: usageVec, status: 'RECEIVED', previousDebitNoteId: prev ? prev.id : null, act,
+    id: ids.uuid(), issuerId: p.nodeId, recipientId: a.owner, payeeAddr: p.nodeId, payerAddr: terms.payer,
+    paymentPlatform: terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityId: act.id,
+    amount: inflate(cost(terms, usageVec), p.faults.debitNoteFactor), usage: usageVec, status: 'RECEIVED', previousDebitNoteId: prev ? prev.id : null, act,
+    paymentDueDate: payable ? isoNs(providerNow(p) + paymentMs) : null,
   };
   act.notes.push(d);
   sim.payment.debitNotes.set(d.id, d);
   docEvent(sim, sim.payment.dnEvents, d, 'RECEIVED');
-  // The provider breaks the agreement if this note (or a later one) is not accepted in time.
-  sim.later(act.terms.acceptTimeoutSec * 1000, () => {
-    const idx = act.notes.indexOf(d);
-    if (act.notes.slice(idx).some((n) => n.status === 'ACCEPTED' || n.status === 'SETTLED')) return;
-    if (a.state !== 'Approved') return;
-    sim.log(`provider ${p.name}: debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s, breaking agreement ${a.id}`);
-    sim.marketApi.terminate(sim, a, 'Provider', { message: `Debit note ${d.id} not accepted within ${act.terms.acceptTimeoutSec}s`, 'golem.provider.code': 'DebitNoteNotAccepted' });
+  if (terms.acceptTimeoutSec !== null) {
+    // The provider breaks the agreement if this note (or a later one) is not accepted in time.
+    sim.later(scaledMs(sim, terms.acceptTimeoutSec * 1000), () => {
+      const idx = act.notes.indexOf(d);
+      if (act.notes.slice(idx).some((n) => n.status === 'ACCEPTED' || n.status === 'SETTLED')) return;
+      if (a.deadlineBroken) return; // after a DebitNotesDeadline break no further deadline breaks
+      a.deadlineBroken = true;
+      breakAgreement(sim, a, 'DebitNotesDeadline', `Requestor isn't accepting DebitNotes in time (${fmtDuration(terms.acceptTimeoutSec)})`);
+    });
+  }
+  if (payable) {
+    sim.later(paymentMs, () => {
+      if (d.status === 'SETTLED') return;
+      breakAgreement(sim, a, 'DebitNoteNotPaid', `Requestor didn't pay for DebitNote in time (${fmtDuration(terms.paymentTimeoutSec)})`);
+    });
+  }
+}
+
+/** The payment driver pays an accepted payable note or invoice after settleDelaySec (compressed). */
+function settleLater(sim, doc, list) {
+  sim.later(scaledMs(sim, sim.opts.settleDelaySec * 1000), () => {
+    if (doc.status !== 'ACCEPTED') return;
+    doc.status = 'SETTLED';
+    docEvent(sim, list, doc, 'SETTLED');
   });
 }
 
 function requestorUnreachable(sim, act) {
   const now = Date.now();
   if (!act.unsentSinceMs) act.unsentSinceMs = now;
-  const limitSec = act.terms.acceptTimeoutSec;
-  if (now - act.unsentSinceMs < limitSec * 1000) return;
+  // without an agreed accept timeout the provider's own (its offer's) is the limit
+  const limitSec = act.terms.acceptTimeoutSec || act.provider.acceptTimeoutSec;
+  if (now - act.unsentSinceMs < scaledMs(sim, limitSec * 1000)) return;
   const m = limitSec % 60 === 0 ? `${limitSec / 60}m` : `${limitSec}s`;
   sim.marketApi.terminate(sim, act.agreement, 'Provider', { message: `Requestor is unreachable more than ${m}`, 'golem.provider.code': 'RequestorUnreachable' });
 }
@@ -305,11 +388,13 @@ function issueInvoice(sim, a) {
     const final = cost(terms, usageVec);
     amount += final > (act.accepted || 0n) ? final : act.accepted;
   }
+  amount = inflate(amount, a.provider.faults.invoiceFactor); // fault inflateInvoices
   const dateMs = sim.clock.next();
+  const dueMs = providerNow(a.provider) + scaledMs(sim, (terms.paymentTimeoutSec || DAY_SEC) * 1000);
   const i = {
     id: ids.uuid(), issuerId: a.provider.nodeId, recipientId: a.owner, payeeAddr: a.provider.nodeId, payerAddr: terms.payer,
     paymentPlatform: terms.platform, timestamp: isoMs(dateMs), agreementId: a.id, activityIds: acts.map((x) => x.id),
-    amount, paymentDueDate: isoNs(dateMs + 24 * 3600 * 1000), status: 'RECEIVED', agreement: a,
+    amount, paymentDueDate: isoNs(dueMs), status: 'RECEIVED', agreement: a,
   };
   pay.invoices.set(i.id, i);
   docEvent(sim, pay.invEvents, i, 'RECEIVED');
@@ -349,6 +434,7 @@ async function acceptDebitNote(sim, c) {
   act.agreement.acceptedWei = (act.agreement.acceptedWei || 0n) + delta;
   act.agreement.allocationId = alloc.id;
   d.status = 'ACCEPTED'; d.acceptedAmount = amount; d.allocationId = alloc.id;
+  if (d.paymentDueDate) settleLater(sim, d, sim.payment.dnEvents);
   await deliver(sim, c, act.provider, 'Timeout accepting Debit Note on remote Node.');
   return { body: null };
 }
@@ -367,6 +453,7 @@ async function acceptInvoice(sim, c) {
   alloc.spent += delta; alloc.updatedTs = isoNs();
   i.agreement.acceptedWei = amount;
   i.status = 'ACCEPTED'; i.allocationId = alloc.id;
+  settleLater(sim, i, sim.payment.invEvents);
   await deliver(sim, c, i.agreement.provider, 'Timeout accepting Invoice on remote Node.');
   return { body: null };
 }

@@ -26,6 +26,7 @@ function defaultsFor(i, sim) {
     counterDelayMs: o.negotiationDelayMs,
     approveDelayMs: o.negotiationDelayMs,
     strictNegotiation: o.strictNegotiation,
+    timeScale: Number(o.timeScale) || 1, // usage counters run this many times faster (time compression)
     maxAgreements: o.maxAgreements, // max_simultaneous_agreements (ya-provider default 1)
     minExpirationSec: o.minExpirationSec, // shortest golem.srv.comp.expiration ahead the provider accepts
     clockSkewMs: 0, // the provider's clock runs this far ahead of ours (negative: behind)

@@ -74,6 +74,12 @@ function fromWeiShort(w) {
   return s.replace(/\.?0+$/, '') || '0';
 }
 
+/** Time compression (option timeScale F): a provider-side duration of `ms` runs in ms / F real time. */
+function scaledMs(sim, ms) {
+  const f = Number(sim.opts.timeScale) || 1;
+  return ms / (f > 0 ? f : 1);
+}
+
 /** Deferred waiter helper: resolves with value or with `undefined` on timeout. */
 function waitFor(set, timeoutMs, register) {
   return new Promise((resolve) => {
@@ -98,5 +104,5 @@ const jsonErr = (status, message) => new HttpError(status, { message });
 
 module.exports = {
   ids, RE, MonotonicClock, isoMs, isoNs, parseTime, toWei, fromWei, fromWeiShort,
-  waitFor, wakeAll, sleep, HttpError, jsonErr,
+  waitFor, wakeAll, sleep, HttpError, jsonErr, scaledMs,
 };

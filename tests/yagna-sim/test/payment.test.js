@@ -72,7 +72,8 @@ test('provider breaks the agreement when debit notes are not accepted in time', 
   const act = (await api('POST', '/activity-api/v1/activity', neg.agreementId)).body;
   const since = new Date().toISOString();
   const ev = await h.waitUntil(async () => (await api('GET', `/market-api/v1/agreementEvents?afterTimestamp=${encodeURIComponent(since)}&timeout=1`)).body.find((e) => e.eventType === 'AgreementTerminatedEvent'), 9000, 200);
-  assert.equal(ev.terminator, 'Provider'); assert.match(ev.reason.message, /not accepted/);
+  assert.equal(ev.terminator, 'Provider'); assert.match(ev.reason.message, /isn't accepting DebitNotes in time/);
+  assert.equal(ev.reason['golem.provider.code'], 'DebitNotesDeadline');
   assert.deepEqual((await api('GET', `/activity-api/v1/activity/${act}/state`)).body.state, ['Terminated', null]);
   assert.equal((await api('GET', `/market-api/v1/agreements/${neg.agreementId}`)).body.state, 'Terminated');
   assert.ok(sim.state().payments.invoices.some((i) => i.agreementId === neg.agreementId));
