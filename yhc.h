@@ -65,6 +65,16 @@
      timeouts: connect [10 s], idle [30 s], keep-alive [30 s], request [120 s; 60 s for services]
      Daemon answers are parsed with a depth of 64 and at most 16 MiB.
 
+   CALLBACKS: one rule everywhere. A user callback (request completions, on_head, on_body,
+   timers, session events, size functions, startup functions) runs only from the top of the
+   loop's dispatch (yhc_loop_poll, yhc_loop_dispatch, and so the blocking fetches), never
+   inside the call that submitted or cancelled something and never nested inside a library
+   frame that still uses the object afterwards. The one exception is a destroy call, which
+   answers every unfinished request before it returns. From inside any callback every
+   public call is allowed: cancel or destroy the request, the client or the session, submit
+   new requests, or run a nested blocking fetch (it turns the loop; other callbacks may run
+   from inside it). Requests submitted from callbacks run by a destroy are refused (0).
+
    ERRORS: every failure has a code (yhc_err, yhc_strerror()) and a message naming what went
    wrong, e.g. "response header section exceeds 16384 bytes". Every request ends exactly once,
    through its callback, with a response or an error.
@@ -510,7 +520,8 @@ typedef struct yhc_request {
   size_t body_len;
   int timeout_ms;              /* overrides request_timeout_ms when non-zero; <0 = none */
   /* Streaming: when set, body bytes are handed over as they arrive and not collected, so
-     memory stays at the receive buffer. Return non-zero to abort (YHC_ERR_CANCELLED). */
+     memory stays at the receive buffer. Return non-zero to abort (YHC_ERR_CANCELLED). It may
+     also cancel its request or destroy the client itself. */
   int (*on_body)(void *user, const void *data, size_t len);
   /* Streaming: called once the final status and headers are in, before any body byte (the
      view's body is empty). Return non-zero to abort. A service request whose head or body
@@ -547,21 +558,26 @@ typedef struct yhc_http yhc_http;
 
 /* desc may be NULL. The client keeps using `loop`; destroy the client before the loop. */
 YHCDEF yhc_http *yhc_http_create(yhc_loop *loop, const yhc_http_desc *desc);
-/* Ends every unfinished request with YHC_ERR_CANCELLED (callbacks run from inside this call),
-   closes every connection and frees the client. */
+/* Ends every unfinished request with YHC_ERR_CANCELLED (their callbacks, and those of
+   answers not yet delivered, run from inside this call), closes every connection and frees
+   the client. Allowed from any of its callbacks (the memory goes when they return); a second
+   call from a callback it runs does nothing. */
 YHCDEF void yhc_http_destroy(yhc_http *http);
 
 /* Submits a request. The callback runs exactly once, from the loop, never from inside this
-   call (so invalid requests are reported through it too). Returns the request's id (never
-   0), or 0 only when not even the request record could be allocated (no callback then). */
+   call (so invalid requests and connections that cannot start are reported through it too).
+   Returns the request's id (never 0), or 0 when not even the request record could be
+   allocated or the client is being destroyed (no callback then). */
 YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_response_fn cb,
                                  void *user);
-/* Ends an unfinished request with YHC_ERR_CANCELLED (its callback runs before this returns).
-   Returns 0, or -1 when the id is unknown or already finished. */
+/* Ends an unfinished request with YHC_ERR_CANCELLED; its callback runs from the loop, not
+   from inside this call. Returns 0, or -1 when the id is unknown or already finished. */
 YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id);
 
-/* Blocking convenience: submits and turns the loop until the request ends. Returns an owned
-   response (check ->err) to release with yhc_response_free(); NULL only when out of memory. */
+/* Blocking convenience: submits and turns the loop until the request ends (allowed inside
+   callbacks; other callbacks may run meanwhile). Returns an owned response (check ->err) to
+   release with yhc_response_free(); NULL only when out of memory or the client is being
+   destroyed. */
 YHCDEF yhc_response *yhc_http_fetch(yhc_http *http, const yhc_request *req);
 YHCDEF void yhc_response_free(yhc_response *resp);
 
@@ -2956,7 +2972,8 @@ typedef struct yhc__watch {
   short events;
   yhc__io_fn fn;
   void *ctx;
-  uint64_t born; /* dispatch round it was added in: stale revents for a reused fd skip it */
+  uint64_t born; /* generation it was added in: revents polled before that belong to a
+                    socket that used the same fd earlier, never to this one */
   yhc_loop *loop; /* so a change of events can be told to a tier-3 user */
 } yhc__watch;
 
@@ -2979,7 +2996,8 @@ struct yhc_loop {
   yhc__watch **by_fd;
   int by_fd_cap;
   int nwatch;
-  uint64_t round;
+  uint64_t watch_gen; /* bumped by every watch added */
+  uint64_t fds_gen;   /* watch_gen when yhc_loop_fds last listed the fds */
   /* timers */
   yhc__timer **heap;
   size_t nheap, capheap;
@@ -3178,7 +3196,11 @@ static int yhc__timer_start(yhc_loop *loop, yhc__timer *t, uint64_t delay_ms, yh
     loop->heap = h;
     loop->capheap = cap;
   }
-  t->due = yhc_loop_now(loop) + delay_ms;
+  {
+    uint64_t now = yhc_loop_now(loop);
+    /* a huge delay means "never", not a sum that wraps to the past */
+    t->due = delay_ms > UINT64_MAX - now ? UINT64_MAX : now + delay_ms;
+  }
   t->seq = ++loop->timer_seq;
   t->fn = fn;
   t->ctx = ctx;
@@ -3295,7 +3317,7 @@ static int yhc__watch_add(yhc_loop *loop, yhc__watch *w, int fd, yhc__io_fn fn, 
   w->events = 0;
   w->fn = fn;
   w->ctx = ctx;
-  w->born = loop->round;
+  w->born = ++loop->watch_gen;
   w->loop = loop;
   loop->by_fd[fd] = w;
   loop->nwatch++;
@@ -5934,9 +5956,10 @@ bad_size:
 
 /* ---- client objects */
 
-/* Where a request is: nowhere yet, in an origin's queue, on a connection, waiting for its
-   deferred answer, held by an upper layer (a cluster's queue), or finished. */
-enum { YHC__REQ_NEW, YHC__REQ_QUEUED, YHC__REQ_ACTIVE, YHC__REQ_DEFERRED, YHC__REQ_PARKED, YHC__REQ_DONE };
+/* Where a request is: nowhere yet, in an origin's queue, on a connection, held by an upper
+   layer (a cluster's queue), or finished (its answer waits in the client's completion queue
+   until the loop delivers it). */
+enum { YHC__REQ_NEW, YHC__REQ_QUEUED, YHC__REQ_ACTIVE, YHC__REQ_PARKED, YHC__REQ_DONE };
 enum { YHC__BODY_NONE, YHC__BODY_LENGTH, YHC__BODY_CHUNKED, YHC__BODY_CLOSE };
 enum { YHC__PH_HEAD, YHC__PH_BODY };
 
@@ -6074,8 +6097,12 @@ struct yhc_http {
   yhc_http_desc d;
   yhc__host *hosts;
   yhc__req *live;
-  yhc__reqq deferred;            /* completions waiting for the loop (invalid requests) */
-  yhc__timer deferred_timer;
+  /* Finished requests whose callbacks have not run yet. Every answer goes through here and
+     is delivered by done_timer from the top of the loop's dispatch, never from inside the
+     library frame (or public call) that ended the request. */
+  yhc__reqq done;
+  yhc__timer done_timer;
+  int holds;                     /* frames running user code; the last one frees a destroyed client */
   yhc__req *free_reqs;
   int nfree;
   uint64_t next_id;
@@ -6201,15 +6228,51 @@ static void yhc__req_deliver_user(yhc__req *r) {
   yhc__req_release(r);
 }
 
-/* Detaches r from wherever it waits, then runs its completion exactly once. */
+static void yhc__http_drain(void *ctx);
+
+/* A frame about to run user code holds the client, so a yhc_http_destroy() from inside that
+   code leaves the memory this frame still reads; the last frame to let go frees it. */
+static void yhc__http_hold(yhc_http *http) { http->holds++; }
+static void yhc__http_free(yhc_http *http);
+static void yhc__http_unhold(yhc_http *http) {
+  if (--http->holds == 0 && http->destroying) yhc__http_free(http);
+}
+
+/* Makes the loop drain the completion queue at its next top level (a zero-delay timer). */
+static void yhc__http_wake(yhc_http *http) {
+  if (!http->destroying && !yhc__timer_armed(&http->done_timer))
+    yhc__timer_start(http->loop, &http->done_timer, 0, yhc__http_drain, http);
+}
+
+/* Runs the completion of a finished request: an upper layer's hook, or the user callback. */
+static void yhc__req_deliver(yhc__req *r) {
+  if (r->on_done) r->on_done(r); else yhc__req_deliver_user(r);
+}
+
+/* Delivers the answers that were queued when the drain began; answers queued by these
+   callbacks wait for the next round, so a callback that resubmits a failing request forever
+   cannot starve I/O. */
+static void yhc__http_drain(void *ctx) {
+  yhc_http *http = YHC__CAST(yhc_http *, ctx);
+  size_t n = http->done.len;
+  yhc__http_hold(http);
+  while (n-- && http->done.head && !http->destroying) {
+    yhc__req *r = http->done.head;
+    yhc__reqq_remove(&http->done, r);
+    yhc__req_deliver(r);
+  }
+  if (http->done.head) yhc__http_wake(http);
+  yhc__http_unhold(http);
+}
+
+/* Detaches r from wherever it waits and queues its answer. Nothing runs user code here, so
+   every library frame may end a request and go on using its own objects. */
 static void yhc__req_complete(yhc__req *r) {
   yhc_http *http = r->http;
   YHC_ASSERT(r->where != YHC__REQ_DONE);
   yhc__timer_stop(http->loop, &r->deadline);
   if (r->where == YHC__REQ_QUEUED) {
     yhc__reqq_remove(&r->host->q, r);
-  } else if (r->where == YHC__REQ_DEFERRED) {
-    yhc__reqq_remove(&http->deferred, r);
   } else if (r->where == YHC__REQ_PARKED) {
     if (r->unpark) r->unpark(r);
   } else if (r->where == YHC__REQ_ACTIVE && r->conn) {
@@ -6222,7 +6285,8 @@ static void yhc__req_complete(yhc__req *r) {
   r->q_prev = r->q_next = NULL;
   r->where = YHC__REQ_DONE;
   yhc__req_unlink_live(r);
-  if (r->on_done) r->on_done(r); else yhc__req_deliver_user(r);
+  yhc__reqq_push(&http->done, r, 0);
+  yhc__http_wake(http);
 }
 
 static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...) {
@@ -6237,20 +6301,6 @@ static void yhc__req_fail_with(yhc__req *r, const yhc_error *e) {
   r->error = *e;
   if (!r->error.code) r->error.code = YHC_ERR_IO;
   yhc__req_complete(r);
-}
-
-static void yhc__deferred_run(void *ctx) {
-  yhc_http *http = YHC__CAST(yhc_http *, ctx);
-  while (http->deferred.head) yhc__req_complete(http->deferred.head);
-}
-
-/* Ends r with its error from the loop rather than from inside the caller's submit call. */
-static void yhc__req_defer(yhc__req *r) {
-  yhc_http *http = r->http;
-  r->where = YHC__REQ_DEFERRED;
-  yhc__reqq_push(&http->deferred, r, 0);
-  if (!yhc__timer_armed(&http->deferred_timer))
-    yhc__timer_start(http->loop, &http->deferred_timer, 0, yhc__deferred_run, http);
 }
 
 static int yhc__token_list_has(yhc_str v, const char *tok);
@@ -6571,8 +6621,12 @@ static int yhc__conn_body(yhc__conn *c, const char *p, size_t n) {
   yhc_http *http = c->host->http;
   r->body_total += n;
   if (r->on_body) {
+    int stop;
     r->streamed = 1;
-    if (r->on_body(r->user, p, n)) {
+    stop = r->on_body(r->user, p, n);
+    /* it may have cancelled the request or destroyed the client: then c is only held */
+    if (c->dead || c->req != r) return -1;
+    if (stop) {
       yhc__conn_fail_msg(c, YHC_ERR_CANCELLED, "body callback aborted the request");
       return -1;
     }
@@ -6971,6 +7025,11 @@ static void yhc__conn_readable(yhc__conn *c) {
 
 static void yhc__conn_event(void *ctx, int ev) {
   yhc__conn *c = YHC__CAST(yhc__conn *, ctx);
+  yhc_http *http = c->host->http;
+  /* A nested loop turn from inside this connection's streaming callback (a blocking fetch in
+     on_body) must not read it again underneath that callback; poll() reports it again. */
+  if (c->in_io) return;
+  yhc__http_hold(http);
   c->in_io++;
   if (ev & YHC__EV_ERROR) {
     yhc_error e = c->s->err;
@@ -6988,6 +7047,7 @@ static void yhc__conn_event(void *ctx, int ev) {
   }
   c->in_io--;
   if (c->dead && !c->in_io) yhc__conn_free(c);
+  yhc__http_unhold(http);
 }
 
 static yhc__conn *yhc__conn_open(yhc__host *h, yhc_error *err) {
@@ -7067,6 +7127,10 @@ static void yhc__host_free(yhc__host *h) {
 }
 
 static void yhc__host_submit(yhc__host *h, yhc__req *r, int front) {
+  if (h->http->destroying) { /* an upper layer retrying from a callback destroy runs */
+    yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled: client destroyed");
+    return;
+  }
   yhc__host_enqueue(h, r, front);
   yhc__host_pump(h);
 }
@@ -7155,34 +7219,38 @@ static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *
 
 YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_response_fn cb,
                                  void *user) {
-  yhc__req *r = yhc__req_new(http);
+  yhc__req *r;
   yhc_url u;
   int tls = 0, timeout;
+  uint64_t id;
   yhc__host *h;
+  if (http->destroying) return 0; /* from a callback that yhc_http_destroy() runs */
+  r = yhc__req_new(http);
   if (!r) return 0;
   r->cb = cb;
   r->user = user;
   if (!req) {
     yhc__error_set(&r->error, YHC_ERR_INVALID, 0, "request is NULL");
-    yhc__req_defer(r);
+    yhc__req_complete(r);
     return r->id;
   }
   yhc__req_fill(r, req, &u, &tls);
   if (r->error.code) {
-    yhc__req_defer(r);
+    yhc__req_complete(r);
     return r->id;
   }
   h = yhc__host_find_or_add(http, &u, tls);
   if (!h) {
     yhc__error_set(&r->error, YHC_ERR_NOMEM, 0, "out of memory (or host name too long)");
-    yhc__req_defer(r);
+    yhc__req_complete(r);
     return r->id;
   }
   timeout = req->timeout_ms ? req->timeout_ms : http->d.request_timeout_ms;
   r->timeout_ms = timeout;
   if (timeout > 0) yhc__timer_start(http->loop, &r->deadline, (uint64_t)timeout, yhc__req_deadline, r);
+  id = r->id;
   yhc__host_submit(h, r, 0);
-  return r->id;
+  return id;
 }
 
 YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id) {
@@ -7196,13 +7264,7 @@ YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id) {
   return -1;
 }
 
-YHCDEF void yhc_http_destroy(yhc_http *http) {
-  if (!http) return;
-  http->destroying = 1;
-  yhc__timer_stop(http->loop, &http->deferred_timer);
-  while (http->deferred.head) yhc__req_complete(http->deferred.head);
-  while (http->hosts) yhc__host_free(http->hosts);
-  while (http->live) yhc__req_fail(http->live, YHC_ERR_CANCELLED, "request cancelled: client destroyed");
+static void yhc__http_free(yhc_http *http) {
   while (http->free_reqs) {
     yhc__req *r = http->free_reqs;
     http->free_reqs = r->free_next;
@@ -7210,6 +7272,24 @@ YHCDEF void yhc_http_destroy(yhc_http *http) {
   }
   yhc__tls_ctx_free(http->tls);
   YHC_FREE(http);
+}
+
+/* Every unfinished request ends with CANCELLED and its callback runs here: the loop may
+   never turn for this client again. Safe from any callback: the frames that are running user
+   code hold the client, and the last of them frees it. */
+YHCDEF void yhc_http_destroy(yhc_http *http) {
+  if (!http || http->destroying) return;
+  http->destroying = 1;
+  yhc__http_hold(http);
+  yhc__timer_stop(http->loop, &http->done_timer);
+  while (http->hosts) yhc__host_free(http->hosts);
+  while (http->live) yhc__req_fail(http->live, YHC_ERR_CANCELLED, "request cancelled: client destroyed");
+  while (http->done.head) {
+    yhc__req *r = http->done.head;
+    yhc__reqq_remove(&http->done, r);
+    yhc__req_deliver(r);
+  }
+  yhc__http_unhold(http);
 }
 
 YHCDEF yhc_str yhc_response_header(const yhc_response *resp, const char *name) {
@@ -8538,12 +8618,14 @@ YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeou
     n++;
   }
   if (timeout_ms) *timeout_ms = yhc__timers_wait(loop);
+  loop->fds_gen = loop->watch_gen;
   return n;
 }
 
 YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds) {
   int i;
-  uint64_t round = ++loop->round;
+  /* a local copy: a callback may list fds again for a nested poll */
+  uint64_t listed = loop->fds_gen;
   loop->t3_depth++;
   for (i = 0; i < nfds; i++) {
     int fd = fds[i].fd;
@@ -8551,8 +8633,9 @@ YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds
     yhc__watch *w;
     if (!rev || fd < 0 || fd >= loop->by_fd_cap) continue;
     w = loop->by_fd[fd];
-    /* a watch born in this round reuses the fd of one closed during it: not its revents */
-    if (!w || w->born == round) continue;
+    /* a watch added after the fds were listed reuses the fd of a closed socket: the
+       results belong to that one */
+    if (!w || w->born > listed) continue;
     rev &= (short)(w->events | POLLERR | POLLHUP | POLLNVAL);
     if (!w->events || !rev) continue;
     w->fn(w->ctx, rev);
@@ -8562,25 +8645,48 @@ YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds
   yhc__t3_flush(loop);
 }
 
+/* The scratch pollfd array is taken out of the loop for the whole call: a callback may turn
+   the loop again (a nested blocking fetch), and that inner call must not reallocate the array
+   this one is still reading. The larger of the two is kept afterwards. */
+static void yhc__loop_give_back_pfd(yhc_loop *loop, struct pollfd *pfd, int cap) {
+  if (loop->pfd && loop->pfd_cap >= cap) {
+    YHC_FREE(pfd);
+    return;
+  }
+  YHC_FREE(loop->pfd);
+  loop->pfd = pfd;
+  loop->pfd_cap = cap;
+}
+
 YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
-  int n, tw, rc, ran = 0, i;
-  n = yhc_loop_fds(loop, loop->pfd, loop->pfd_cap, &tw);
-  if (n > loop->pfd_cap) {
-    struct pollfd *p = YHC__CAST(struct pollfd *, YHC_REALLOC(loop->pfd, (size_t)n * sizeof *p));
+  int n, tw, rc, ran = 0, i, cap = loop->pfd_cap;
+  struct pollfd *pfd = loop->pfd;
+  loop->pfd = NULL;
+  loop->pfd_cap = 0;
+  n = yhc_loop_fds(loop, pfd, cap, &tw);
+  if (n > cap) {
+    struct pollfd *p = YHC__CAST(struct pollfd *, YHC_REALLOC(pfd, (size_t)n * sizeof *p));
     if (!p) {
+      yhc__loop_give_back_pfd(loop, pfd, cap);
       errno = ENOMEM;
       return -1;
     }
-    loop->pfd = p;
-    loop->pfd_cap = n;
-    n = yhc_loop_fds(loop, loop->pfd, loop->pfd_cap, &tw);
+    pfd = p;
+    cap = n;
+    n = yhc_loop_fds(loop, pfd, cap, &tw);
   }
   if (tw >= 0 && (timeout_ms < 0 || tw < timeout_ms)) timeout_ms = tw;
-  rc = poll(loop->pfd, (nfds_t)n, timeout_ms);
-  if (rc < 0 && errno != EINTR) return -1;
+  rc = poll(pfd, (nfds_t)n, timeout_ms);
+  if (rc < 0 && errno != EINTR) {
+    int e = errno;
+    yhc__loop_give_back_pfd(loop, pfd, cap);
+    errno = e;
+    return -1;
+  }
   if (rc > 0)
-    for (i = 0; i < n; i++) ran += loop->pfd[i].revents != 0;
-  yhc_loop_dispatch(loop, loop->pfd, rc > 0 ? n : 0);
+    for (i = 0; i < n; i++) ran += pfd[i].revents != 0;
+  yhc_loop_dispatch(loop, pfd, rc > 0 ? n : 0);
+  yhc__loop_give_back_pfd(loop, pfd, cap);
   return ran;
 }
 
@@ -13112,7 +13218,7 @@ static uint64_t yhc__session_defer_error(yhc_session *s, yhc_response_fn cb, voi
   r->cb = cb;
   r->user = user;
   yhc__error_set(&r->error, code, 0, "%s", msg);
-  yhc__req_defer(r);
+  yhc__req_complete(r);
   return r->id;
 }
 
@@ -13146,7 +13252,7 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
   r->user = user;
   yhc__req_fill(r, req, &u, &tls);
   if (r->error.code) {
-    yhc__req_defer(r);
+    yhc__req_complete(r);
     return r->id;
   }
   timeout = req->timeout_ms ? req->timeout_ms : c->timeout_ms;

@@ -26,6 +26,7 @@ static void yt_free(void *p);
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 /* ---------------------------------------------------------------- tracked allocator */
@@ -1720,17 +1721,21 @@ static void test_cancel(void) {
   turn_for(50);
   YT_EQ_INT(a.calls, 0);
   YT_EQ_INT(yhc_http_cancel(h, a.id), 0);
-  YT_EQ_INT(a.calls, 1); /* before yhc_http_cancel returned */
-  CHECK_ERR(a.err, a.error, YHC_ERR_CANCELLED);
+  YT_EQ_INT(a.calls, 0); /* the callback runs from the loop, never inside yhc_http_cancel */
   YT_EQ_INT(yhc_http_cancel(h, a.id), -1);
+  turn_for(20);
+  YT_EQ_INT(a.calls, 1);
+  CHECK_ERR(a.err, a.error, YHC_ERR_CANCELLED);
   /* before the loop ever turned */
   rq_init(&b);
   b.done_counter = &done;
   submit(h, &b, "GET", O("/hello"));
   YT_EQ_INT(yhc_http_cancel(h, b.id), 0);
+  YT_EQ_INT(b.calls, 0);
+  YT_EQ_INT(yhc_http_cancel(h, 987654321u), -1);
+  turn_for(20);
   YT_EQ_INT(b.calls, 1);
   CHECK_ERR(b.err, b.error, YHC_ERR_CANCELLED);
-  YT_EQ_INT(yhc_http_cancel(h, 987654321u), -1);
   turn_for(600);
   YT_EQ_INT(a.calls, 1);
   YT_EQ_INT(b.calls, 1);
@@ -1768,9 +1773,9 @@ static void test_cancel(void) {
   submit(h, &b, "GET", O("/hello"));
   turn_for(30);
   YT_EQ_INT(yhc_http_cancel(h, b.id), 0);
-  YT_EQ_INT(b.calls, 1);
-  CHECK_ERR(b.err, b.error, YHC_ERR_CANCELLED);
+  YT_EQ_INT(b.calls, 0);
   YT_CHECK(turn_until(&done, 2, 5000));
+  CHECK_ERR(b.err, b.error, YHC_ERR_CANCELLED);
   CHECK_ERR(a.err, a.error, YHC_ERR_OK);
   turn_for(30);
   YT_CHECK(a.calls == 1 && b.calls == 1);
@@ -1862,7 +1867,7 @@ static void test_chaining(void) {
   rq_free(&c);
 
   /* a blocking fetch completes while callback requests are in flight; one request's callback
-     cancels another (whose callback then runs nested, exactly once) */
+     cancels another (whose callback then runs from the loop, not nested, exactly once) */
   rq_init(&a);
   rq_init(&b);
   done = 0;
@@ -1880,13 +1885,337 @@ static void test_chaining(void) {
   YT_CHECK(turn_until(&done, 2, 5000));
   CHECK_ERR(a.err, a.error, YHC_ERR_OK);
   YT_EQ_INT(a.cancel_other_rc, 0);
-  YT_EQ_INT(a.other_calls_after, 1);
+  YT_EQ_INT(a.other_calls_after, 0);
   CHECK_ERR(b.err, b.error, YHC_ERR_CANCELLED);
   turn_for(30);
   YT_CHECK(a.calls == 1 && b.calls == 1);
   rq_free(&a);
   rq_free(&b);
   yhc_http_destroy(h);
+}
+
+/* ================================================================= the callback rule
+   yhc.h: a user callback runs only from the top of the loop's dispatch (or from inside
+   yhc_http_destroy), and from inside any callback every public call is allowed. Every
+   trigger below is paired with every action; each pair runs on a fresh loop (so the tier-1
+   pollfd array is as small as it can be and a nested poll must grow it) and must end with
+   every request answered exactly once, the right errors, nothing leaked and, under ASan,
+   nothing touched after it was freed. */
+enum {
+  T_DONE_OK, T_DONE_CANNOT_START, T_DONE_INVALID, T_DONE_TIMEOUT, T_HEAD, T_BODY_LENGTH,
+  T_BODY_CHUNKED, T_BODY_CLOSE, T_TIMER, T_IN_DESTROY, T__COUNT
+};
+enum { A_NONE, A_CANCEL_SELF, A_CANCEL_OTHER, A_DESTROY, A_SUBMIT, A_FETCH, A__COUNT };
+static const char *const trigger_name[T__COUNT] = {
+    "completion", "completion (connection cannot start)", "completion (invalid request)",
+    "completion (deadline)", "on_head", "on_body (Content-Length)", "on_body (chunked)",
+    "on_body (close-delimited)", "timer", "completion run by yhc_http_destroy"};
+static const char *const action_name[A__COUNT] = {
+    "nothing", "cancel itself", "cancel another request", "destroy the client",
+    "submit a request", "nested blocking fetch"};
+
+typedef struct cbx {
+  yhc_loop *loop;
+  yhc_http *h;
+  int trigger, action;
+  int acted, destroyed, in_destroy;
+  int in_call;      /* inside a public call (not fetch/destroy) made from a callback */
+  int in_submit;    /* inside the test's own yhc_http_request */
+  int bad_nesting, cb_in_submit, depth, max_depth;
+  uint64_t victim_id, other_id, extra_id;
+  int victim_calls, other_calls, extra_calls;
+  yhc_err victim_err, other_err, extra_err;
+  int cancel_rc, fetch_ran, fetch_ok, fetch_null;
+  int retries_left; /* T_DONE_CANNOT_START: resubmit from the callback this many times */
+} cbx;
+
+static void cbx_enter(cbx *x) {
+  if (x->in_call) x->bad_nesting++;
+  if (x->in_submit) x->cb_in_submit++;
+  if (++x->depth > x->max_depth) x->max_depth = x->depth;
+}
+
+static void cbx_extra_done(const yhc_response *resp, void *user) {
+  cbx *x = (cbx *)user;
+  cbx_enter(x);
+  x->extra_calls++;
+  x->extra_err = resp->err;
+  x->depth--;
+}
+
+static void cbx_act(cbx *x) {
+  yhc_request q;
+  if (x->acted) return;
+  x->acted = 1;
+  switch (x->action) {
+  case A_CANCEL_SELF:
+  case A_CANCEL_OTHER:
+    x->in_call++;
+    x->cancel_rc = yhc_http_cancel(x->h, x->action == A_CANCEL_SELF ? x->victim_id : x->other_id);
+    x->in_call--;
+    break;
+  case A_DESTROY:
+    x->destroyed = 1;
+    x->in_destroy++;
+    yhc_http_destroy(x->h);
+    x->in_destroy--;
+    break;
+  case A_SUBMIT:
+    req_init(&q, "GET", O("/hello"));
+    x->in_call++;
+    x->extra_id = yhc_http_request(x->h, &q, cbx_extra_done, x);
+    x->in_call--;
+    break;
+  case A_FETCH: {
+    yhc_response *r;
+    req_init(&q, "GET", O("/hello"));
+    r = yhc_http_fetch(x->h, &q);
+    x->fetch_ran = 1;
+    x->fetch_null = r == NULL;
+    x->fetch_ok = r && r->err == YHC_ERR_OK && r->status == 200;
+    yhc_response_free(r);
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+static void cbx_victim_done(const yhc_response *resp, void *user);
+
+static uint64_t cbx_submit_victim(cbx *x, const char *url) {
+  yhc_request q;
+  uint64_t id;
+  req_init(&q, "GET", url);
+  if (x->trigger == T_DONE_TIMEOUT) q.timeout_ms = 30;
+  x->in_submit++;
+  id = yhc_http_request(x->h, &q, cbx_victim_done, x);
+  x->in_submit--;
+  return id;
+}
+
+static void cbx_victim_done(const yhc_response *resp, void *user) {
+  cbx *x = (cbx *)user;
+  cbx_enter(x);
+  x->victim_calls++;
+  x->victim_err = resp->err;
+  if (x->retries_left > 0) {
+    x->retries_left--;
+    x->victim_calls--;
+    x->in_call++;
+    x->victim_id = cbx_submit_victim(x, O("/hello"));
+    x->in_call--;
+  } else if (x->trigger <= T_DONE_TIMEOUT || x->trigger == T_IN_DESTROY) {
+    cbx_act(x);
+  }
+  x->depth--;
+}
+
+static int cbx_on_head(void *user, const yhc_response *head) {
+  cbx *x = (cbx *)user;
+  (void)head;
+  cbx_enter(x);
+  if (x->trigger == T_HEAD) cbx_act(x);
+  x->depth--;
+  return 0;
+}
+
+static int cbx_on_body(void *user, const void *data, size_t len) {
+  cbx *x = (cbx *)user;
+  (void)data;
+  (void)len;
+  cbx_enter(x);
+  cbx_act(x);
+  x->depth--;
+  return 0;
+}
+
+static void cbx_timer(void *user) {
+  cbx *x = (cbx *)user;
+  cbx_enter(x);
+  cbx_act(x);
+  x->depth--;
+}
+
+static void cbx_other_done(const yhc_response *resp, void *user) {
+  cbx *x = (cbx *)user;
+  cbx_enter(x);
+  x->other_calls++;
+  x->other_err = resp->err;
+  x->depth--;
+}
+
+/* The lowest free descriptor becomes the limit, so the next socket() fails with EMFILE. */
+static int cbx_block_fds(struct rlimit *saved) {
+  struct rlimit lim;
+  int fd = dup(0);
+  if (fd < 0 || getrlimit(RLIMIT_NOFILE, saved) != 0) return -1;
+  close(fd);
+  lim = *saved;
+  lim.rlim_cur = (rlim_t)fd;
+  return setrlimit(RLIMIT_NOFILE, &lim);
+}
+
+/* The silent requests (the other one, the timer's victim) end only when cancelled, so the
+   first wait is for the rest and the second, after the cancels, for everything. */
+static int cbx_finished(const cbx *x, int all) {
+  int silent_victim = x->trigger == T_TIMER || x->trigger == T_IN_DESTROY;
+  return (!x->victim_id || x->victim_calls || (silent_victim && !all)) &&
+         (x->other_calls || !all) && (!x->extra_id || x->extra_calls) && x->acted;
+}
+
+static void cbx_turn(cbx *x, int all) {
+  long long end = yt_now_ms() + 5000;
+  while (!cbx_finished(x, all) && yt_now_ms() < end) yhc_loop_poll(x->loop, 20);
+}
+
+static void cbx_run(int trigger, int action) {
+  cbx x;
+  yhc_http_desc d;
+  yhc_request q;
+  struct rlimit saved;
+  size_t before = yt_mem_cur;
+  const char *url = O("/hello");
+  memset(&x, 0, sizeof x);
+  x.trigger = trigger;
+  x.action = action;
+  x.cancel_rc = 99;
+  x.loop = yhc_loop_create(NULL);
+  desc_init(&d);
+  x.h = yhc_http_create(x.loop, &d);
+  if (!x.loop || !x.h) {
+    YT_CHECK(0);
+    return;
+  }
+  switch (trigger) {
+  case T_DONE_INVALID: url = "nope://x/"; break;
+  case T_DONE_TIMEOUT: case T_TIMER: case T_IN_DESTROY: url = H("/silence"); break;
+  case T_HEAD: url = O("/bytes/20000"); break;
+  case T_BODY_LENGTH: url = O("/bytes/300000"); break;
+  case T_BODY_CHUNKED: url = O("/chunked?n=6&size=3000"); break;
+  case T_BODY_CLOSE: url = O("/close?size=300000"); break;
+  default: break;
+  }
+  req_init(&q, "GET", url);
+  if (trigger == T_DONE_TIMEOUT) q.timeout_ms = 30;
+  if (trigger == T_HEAD) q.on_head = cbx_on_head;
+  if (trigger >= T_BODY_LENGTH && trigger <= T_BODY_CLOSE) q.on_body = cbx_on_body;
+  if (trigger == T_DONE_CANNOT_START && cbx_block_fds(&saved) != 0) {
+    YT_CHECKF(0, "cannot lower RLIMIT_NOFILE");
+    trigger = x.trigger = T_DONE_OK;
+  }
+  x.in_submit++;
+  x.victim_id = yhc_http_request(x.h, &q, cbx_victim_done, &x);
+  x.in_submit--;
+  if (trigger == T_DONE_CANNOT_START) setrlimit(RLIMIT_NOFILE, &saved);
+  /* another request in flight, on a socket that comes after the victim's in the pollfds */
+  req_init(&q, "GET", H("/silence"));
+  x.other_id = yhc_http_request(x.h, &q, cbx_other_done, &x);
+  if (trigger == T_TIMER) yhc_timer_add(x.loop, 30, cbx_timer, &x);
+  if (trigger == T_IN_DESTROY) {
+    long long end = yt_now_ms() + 60;
+    while (yt_now_ms() < end) yhc_loop_poll(x.loop, 10);
+    x.in_destroy++;
+    x.destroyed = 1;
+    yhc_http_destroy(x.h);
+    x.in_destroy--;
+  }
+  cbx_turn(&x, 0);
+  /* what is still waiting (the silent requests) is cancelled from the top level */
+  if (!x.destroyed && !x.other_calls) yhc_http_cancel(x.h, x.other_id);
+  if (!x.destroyed && x.victim_id && !x.victim_calls) yhc_http_cancel(x.h, x.victim_id);
+  cbx_turn(&x, 1);
+  if (!x.destroyed) yhc_http_destroy(x.h);
+  yhc_loop_destroy(x.loop);
+
+  YT_CHECKF(x.victim_id != 0 && x.victim_calls == 1 && x.other_calls == 1,
+            "%s / %s: victim %d, other %d callbacks", trigger_name[trigger], action_name[action],
+            x.victim_calls, x.other_calls);
+  YT_CHECKF(!x.extra_id || x.extra_calls == 1, "%s / %s: the new request got %d callbacks",
+            trigger_name[trigger], action_name[action], x.extra_calls);
+  YT_CHECKF(x.acted, "%s / %s: the callback never ran", trigger_name[trigger], action_name[action]);
+  YT_CHECKF(!x.bad_nesting && !x.cb_in_submit,
+            "%s / %s: %d callbacks ran inside a public call, %d inside yhc_http_request",
+            trigger_name[trigger], action_name[action], x.bad_nesting, x.cb_in_submit);
+  YT_CHECKF(x.max_depth == 1 || action == A_FETCH || action == A_DESTROY ||
+                trigger == T_IN_DESTROY,
+            "%s / %s: callbacks nested %d deep", trigger_name[trigger], action_name[action],
+            x.max_depth);
+  YT_CHECKF(yt_mem_cur == before, "%s / %s: %zu bytes leaked", trigger_name[trigger],
+            action_name[action], yt_mem_cur - before);
+  if (trigger == T_IN_DESTROY) {
+    /* the client is going away: new requests are refused, cancels and destroys do nothing */
+    if (action == A_SUBMIT) YT_EQ_INT(x.extra_id, 0);
+    if (action == A_CANCEL_SELF || action == A_CANCEL_OTHER) YT_EQ_INT(x.cancel_rc, -1);
+    if (action == A_FETCH) YT_CHECK(x.fetch_null);
+    CHECK_ERR(x.victim_err, "", YHC_ERR_CANCELLED);
+    CHECK_ERR(x.other_err, "", YHC_ERR_CANCELLED);
+    return;
+  }
+  CHECK_ERR(x.other_err, action_name[action], YHC_ERR_CANCELLED);
+  if (action == A_FETCH) YT_CHECKF(x.fetch_ok, "%s: nested fetch failed", trigger_name[trigger]);
+  if (action == A_SUBMIT) CHECK_ERR(x.extra_err, trigger_name[trigger], YHC_ERR_OK);
+  if (action == A_CANCEL_OTHER) YT_EQ_INT(x.cancel_rc, 0);
+  if (action == A_CANCEL_SELF) {
+    int finished = trigger <= T_DONE_TIMEOUT;
+    YT_EQ_INT(x.cancel_rc, finished ? -1 : 0);
+    if (!finished) CHECK_ERR(x.victim_err, trigger_name[trigger], YHC_ERR_CANCELLED);
+  }
+  if (action == A_DESTROY && (trigger == T_HEAD || trigger >= T_BODY_LENGTH))
+    CHECK_ERR(x.victim_err, trigger_name[trigger], YHC_ERR_CANCELLED);
+  if (action == A_NONE || action == A_SUBMIT || action == A_FETCH) {
+    yhc_err want = trigger == T_DONE_CANNOT_START ? YHC_ERR_CONNECT
+                   : trigger == T_DONE_INVALID    ? YHC_ERR_URL
+                   : trigger == T_DONE_TIMEOUT    ? YHC_ERR_TIMEOUT
+                   : trigger == T_TIMER           ? YHC_ERR_CANCELLED
+                                                  : YHC_ERR_OK;
+    CHECK_ERR(x.victim_err, trigger_name[trigger], want);
+  }
+}
+
+/* YHC_TEST_CALLBACK="t,a" runs one pair (to show a single defect on an old build). */
+static void test_callback_rule(void) {
+  int t, a, only_t = -1, only_a = -1;
+  const char *only = getenv("YHC_TEST_CALLBACK");
+  YT_GROUP("every public call from every callback");
+  if (only && sscanf(only, "%d,%d", &only_t, &only_a) != 2) only_t = only_a = -1;
+  for (t = 0; t < T__COUNT; t++)
+    for (a = 0; a < A__COUNT; a++)
+      if ((only_t < 0 || t == only_t) && (only_a < 0 || a == only_a)) cbx_run(t, a);
+}
+
+/* Retrying from the callback of a request whose connection cannot start used to recurse once
+   per retry inside yhc_http_request; now each retry is answered from the loop. */
+static void test_retry_cannot_start(void) {
+  cbx x;
+  struct rlimit saved;
+  size_t before = yt_mem_cur;
+  yhc_http_desc d;
+  long long end;
+  YT_GROUP("retrying a connection that cannot start, from its own callback");
+  memset(&x, 0, sizeof x);
+  x.trigger = T_DONE_CANNOT_START;
+  x.loop = yhc_loop_create(NULL);
+  desc_init(&d);
+  x.h = yhc_http_create(x.loop, &d);
+  x.retries_left = 3000;
+  x.other_calls = 1; /* no second request here */
+  if (cbx_block_fds(&saved) != 0) {
+    YT_CHECKF(0, "cannot lower RLIMIT_NOFILE");
+    return;
+  }
+  x.victim_id = cbx_submit_victim(&x, O("/hello"));
+  end = yt_now_ms() + 20000;
+  while ((x.retries_left > 0 || !x.victim_calls) && yt_now_ms() < end) yhc_loop_poll(x.loop, 10);
+  setrlimit(RLIMIT_NOFILE, &saved);
+  YT_EQ_INT(x.retries_left, 0);
+  YT_EQ_INT(x.victim_calls, 1);
+  CHECK_ERR(x.victim_err, "", YHC_ERR_CONNECT);
+  YT_EQ_INT(x.max_depth, 1);
+  YT_EQ_INT(x.cb_in_submit, 0);
+  yhc_http_destroy(x.h);
+  yhc_loop_destroy(x.loop);
+  YT_CHECKF(yt_mem_cur == before, "%zu bytes leaked", yt_mem_cur - before);
 }
 
 /* Tier 2: the test's own poll() with one fd of its own next to the library's. */
@@ -2064,7 +2393,11 @@ int main(void) {
   }
   L = yhc_loop_create(&ld);
   YT_CHECK(L != NULL);
-  if (L) {
+  if (L && getenv("YHC_TEST_CALLBACK")) {
+    test_callback_rule();
+    test_retry_cannot_start();
+    yhc_loop_destroy(L);
+  } else if (L) {
     test_url_parse();
     test_bad_requests();
     test_basic();
@@ -2089,6 +2422,8 @@ int main(void) {
     test_cancel();
     test_destroy_in_flight();
     test_chaining();
+    test_callback_rule();
+    test_retry_cannot_start();
     test_own_poll();
     test_nginx();
     yhc_loop_destroy(L);
