@@ -2290,6 +2290,54 @@ static void test_own_poll(void) {
   yhc_http_destroy(h);
 }
 
+/* Tier 2: results polled for a socket that was closed before yhc_loop_dispatch must not
+   reach a new socket that reused its fd in between. */
+static void test_own_poll_fd_reuse(void) {
+  yhc_http *h = http_new(NULL);
+  rq a, b;
+  int done = 0, n, i, timeout;
+  struct pollfd fds[64];
+  YT_GROUP("own poll(): stale results for a reused fd");
+  rq_init(&a);
+  rq_init(&b);
+  a.done_counter = b.done_counter = &done;
+  submit(h, &a, "GET", H("/silence"));
+  turn_for(100); /* connected, request sent, waiting */
+  n = yhc_loop_fds(L, fds, 64, &timeout);
+  YT_CHECK(n >= 1 && n <= 64);
+  /* a's socket goes (its fd is freed) and b's connect most likely takes the same number */
+  YT_EQ_INT(yhc_http_cancel(h, a.id), 0);
+  submit(h, &b, "GET", O("/hello"));
+  /* what poll() could have said about a's socket: hung up */
+  for (i = 0; i < n && i < 64; i++) fds[i].revents = POLLIN | POLLHUP | POLLERR;
+  yhc_loop_dispatch(L, fds, n < 64 ? n : 64);
+  YT_CHECK(turn_until(&done, 2, 5000));
+  CHECK_ERR(a.err, a.error, YHC_ERR_CANCELLED);
+  CHECK_ERR(b.err, b.error, YHC_ERR_OK);
+  YT_EQ_INT(b.status, 200);
+  rq_free(&a);
+  rq_free(&b);
+  yhc_http_destroy(h);
+}
+
+static void never_fn(void *user) { (*(int *)user)++; }
+
+/* A delay of UINT64_MAX means never, not a sum that wraps into the past. */
+static void test_timer_saturates(void) {
+  int fired = 0, timeout = 0;
+  uint64_t id;
+  YT_GROUP("timers: a huge delay saturates");
+  id = yhc_timer_add(L, UINT64_MAX, never_fn, &fired);
+  YT_CHECK(id != 0);
+  yhc_timer_add(L, UINT64_MAX - 5, never_fn, &fired);
+  turn_for(30);
+  YT_EQ_INT(fired, 0);
+  yhc_loop_fds(L, NULL, 0, &timeout);
+  YT_CHECKF(timeout == -1 || timeout > 1000000, "next timeout %d ms", timeout);
+  YT_EQ_INT(yhc_timer_cancel(L, id), 1);
+  YT_EQ_INT(yhc_timer_cancel(L, id + 1), 1);
+}
+
 static void test_nginx(void) {
   yhc_http *h;
   yhc_response *r;
@@ -2425,6 +2473,8 @@ int main(void) {
     test_callback_rule();
     test_retry_cannot_start();
     test_own_poll();
+    test_own_poll_fd_reuse();
+    test_timer_saturates();
     test_nginx();
     yhc_loop_destroy(L);
   }
