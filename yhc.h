@@ -3026,6 +3026,10 @@ struct yhc_loop {
   int t3_depth;           /* inside action/timeout/dispatch: changes are told at the end */
   int t3_flushing;
   uint64_t t3_due;        /* the deadline last told (UINT64_MAX = none) */
+  /* yhc_loop_poll/dispatch frames under way: a loop destroyed from a callback (a session
+     with a loop of its own destroyed there) is freed when the outermost one returns */
+  int busy;
+  int doomed;
 };
 
 /* Tier 3 bookkeeping lives beside the watchers it follows; the callbacks themselves run only
@@ -3228,7 +3232,7 @@ static int yhc__timers_run(yhc_loop *loop) {
   uint64_t now = yhc_loop_now(loop);
   uint64_t last_seq = loop->timer_seq;
   int ran = 0;
-  while (loop->nheap && loop->heap[0]->due <= now && loop->heap[0]->seq <= last_seq) {
+  while (!loop->doomed && loop->nheap && loop->heap[0]->due <= now && loop->heap[0]->seq <= last_seq) {
     yhc__timer *t = loop->heap[0];
     yhc__timer_stop(loop, t);
     t->fn(t->ctx);
@@ -6221,7 +6225,8 @@ static void yhc__response_view(const yhc__req *r, yhc_response *resp) {
   resp->body.len = r->body.len;
 }
 
-static void yhc__req_deliver_user(yhc__req *r) {
+/* Runs the user's callback of a finished request and recycles the record. */
+static void yhc__req_run_callback(yhc__req *r) {
   yhc_response resp;
   yhc__response_view(r, &resp);
   if (r->cb) r->cb(&resp, r->user);
@@ -6229,6 +6234,13 @@ static void yhc__req_deliver_user(yhc__req *r) {
 }
 
 static void yhc__http_drain(void *ctx);
+static void yhc__http_wake(yhc_http *http);
+
+/* Queues r's answer for the loop (the record stays until its callback has run). */
+static void yhc__req_deliver_user(yhc__req *r) {
+  yhc__reqq_push(&r->http->done, r, 0);
+  yhc__http_wake(r->http);
+}
 
 /* A frame about to run user code holds the client, so a yhc_http_destroy() from inside that
    code leaves the memory this frame still reads; the last frame to let go frees it. */
@@ -6244,11 +6256,6 @@ static void yhc__http_wake(yhc_http *http) {
     yhc__timer_start(http->loop, &http->done_timer, 0, yhc__http_drain, http);
 }
 
-/* Runs the completion of a finished request: an upper layer's hook, or the user callback. */
-static void yhc__req_deliver(yhc__req *r) {
-  if (r->on_done) r->on_done(r); else yhc__req_deliver_user(r);
-}
-
 /* Delivers the answers that were queued when the drain began; answers queued by these
    callbacks wait for the next round, so a callback that resubmits a failing request forever
    cannot starve I/O. */
@@ -6259,14 +6266,15 @@ static void yhc__http_drain(void *ctx) {
   while (n-- && http->done.head && !http->destroying) {
     yhc__req *r = http->done.head;
     yhc__reqq_remove(&http->done, r);
-    yhc__req_deliver(r);
+    yhc__req_run_callback(r);
   }
   if (http->done.head) yhc__http_wake(http);
   yhc__http_unhold(http);
 }
 
-/* Detaches r from wherever it waits and queues its answer. Nothing runs user code here, so
-   every library frame may end a request and go on using its own objects. */
+/* Detaches r from wherever it waits, runs the upper layer's completion hook (internal code:
+   accounting, a retry elsewhere) and queues the answer. No user code runs here, so every
+   library frame may end a request and go on using its own objects. */
 static void yhc__req_complete(yhc__req *r) {
   yhc_http *http = r->http;
   YHC_ASSERT(r->where != YHC__REQ_DONE);
@@ -6285,8 +6293,7 @@ static void yhc__req_complete(yhc__req *r) {
   r->q_prev = r->q_next = NULL;
   r->where = YHC__REQ_DONE;
   yhc__req_unlink_live(r);
-  yhc__reqq_push(&http->done, r, 0);
-  yhc__http_wake(http);
+  if (r->on_done) r->on_done(r); else yhc__req_deliver_user(r);
 }
 
 static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...) {
@@ -7253,15 +7260,34 @@ YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_res
   return id;
 }
 
-YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id) {
+/* An unfinished request by id; with `answered`, also one whose answer is still queued. */
+static yhc__req *yhc__http_find(yhc_http *http, uint64_t id, int answered) {
   yhc__req *r;
-  for (r = http->live; r; r = r->all_next) {
-    if (r->id == id) {
-      yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled");
-      return 0;
-    }
-  }
-  return -1;
+  for (r = http->live; r; r = r->all_next)
+    if (r->id == id) return r;
+  if (answered)
+    for (r = http->done.head; r; r = r->q_next)
+      if (r->id == id) return r;
+  return NULL;
+}
+
+/* Ends r (unless already answered) without running its callback: for an owner that is going
+   away, since the answer is delivered from the loop when the owner may be gone. */
+static void yhc__req_abandon(yhc__req *r) {
+  r->cb = NULL;
+  if (r->where != YHC__REQ_DONE) yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled");
+}
+
+YHCDEF int yhc_http_cancel(yhc_http *http, uint64_t id) {
+  yhc__req *r = yhc__http_find(http, id, 0);
+  if (!r) return -1;
+  yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled");
+  return 0;
+}
+
+static void yhc__http_abandon(yhc_http *http, uint64_t id) {
+  yhc__req *r = yhc__http_find(http, id, 1);
+  if (r) yhc__req_abandon(r);
 }
 
 static void yhc__http_free(yhc_http *http) {
@@ -7287,7 +7313,7 @@ YHCDEF void yhc_http_destroy(yhc_http *http) {
   while (http->done.head) {
     yhc__req *r = http->done.head;
     yhc__reqq_remove(&http->done, r);
-    yhc__req_deliver(r);
+    yhc__req_run_callback(r);
   }
   yhc__http_unhold(http);
 }
@@ -8589,9 +8615,13 @@ YHCDEF void yhc_loop_timeout(yhc_loop *loop) {
 
 YHCDEF void yhc_loop_destroy(yhc_loop *loop) {
   if (!loop) return;
+  while (loop->pubtimers) yhc_timer_cancel(loop, loop->pubtimers->id);
+  if (loop->busy) {
+    loop->doomed = 1;
+    return;
+  }
   yhc__resolver_free(loop);
   yhc__loop_free_resolver_desc(loop);
-  while (loop->pubtimers) yhc_timer_cancel(loop, loop->pubtimers->id);
   yhc__t3_off(loop);
   yhc__watch_del(loop, &loop->wake);
   close(loop->wake_rd);
@@ -8622,12 +8652,17 @@ YHCDEF int yhc_loop_fds(yhc_loop *loop, struct pollfd *fds, int cap, int *timeou
   return n;
 }
 
+static void yhc__loop_unbusy(yhc_loop *loop) {
+  if (--loop->busy == 0 && loop->doomed) yhc_loop_destroy(loop);
+}
+
 YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds) {
   int i;
   /* a local copy: a callback may list fds again for a nested poll */
   uint64_t listed = loop->fds_gen;
   loop->t3_depth++;
-  for (i = 0; i < nfds; i++) {
+  loop->busy++;
+  for (i = 0; i < nfds && !loop->doomed; i++) {
     int fd = fds[i].fd;
     short rev = fds[i].revents;
     yhc__watch *w;
@@ -8640,9 +8675,10 @@ YHCDEF void yhc_loop_dispatch(yhc_loop *loop, const struct pollfd *fds, int nfds
     if (!w->events || !rev) continue;
     w->fn(w->ctx, rev);
   }
-  yhc__timers_run(loop);
+  if (!loop->doomed) yhc__timers_run(loop);
   loop->t3_depth--;
-  yhc__t3_flush(loop);
+  if (!loop->doomed) yhc__t3_flush(loop);
+  yhc__loop_unbusy(loop);
 }
 
 /* The scratch pollfd array is taken out of the loop for the whole call: a callback may turn
@@ -8685,8 +8721,10 @@ YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
   }
   if (rc > 0)
     for (i = 0; i < n; i++) ran += pfd[i].revents != 0;
+  loop->busy++;
   yhc_loop_dispatch(loop, pfd, rc > 0 ? n : 0);
   yhc__loop_give_back_pfd(loop, pfd, cap);
+  yhc__loop_unbusy(loop);
   return ran;
 }
 
@@ -9116,10 +9154,18 @@ struct yhc__golem {
   uint64_t teardown_call;
   int abandoning;            /* close ran out of time: the teardown stops where it is */
   char left[600];            /* what the close could not clean up, for its last event */
-  /* events */
+  /* events: copied into a queue and handed to on_event from the top of the loop's dispatch
+     (ev_timer), never from inside the library frame that noticed them */
   yhc_event_fn on_event;
   void *event_user;
   int log_events;
+  struct yhc__evq *ev_head, *ev_tail;
+  yhc__timer ev_timer;
+  /* frames running user code (events, size and startup functions, request callbacks): a
+     session destroyed from inside one is freed by the last of them (free_owner) */
+  int holds;
+  int destroyed;
+  void (*free_owner)(yhc__golem *g);
   /* hooks the upper layers set */
   void (*on_ready)(yhc__golem *g);
   /* routine: an expected end (the agreement's expiration), not a failure of the instance */
@@ -9181,7 +9227,68 @@ static const char *yhc__event_text(yhc_event_kind kind, int which, const char *u
 
 YHCDEF const char *yhc_event_name(yhc_event_kind kind) { return yhc__event_text(kind, 0, "unknown"); }
 
+/* One queued event: the event and copies of every string it points to, in one block. */
+typedef struct yhc__evq {
+  struct yhc__evq *next;
+  yhc_event ev;
+} yhc__evq;
+
+static void yhc__golem_hold(yhc__golem *g) { g->holds++; }
+/* Returns 1 when the session went away while held: the caller touches nothing more. */
+static int yhc__golem_unhold(yhc__golem *g) {
+  int gone = g->destroyed;
+  if (--g->holds == 0 && gone && g->free_owner) g->free_owner(g);
+  return gone;
+}
+
+/* Delivers one queued event. 1 when the session was destroyed from the callback. */
+static int yhc__event_deliver(yhc__golem *g, yhc__evq *q) {
+  yhc__golem_hold(g);
+  if (g->on_event) g->on_event(&q->ev, g->event_user);
+  YHC_FREE(q);
+  return yhc__golem_unhold(g);
+}
+
+/* Delivers the events queued when it began; later ones wait a round (no starvation). */
+static void yhc__events_run(void *ctx) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  yhc__evq *last = g->ev_tail;
+  while (g->ev_head) {
+    yhc__evq *q = g->ev_head;
+    g->ev_head = q->next;
+    if (!g->ev_head) g->ev_tail = NULL;
+    if (yhc__event_deliver(g, q)) return;
+    if (q == last) break;
+  }
+  if (g->ev_head) yhc__timer_start(g->loop, &g->ev_timer, 0, yhc__events_run, g);
+}
+
+/* Delivers every queued event now (a destroy answers what is pending) or drops them. */
+static void yhc__events_flush(yhc__golem *g, int deliver) {
+  yhc__timer_stop(g->loop, &g->ev_timer);
+  while (g->ev_head) {
+    yhc__evq *q = g->ev_head;
+    g->ev_head = q->next;
+    if (!g->ev_head) g->ev_tail = NULL;
+    if (deliver) yhc__event_deliver(g, q); else YHC_FREE(q);
+  }
+}
+
+static size_t yhc__evstr_len(const char *p) { return p ? strlen(p) + 1 : 0; }
+static const char *yhc__evstr_copy(char **dst, const char *src) {
+  char *at = *dst;
+  size_t n;
+  if (!src) return NULL;
+  n = strlen(src) + 1;
+  memcpy(at, src, n);
+  *dst += n;
+  return at;
+}
+
 static void yhc__emit(yhc__golem *g, yhc_event *ev) {
+  yhc__evq *q;
+  char *p;
+  size_t extra;
   if (ev->kind == YHC_EV_ERROR || ev->kind == YHC_EV_SERVICE_FAILED || ev->kind == YHC_EV_CLUSTER_FAILED) {
     yhc_err code = ev->err ? ev->err : ev->kind == YHC_EV_ERROR ? YHC_ERR_YAGNA : YHC_ERR_SERVICE_FAILED;
     yhc__error_set(&g->last_error, code, 0, "%s", ev->message ? ev->message : "");
@@ -9189,7 +9296,28 @@ static void yhc__emit(yhc__golem *g, yhc_event *ev) {
   /* one line per forwarded request is too chatty for log_events = 1 */
   if (g->log_events > (ev->kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0))
     fprintf(stderr, "[yhc %-9s] %s\n", yhc__event_text(ev->kind, 1, "event"), ev->message ? ev->message : "");
-  if (g->on_event) g->on_event(ev, g->event_user);
+  if (!g->on_event || g->destroyed) return;
+  extra = yhc__evstr_len(ev->service) + yhc__evstr_len(ev->provider_id) +
+          yhc__evstr_len(ev->provider_name) + yhc__evstr_len(ev->agreement_id) +
+          yhc__evstr_len(ev->activity_id) + yhc__evstr_len(ev->amount) + yhc__evstr_len(ev->message);
+  q = YHC__CAST(yhc__evq *, YHC_MALLOC(sizeof *q + extra));
+  if (!q) {
+    yhc__log(g->loop, YHC_LOG_ERROR, "out of memory queueing an event: %s", ev->message ? ev->message : "");
+    return;
+  }
+  q->next = NULL;
+  q->ev = *ev;
+  p = YHC__CAST(char *, YHC__CAST(void *, q + 1));
+  q->ev.service = yhc__evstr_copy(&p, ev->service);
+  q->ev.provider_id = yhc__evstr_copy(&p, ev->provider_id);
+  q->ev.provider_name = yhc__evstr_copy(&p, ev->provider_name);
+  q->ev.agreement_id = yhc__evstr_copy(&p, ev->agreement_id);
+  q->ev.activity_id = yhc__evstr_copy(&p, ev->activity_id);
+  q->ev.amount = yhc__evstr_copy(&p, ev->amount);
+  q->ev.message = yhc__evstr_copy(&p, ev->message);
+  if (g->ev_tail) g->ev_tail->next = q; else g->ev_head = q;
+  g->ev_tail = q;
+  if (!yhc__timer_armed(&g->ev_timer)) yhc__timer_start(g->loop, &g->ev_timer, 0, yhc__events_run, g);
 }
 
 /* A message is one line: trailing line breaks (a provider's stderr often ends with one) are
@@ -9371,12 +9499,16 @@ static uint64_t yhc__api(yhc__golem *g, const char *method, const char *path, co
   return id;
 }
 
+/* Ends a daemon call whose owner stops caring (and may be freed before the answer is
+   delivered): the call's context is told to forget the owner. */
 static void yhc__api_cancel(yhc__golem *g, uint64_t *id) {
-  if (*id) {
-    uint64_t v = *id;
-    *id = 0;
-    yhc_http_cancel(g->api, v);
-  }
+  yhc__req *r;
+  if (!*id) return;
+  r = yhc__http_find(g->api, *id, 1);
+  *id = 0;
+  if (!r) return;
+  YHC__CAST(yhc__call *, r->user)->fn = NULL;
+  if (r->where != YHC__REQ_DONE) yhc__req_fail(r, YHC_ERR_CANCELLED, "request cancelled");
 }
 
 /* A definite "no such thing": 404 (the spec), 403 (not ours), or yagna's 500 "DAO error: Not
@@ -10592,6 +10724,8 @@ struct yhc__instance {
   size_t results_seen;
   int batch_no;                 /* 0 = deploy+start, 1 = startup commands */
   char *startup_cmds;           /* JSON array text, owned */
+  int need_startup;             /* the user's startup function has not run for it yet */
+  int startup_waiting;          /* deployed before that: continues once it has */
   yhc__timer poll_timer;
   yhc__timer drain_timer;
   yhc__timer expiry_timer;
@@ -10991,6 +11125,16 @@ static void yhc__instance_became_ready(yhc__instance *i) {
   i->hooks->ready(i);
 }
 
+/* After deploy and start: the user's startup commands, if any, then the readiness probe. */
+static void yhc__instance_run_startup(yhc__instance *i) {
+  if (i->startup_cmds && strcmp(i->startup_cmds, "[]") != 0) {
+    i->state = YHC__I_STARTING;
+    yhc__instance_exec(i, i->startup_cmds);
+    return;
+  }
+  yhc__instance_start_probe(i);
+}
+
 static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   const yhc_json *res;
@@ -11038,11 +11182,12 @@ static void yhc__instance_batch_results(void *ctx, const yhc__reply *r) {
     yhc__instance_emit(i, YHC_EV_ACTIVITY_STARTED, 0, "activity %s started on %s", i->activity_id,
                        i->provider_name);
     i->batch_no = 1;
-    if (i->startup_cmds && strcmp(i->startup_cmds, "[]") != 0) {
-      i->state = YHC__I_STARTING;
-      yhc__instance_exec(i, i->startup_cmds);
+    if (i->need_startup) { /* the startup function runs from the loop; it continues us */
+      i->startup_waiting = 1;
       return;
     }
+    yhc__instance_run_startup(i);
+    return;
   }
   yhc__instance_start_probe(i);
 }
@@ -11623,6 +11768,10 @@ struct yhc_cluster {
   int auto_size;
   uint64_t auto_changed_ms, auto_idle_since_ms;
   yhc__timer tick;
+  /* user code of the cluster runs from these, at the top of the loop's dispatch: the size
+     function (the scheduler uses its last answer) and the startup functions */
+  yhc__timer rethink, startup_timer;
+  int size_fn_value, rethinking;
   yhc__timer collect_retry;
   /* requests */
   yhc__reqq q;
@@ -12534,9 +12683,50 @@ static void yhc__cluster_instance_ended(yhc__instance *i) {
   if (c->on_idle) c->on_idle(c);
 }
 
+static int yhc__cluster_has(yhc_cluster *c, const yhc__instance *i) {
+  const yhc__instance *k;
+  for (k = c->instances; k; k = k->next)
+    if (k == i) return 1;
+  return 0;
+}
+
+/* Runs the startup function for each new instance. It may call anything (scale, destroy):
+   after each call the instance is looked up again before its commands are stored. */
+static void yhc__cluster_startup_run(void *ctx_) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx_);
+  yhc__instance *i;
+  for (;;) {
+    yhc_ctx ctx;
+    char listen[32];
+    for (i = c->instances; i && !i->need_startup; i = i->next) {}
+    if (!i) return;
+    i->need_startup = 0;
+    memset(&ctx, 0, sizeof ctx);
+    snprintf(listen, sizeof listen, "0.0.0.0:%d", c->d.port);
+    yhc__golem_hold(c->g);
+    c->d.startup(&ctx, listen, c->d.startup_user);
+    if (yhc__golem_unhold(c->g) || !yhc__cluster_has(c, i) || i->state >= YHC__I_STOPPING) {
+      yhc_buf_free(&ctx.cmds);
+      if (c->g->destroyed) return;
+      continue;
+    }
+    if (!ctx.failed && !ctx.count) ctx.failed = yhc_buf_appends(&ctx.cmds, "[") != 0;
+    if (!ctx.failed) ctx.failed = yhc_buf_appends(&ctx.cmds, "]") != 0;
+    if (ctx.failed) {
+      yhc_buf_free(&ctx.cmds);
+      yhc__instance_fail(i, "out of memory gathering startup commands");
+      continue;
+    }
+    i->startup_cmds = ctx.cmds.ptr;
+    if (i->startup_waiting) {
+      i->startup_waiting = 0;
+      yhc__instance_run_startup(i);
+    }
+  }
+}
+
 static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   yhc__instance *i = YHC__NEW(yhc__instance);
-  yhc_ctx ctx;
   if (!i) return;
   i->g = c->g;
   i->cluster = c;
@@ -12564,22 +12754,13 @@ static void yhc__cluster_start_instance(yhc_cluster *c, yhc__offer *o) {
   i->interval_s = o->interval_s;
   i->payment_timeout_s = o->payment_timeout_s;
   yhc__offer_unlink(c, o);
-  /* the startup commands, gathered once per instance from the user's callback */
-  memset(&ctx, 0, sizeof ctx);
+  /* the startup commands are gathered from the user's function at the top of the loop's
+     dispatch, long before the activity is deployed and needs them */
   if (c->d.startup) {
-    char listen[32];
-    snprintf(listen, sizeof listen, "0.0.0.0:%d", c->d.port);
-    c->d.startup(&ctx, listen, c->d.startup_user);
+    i->need_startup = 1;
+    if (!yhc__timer_armed(&c->startup_timer))
+      yhc__timer_start(c->g->loop, &c->startup_timer, 0, yhc__cluster_startup_run, c);
   }
-  if (ctx.failed) {
-    yhc_buf_free(&ctx.cmds);
-    YHC_FREE(i);
-    yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory gathering startup commands");
-    return;
-  }
-  if (!ctx.count) yhc_buf_appends(&ctx.cmds, "[");
-  yhc_buf_appends(&ctx.cmds, "]");
-  i->startup_cmds = ctx.cmds.ptr;
   i->next = c->instances;
   c->instances = i;
   yhc__instance_begin(i);
@@ -12650,11 +12831,32 @@ static int yhc__autoscale_eval(yhc_cluster *c) {
   return size;
 }
 
+/* Asks the size function again; a scheduling decision made meanwhile used its last answer. */
+static void yhc__cluster_rethink(void *ctx) {
+  yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
+  yhc__golem *g = c->g;
+  int t;
+  if (c->size_mode != YHC__SIZE_FN || c->closing || c->failed_cluster) return;
+  yhc__golem_hold(g);
+  t = c->size_fn(c, c->size_user);
+  if (yhc__golem_unhold(g)) return; /* the session was destroyed from inside it */
+  if (c->size_mode != YHC__SIZE_FN) return;
+  c->size_fn_value = t;
+  c->rethinking = 1;
+  yhc__cluster_reconcile(c);
+  yhc__cluster_dispatch(c);
+  c->rethinking = 0;
+}
+
 static int yhc__cluster_target(yhc_cluster *c) {
   int t;
   if (c->closing || c->failed_cluster || c->renting_stopped) return 0;
   switch (c->size_mode) {
-  case YHC__SIZE_FN: t = c->size_fn(c, c->size_user); break;
+  case YHC__SIZE_FN:
+    t = c->size_fn_value;
+    if (!c->rethinking && !yhc__timer_armed(&c->rethink))
+      yhc__timer_start(c->g->loop, &c->rethink, 0, yhc__cluster_rethink, c);
+    break;
   case YHC__SIZE_AUTO: t = yhc__autoscale_eval(c); break;
   default: t = c->size_int; break;
   }
@@ -12903,6 +13105,8 @@ static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget
   return 0;
 }
 
+static void yhc__session_free(yhc__golem *g);
+
 YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err) {
   yhc__glm budget, burn;
   yhc_session *s;
@@ -13027,6 +13231,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   s->g.event_user = d.event_user;
   s->g.log_events = d.log_events;
   s->g.owner = s;
+  s->g.free_owner = yhc__session_free;
   s->g.on_ready = yhc__session_golem_ready;
   s->g.on_agreement_ended = yhc__session_agreement_ended;
   s->g.on_daemon_back = yhc__session_daemon_back;
@@ -13057,6 +13262,8 @@ static void yhc__cluster_free(yhc_cluster *c) {
   size_t k;
   yhc__offer *o;
   yhc__timer_stop(c->g->loop, &c->tick);
+  yhc__timer_stop(c->g->loop, &c->rethink);
+  yhc__timer_stop(c->g->loop, &c->startup_timer);
   yhc__timer_stop(c->g->loop, &c->collect_retry);
   yhc__timer_stop(c->g->loop, &c->image_timer);
   while ((o = c->offers) != NULL) yhc__offer_unlink(c, o);
@@ -13756,7 +13963,8 @@ YHCDEF void yhc_session_close(yhc_session *s) {
     yhc__instance *i, *next;
     c->closing = 1;
     c->on_idle = yhc__session_cluster_idle;
-    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
+    if (c->image_call) yhc__http_abandon(c->plain, c->image_call);
+    c->image_call = 0;
     while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SHUTDOWN, "the session closed before %s could serve the request", c->url);
     yhc__demand_unsubscribe(c);
     for (i = c->instances; i; i = next) {
@@ -13768,7 +13976,8 @@ YHCDEF void yhc_session_close(yhc_session *s) {
   yhc__session_close_step(s);
 }
 
-YHCDEF int yhc_session_closed(yhc_session *s) { return s->close_state == YHC__S_CLOSED; }
+/* Closed once the last event (SESSION_CLOSED) has reached the callback too. */
+YHCDEF int yhc_session_closed(yhc_session *s) { return s->close_state == YHC__S_CLOSED && !s->g.ev_head; }
 
 YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done) {
   while (done ? !*done : !yhc_session_closed(s))
@@ -13782,19 +13991,36 @@ YHCDEF int yhc_session_close_wait(yhc_session *s) {
   return s->g.left[0] ? 1 : 0;
 }
 
+/* The last step of a destroy, run when no frame holds the session any more. */
+static void yhc__session_free(yhc__golem *g) {
+  yhc_session *s = YHC__CAST(yhc_session *, g->owner);
+  if (s->own_loop) yhc_loop_destroy(s->loop); /* deferred by the loop itself if inside it */
+  YHC_FREE(s->yagna_url);
+  YHC_FREE(s->app_key);
+  YHC_FREE(s->subnet);
+  YHC_FREE(s->image_repo);
+  YHC_FREE(s);
+}
+
 YHCDEF void yhc_session_destroy(yhc_session *s) {
   yhc_cluster *c;
   yhc__agreement *a;
-  if (!s) return;
+  if (!s || s->destroying) return;
   s->destroying = 1;
   s->closing = 1;
+  yhc__golem_hold(&s->g);
+  /* events already noticed are answered first, while everything they name still exists;
+     those a teardown would raise are not */
+  yhc__events_flush(&s->g, 1);
+  s->g.destroyed = 1;
   yhc__timer_stop(s->loop, &s->close_timer);
   /* answer every request first, while everything it may touch still exists */
   for (c = s->clusters; c; c = c->next) {
     yhc__instance *i;
     c->closing = 1;
     /* the image lookup runs on the plain client, destroyed after the clusters are freed */
-    if (c->image_call) yhc_http_cancel(c->plain, c->image_call);
+    if (c->image_call) yhc__http_abandon(c->plain, c->image_call);
+    c->image_call = 0;
     while (c->q.head) yhc__req_fail(c->q.head, YHC_ERR_SHUTDOWN, "the session was destroyed");
     for (i = c->instances; i; i = i->next) {
       /* a draining instance would stop itself (freeing its origin) inside the abort */
@@ -13830,12 +14056,8 @@ YHCDEF void yhc_session_destroy(yhc_session *s) {
   }
   yhc_json_free(s->g.decorations);
   if (s->plain) yhc_http_destroy(s->plain);
-  if (s->own_loop) yhc_loop_destroy(s->loop);
-  YHC_FREE(s->yagna_url);
-  YHC_FREE(s->app_key);
-  YHC_FREE(s->subnet);
-  YHC_FREE(s->image_repo);
-  YHC_FREE(s);
+  yhc__events_flush(&s->g, 0);
+  yhc__golem_unhold(&s->g); /* frees s now, or when the callback it was called from returns */
 }
 
 #endif /* YHC_IMPLEMENTATION */
