@@ -60,6 +60,7 @@
      yhc_limits.max_header_count   header fields per response             [100]
      yhc_limits.max_body_bytes     collected body (streaming: unlimited)  [64 MiB]
      yhc_limits.max_chunk_digits   hex digits of a chunk size             [16]
+     yhc_limits.max_interim        interim 1xx responses per request      [16]
      yhc_json_opts.max_depth       JSON nesting                           [512]
      WebSocket tunnel frames       payload of one received frame          [1 MiB]
      timeouts: connect [10 s], idle [30 s], keep-alive [30 s], request [120 s; 60 s for services]
@@ -482,6 +483,7 @@ typedef struct yhc_limits {
   size_t max_header_count;  /* headers (and trailers) per response [100] */
   size_t max_body_bytes;    /* collected body; streaming bodies are not limited [64 MiB] */
   size_t max_chunk_digits;  /* hex digits of a chunk size [16] */
+  size_t max_interim;       /* interim (1xx) responses before the final one [16] */
 } yhc_limits;
 
 typedef struct yhc_http_desc {
@@ -6029,6 +6031,7 @@ struct yhc__req {
   yhc__chunked chunk;
   int keepalive;
   int got_bytes;
+  size_t interim;                 /* 1xx responses skipped so far */
   yhc_error error;
   yhc__req *free_next;
 };
@@ -6112,6 +6115,7 @@ struct yhc_http {
   uint64_t next_id;
   int destroying;
   char user_agent[64];
+  int bad_user_agent;     /* requests fail with YHC_ERR_INVALID */
   yhc__tls_ctx *tls;      /* created on the first https:// request */
   yhc__tls_conf tls_conf;
 };
@@ -6143,6 +6147,7 @@ static void yhc__req_reset_response(yhc__req *r) {
   r->chunk.left = 0;
   r->keepalive = 0;
   r->got_bytes = 0;
+  r->interim = 0;
   yhc__error_clear(&r->error);
 }
 
@@ -6357,6 +6362,11 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
   yhc_buf *w = &r->wire;
   size_t i;
   int have_host = 0, have_ua = 0, have_len = 0, have_te = 0, ok = 0;
+  if (r->http->bad_user_agent) {
+    yhc__error_set(&r->error, YHC_ERR_INVALID, 0,
+                   "the client's user_agent has a CR or LF, or exceeds 63 bytes");
+    return -1;
+  }
   for (i = 0; i < req->header_count; i++) {
     const yhc_header *hd = &req->headers[i];
     if (!yhc__header_ok(hd->name, 1) || !yhc__header_ok(hd->value, 0)) {
@@ -6483,7 +6493,9 @@ static void yhc__conn_next(yhc__conn *c) {
   yhc__host *h = c->host;
   yhc__req *r = h->q.head;
   if (!r) {
-    yhc__conn_go_idle(c);
+    int keep = h->external ? h->max_conns : h->http->d.max_idle_per_host;
+    if (h->nidle >= keep) yhc__conn_close(c); /* enough kept already */
+    else yhc__conn_go_idle(c);
     return;
   }
   yhc__reqq_remove(&h->q, r);
@@ -6678,8 +6690,10 @@ static int yhc__req_framing(yhc__req *r, yhc_error *err) {
   for (i = 0; i < r->nh; i++) {
     yhc_str n = r->hv[i].name, v = r->hv[i].value;
     if (yhc__str_ieq(n, "content-length")) {
-      /* "5, 5" and repeated equal values are one length; anything else is an attack */
+      /* "5, 5" and repeated equal values are one length; anything else is an attack, and so
+         is a value with no number at all ("" or ",") */
       size_t j = 0;
+      int numbers = 0;
       while (j < v.len) {
         uint64_t x = 0;
         size_t digits = 0;
@@ -6698,7 +6712,9 @@ static int yhc__req_framing(yhc__req *r, yhc_error *err) {
         }
         cl = x;
         have_cl = 1;
+        numbers++;
       }
+      if (!numbers) goto bad_cl;
     } else if (yhc__str_ieq(n, "transfer-encoding")) {
       te = 1;
       /* chunked must be the final coding to frame the body */
@@ -6720,11 +6736,16 @@ static int yhc__req_framing(yhc__req *r, yhc_error *err) {
     }
   }
   r->keepalive = (r->minor >= 1 ? !conn_close : (conn_keep && !conn_close)) && !r->asked_close;
+  if (te && have_cl) { /* RFC 9112 6.3: a smuggling attempt, whatever the order */
+    yhc__error_set(err, YHC_ERR_PROTOCOL, 0, "response has both Content-Length and Transfer-Encoding");
+    return -1;
+  }
+  if (te && r->minor == 0) r->keepalive = 0; /* RFC 9112 6.1: chunked from HTTP/1.0 ends it */
   if (r->is_head || r->status == 204 || r->status == 304 || (r->status >= 100 && r->status < 200)) {
     r->body_mode = YHC__BODY_NONE;
   } else if (te) {
     r->body_mode = chunked ? YHC__BODY_CHUNKED : YHC__BODY_CLOSE;
-    if (have_cl || !chunked) r->keepalive = 0; /* RFC 9112: close after such a message */
+    if (!chunked) r->keepalive = 0; /* RFC 9112: close after such a message */
   } else if (have_cl) {
     r->body_mode = cl ? YHC__BODY_LENGTH : YHC__BODY_NONE;
     r->body_left = cl;
@@ -6763,6 +6784,32 @@ static void yhc__conn_finish_response(yhc__conn *c) {
   yhc__req_complete(r);
 }
 
+/* RFC 9112 5.2: a user agent replaces obsolete line folding (a line end followed by SP or
+   HT inside the field section) with SP. Done on the client's copy of the head, compacting
+   the run of line end and whitespace into one SP; a fold right after the status line is left
+   for the parser to refuse. Returns the new length. */
+static size_t yhc__unfold(char *p, size_t len) {
+  size_t i, o, first_nl;
+  const char *nl = YHC__CAST(const char *, memchr(p, '\n', len));
+  if (!nl) return len;
+  first_nl = (size_t)(nl - p);
+  for (i = o = first_nl + 1; i < len;) {
+    size_t k = i;
+    if (p[k] == '\r' && k + 1 < len && p[k + 1] == '\n') k++;
+    if (p[k] == '\n' && o > first_nl + 1 && p[o - 1] != '\n' && k + 1 < len &&
+        (p[k + 1] == ' ' || p[k + 1] == '\t')) {
+      k++;
+      while (k < len && (p[k] == ' ' || p[k] == '\t')) k++;
+      while (o > 0 && (p[o - 1] == ' ' || p[o - 1] == '\t')) o--;
+      p[o++] = ' ';
+      i = k;
+      continue;
+    }
+    p[o++] = p[i++];
+  }
+  return o;
+}
+
 /* Parses what is buffered. Returns 1 when the connection is still usable for more input. */
 static int yhc__conn_parse(yhc__conn *c) {
   yhc_http *http = c->host->http;
@@ -6772,7 +6819,7 @@ static int yhc__conn_parse(yhc__conn *c) {
     const char *p = c->rbuf.ptr + c->rpos;
     size_t avail = c->rbuf.len - c->rpos;
     if (c->phase == YHC__PH_HEAD) {
-      size_t end;
+      size_t end, hlen;
       long n;
       yhc__head h;
       yhc_error e;
@@ -6799,13 +6846,14 @@ static int yhc__conn_parse(yhc__conn *c) {
       }
       r->head.len = 0;
       if (yhc_buf_append(&r->head, p, end) ||
-          yhc__grow_views(&r->hv, &r->hvcap, YHC__MIN(lim->max_header_count, 32) + 1)) {
+          yhc__grow_views(&r->hv, &r->hvcap, YHC__MIN(lim->max_header_count, 32))) {
         yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing response headers");
         return 0;
       }
       yhc__error_clear(&e);
+      hlen = yhc__unfold(r->head.ptr, end);
       for (;;) {
-        n = yhc__parse_head(r->head.ptr, end, &h, r->hv, r->hvcap, &e);
+        n = yhc__parse_head(r->head.ptr, hlen, &h, r->hv, r->hvcap, &e);
         if (n >= 0 || e.code != YHC_ERR_LIMIT || r->hvcap >= lim->max_header_count) break;
         if (yhc__grow_views(&r->hv, &r->hvcap, YHC__MIN(r->hvcap * 4, lim->max_header_count))) {
           yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing response headers");
@@ -6831,6 +6879,10 @@ static int yhc__conn_parse(yhc__conn *c) {
       if (h.status >= 100 && h.status < 200) {
         if (h.status == 101) {
           yhc__conn_fail_msg(c, YHC_ERR_PROTOCOL, "unexpected 101 Switching Protocols");
+          return 0;
+        }
+        if (++r->interim > lim->max_interim) {
+          yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "more than %zu interim (1xx) responses", lim->max_interim);
           return 0;
         }
         r->nh = 0; /* interim response: skip it and read the final one */
@@ -6897,6 +6949,13 @@ static int yhc__conn_parse(yhc__conn *c) {
       }
       if (n == 0 && !out.done) return 1;
       c->rpos += (size_t)n;
+      /* a chunk that cannot fit fails now, not after its bytes have been waited for */
+      if (!r->on_body && r->chunk.state == YHC__CH_DATA && !out.data &&
+          r->chunk.left > lim->max_body_bytes - r->body.len) {
+        yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "response body exceeds %zu bytes (a chunk of %llu)",
+                           lim->max_body_bytes, (unsigned long long)r->chunk.left);
+        return 0;
+      }
       if (out.data && yhc__conn_body(c, out.data, out.len)) return 0;
       if (out.done) {
         if (out.trailer_len) {
@@ -7161,6 +7220,7 @@ YHCDEF yhc_http *yhc_http_create(yhc_loop *loop, const yhc_http_desc *desc) {
   if (!d->limits.max_header_count) d->limits.max_header_count = 100;
   if (!d->limits.max_body_bytes) d->limits.max_body_bytes = (size_t)64 << 20;
   if (!d->limits.max_chunk_digits) d->limits.max_chunk_digits = 16;
+  if (!d->limits.max_interim) d->limits.max_interim = 16;
   if (d->max_conns_per_host <= 0) d->max_conns_per_host = 16;
   if (d->max_idle_per_host <= 0) d->max_idle_per_host = d->max_conns_per_host;
   d->connect_timeout_ms = yhc__timeout_or(d->connect_timeout_ms, 10000);
@@ -7170,6 +7230,9 @@ YHCDEF yhc_http *yhc_http_create(yhc_loop *loop, const yhc_http_desc *desc) {
   if (!d->recv_buffer) d->recv_buffer = 16384;
   snprintf(http->user_agent, sizeof http->user_agent, "%s",
            d->user_agent ? d->user_agent : "yhc/" YHC_VERSION);
+  /* validated like every header value: a CR or LF would inject a header into every request */
+  http->bad_user_agent = !yhc__header_ok(http->user_agent, 0) ||
+                         (d->user_agent && strlen(d->user_agent) >= sizeof http->user_agent);
   d->user_agent = NULL; /* not kept: the copy above is what is used */
   http->tls_conf.ca_file = d->ca_file;
   http->tls_conf.ca_path = d->ca_path;

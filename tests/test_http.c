@@ -1460,6 +1460,117 @@ static void test_endless_streaming(void) {
   yhc_http_destroy(h);
 }
 
+/* RFC 9112 framing that smuggling and desync attacks rely on, and the limits that bound what
+   a server can make the client hold (tests/servers/hostile.py). */
+static void test_strict_framing(void) {
+  static const char *const bad[] = {"/empty-length?kind=empty", "/empty-length?kind=comma",
+                                    "/te-and-cl", "/cl-and-te"};
+  static const size_t counts[] = {3, 32, 33};
+  yhc_http_desc d;
+  yhc_http *h = http_new(NULL);
+  yhc_response *r;
+  size_t i;
+  YT_GROUP("strict framing (RFC 9112) and limits");
+  for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+    r = fetch(h, "GET", H(bad[i]));
+    YT_CHECKF(r && r->err == YHC_ERR_PROTOCOL, "%s: %s", bad[i], r ? r->error : "NULL");
+    yhc_response_free(r);
+  }
+  /* chunked from an HTTP/1.0 server: read whole, then the connection is not used again (the
+     server would close it under the next request, which a POST cannot survive) */
+  r = fetch(h, "GET", H("/http10-chunked"));
+  YT_CHECKF(r && r->err == YHC_ERR_OK && str_is(r->body, "hello"), "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  r = fetch_body(h, "POST", H("/http10"), "p", 1);
+  YT_CHECKF(r && r->err == YHC_ERR_OK && str_is(r->body, "old style"), "POST after: %s",
+            r ? r->error : "NULL");
+  yhc_response_free(r);
+  /* obsolete line folding becomes SP */
+  r = fetch(h, "GET", H("/obs-fold"));
+  YT_CHECKF(r && r->err == YHC_ERR_OK && hdr_is(r, "X-Folded", "a b") && str_is(r->body, "ok"),
+            "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  /* at most 16 interim responses by default */
+  r = fetch(h, "GET", H("/interim?n=16"));
+  YT_CHECKF(r && r->err == YHC_ERR_OK && str_is(r->body, "final"), "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  r = fetch(h, "GET", H("/interim?n=17"));
+  YT_CHECKF(r && r->err == YHC_ERR_LIMIT, "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  yhc_http_destroy(h);
+  desc_init(&d);
+  d.limits.max_interim = 2;
+  h = http_new(&d);
+  r = fetch(h, "GET", H("/interim?n=2"));
+  YT_CHECKF(r && r->err == YHC_ERR_OK, "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  r = fetch(h, "GET", H("/interim?n=3"));
+  YT_CHECKF(r && r->err == YHC_ERR_LIMIT, "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  yhc_http_destroy(h);
+  /* a chunk that cannot fit in the body limit fails when announced, not at a timeout */
+  desc_init(&d);
+  d.limits.max_body_bytes = 1 << 20;
+  h = http_new(&d);
+  r = fetch(h, "GET", H("/huge-chunk"));
+  YT_CHECKF(r && r->err == YHC_ERR_LIMIT, "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  yhc_http_destroy(h);
+  /* max_header_count is exact, below and above the first allocation of 32 views */
+  for (i = 0; i < sizeof counts / sizeof *counts; i++) {
+    char path[64];
+    desc_init(&d);
+    d.limits.max_header_count = counts[i];
+    h = http_new(&d);
+    snprintf(path, sizeof path, "/headers?n=%zu", counts[i]);
+    r = fetch(h, "GET", H(path));
+    YT_CHECKF(r && r->err == YHC_ERR_OK && r->header_count == counts[i], "%zu headers: %s",
+              counts[i], r ? r->error : "NULL");
+    yhc_response_free(r);
+    snprintf(path, sizeof path, "/headers?n=%zu", counts[i] + 1);
+    r = fetch(h, "GET", H(path));
+    YT_CHECKF(r && r->err == YHC_ERR_LIMIT, "%zu + 1 headers: %s", counts[i], r ? r->error : "NULL");
+    yhc_response_free(r);
+    yhc_http_destroy(h);
+  }
+  /* user_agent is checked like any header value: no header injection */
+  desc_init(&d);
+  d.user_agent = "yhc\r\nX-Injected: 1";
+  h = http_new(&d);
+  r = fetch(h, "GET", O("/echo"));
+  YT_CHECKF(r && r->err == YHC_ERR_INVALID, "%s", r ? r->error : "NULL");
+  yhc_response_free(r);
+  yhc_http_destroy(h);
+}
+
+/* max_idle_per_host: connections beyond it close when their request is done. */
+static void test_max_idle(void) {
+  yhc_loop *loop = yhc_loop_create(NULL);
+  yhc_http_desc d;
+  yhc_http *h;
+  rq rs[4];
+  int done = 0, k, timeout;
+  long long end;
+  YT_GROUP("max_idle_per_host");
+  desc_init(&d);
+  d.max_conns_per_host = 4;
+  d.max_idle_per_host = 1;
+  h = yhc_http_create(loop, &d);
+  for (k = 0; k < 4; k++) {
+    rq_init(&rs[k]);
+    rs[k].done_counter = &done;
+    submit(h, &rs[k], "GET", O("/slow?ms=200"));
+  }
+  end = yt_now_ms() + 5000;
+  while (done < 4 && yt_now_ms() < end) yhc_loop_poll(loop, 20);
+  YT_EQ_INT(done, 4);
+  for (k = 0; k < 4; k++) CHECK_ERR(rs[k].err, rs[k].error, YHC_ERR_OK);
+  YT_EQ_INT(yhc_loop_fds(loop, NULL, 0, &timeout), 1); /* one idle socket kept */
+  for (k = 0; k < 4; k++) rq_free(&rs[k]);
+  yhc_http_destroy(h);
+  yhc_loop_destroy(loop);
+}
+
 static void test_peer_errors(void) {
   yhc_http *h = http_new(NULL);
   yhc_response *r;
@@ -2464,6 +2575,8 @@ int main(void) {
     test_limits();
     test_endless_streaming();
     test_peer_errors();
+    test_strict_framing();
+    test_max_idle();
     test_timeouts();
     test_connect_errors();
     test_ipv6();

@@ -42,6 +42,17 @@ Every scripted response carries X-Conn-Id (unique per TCP connection) where it h
   /bad-header               ?kind=nocolon | nul | space-name | ctl
   /obs-fold                 a folded header (X-Folded: a / SP b); body "ok"
   /interim-flood            100 Continue responses without end (bounded at 10 MB)
+  /interim                  ?n=N 103 Early Hints responses, then 200 with body "final"
+  /cl-and-te                Content-Length: 5 before Transfer-Encoding: chunked (the other
+                            order of /te-and-cl); chunked body "hello"; then the connection closes
+  /empty-length             ?kind=empty (Content-Length: ) | comma (Content-Length: ,); body "hello"
+  /http10-chunked           HTTP/1.0 200 with Transfer-Encoding: chunked and Connection:
+                            keep-alive, body "hello"; a second request on that connection is
+                            read and the connection closed unanswered
+  /huge-chunk               Transfer-Encoding: chunked, a first chunk of 0xffffffff bytes
+                            announced, 5 of them sent, then nothing
+  /headers                  ?n=N exactly N header fields (X-Conn-Id and Content-Length
+                            included when N >= 2), body "ok"
 """
 import argparse
 import itertools
@@ -358,6 +369,52 @@ def s_interim_flood(c, q, method):
     return False
 
 
+def s_interim(c, q, method):
+    n = int(q.get("n", "1"))
+    c.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" * n)
+    c.send(status(c, "Content-Length: 5\r\n\r\n") + b"final")
+    return True
+
+
+def s_cl_and_te(c, q, method):
+    c.send(status(c, "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n") +
+           b"5\r\nhello\r\n0\r\n\r\n")
+    return False
+
+
+def s_empty_length(c, q, method):
+    v = {"empty": b"", "comma": b","}.get(q.get("kind", "empty"), b"")
+    c.send(status(c) + b"Content-Length: " + v + b"\r\n\r\nhello")
+    c.hold()
+    return False
+
+
+def s_http10_chunked(c, q, method):
+    if c.nreq == 1:
+        c.send(b"HTTP/1.0 200 OK\r\nX-Conn-Id: %d\r\nTransfer-Encoding: chunked\r\n"
+               b"Connection: keep-alive\r\n\r\n5\r\nhello\r\n0\r\n\r\n" % c.id)
+        return True
+    return False
+
+
+def s_huge_chunk(c, q, method):
+    c.send(status(c, "Transfer-Encoding: chunked\r\n\r\n") + b"ffffffff\r\nhello")
+    c.hold()
+    return False
+
+
+def s_headers(c, q, method):
+    n = int(q.get("n", "2"))
+    head = b"HTTP/1.1 200 OK\r\n"
+    if n >= 2:
+        head += b"X-Conn-Id: %d\r\nContent-Length: 2\r\n" % c.id
+        head += b"".join(b"X-H-%d: v\r\n" % i for i in range(n - 2))
+        c.send(head + b"\r\nok")
+        return True
+    c.send(head + b"Connection: close\r\n\r\nok")
+    return False
+
+
 SCENARIOS = {
     "/byte-at-a-time": s_byte_at_a_time,
     "/oversize-headers": s_oversize_headers,
@@ -383,6 +440,12 @@ SCENARIOS = {
     "/bad-header": s_bad_header,
     "/obs-fold": s_obs_fold,
     "/interim-flood": s_interim_flood,
+    "/interim": s_interim,
+    "/cl-and-te": s_cl_and_te,
+    "/empty-length": s_empty_length,
+    "/http10-chunked": s_http10_chunked,
+    "/huge-chunk": s_huge_chunk,
+    "/headers": s_headers,
 }
 
 
