@@ -12757,6 +12757,7 @@ static int yhc__cluster_has(yhc_cluster *c, const yhc__instance *i) {
    after each call the instance is looked up again before its commands are stored. */
 static void yhc__cluster_startup_run(void *ctx_) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx_);
+  yhc__golem *g = c->g;
   yhc__instance *i;
   for (;;) {
     yhc_ctx ctx;
@@ -12766,11 +12767,14 @@ static void yhc__cluster_startup_run(void *ctx_) {
     i->need_startup = 0;
     memset(&ctx, 0, sizeof ctx);
     snprintf(listen, sizeof listen, "0.0.0.0:%d", c->d.port);
-    yhc__golem_hold(c->g);
+    yhc__golem_hold(g);
     c->d.startup(&ctx, listen, c->d.startup_user);
-    if (yhc__golem_unhold(c->g) || !yhc__cluster_has(c, i) || i->state >= YHC__I_STOPPING) {
+    if (yhc__golem_unhold(g)) { /* the session was destroyed from inside: c is gone */
       yhc_buf_free(&ctx.cmds);
-      if (c->g->destroyed) return;
+      return;
+    }
+    if (!yhc__cluster_has(c, i) || i->state >= YHC__I_STOPPING) {
+      yhc_buf_free(&ctx.cmds);
       continue;
     }
     if (!ctx.failed && !ctx.count) ctx.failed = yhc_buf_appends(&ctx.cmds, "[") != 0;

@@ -990,6 +990,120 @@ static void test_destroy_in_flight(void) {
   }
 }
 
+/* The callback rule at session level: from inside an event, a size function, a startup
+   function and a service request's callback, the session takes new requests, cancels them,
+   runs a nested blocking fetch and is destroyed; nothing is touched after it is gone (ASan),
+   every request is answered once, and no callback runs after the destroy returned. One run
+   also uses the session's own loop, which then goes when the outermost poll returns. */
+enum { SC_EVENT, SC_SIZE, SC_STARTUP, SC_REQUEST, SC__COUNT };
+typedef struct sc_state {
+  yhc_session *s;
+  int trigger, acted, destroyed, after_destroy;
+  req_slot sub, cancelled, nested_slot, first;
+  uint64_t cancel_id;
+  int cancel_rc, nested_ok;
+} sc_state;
+static sc_state g_sc;
+
+static void sc_act(void) {
+  yhc_request rq;
+  yhc_response *r;
+  if (g_sc.acted) return;
+  g_sc.acted = 1;
+  memset(&rq, 0, sizeof rq);
+  rq.url = "http://calc/add/2/3";
+  rq.timeout_ms = 20000;
+  yhc_session_request(g_sc.s, &rq, slot_done, &g_sc.sub);
+  g_sc.cancel_id = yhc_session_request(g_sc.s, &rq, slot_done, &g_sc.cancelled);
+  g_sc.cancel_rc = yhc_session_cancel(g_sc.s, g_sc.cancel_id);
+  /* a nested blocking fetch (a plain URL: the stand-in itself) */
+  memset(&rq, 0, sizeof rq);
+  rq.url = g_sim.url;
+  rq.timeout_ms = 5000;
+  r = yhc_session_fetch(g_sc.s, &rq);
+  g_sc.nested_ok = r != NULL;
+  yhc_response_free(r);
+  yhc_session_destroy(g_sc.s); /* pending events are delivered inside it */
+  g_sc.destroyed = 1;
+}
+
+static void sc_event(const yhc_event *ev, void *user) {
+  (void)user;
+  if (g_sc.destroyed) g_sc.after_destroy++;
+  if (g_sc.trigger == SC_EVENT && ev->kind == YHC_EV_SESSION_READY) sc_act();
+}
+
+static int sc_size(const yhc_cluster *c, void *user) {
+  (void)c;
+  (void)user;
+  if (g_sc.destroyed) g_sc.after_destroy++;
+  if (g_sc.trigger == SC_SIZE) sc_act();
+  return 1;
+}
+
+static void sc_startup(yhc_ctx *ctx, const char *listen_on, void *user) {
+  if (g_sc.destroyed) g_sc.after_destroy++;
+  start_server(ctx, listen_on, user);
+  if (g_sc.trigger == SC_STARTUP) sc_act();
+}
+
+static void sc_first_done(const yhc_response *resp, void *user) {
+  slot_done(resp, user);
+  if (g_sc.trigger == SC_REQUEST) sc_act();
+}
+
+static void sc_run(int trigger, int own_loop) {
+  static const char *const names[] = {"event", "size function", "startup function", "request callback"};
+  yhc_session_desc d;
+  yhc_service_desc sv;
+  yhc_error err;
+  yhc_request rq;
+  yhc_loop *loop = own_loop ? NULL : yhc_loop_create(NULL);
+  long long end;
+  memset(&g_sc, 0, sizeof g_sc);
+  g_sc.trigger = trigger;
+  session_defaults(&d);
+  d.on_event = sc_event;
+  d.loop = loop;
+  g_sc.s = yhc_session_create(&d, &err);
+  YT_CHECKF(g_sc.s != NULL, "%s", err.msg);
+  if (!g_sc.s) return;
+  if (own_loop) loop = yhc_session_loop(g_sc.s);
+  service_defaults(&sv);
+  sv.startup = sc_startup;
+  YT_EQ_INT(yhc_session_add_service(g_sc.s, &sv, &err), 0);
+  if (trigger == SC_SIZE) yhc_session_set_size_fn(g_sc.s, "http://calc", sc_size, NULL);
+  memset(&rq, 0, sizeof rq);
+  rq.url = "http://calc/add/1/1";
+  rq.timeout_ms = 30000;
+  yhc_session_request(g_sc.s, &rq, sc_first_done, &g_sc.first);
+  end = yt_now_ms() + 40000;
+  /* after a destroy from a callback, a loop of the session's own is gone: stop turning it */
+  while (!g_sc.destroyed && yt_now_ms() < end) yhc_loop_poll(loop, 50);
+  YT_CHECKF(g_sc.acted && g_sc.destroyed, "%s: the callback did not run", names[trigger]);
+  if (!g_sc.destroyed) yhc_session_destroy(g_sc.s);
+  if (!own_loop) {
+    end = yt_now_ms() + 300;
+    while (yt_now_ms() < end) yhc_loop_poll(loop, 20);
+    yhc_loop_destroy(loop);
+  }
+  YT_CHECKF(g_sc.first.calls == 1 && g_sc.sub.calls == 1 && g_sc.cancelled.calls == 1,
+            "%s: answers %d %d %d", names[trigger], g_sc.first.calls, g_sc.sub.calls,
+            g_sc.cancelled.calls);
+  YT_EQ_INT(g_sc.cancel_rc, 0);
+  YT_EQ_INT(g_sc.cancelled.err, YHC_ERR_CANCELLED);
+  YT_CHECKF(g_sc.nested_ok, "%s: the nested fetch returned nothing", names[trigger]);
+  YT_EQ_INT(g_sc.after_destroy, 0);
+  if (trigger == SC_REQUEST) YT_EQ_INT(g_sc.first.err, YHC_ERR_OK);
+}
+
+static void test_session_callbacks(void) {
+  int t;
+  YT_GROUP("every public call from every session callback, destroy included");
+  for (t = 0; t < SC__COUNT; t++) sc_run(t, 0);
+  sc_run(SC_REQUEST, 1);
+}
+
 /* Debit notes the budget cannot cover are not accepted, and the event says why. */
 static void test_budget(void) {
   yhc_session_desc d;
@@ -1176,6 +1290,7 @@ int main(void) {
       RUN(test_activity_create_fails);
       RUN(test_offer_window);
       RUN(test_destroy_in_flight);
+      RUN(test_session_callbacks);
       YT_GROUP("spec conformance over the whole run");
       check_no_violations();
       yhc_http_destroy(g_admin);
