@@ -11122,8 +11122,8 @@ static void yhc__instance_probe(void *ctx) {
   r->owner = i;
   r->timeout_ms = YHC__MAX(YHC__MIN(i->startup_ms / 4, 10000), 1000);
   i->probe_req = r->id;
-  if (r->error.code) {
-    yhc__req_defer(r);
+  if (r->error.code) { /* the service URL was validated at registration: cannot happen */
+    yhc__req_complete(r);
     return;
   }
   yhc__timer_start(i->g->loop, &r->deadline, (uint64_t)r->timeout_ms, yhc__req_deadline, r);
