@@ -693,14 +693,15 @@ typedef void (*yhc_event_fn)(const yhc_event *ev, void *user);
 
 /* Config structs: a field left zero takes the default in brackets. The few fields where zero
    is a meaningful value say "as written" and take it literally (yhc_service_desc.initial_size:
-   0 instances). */
+   0 instances), and money has no default at all (the budget must be set). */
 typedef struct yhc_session_desc {
   const char *yagna_url;        /* [$YAGNA_API_URL or http://127.0.0.1:7465] */
   const char *app_key;          /* [$YAGNA_APPKEY]; required */
   const char *subnet;           /* [$YAGNA_SUBNET or "public"] */
   const char *payment_driver;   /* [$YAGNA_PAYMENT_DRIVER or "erc20"] */
   const char *payment_network;  /* [$YAGNA_PAYMENT_NETWORK or "holesky"]; "polygon" = mainnet */
-  double budget;                /* GLM the allocation holds [1.0], read to 12 decimals */
+  double budget;                /* GLM the allocation holds, read to 12 decimals; as written:
+                                   required (this or budget_glm), zero is an error */
   const char *budget_glm;       /* the budget as an exact decimal string ("0.0005"); wins over
                                    `budget`. Money is exact inside: 18-decimal fixed point */
   int budget_cover_min;         /* sign an agreement only if the remaining budget covers its
@@ -13151,7 +13152,12 @@ static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget
                      rc == YHC__GLM_OVERFLOW ? "too large" : "not a decimal amount with at most 18 decimals");
       return -1;
     }
-  } else if (yhc__glm_from_config_double(d->budget > 0 ? d->budget : 1.0, budget)) {
+  } else if (!(d->budget > 0)) {
+    /* money has no default: zero (or unset) is refused rather than read as some amount */
+    yhc__error_set(err, YHC_ERR_CONFIG, 0,
+                   "no budget: set budget_glm (exact, e.g. \"1.0\") or budget, the GLM the session may spend");
+    return -1;
+  } else if (yhc__glm_from_config_double(d->budget, budget)) {
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "budget must be below 1000000 GLM (use budget_glm for exact amounts)");
     return -1;
   }

@@ -10,7 +10,8 @@
      curl -d '{"expr":"2**10"}' http://127.0.0.1:5000/calc  -> 1024
 
    PORT defaults to 5000 (0 = any free port, printed at start); SIZE is the number of
-   instances [1]. Environment: YAGNA_API_URL, YAGNA_APPKEY, YHC_IMAGE_HASH, YHC_IMAGE_REPO.
+   instances [1]. Environment: YAGNA_API_URL, YAGNA_APPKEY, YHC_IMAGE_HASH, YHC_IMAGE_REPO,
+   YHC_BUDGET (GLM the proxy may spend, exact decimal) [1.0].
    Ctrl-C closes the session gracefully (agreements terminated, invoices paid).
 
    GET /metrics is answered by the proxy itself: the session's metrics in the OpenMetrics text
@@ -490,6 +491,7 @@ static int requestor_proxy_main(int argc, char **argv) {
   }
   memset(&p, 0, sizeof p);
   memset(&sd, 0, sizeof sd);
+  sd.budget_glm = getenv("YHC_BUDGET") ? getenv("YHC_BUDGET") : "1.0"; /* GLM it may spend */
   sd.image_repo = getenv("YHC_IMAGE_REPO"); /* NULL = the public Golem registry */
   sd.log_events = 1;                        /* progress on stderr */
   p.s = yhc_session_create(&sd, &err);

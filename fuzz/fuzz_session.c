@@ -234,6 +234,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   memset(&sd, 0, sizeof sd);
   sd.yagna_url = url;
   sd.app_key = "fuzz";
+  sd.budget_glm = "1.0";
   sd.subnet = "public";
   sd.payment_driver = "erc20";
   sd.payment_network = "holesky";

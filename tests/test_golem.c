@@ -383,7 +383,10 @@ static void test_config(void) {
   YT_CHECK(s == NULL);
   YT_EQ_INT(err.code, YHC_ERR_CONFIG);
   YT_CHECKF(strstr(err.msg, "budget") != NULL, "%s", err.msg);
-  d.budget = 0;
+  d.budget = 0; /* money has no default */
+  s = yhc_session_create(&d, &err);
+  YT_CHECKF(s == NULL && err.code == YHC_ERR_CONFIG && strstr(err.msg, "no budget"), "%s", err.msg);
+  d.budget = 1;
   d.max_price_cpu_hour = -0.5;
   s = yhc_session_create(&d, &err);
   YT_CHECK(s == NULL && err.code == YHC_ERR_CONFIG);
