@@ -8322,6 +8322,14 @@ static void yhc__ws_handshake_read(yhc__ws *w) {
     if (yhc__str_ieq(hv[i].name, "upgrade")) upgrade |= yhc__str_ieq(hv[i].value, "websocket");
     if (yhc__str_ieq(hv[i].name, "connection")) connection |= yhc__token_list_has(hv[i].value, "upgrade");
     if (yhc__str_ieq(hv[i].name, "sec-websocket-accept")) accept_ok = yhc__str_eq(hv[i].value, w->accept);
+    /* we offer neither: a server that accepts one anyway speaks a protocol we do not (RFC 6455
+       4.1, the client's checks 5 and 6) */
+    if (yhc__str_ieq(hv[i].name, "sec-websocket-extensions") || yhc__str_ieq(hv[i].name, "sec-websocket-protocol")) {
+      yhc__ws_fail(w, YHC_ERR_WEBSOCKET, "tunnel %s: handshake answer accepts %s \"%.*s\" that was not offered",
+                   w->target_desc, yhc__str_ieq(hv[i].name, "sec-websocket-protocol") ? "a subprotocol" : "an extension",
+                   (int)YHC__MIN(hv[i].value.len, 60), hv[i].value.ptr);
+      return;
+    }
   }
   if (!upgrade || !connection || !accept_ok) {
     yhc__ws_fail(w, YHC_ERR_WEBSOCKET, "tunnel %s: handshake answer lacks %s", w->target_desc,

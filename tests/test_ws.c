@@ -551,6 +551,10 @@ static void test_handshake_errors(int port) {
                     "HTTP 200", NULL, 1000);
   expect_open_error("ws://127.0.0.1:%d/masked", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
                     "masked", NULL, 1000);
+  expect_open_error("ws://127.0.0.1:%d/ext", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
+                    "an extension \"permessage-deflate\" that was not offered", NULL, 1000);
+  expect_open_error("ws://127.0.0.1:%d/proto", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
+                    "a subprotocol \"chat\" that was not offered", NULL, 1000);
 
   YT_GROUP("/auth: the Authorization header goes into the handshake");
   auth[0].name = "Authorization";

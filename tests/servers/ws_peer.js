@@ -18,6 +18,7 @@
 //   /bad-accept      101 with a wrong Sec-WebSocket-Accept
 //   /no-upgrade      200 OK
 //   /masked          a correct 101, then a masked frame (servers must not mask)
+//   /ext, /proto     a 101 accepting an extension / a subprotocol the client did not offer
 //   /auth            echo when `Authorization: Bearer k`, else 401
 // Any path takes ?id=X; GET /stats?id=X answers what the peer saw on that connection as JSON:
 // {pings, pongs, pongsMatched, clientPings, closeCode, messages}.
@@ -99,6 +100,12 @@ server.on('upgrade', (req, socket, head) => {
     // the accept for a different key; the connection stays open so only the header can tell
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
                  `Sec-WebSocket-Accept: ${acceptFor('x' + req.headers['sec-websocket-key'])}\r\n\r\n`);
+    return;
+  }
+  if (mode === '/ext' || mode === '/proto') {
+    // a 101 that accepts what the client never offered
+    const extra = mode === '/ext' ? 'Sec-WebSocket-Extensions: permessage-deflate\r\n' : 'Sec-WebSocket-Protocol: chat\r\n';
+    socket.write(raw101(req).toString().replace('\r\n\r\n', `\r\n${extra}\r\n`));
     return;
   }
   if (mode === '/masked') {
