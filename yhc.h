@@ -8081,6 +8081,9 @@ typedef struct yhc__ws {
   uint64_t last_rx, last_tx;
   uint64_t rng[2];
   int pending_ev;
+  unsigned char pong[125]; /* the latest ping's payload, answered once there is room */
+  size_t pong_len;
+  int pong_due;
 } yhc__ws;
 
 static uint64_t yhc__ws_rand(yhc__ws *w) {
@@ -8132,7 +8135,18 @@ static void yhc__ws_interest(yhc__ws *w) {
   w->inner->vt->want(w->inner, rd, w->wpos < w->wbuf.len);
 }
 
+static int yhc__ws_send_frame(yhc__ws *w, int opcode, const void *data, size_t len);
+
+/* Pongs answer the latest ping only (RFC 6455 5.5.3), and only while the send buffer has
+   room: a peer that floods pings and reads nothing cannot grow it past max_wbuf. */
+static void yhc__ws_queue_pong(yhc__ws *w) {
+  if (!w->pong_due || w->state == YHC__WS_CLOSED || w->eof || w->wbuf.len - w->wpos >= w->conf.max_wbuf) return;
+  w->pong_due = 0;
+  yhc__ws_send_frame(w, YHC__WS_OP_PONG, w->pong, w->pong_len);
+}
+
 static void yhc__ws_flush(yhc__ws *w) {
+  yhc__ws_queue_pong(w);
   while (w->wpos < w->wbuf.len) {
     long n = w->inner->vt->write(w->inner, w->wbuf.ptr + w->wpos, w->wbuf.len - w->wpos);
     if (n == YHC__AGAIN) break;
@@ -8143,6 +8157,7 @@ static void yhc__ws_flush(yhc__ws *w) {
     }
     w->wpos += (size_t)n;
     w->last_tx = yhc_loop_now(w->loop);
+    if (w->pong_due) yhc__ws_queue_pong(w); /* writing made room */
   }
   if (w->wpos == w->wbuf.len) w->wbuf.len = w->wpos = 0;
   else if (w->wpos > 65536) {
@@ -8166,10 +8181,13 @@ static int yhc__ws_send_frame(yhc__ws *w, int opcode, const void *data, size_t l
 /* Handles one complete control frame from the server. */
 static void yhc__ws_control(yhc__ws *w, const yhc__ws_frame *f) {
   if (f->opcode == YHC__WS_OP_PING) {
-    yhc__ws_send_frame(w, YHC__WS_OP_PONG, f->payload, f->len);
+    w->pong_len = YHC__MIN(f->len, sizeof w->pong);
+    if (w->pong_len) memcpy(w->pong, f->payload, w->pong_len);
+    w->pong_due = 1; /* queued by the flush that follows the frames read */
   } else if (f->opcode == YHC__WS_OP_CLOSE) {
     unsigned char pl[YHC__WS_MAX_CONTROL];
     int n = yhc__ws_close_payload(pl, f->close_code ? 1000 : 0, NULL);
+    yhc__ws_queue_pong(w); /* a pong owed goes before the close: nothing may follow it */
     /* answer the close handshake, then the pipe has ended */
     yhc__ws_send_frame(w, YHC__WS_OP_CLOSE, pl, (size_t)(n > 0 ? n : 0));
     w->eof = 1;
@@ -8391,7 +8409,7 @@ static void yhc__ws_inner_event(void *ctx, int ev) {
     if (w->state == YHC__WS_OPEN && (r != 0 || w->cur_left || w->rpos < w->rbuf.len)) {
       int a = yhc__ws_advance(w);
       if (a < 0) return;
-      if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs, close replies */
+      if (w->pong_due || w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs, close replies */
       if (w->failed) return;
       if (a > 0 || w->eof) yhc__ws_kick(w, YHC__EV_READ);
     }
@@ -8428,7 +8446,7 @@ static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
     if (r == 1) w->inner_eof = 1; /* the frames before it are still data: loop once more */
     if (r == 0) break;
   }
-  if (w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
+  if (w->pong_due || w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
   else yhc__ws_interest(w);
   /* bytes left behind may never be announced by the socket (they are all in rbuf already):
      say READ again, as the TLS stream does for what mbedTLS holds, so a reader that stops

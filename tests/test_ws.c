@@ -426,6 +426,38 @@ static void test_limits(int port) {
                     "2000000", "1048576", 2000);
 }
 
+/* A peer that floods pings and never reads: pongs answer the latest ping only and wait for
+   room, so the send buffer stays within max_wbuf however long the flood lasts. */
+static void test_ping_flood(int port) {
+  owner o;
+  yhc__ws_conf conf;
+  yhc__ws *w;
+  size_t most = 0, most_cap = 0;
+  long long until;
+  YT_GROUP("/pingflood: a peer that pings without reading cannot grow the send buffer");
+  memset(&conf, 0, sizeof conf);
+  conf.max_wbuf = 65536;
+  conf.dead_ms = 60000;
+  if (open_ok(&o, "ws://127.0.0.1:%d/pingflood", port, &conf, NULL, 0)) {
+    w = (yhc__ws *)(void *)o.s;
+    until = yt_now_ms() + 3000;
+    while (yt_now_ms() < until && !o.failed) {
+      pump(&o, 50, c_never, 0);
+      if (w->wbuf.len - w->wpos > most) most = w->wbuf.len - w->wpos;
+      if (w->wbuf.cap > most_cap) most_cap = w->wbuf.cap;
+    }
+    YT_CHECKF(!o.failed, "%s", o.msg);
+    /* answering each ping (10 MB/s of pongs) fills the kernel's buffers within a second and
+       then the send buffer; one pong per batch of pings stays far below */
+    YT_CHECKF(most <= conf.max_wbuf + 131, "queued %lu bytes, bound %lu", (unsigned long)most,
+              (unsigned long)conf.max_wbuf);
+    YT_CHECKF(most_cap <= 4 * conf.max_wbuf, "send buffer capacity %lu", (unsigned long)most_cap);
+    fprintf(stderr, "   most queued %lu bytes (capacity %lu) under the flood\n", (unsigned long)most,
+            (unsigned long)most_cap);
+  }
+  owner_close(&o);
+}
+
 static void test_silent(int port) {
   owner o;
   yhc__ws_conf conf;
@@ -710,6 +742,7 @@ int main(void) {
   test_close(peer.port);
   test_limits(peer.port);
   test_silent(peer.port);
+  test_ping_flood(peer.port);
   test_handshake_errors(peer.port);
   yt_proc_stop(&peer);
   test_wss();

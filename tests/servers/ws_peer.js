@@ -19,6 +19,7 @@
 //   /no-upgrade      200 OK
 //   /masked          a correct 101, then a masked frame (servers must not mask)
 //   /ext, /proto     a 101 accepting an extension / a subprotocol the client did not offer
+//   /pingflood       400 pings of 125 bytes every 5 ms (10 MB/s), and the socket is never read
 //   /auth            echo when `Authorization: Bearer k`, else 401
 // Any path takes ?id=X; GET /stats?id=X answers what the peer saw on that connection as JSON:
 // {pings, pongs, pongsMatched, clientPings, closeCode, messages}.
@@ -163,6 +164,13 @@ server.on('upgrade', (req, socket, head) => {
     } else if (mode === '/stall') {
       socket.pause();
       setTimeout(() => socket.resume(), Number(u.searchParams.get('ms') || 300));
+    } else if (mode === '/pingflood') {
+      socket.pause(); // the client's pongs pile up on its side
+      const timer = setInterval(() => {
+        if (ws.readyState !== ws.OPEN) return clearInterval(timer);
+        for (let k = 0; k < 400; k++) { st.pings++; ws.ping(Buffer.alloc(125, st.pings & 255)); }
+      }, 5);
+      ws.on('close', () => clearInterval(timer));
     } else if (mode === '/silent') {
       socket.pause(); // after ws attached its 'data' listener, which resumed the socket
     }
