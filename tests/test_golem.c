@@ -456,6 +456,7 @@ static void test_daemon_down(void) {
   memset(&d, 0, sizeof d);
   d.yagna_url = url;
   d.app_key = "k";
+  d.budget = 1.0;
   d.image_repo = url;
   d.on_event = on_event;
   s = yhc_session_create(&d, &err);
