@@ -153,6 +153,9 @@ static yhc_cluster_stats tc_stats(yhc_session *s) {
   do {                                                                                   \
     long long tc_until_ = yt_now_ms() + (ms);                                            \
     while (!(cond) && yt_now_ms() < tc_until_) yhc_loop_poll(yhc_session_loop(s), 20);   \
+    /* events are handed out from the loop's next turns: let those queued by now arrive */ \
+    yhc_loop_poll(yhc_session_loop(s), 0);                                               \
+    yhc_loop_poll(yhc_session_loop(s), 0);                                               \
   } while (0)
 
 static void tc_spin(yhc_session *s, int ms) {
