@@ -28,7 +28,7 @@ for v in $variants; do
   [ "$v" = tls ] && list=${YHC_TLS_TESTS:-}
   # the C++ build of the long end-to-end programs is compiled (that is what C++ can break)
   # but not run again: the C and sanitizer runs cover their behaviour
-  [ "$v" = cxx ] && list=$(printf '%s\n' $list | grep -vxE 'test_golem|test_cluster|test_money' | tr '\n' ' ')
+  [ "$v" = cxx ] && list=$(printf '%s\n' $list | grep -vxE 'test_golem|test_cluster|test_money|test_resilience' | tr '\n' ' ')
   for t in $list; do
     out="$tmp/$v-$t.log"
     timeout 300 "$B/$v/$t" >"$out" 2>&1; rc=$?
