@@ -127,6 +127,8 @@ test('golem-js service flow on the stand-in', { timeout: 240000 }, async (t) => 
     assert.equal(r.result, 'Ok');
     assert.equal((stats.calls.UploadChunk || 0) - uploadsBefore, Math.ceil(data.length / 40960));
     await h.waitUntil(() => fs.existsSync(dst) && fs.statSync(dst).size === data.length, 5000);
+    // golem-js acknowledges a chunk before its write stream has flushed it: give the file a moment
+    for (let t = 0; t < 40 && !fs.readFileSync(dst).equals(data); t++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(fs.readFileSync(dst).equals(data));
     r = await exe.downloadData('/golem/work/data.bin'); // golem-js checks the sha3-256 of UploadFinished
     assert.ok(Buffer.from(r.data).equals(data));
