@@ -713,9 +713,12 @@ typedef struct yhc_session_desc {
                                    -1 = never (then a lifetime of 10 h or more is a config error) */
   int time_scale;               /* [1] a test stand-in that compresses time by this factor
                                    (yagna-sim timeScale): payment checks read its clock */
-  double max_price_cpu_hour;    /* GLM per CPU-hour an offer may ask [0.5] */
-  double max_price_env_hour;    /* GLM per hour of duration [0.5] */
-  double max_price_start;       /* GLM start price [0.5] */
+  double max_price_cpu_hour;    /* GLM per CPU-hour an offer may ask [0.5], read to 12 decimals */
+  double max_price_env_hour;    /* GLM per hour of duration [0.5], likewise */
+  double max_price_start;       /* GLM start price [0.5], likewise */
+  const char *max_price_cpu_hour_glm; /* the same three limits as exact decimal strings ("0.25"); */
+  const char *max_price_env_hour_glm; /* each wins over its double. Offers are compared with */
+  const char *max_price_start_glm;    /* them exactly, 18 decimals */
   int agreement_lifetime_s;     /* demand expiration and agreement validTo [3600] */
   int agreement_renew_s;        /* start an instance's replacement this long before its
                                    agreement ends; must be below the lifetime [120] */
@@ -9217,6 +9220,7 @@ struct yhc__golem {
   yhc__glm budget;
   yhc__glm spent;
   yhc__glm burn_cap_hour;   /* GLM/hour across the session, zero = none */
+  yhc__glm max_cpu_hour, max_env_hour, max_start; /* offer price limits, exact */
   int cover_min;            /* minutes of the agreed rates the budget must cover before signing */
   int time_scale;           /* providers' clock factor (a stand-in compressing time) */
   int invoices_accepted, invoices_rejected, refused; /* counts for yhc_session_money() */
@@ -11791,7 +11795,7 @@ typedef struct yhc__offer {
   yhc__glm coeff_duration, coeff_cpu, coeff_start; /* exact, from the offer's text */
   int threads;
   int interval_s, payment_timeout_s; /* mid-agreement payment terms we countered with, 0 = none */
-  double score;                 /* expected GLM for an hour: ranking only, never paid from */
+  yhc__glm score;               /* expected GLM for an hour: ranking only, never paid from */
   int state;                    /* 0 countering, 1 countered, 2 draft */
   uint64_t at_ms;
   uint64_t expires_ms;          /* wall clock: golem.srv.comp.expiration in our counter */
@@ -11827,7 +11831,7 @@ struct yhc_cluster {
   int max_retries, idempotent_only, timeout_ms;
   int vanish_ms, startup_ms, approval_ms, max_startup_failures;
   size_t max_queue;
-  double max_cpu_hour, max_env_hour, max_start;
+  yhc__glm max_cpu_hour, max_env_hour, max_start; /* price limits, exact */
   /* market */
   char sub_id[YHC__ID_MAX];
   int demand_state;             /* 0 none, 1 subscribing, 2 active, 3 unsubscribing */
@@ -12082,7 +12086,6 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
 
 /* ---- offers, negotiation, demand */
 
-static double yhc__num_at(const yhc_json *arr, size_t k) { return yhc_json_num(yhc_json_at(arr, k), -1); }
 
 static void yhc__cluster_reject(yhc_cluster *c, yhc_str proposal_id, const char *provider_id, const char *provider,
                                 const char *why) {
@@ -12324,6 +12327,34 @@ static void yhc__cluster_age_offers(yhc_cluster *c) {
   }
 }
 
+/* The offer's prices against the limits, exactly (18 decimals); why[] gets the reason, which
+   goes to the daemon, so its numbers are written by yhc__glm_format, not the locale. */
+static void yhc__offer_price_check(yhc_cluster *c, const yhc__glm *dur, const yhc__glm *cpu, const yhc__glm *start,
+                                   char *why, size_t cap) {
+  yhc__glm cpu_h = *cpu, dur_h = *dur;
+  char n1[YHC__GLM_TEXT], n2[YHC__GLM_TEXT];
+  int over_cpu = yhc__glm_muldiv(&cpu_h, 3600, 1) != YHC__GLM_OK || yhc__glm_cmp(&cpu_h, &c->max_cpu_hour) > 0;
+  int over_dur = yhc__glm_muldiv(&dur_h, 3600, 1) != YHC__GLM_OK || yhc__glm_cmp(&dur_h, &c->max_env_hour) > 0;
+  if (over_cpu)
+    snprintf(why, cap, "CPU price %s GLM/h above the limit %s", yhc__glm_format(&cpu_h, 0, n1), yhc__glm_format(&c->max_cpu_hour, 0, n2));
+  else if (over_dur)
+    snprintf(why, cap, "price %s GLM/h above the limit %s", yhc__glm_format(&dur_h, 0, n1), yhc__glm_format(&c->max_env_hour, 0, n2));
+  else if (yhc__glm_cmp(start, &c->max_start) > 0)
+    snprintf(why, cap, "start price %s GLM above the limit %s", yhc__glm_format(start, 0, n1), yhc__glm_format(&c->max_start, 0, n2));
+}
+
+/* What an hour on the offer costs at full use of its threads: start + 3600 (dur + cpu threads),
+   saturating (a saturated score only ranks last). */
+static yhc__glm yhc__offer_score(const yhc__glm *dur, const yhc__glm *cpu, const yhc__glm *start, int threads) {
+  yhc__glm score = *cpu, per_s = *dur;
+  yhc__glm_muldiv(&score, (uint32_t)(threads > 0 ? threads : 1), 1);
+  yhc__glm_add(&per_s, &score);
+  yhc__glm_muldiv(&per_s, 3600, 1);
+  score = *start;
+  yhc__glm_add(&score, &per_s);
+  return score;
+}
+
 /* Scores and answers an Initial offer: reject it with a reason, or counter it. */
 static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   const yhc_json *props = yhc_json_get(proposal, "properties");
@@ -12331,7 +12362,7 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   const yhc_json *usage = yhc_json_get(props, "golem.com.usage.vector");
   yhc_str pid, issuer, name, scheme;
   char provider[64], pname[64], key[160], why[200];
-  double dur = 0, cpu = 0, start, mem, storage;
+  double mem, storage;
   yhc__glm gdur, gcpu, gstart;
   int threads, interval_s = 0, payment_timeout_s = 0;
   size_t k, nc;
@@ -12363,19 +12394,17 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
     snprintf(why, sizeof why, "no linear price over a usage vector");
   if (!why[0]) {
     for (k = 0; k + 1 < nc; k++) {
-      double v = yhc__num_at(coeffs, k);
       yhc_str u, raw = yhc_json_raw_number(yhc_json_at(coeffs, k));
       yhc__glm exact;
       u.ptr = NULL;
       u.len = 0;
       u = yhc_json_str(yhc_json_at(usage, k), u);
-      if (v < 0 || yhc__glm_parse(raw.ptr, raw.len, 0, &exact)) { snprintf(why, sizeof why, "negative or non-numeric price"); break; }
-      if (yhc__str_eq(u, "golem.usage.duration_sec")) dur = v, gdur = exact;
-      else if (yhc__str_eq(u, "golem.usage.cpu_sec")) cpu = v, gcpu = exact;
-      else if (v > 0) { snprintf(why, sizeof why, "priced usage counter %.*s is unknown", (int)YHC__MIN(u.len, 60), u.ptr); break; }
+      if (yhc__glm_parse(raw.ptr, raw.len, 0, &exact)) { snprintf(why, sizeof why, "negative or non-numeric price"); break; }
+      if (yhc__str_eq(u, "golem.usage.duration_sec")) gdur = exact;
+      else if (yhc__str_eq(u, "golem.usage.cpu_sec")) gcpu = exact;
+      else if (!yhc__glm_is_zero(&exact)) { snprintf(why, sizeof why, "priced usage counter %.*s is unknown", (int)YHC__MIN(u.len, 60), u.ptr); break; }
     }
   }
-  start = yhc__num_at(coeffs, nc ? nc - 1 : 0);
   if (!why[0]) {
     yhc_str raw = yhc_json_raw_number(yhc_json_at(coeffs, nc ? nc - 1 : 0));
     if (yhc__glm_parse(raw.ptr, raw.len, 0, &gstart)) snprintf(why, sizeof why, "negative or non-numeric start price");
@@ -12383,14 +12412,9 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   mem = yhc_json_num(yhc_json_get(props, "golem.inf.mem.gib"), -1);
   storage = yhc_json_num(yhc_json_get(props, "golem.inf.storage.gib"), -1);
   threads = (int)yhc_json_int(yhc_json_get(props, "golem.inf.cpu.threads"), 1);
+  if (!why[0]) yhc__offer_price_check(c, &gdur, &gcpu, &gstart, why, sizeof why);
   if (!why[0]) {
-    /* these reasons go to the daemon: numbers written without the locale */
-    char n1[32], n2[32];
-    if (start < 0) snprintf(why, sizeof why, "negative start price");
-    else if (cpu * 3600 > c->max_cpu_hour) snprintf(why, sizeof why, "CPU price %s GLM/h above the limit %s", yhc__num_text(cpu * 3600, n1), yhc__num_text(c->max_cpu_hour, n2));
-    else if (dur * 3600 > c->max_env_hour) snprintf(why, sizeof why, "price %s GLM/h above the limit %s", yhc__num_text(dur * 3600, n1), yhc__num_text(c->max_env_hour, n2));
-    else if (start > c->max_start) snprintf(why, sizeof why, "start price %s GLM above the limit %s", yhc__num_text(start, n1), yhc__num_text(c->max_start, n2));
-    else if ((mem >= 0 && mem + 1e-9 < c->d.min_mem_gib) || (storage >= 0 && storage + 1e-9 < c->d.min_storage_gib) ||
+    if ((mem >= 0 && mem + 1e-9 < c->d.min_mem_gib) || (storage >= 0 && storage + 1e-9 < c->d.min_storage_gib) ||
              threads < c->d.min_threads)
       snprintf(why, sizeof why, "not enough memory, storage or threads");
   }
@@ -12429,7 +12453,7 @@ static void yhc__cluster_offer(yhc_cluster *c, const yhc_json *proposal) {
   o->threads = threads > 0 ? threads : 1;
   o->interval_s = interval_s;
   o->payment_timeout_s = payment_timeout_s;
-  o->score = start + 3600 * (dur + cpu * o->threads);
+  o->score = yhc__offer_score(&gdur, &gcpu, &gstart, o->threads);
   o->at_ms = yhc_loop_now(c->g->loop);
   {
     int64_t offered = yhc_json_int(yhc_json_get(props, "golem.com.payment.debit-notes.accept-timeout?"), 240);
@@ -12865,7 +12889,7 @@ static yhc__offer *yhc__cluster_best_draft(yhc_cluster *c) {
   uint64_t now = yhc__wall_ms();
   for (o = c->offers; o; o = o->next) {
     if (o->state != 2 || yhc__cluster_avoids(c, o->provider_id) || yhc__offer_aged(c, o, now)) continue;
-    if (!best || o->score < best->score) best = o;
+    if (!best || yhc__glm_cmp(&o->score, &best->score) < 0) best = o;
   }
   return best;
 }
@@ -13169,8 +13193,31 @@ static void yhc__session_daemon_back(yhc__golem *g, int network_lost) {
 
 /* The money settings: exact strings win over the legacy double; lifetimes of 10 h or more
    need mid-agreement payments (providers refuse such demands without them). */
-static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget, yhc__glm *burn, yhc_error *err) {
+/* One price limit: its exact string wins; else its double (0 = the default), to 12 decimals. */
+static int yhc__config_limit(const char *text, double v, const char *name, yhc__glm *out, yhc_error *err) {
+  if (text) {
+    int rc = yhc__glm_parse(text, strlen(text), 1, out);
+    if (rc) {
+      yhc__error_set(err, YHC_ERR_CONFIG, 0, "%s_glm \"%.60s\" is %s", name, text,
+                     rc == YHC__GLM_OVERFLOW ? "too large" : "not a decimal amount with at most 18 decimals");
+      return -1;
+    }
+    return 0;
+  }
+  if (yhc__glm_from_config_double(v > 0 ? v : 0.5, out)) {
+    yhc__error_set(err, YHC_ERR_CONFIG, 0, "%s must be below 1000000 GLM (use %s_glm for exact amounts)", name, name);
+    return -1;
+  }
+  return 0;
+}
+
+static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget, yhc__glm *burn, yhc__glm limits[3],
+                                     yhc_error *err) {
   memset(burn, 0, sizeof *burn);
+  if (yhc__config_limit(d->max_price_cpu_hour_glm, d->max_price_cpu_hour, "max_price_cpu_hour", &limits[0], err) ||
+      yhc__config_limit(d->max_price_env_hour_glm, d->max_price_env_hour, "max_price_env_hour", &limits[1], err) ||
+      yhc__config_limit(d->max_price_start_glm, d->max_price_start, "max_price_start", &limits[2], err))
+    return -1;
   if (d->budget_glm) {
     int rc = yhc__glm_parse(d->budget_glm, strlen(d->budget_glm), 1, budget);
     if (rc) {
@@ -13207,7 +13254,7 @@ static int yhc__session_money_config(const yhc_session_desc *d, yhc__glm *budget
 static void yhc__session_free(yhc__golem *g);
 
 YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *err) {
-  yhc__glm budget, burn;
+  yhc__glm budget, burn, limits[3];
   yhc_session *s;
   yhc_session_desc d;
   const char *url, *key, *subnet, *driver, *network, *repo;
@@ -13254,7 +13301,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
     yhc__error_set(err, YHC_ERR_CONFIG, 0, "agreement_renew_s must be below agreement_lifetime_s");
     return NULL;
   }
-  if (yhc__session_money_config(&d, &budget, &burn, err)) return NULL;
+  if (yhc__session_money_config(&d, &budget, &burn, limits, err)) return NULL;
   s = YHC__NEW(yhc_session);
   if (!s) {
     yhc__error_set(err, YHC_ERR_NOMEM, 0, "out of memory creating the session");
@@ -13324,6 +13371,9 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   snprintf(s->g.platform, sizeof s->g.platform, "%s-%s-%s", driver, network, token);
   s->g.budget = budget;
   s->g.burn_cap_hour = burn;
+  s->g.max_cpu_hour = limits[0];
+  s->g.max_env_hour = limits[1];
+  s->g.max_start = limits[2];
   s->g.cover_min = d.budget_cover_min ? d.budget_cover_min : 5;
   s->g.time_scale = d.time_scale > 0 ? d.time_scale : 1;
   s->g.on_event = d.on_event;
@@ -13493,9 +13543,9 @@ YHCDEF int yhc_session_add_service(yhc_session *s, const yhc_service_desc *desc,
   c->approval_ms = s->d.approval_timeout_ms;
   c->max_startup_failures = s->d.max_startup_failures;
   c->max_queue = s->d.max_queue;
-  c->max_cpu_hour = s->d.max_price_cpu_hour;
-  c->max_env_hour = s->d.max_price_env_hour;
-  c->max_start = s->d.max_price_start;
+  c->max_cpu_hour = s->g.max_cpu_hour;
+  c->max_env_hour = s->g.max_env_hour;
+  c->max_start = s->g.max_start;
   c->size_mode = YHC__SIZE_INT;
   c->size_int = desc->initial_size; /* as written: 0 starts the cluster empty */
   c->hooks.ready = yhc__cluster_instance_ready;

@@ -18,10 +18,11 @@ tally() { # name, exit code, output file
     f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+')
     if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; echo "!! $1: exit $2 with no failed check"; tail -n 20 "$3"; fi
   fi
-  printf '%-28s %s\n' "$1" "$line"
-  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+  printf '%-28s %-28s %4ss\n' "$1" "$line" "$((SECONDS - t0))"
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f)); t0=$SECONDS
 }
 
+t0=$SECONDS # each tally line shows the seconds since the previous one, so the slow parts are on record
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for v in $variants; do
   list="$*"

@@ -64,6 +64,9 @@ static void start_server(yhc_ctx *ctx, const char *listen_on, void *user) {
   yhc_ctx_run(ctx, argv);
 }
 
+/* exact price limits for the next open_session (NULL: the defaults) */
+static const char *g_env_limit, *g_cpu_limit;
+
 static yhc_session *open_session(yt_sim *sim, const char *budget, int time_scale, int lifetime_s, int cover_min) {
   yhc_session_desc d;
   yhc_service_desc sd;
@@ -75,6 +78,8 @@ static yhc_session *open_session(yt_sim *sim, const char *budget, int time_scale
   d.image_repo = sim->url;
   d.budget_glm = budget;
   d.budget_cover_min = cover_min;
+  d.max_price_env_hour_glm = g_env_limit;
+  d.max_price_cpu_hour_glm = g_cpu_limit;
   d.time_scale = time_scale;
   d.agreement_lifetime_s = lifetime_s;
   d.offer_window_ms = 300;
@@ -240,6 +245,31 @@ static void test_comma_locale(yt_sim *sim) {
   YT_CHECKF(!strcmp(m.spent, spent) && strcmp(spent, "0"), "yhc spent %s, daemon %s", m.spent, spent);
   YT_CHECKF(m.invoices_unpaid == 0 && m.agreements_unterminated == 0, "unpaid %d, unterminated %d", m.invoices_unpaid, m.agreements_unterminated);
   YT_CHECK(yt_sim_violations(sim, g_admin) == 0);
+}
+
+/* The stand-in's first provider asks exactly 0.00005 GLM per second of duration and 0.0001 per
+   CPU second: 0.18 and 0.36 GLM per hour, which a limit of exactly 0.18 must accept (in doubles
+   0.00005 * 3600 > 0.18). The second asks 0.000055: 0.198 per hour, refused with that figure,
+   and 0.000105 per CPU second, 0.378 per hour, at its limit. */
+static void test_exact_limits(yt_sim *sim) {
+  yhc_session *s;
+  yhc_money m;
+  const ev_rec *rej, *signed_ev;
+  int status = 0;
+  YT_GROUP("price limits are exact: an offer at the limit is taken, one above is not");
+  g_env_limit = "0.18";
+  g_cpu_limit = "0.378"; /* the second provider's CPU price exactly: the duration price decides */
+  s = open_session(sim, "0.5", 1, 0, 0);
+  g_env_limit = g_cpu_limit = NULL;
+  if (!s) { YT_CHECK(!"session"); return; }
+  YT_CHECKF(get(s, "http://calc/add/1/2", &status) == YHC_ERR_OK && status == 200, "served at the limit (%d)", status);
+  rej = ev_with(YHC_EV_OFFER_REJECTED, "above the limit");
+  YT_CHECKF(rej && strstr(rej->message, "price 0.198 GLM/h above the limit 0.18"), "%s",
+            rej ? rej->message : "no rejection");
+  signed_ev = ev_with(YHC_EV_AGREEMENT_SIGNED, NULL);
+  YT_CHECKF(signed_ev && strstr(signed_ev->message, "golem2004"), "%s", signed_ev ? signed_ev->message : "nothing signed");
+  YT_CHECK(ev_with(YHC_EV_OFFER_REJECTED, "0.18 GLM/h") == NULL);
+  close_session(s, &m);
 }
 
 static void test_over_priced(yt_sim *sim) {
@@ -452,6 +482,11 @@ static void test_config(void) {
   d.budget_glm = "1,5";
   YT_CHECK(yhc_session_create(&d, &err) == NULL && err.code == YHC_ERR_CONFIG);
   d.budget_glm = "1.5";
+  d.max_price_start_glm = "0.1.2";
+  YT_CHECKF(yhc_session_create(&d, &err) == NULL && err.code == YHC_ERR_CONFIG && strstr(err.msg, "max_price_start_glm"), "%s", err.msg);
+  d.max_price_start_glm = "1000000000000000000";
+  YT_CHECKF(yhc_session_create(&d, &err) == NULL && err.code == YHC_ERR_CONFIG && strstr(err.msg, "too large"), "%s", err.msg);
+  d.max_price_start_glm = NULL;
   d.agreement_lifetime_s = 12 * 3600;
   d.mid_agreement_payments = -1;
   YT_CHECKF(yhc_session_create(&d, &err) == NULL && err.code == YHC_ERR_CONFIG && strstr(err.msg, "10 h"), "%s", err.msg);
@@ -477,6 +512,7 @@ int main(void) {
   } else if (yt_sim_start(&a, 2, fa) == 0) {
     test_tiny_budget(&a);
     test_comma_locale(&a);
+    test_exact_limits(&a);
     test_over_priced(&a);
     test_inflated_invoice(&a);
     test_bad_amounts(&a);
