@@ -11,11 +11,12 @@ TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
 SHARED  ?= $(abspath ../shared)
 export YHC_SHARED := $(SHARED)
 
-# Builds run on every core unless the caller chose -j.
+# Jobs run on every core and one more unless the caller chose -j: most test jobs wait on
+# sockets and timers, and the spare slot keeps a core busy meanwhile.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 ifeq (,$(filter -j%,$(MAKEFLAGS)))
 ifeq (0,$(MAKELEVEL))
-MAKEFLAGS += -j$(NPROC)
+MAKEFLAGS += -j$(shell echo $$(($(NPROC) + 1)))
 endif
 endif
 
@@ -59,8 +60,14 @@ tests/yagna-sim/node_modules/.package-lock.json: tests/yagna-sim/package-lock.js
 # the variants that can run are then built and run by a second make that reads its answer.
 -include $(B)/setup.mk
 VARIANTS := c $(if $(YHC_HAVE_cxx),cxx) $(if $(YHC_HAVE_san),san) $(if $(YHC_HAVE_tls),tls)
-VARIANT_BINS := $(foreach v,$(filter-out tls,$(VARIANTS)),$(addprefix $(B)/$(v)/,$(TESTS))) \
-                $(if $(filter tls,$(VARIANTS)),$(addprefix $(B)/tls/,$(TLS_TESTS)))
+# The long end-to-end programs are not built as C++: the other tests compile the same
+# implementation as C++, and the C and sanitizer runs cover their behaviour.
+LONG_TESTS := test_cluster test_golem test_money test_resilience
+VARIANT_TESTS_c := $(TESTS)
+VARIANT_TESTS_cxx := $(filter-out $(LONG_TESTS),$(TESTS))
+VARIANT_TESTS_san := $(TESTS)
+VARIANT_TESTS_tls := $(TLS_TESTS)
+VALGRIND_TESTS := $(filter test_json test_wscodec test_http test_tls test_dns,$(TESTS))
 test:
 	@./tests/setup.sh $(B)
 	@$(MAKE) --no-print-directory test-run
@@ -78,13 +85,57 @@ $(B)/fuzz:
 $(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
 	@mkdir -p $(B)/gai
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_RESOLVER_GETADDRINFO -I. $< -o $@ -lm
-test-run: yhc.h $(B)/locale/de_DE.UTF-8 $(VARIANT_BINS) $(B)/gai/test_dns $(addprefix $(B)/fuzz/,$(FUZZ_RUN)) sim-deps
-	YHC_VARIANTS="$(VARIANTS)" YHC_TLS_TESTS="$(TLS_TESTS)" YHC_FUZZ_TARGETS="$(FUZZ_RUN)" \
-	  YHC_FUZZ_SECONDS=$(FUZZ_BRIEF) ./tests/run-all.sh $(B) $(TESTS)
+
+# Every job of the suite is a make target that writes $(L)/JOB.log (tests/run-one.sh), so
+# builds and runs overlap: most tests wait on sockets and timers, not on the CPU. The long
+# jobs come first so that they start first; tests/run-all.sh then tallies in this order.
+L := $(B)/log
+RUN1 := ./tests/run-one.sh
+JOBS_LONG := sim-golemjs sim $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
+JOBS_ALL := $(foreach v,$(VARIANTS),$(addprefix $(v)/,$(VARIANT_TESTS_$(v)))) \
+            $(if $(YHC_HAVE_valgrind),$(addprefix valgrind/,$(VALGRIND_TESTS))) \
+            symbols header gai/test_dns $(if $(FUZZ_RUN),fuzz) loops sim sim-golemjs
+JOBS_RUN := $(filter $(JOBS_ALL),$(JOBS_LONG)) $(filter-out $(JOBS_LONG),$(JOBS_ALL))
+test-run:
+	@rm -rf $(L)
+	@$(MAKE) --no-print-directory $(addprefix $(L)/,$(addsuffix .log,$(JOBS_RUN)))
+	@./tests/run-all.sh $(B) $(JOBS_ALL)
 
 # Quick loop while developing: plain build only.
-test-fast: yhc.h $(B)/locale/de_DE.UTF-8 $(addprefix $(B)/c/,$(TESTS))
-	YHC_ONLY=c ./tests/run-all.sh $(B) $(TESTS)
+test-fast:
+	@rm -rf $(L)/c
+	@$(MAKE) --no-print-directory $(addprefix $(L)/c/,$(addsuffix .log,$(TESTS)))
+	@./tests/run-all.sh $(B) $(addprefix c/,$(TESTS))
+
+$(L)/c/%.log: $(B)/c/% | $(B)/locale/de_DE.UTF-8
+	@$(RUN1) $@ 300 $<
+$(L)/cxx/%.log: $(B)/cxx/% | $(B)/locale/de_DE.UTF-8
+	@$(RUN1) $@ 300 $<
+$(L)/san/%.log: $(B)/san/% | $(B)/locale/de_DE.UTF-8
+	@$(RUN1) $@ 300 $<
+$(L)/tls/%.log: $(B)/tls/%
+	@$(RUN1) $@ 300 $<
+# valgrind over the plain C build of the tests that need no outside daemon
+$(L)/valgrind/%.log: $(B)/c/%
+	@$(RUN1) $@ 600 valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite $<
+$(L)/gai/test_dns.log: $(B)/gai/test_dns
+	@$(RUN1) $@ 300 $<
+$(L)/symbols.log: yhc.h
+	@$(RUN1) $@ 300 ./tests/check_symbols.sh
+# README snippets, YHC_STATIC, include order, two translation units, with every compiler
+$(L)/header.log: yhc.h
+	@$(RUN1) $@ 600 ./tests/header_builds.sh
+# every libFuzzer target briefly, from its seeds and the corpus earlier runs left
+$(L)/fuzz.log: $(addprefix $(B)/fuzz/,$(FUZZ_RUN))
+	@FUZZ_NO_BUILD=1 FUZZ_TARGETS="$(FUZZ_RUN)" FUZZ_SECONDS=$(FUZZ_BRIEF) $(RUN1) $@ 600 ./fuzz/run.sh
+# the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in
+$(L)/loops.log: $(LOOP_EXAMPLES) sim-deps
+	@$(RUN1) $@ 600 ./tests/loop_examples.sh $(B)
+# the stand-in's node tests, golem-js's apart so that the two halves run side by side
+$(L)/sim.log: sim-deps
+	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 $$(ls test/*.test.js | grep -v golemjs)'
+$(L)/sim-golemjs.log: sim-deps
+	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 test/golemjs.test.js'
 
 check: test
 
@@ -104,8 +155,6 @@ EXAMPLES := $(filter-out $(if $(YHC_HAVE_libuv),,loop_libuv) $(if $(YHC_HAVE_lib
 LIBS_loop_libuv := -luv
 LIBS_loop_libevent := -levent
 LOOP_EXAMPLES := $(addprefix $(B)/,$(filter loop_%,$(EXAMPLES)))
-# make test runs the loop examples (tests/loop_examples.sh); here, once they are known
-test-run: $(LOOP_EXAMPLES)
 $(B)/%: examples/%.c examples/loop_demo.h yhc.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))

@@ -9245,6 +9245,7 @@ struct yhc__golem {
   uint64_t down_since;       /* loop ms; 0 while it answers */
   char down_why[200];
   uint64_t net_check_call;
+  uint64_t probe_call;       /* asking whether the daemon is there, after a tunnel broke */
   uint64_t teardown_call;
   int abandoning;            /* close ran out of time: the teardown stops where it is */
   char left[600];            /* what the close could not clean up, for its last event */
@@ -9265,6 +9266,7 @@ struct yhc__golem {
   /* routine: an expected end (the agreement's expiration), not a failure of the instance */
   void (*on_agreement_ended)(yhc__golem *g, yhc__agreement *a, const char *why, int routine);
   void (*on_daemon_back)(yhc__golem *g, int network_lost);
+  void (*on_probed)(yhc__golem *g); /* the probe answered: down_since says how */
   void *owner;
   yhc_error error;          /* why start-up failed */
   yhc_error last_error;     /* the last error event, for yhc_session_state() */
@@ -10592,6 +10594,22 @@ static void yhc__golem_reached(yhc__golem *g) {
   g->net_check_call = yhc__api(g, "GET", path, NULL, 15000, yhc__net_checked, g);
 }
 
+/* A tunnel's own socket to the daemon broke (reset or closed, not a refusal the daemon
+   answered): the daemon going away does that to every tunnel at once, and a provider's end
+   does it to one. Nobody is judged from that one reading: a cheap call asks the daemon
+   first, and while it is out requests wait instead of spending their attempts. */
+static void yhc__golem_probed(void *ctx, const yhc__reply *r) {
+  yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
+  g->probe_call = 0;
+  if (r->err == YHC_ERR_CANCELLED) return;
+  if (g->on_probed) g->on_probed(g);
+}
+
+static void yhc__golem_probe(yhc__golem *g) {
+  if (g->probe_call || g->down_since || g->state != YHC__G_READY) return;
+  g->probe_call = yhc__api(g, "GET", "/me", NULL, 5000, yhc__golem_probed, g);
+}
+
 /* ---- shutdown: the network goes last (after tunnels and nodes), then the allocation */
 
 typedef struct yhc__golem_closer {
@@ -10603,6 +10621,7 @@ typedef struct yhc__golem_closer {
 static void yhc__golem_finish_close(yhc__golem *g) {
   g->payment_polls = 0;
   yhc__api_cancel(g, &g->net_check_call);
+  yhc__api_cancel(g, &g->probe_call);
   yhc__timer_stop(g->loop, &g->debit_retry);
   yhc__timer_stop(g->loop, &g->invoice_retry);
   yhc__timer_stop(g->loop, &g->agreement_retry);
@@ -10833,6 +10852,9 @@ struct yhc__instance {
   yhc__glm *spent_sink;         /* the cluster's spent counter, handed to the agreement */
   int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
+  int conn_suspects;            /* ... that broke before the daemon answered: judged when
+                                   the daemon probe says it is there (yhc__golem_probe) */
+  char suspect_why[200];
   int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
   char tunnel_why[200];
   yhc__timer fail_timer;
@@ -10906,6 +10928,10 @@ static void yhc__instance_end_routine(yhc__instance *i, const char *fmt, ...) {
 
 static void yhc__instance_fail_reply(yhc__instance *i, const yhc__reply *r) {
   if (r->err == YHC_ERR_CANCELLED) return;
+  if (!r->status && i->g->down_since) { /* the call never reached the daemon: its outage */
+    yhc__instance_end_routine(i, "the daemon was unreachable: %s", r->error);
+    return;
+  }
   yhc__instance_fail(i, "%s", r->error);
 }
 
@@ -10959,22 +10985,44 @@ static int yhc__tunnel_refusal_status(const yhc_error *err) {
 /* Handshake answers are counted like connection failures: the daemon answers 504 whenever
    the connect inside the VPN takes more than 5 s, and 400 "Socket closed" while the server
    restarts; 3 in a row end the instance. Only a 404 (the network is gone) ends it at once. */
+/* One more tunnel that would not open; `status` is the daemon's refusal (0: the socket broke). */
+static void yhc__instance_count_conn_failure(yhc__instance *i, int status, const char *why) {
+  if (i->state != YHC__I_READY) return; /* the readiness probe has its own bound */
+  if (i->tunnel_broken || !(++i->conn_failures >= 3 || status == 404)) return;
+  i->tunnel_broken = 1;
+  if (status)
+    snprintf(i->tunnel_why, sizeof i->tunnel_why, "handshake answered HTTP %d, %d in a row (to %s:%d)", status,
+             i->conn_failures, i->ip, i->port);
+  else
+    snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", why);
+  yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
+}
+
 static void yhc__instance_conn_error(yhc__host *h, const yhc_error *err) {
   yhc__instance *i = YHC__CAST(yhc__instance *, h->open_ctx);
+  int status = yhc__tunnel_refusal_status(err);
   if (err->code == YHC_ERR_CONNECT || err->code == YHC_ERR_DNS) {
     /* the daemon itself did not answer: its outage, not the provider's failure */
     yhc__golem_unreachable(i->g, err->msg);
     return;
   }
-  if (i->state != YHC__I_READY) return; /* the readiness probe has its own bound */
-  if (i->tunnel_broken || !(++i->conn_failures >= 3 || yhc__tunnel_refusal_status(err) == 404)) return;
-  i->tunnel_broken = 1;
-  if (yhc__tunnel_refusal_status(err))
-    snprintf(i->tunnel_why, sizeof i->tunnel_why, "handshake answered HTTP %d, %d in a row (to %s:%d)",
-             yhc__tunnel_refusal_status(err), i->conn_failures, i->ip, i->port);
-  else
-    snprintf(i->tunnel_why, sizeof i->tunnel_why, "%.199s", err->msg);
-  yhc__timer_start(i->g->loop, &i->fail_timer, 0, yhc__instance_tunnel_fail, i);
+  if (i->g->down_since || i->state != YHC__I_READY) return;
+  if (!status) {
+    i->conn_suspects++;
+    snprintf(i->suspect_why, sizeof i->suspect_why, "%.199s", err->msg);
+    yhc__golem_probe(i->g);
+    if (i->g->probe_call) return;
+    i->conn_suspects = 0; /* no probe could be sent: judged as it is */
+  }
+  yhc__instance_count_conn_failure(i, status, err->msg);
+}
+
+/* The daemon probe answered: tunnels that broke meanwhile count against their provider only
+   if the daemon is there. */
+static void yhc__instance_judge_suspects(yhc__instance *i) {
+  int n = i->conn_suspects;
+  i->conn_suspects = 0;
+  while (n-- > 0 && !i->g->down_since) yhc__instance_count_conn_failure(i, 0, i->suspect_why);
 }
 
 /* ---- health */
@@ -11549,6 +11597,11 @@ static void yhc__instance_confirmed(void *ctx, const yhc__reply *r) {
 static void yhc__instance_agreement_created(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   char path[256];
+  if (r->status == 404) { /* the draft is gone (expired, or a restarted daemon lost it): nobody's failure */
+    i->call = 0;
+    yhc__instance_end_routine(i, "%s", r->error);
+    return;
+  }
   if (yhc__instance_take_id(i, r, r->json, "POST /market-api/v1/agreements", i->agreement_id,
                             sizeof i->agreement_id))
     return;
@@ -11996,6 +12049,11 @@ static int yhc__method_of_wire_idempotent(const yhc__req *r) {
   return 0;
 }
 
+/* The request's tunnel socket broke under it (not an answer, not its deadline). */
+static int yhc__tunnel_broke(const yhc__req *r) {
+  return r->error.code == YHC_ERR_IO || r->error.code == YHC_ERR_CLOSED;
+}
+
 /* Completion hook of every request a cluster owns. */
 static void yhc__cluster_req_done(yhc__req *r) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, r->owner);
@@ -12007,8 +12065,11 @@ static void yhc__cluster_req_done(yhc__req *r) {
     if (!r->error.code) i->conn_failures = 0;
     else i->failed_n++;
   }
-  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing && c->g->down_since) {
-    /* the daemon is away: the request waits for it (or its deadline), no attempt counted */
+  if (r->error.code && i && yhc__tunnel_broke(r)) yhc__golem_probe(c->g);
+  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing &&
+      (c->g->down_since || c->g->probe_call)) {
+    /* the daemon is away (or being asked): the request waits for it (or its deadline), no
+       attempt counted */
     yhc__req_reset_response(r);
     r->sent = 0;
     yhc__cluster_park(c, r, 1);
@@ -12066,7 +12127,9 @@ static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
 }
 
 static void yhc__cluster_dispatch(yhc_cluster *c) {
-  if (c->g->down_since) return; /* during an outage requests wait: every tunnel goes through the daemon */
+  /* during an outage (or while asking whether there is one) requests wait: every tunnel goes
+     through the daemon */
+  if (c->g->down_since || c->g->probe_call) return;
   while (c->q.head) {
     yhc__instance *i = yhc__cluster_pick(c);
     yhc__req *r = c->q.head;
@@ -13171,10 +13234,22 @@ static void yhc__session_agreement_ended(yhc__golem *g, yhc__agreement *a, const
 /* After an outage every instance is checked at once; when the daemon lost the VPN network
    (a restart) the instances cannot be reached any more and are replaced, which is nobody's
    failure. */
+static void yhc__session_probed(yhc__golem *g) {
+  yhc_session *s = YHC__CAST(yhc_session *, g->owner);
+  yhc_cluster *c;
+  for (c = s->clusters; c; c = c->next) {
+    yhc__instance *i;
+    for (i = c->instances; i; i = i->next) yhc__instance_judge_suspects(i);
+    if (!g->down_since) yhc__cluster_dispatch(c);
+  }
+}
+
 static void yhc__session_daemon_back(yhc__golem *g, int network_lost) {
   yhc_session *s = YHC__CAST(yhc_session *, g->owner);
   yhc_cluster *c;
   for (c = s->clusters; c; c = c->next) {
+    /* a restarted daemon lost every proposal (PROTOCOL.md 9.7): drafts are negotiated anew */
+    while (network_lost && c->offers) yhc__offer_unlink(c, c->offers);
     for (;;) {
       yhc__instance *i;
       for (i = c->instances; i; i = i->next)
@@ -13384,6 +13459,7 @@ YHCDEF yhc_session *yhc_session_create(const yhc_session_desc *desc, yhc_error *
   s->g.on_ready = yhc__session_golem_ready;
   s->g.on_agreement_ended = yhc__session_agreement_ended;
   s->g.on_daemon_back = yhc__session_daemon_back;
+  s->g.on_probed = yhc__session_probed;
   s->g.clock_skew_ms = d.clock_skew_ms;
   yhc__golem_start(&s->g);
   return s;

@@ -1503,6 +1503,63 @@ static void test_vanish_under_load(void) {
   tc_sim_check("vanish");
 }
 
+/* -- the daemon restarts under load (yagna-sim `restart`): it keeps what yagna keeps on disk
+   (agreements, activities, allocations) and loses the demand, the VPN and every tunnel
+   (PROTOCOL.md 9.7). The tunnels break before any REST call fails, so yhc must ask the
+   daemon before it blames the providers. A VM cannot join a new network, so each instance
+   is replaced once, as routine: no failure, no provider avoided, no request lost or failed,
+   and a close that settles every agreement, old and new. */
+static void test_daemon_restart(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_error err;
+  yhc_money m;
+  tc_load L;
+  int signed_before, ok_back;
+  YT_GROUP("issue 11: the daemon restarts under load: tunnels break first, nobody is blamed, nothing lost");
+  if (!tr_have_fault("restart")) return;
+  tc_desc(&sd, &tc_sim, &obs);
+  s = yhc_session_create(&sd, &err);
+  YT_CHECK(s && tr_add(s, TC_URL, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2) == 0);
+  if (!s) return;
+  TC_WAIT(s, tc_stats(s).ready == 2, 60000);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  signed_before = obs.kinds[YHC_EV_AGREEMENT_SIGNED];
+  tc_load_init(&L, s, 100000, 6, TC_ECHO);
+  L.timeout_ms = 30000;
+  tc_send(&L);
+  TC_WAIT(s, L.ok >= 40, 20000);
+  YT_CHECK(yt_sim_fault(&tc_sim, tc_admin, "{\"fault\":\"restart\",\"downMs\":2000}") == 0);
+  TC_WAIT(s, obs.kinds[YHC_EV_DAEMON_LOST] >= 1, 10000);
+  YT_CHECKF(obs.kinds[YHC_EV_DAEMON_LOST] >= 1, "the outage is seen (%d)", obs.kinds[YHC_EV_DAEMON_LOST]);
+  TC_WAIT(s, obs.kinds[YHC_EV_DAEMON_BACK] >= 1, 20000);
+  YT_CHECKF(obs.kinds[YHC_EV_DAEMON_BACK] >= 1, "and its end (%d)", obs.kinds[YHC_EV_DAEMON_BACK]);
+  ok_back = L.ok;
+  TC_WAIT(s, L.ok >= ok_back + 100 && tc_stats(s).ready == 2, 40000);
+  YT_CHECKF(L.ok >= ok_back + 100, "served after the restart: %d", L.ok - ok_back);
+  L.hold = 1;
+  TC_WAIT(s, L.outstanding == 0, 35000);
+  YT_EQ_INT(L.outstanding, 0);
+  YT_EQ_INT(tc_lost(&L), 0);
+  YT_EQ_INT(L.dups, 0);
+  YT_EQ_INT(L.wrong, 0);
+  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+  YT_EQ_INT(L.late, 0);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  YT_CHECKF(obs.kinds[YHC_EV_AGREEMENT_SIGNED] == signed_before + 2, "agreements signed after the restart: %d",
+            obs.kinds[YHC_EV_AGREEMENT_SIGNED] - signed_before);
+  YT_EQ_INT(tc_stats(s).instances_failed, 0);
+  YT_EQ_INT(obs.kinds[YHC_EV_SERVICE_FAILED], 0);
+  YT_EQ_INT(yhc_session_close_wait(s), 0);
+  yhc_session_money(s, &m);
+  YT_CHECKF(m.invoices_unpaid == 0 && m.agreements_unterminated == 0 && !yhc_session_leftovers(s)[0],
+            "unpaid %d, unterminated %d, left: %s", m.invoices_unpaid, m.agreements_unterminated, yhc_session_leftovers(s));
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("restart");
+}
+
 /* -- tunnel handshakes answered 504: one is weathered, a storm ends the instance */
 static void test_504_storm(void) {
   yhc_session_desc sd;
@@ -1733,6 +1790,7 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "flapping", test_flapping_state());
     TC_RUN_PART(1, "capacity", test_capacity());
     TC_RUN_PART(1, "clock-skew", test_clock_skew());
+    TC_RUN_PART(1, "restart", test_daemon_restart());
   }
   yt_sim_stop(&tc_sim);
   yhc_http_destroy(tc_admin);
