@@ -300,6 +300,19 @@ static int tc_lost(const tc_load *L) {
   return lost;
 }
 
+/* Stops the load, lets what is out answer (within wait_ms), and checks that every request got
+   exactly one right answer, in time. */
+static void tc_drain_clean(yhc_session *s, tc_load *L, int wait_ms) {
+  L->hold = 1;
+  TC_WAIT(s, L->outstanding == 0, wait_ms);
+  YT_EQ_INT(L->outstanding, 0);
+  YT_EQ_INT(tc_lost(L), 0);
+  YT_EQ_INT(L->dups, 0);
+  YT_EQ_INT(L->wrong, 0);
+  YT_CHECKF(L->errors == 0, "%d errors, first: %s", L->errors, L->first_error);
+  YT_EQ_INT(L->late, 0);
+}
+
 static void tc_load_free(tc_load *L) {
   free(L->reqs);
   L->reqs = NULL;
@@ -1183,6 +1196,19 @@ static int tr_add(yhc_session *s, const char *url, const char *names, yhc_startu
   return 0;
 }
 
+/* A session (sd from tc_desc) with the service on `names`, once `size` instances are ready;
+   NULL (a failed check) otherwise. */
+static yhc_session *tr_open(yhc_session_desc *sd, const char *names, yhc_startup_fn startup, int size) {
+  yhc_error err;
+  yhc_session *s = yhc_session_create(sd, &err);
+  YT_CHECKF(s != NULL, "%s", err.msg);
+  if (!s) return NULL;
+  YT_CHECK(tr_add(s, TC_URL, names, startup, size) == 0);
+  TC_WAIT(s, tc_stats(s).ready == size, 60000);
+  YT_EQ_INT(tc_stats(s).ready, size);
+  return s;
+}
+
 static yhc_cluster_stats tr_stats(yhc_session *s, const char *url) {
   yhc_cluster_stats st;
   memset(&st, 0, sizeof st);
@@ -1349,16 +1375,11 @@ static void test_one_connection_service(void) {
   yhc_session_desc sd;
   tc_obs obs;
   yhc_session *s;
-  yhc_error err;
   tr_answer a;
   int k, ok = 0;
   YT_GROUP("issue 11: a one-connection-at-a-time service behind the readiness probe");
   tc_desc(&sd, &tc_sim, &obs);
-  s = yhc_session_create(&sd, &err);
-  YT_CHECK(s && tr_add(s, TC_URL, "shub-niggurath", tr_start_one_conn, 1) == 0);
-  if (!s) return;
-  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
-  YT_EQ_INT(tc_stats(s).ready, 1);
+  if (!(s = tr_open(&sd, "shub-niggurath", tr_start_one_conn, 1))) return;
   for (k = 0; k < 5; k++) {
     tr_send(s, TC_URL "/x", 8000, &a);
     TC_WAIT(s, a.done, 10000);
@@ -1457,7 +1478,6 @@ static void test_vanish_under_load(void) {
   yhc_session_desc sd;
   tc_obs obs;
   yhc_session *s;
-  yhc_error err;
   tc_load L;
   long long t_fault = 0, detected = 0;
   int failed_before;
@@ -1466,11 +1486,7 @@ static void test_vanish_under_load(void) {
   if (!tr_have_fault("vanish")) return;
   tc_desc(&sd, &tc_sim, &obs);
   sd.vanish_timeout_ms = 8000; /* the default is 30000; the bound is what is checked */
-  s = yhc_session_create(&sd, &err);
-  YT_CHECK(s && tr_add(s, TC_URL, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2) == 0);
-  if (!s) return;
-  TC_WAIT(s, tc_stats(s).ready == 2, 60000);
-  YT_EQ_INT(tc_stats(s).ready, 2);
+  if (!(s = tr_open(&sd, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2))) return;
   tc_load_init(&L, s, 100000, 8, TC_ECHO);
   L.timeout_ms = 30000;
   tc_send(&L);
@@ -1488,15 +1504,8 @@ static void test_vanish_under_load(void) {
   YT_CHECKF(detected > 0 && detected <= sd.vanish_timeout_ms + 2000, "detected after %lld ms", detected);
   /* the cluster heals on the third provider; everything answered, in time */
   TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 300, 40000);
-  L.hold = 1;
-  TC_WAIT(s, L.outstanding == 0, 35000);
+  tc_drain_clean(s, &L, 35000);
   YT_EQ_INT(tc_stats(s).ready, 2);
-  YT_EQ_INT(L.outstanding, 0);
-  YT_EQ_INT(tc_lost(&L), 0);
-  YT_EQ_INT(L.dups, 0);
-  YT_EQ_INT(L.wrong, 0);
-  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
-  YT_EQ_INT(L.late, 0);
   yhc_session_close_wait(s);
   yhc_session_destroy(s);
   tc_load_free(&L);
@@ -1513,18 +1522,13 @@ static void test_daemon_restart(void) {
   yhc_session_desc sd;
   tc_obs obs;
   yhc_session *s;
-  yhc_error err;
   yhc_money m;
   tc_load L;
   int signed_before, ok_back;
   YT_GROUP("issue 11: the daemon restarts under load: tunnels break first, nobody is blamed, nothing lost");
   if (!tr_have_fault("restart")) return;
   tc_desc(&sd, &tc_sim, &obs);
-  s = yhc_session_create(&sd, &err);
-  YT_CHECK(s && tr_add(s, TC_URL, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2) == 0);
-  if (!s) return;
-  TC_WAIT(s, tc_stats(s).ready == 2, 60000);
-  YT_EQ_INT(tc_stats(s).ready, 2);
+  if (!(s = tr_open(&sd, "golem2004|azathoth-rnd|nyarlathotep", NULL, 2))) return;
   signed_before = obs.kinds[YHC_EV_AGREEMENT_SIGNED];
   tc_load_init(&L, s, 100000, 6, TC_ECHO);
   L.timeout_ms = 30000;
@@ -1538,14 +1542,7 @@ static void test_daemon_restart(void) {
   ok_back = L.ok;
   TC_WAIT(s, L.ok >= ok_back + 100 && tc_stats(s).ready == 2, 40000);
   YT_CHECKF(L.ok >= ok_back + 100, "served after the restart: %d", L.ok - ok_back);
-  L.hold = 1;
-  TC_WAIT(s, L.outstanding == 0, 35000);
-  YT_EQ_INT(L.outstanding, 0);
-  YT_EQ_INT(tc_lost(&L), 0);
-  YT_EQ_INT(L.dups, 0);
-  YT_EQ_INT(L.wrong, 0);
-  YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
-  YT_EQ_INT(L.late, 0);
+  tc_drain_clean(s, &L, 35000);
   YT_EQ_INT(tc_stats(s).ready, 2);
   YT_CHECKF(obs.kinds[YHC_EV_AGREEMENT_SIGNED] == signed_before + 2, "agreements signed after the restart: %d",
             obs.kinds[YHC_EV_AGREEMENT_SIGNED] - signed_before);
@@ -1565,17 +1562,12 @@ static void test_504_storm(void) {
   yhc_session_desc sd;
   tc_obs obs;
   yhc_session *s;
-  yhc_error err;
   tr_answer a;
   YT_GROUP("issue 11: tunnel handshakes answered 504 (one, then a storm)");
   if (!tr_have_fault("slowConnect")) return;
   tc_desc(&sd, &tc_sim, &obs);
   sd.max_retries = 10;
-  s = yhc_session_create(&sd, &err);
-  YT_CHECK(s && tr_add(s, TC_URL, "yog-sothoth", NULL, 1) == 0);
-  if (!s) return;
-  TC_WAIT(s, tc_stats(s).ready == 1, 60000);
-  YT_EQ_INT(tc_stats(s).ready, 1);
+  if (!(s = tr_open(&sd, "yog-sothoth", NULL, 1))) return;
   /* the pooled connection goes; the next request needs a new tunnel, which meets one 504 */
   tc_fault("yog-sothoth", "dropTunnels", NULL);
   tc_spin(s, 300);
