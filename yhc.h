@@ -5984,25 +5984,26 @@ typedef struct yhc__reqq {
   size_t len;
 } yhc__reqq;
 
+/* A response's trailer section: rare, so not carried by every request. */
+typedef struct yhc__trailers {
+  yhc_buf text;
+  yhc_header_view *v;
+  size_t n, cap;
+} yhc__trailers;
+
 #define YHC__FAILED_ON_MAX 160 /* "prov1, prov2, ..." in a request's final error */
 
 struct yhc__req {
   yhc_http *http;
   uint64_t id;
-  int where;
   yhc__req *all_prev, *all_next;  /* http->live: every request not yet finished */
   yhc__req *q_prev, *q_next;      /* links in the one yhc__reqq it is in */
   yhc__host *host;
   yhc__conn *conn;
   /* what to send */
   yhc_buf wire;
-  int is_head;
-  int asked_close;                /* the caller sent Connection: close (RFC 9112 9.6) */
-  int retryable;                  /* safe to resend on a stale keep-alive connection */
-  int stale_retried;
   int (*on_body)(void *user, const void *data, size_t len);
   int (*on_head)(void *user, const yhc_response *head);
-  int streamed;                   /* the user has seen part of the answer: no retry now */
   yhc_response_fn cb;
   void *user;
   /* internal completion hook; the default hands the response to cb and recycles */
@@ -6010,34 +6011,42 @@ struct yhc__req {
   void (*unpark)(yhc__req *req);  /* takes a PARKED request out of its owner's queue */
   void *owner;                    /* the upper layer's object (a cluster) */
   void *slot;                     /* where the upper layer sent it (an instance) */
-  int attempts;
   char *failed_on;                /* providers that failed it, for the final error: allocated
                                      at the first failure, so a queued request does not carry it */
   uint64_t submitted_ms;
   uint64_t dispatched_ms;         /* when the upper layer last handed it to a connection */
-  int sent;                       /* bytes of it reached a connection */
-  int deadline_hit;
   yhc__timer deadline;
   int timeout_ms;
+  int attempts;
   /* what came back */
   int status, minor;
   yhc_str reason;
   yhc_buf head;
   yhc_header_view *hv;
   size_t nh, hvcap;
-  yhc_buf trail;
-  yhc_header_view *tv;
-  size_t nt, tvcap;
+  struct yhc__trailers *tr;       /* allocated by the first response with trailers */
   yhc_buf body;
   uint64_t body_total;
-  int body_mode;
   uint64_t body_left;
   yhc__chunked chunk;
-  int keepalive;
-  int got_bytes;
-  size_t interim;                 /* 1xx responses skipped so far */
-  yhc_error error;
+  char *err_msg;                  /* how it failed (err_code), allocated when it fails, so
+                                     that a queued request carries no room for a message */
   yhc__req *free_next;
+  yhc_err err_code;               /* 0: it has not failed */
+  /* small states and flags together, one byte each: a queued request should cost little
+     (100,000 of them are a normal backlog) */
+  unsigned char where;            /* YHC__REQ_* */
+  unsigned char body_mode;        /* YHC__BODY_* */
+  unsigned char is_head;
+  unsigned char asked_close;      /* the caller sent Connection: close (RFC 9112 9.6) */
+  unsigned char retryable;        /* safe to resend on a stale keep-alive connection */
+  unsigned char stale_retried;
+  unsigned char streamed;         /* the user has seen part of the answer: no retry now */
+  unsigned char sent;             /* bytes of it reached a connection */
+  unsigned char deadline_hit;
+  unsigned char keepalive;
+  unsigned char got_bytes;
+  unsigned short interim;         /* 1xx responses skipped so far (at most max_interim) */
 };
 
 static void yhc__reqq_push(yhc__reqq *q, yhc__req *r, int front) {
@@ -6141,10 +6150,10 @@ static void yhc__req_reset_response(yhc__req *r) {
   r->reason.ptr = NULL;
   r->reason.len = 0;
   r->head.len = 0;
-  r->trail.len = 0;
+  if (r->tr) r->tr->text.len = r->tr->n = 0;
   r->body.len = 0;
   r->body_total = 0;
-  r->nh = r->nt = 0;
+  r->nh = 0;
   r->body_mode = YHC__BODY_NONE;
   r->body_left = 0;
   r->chunk.state = YHC__CH_SIZE;
@@ -6152,7 +6161,33 @@ static void yhc__req_reset_response(yhc__req *r) {
   r->keepalive = 0;
   r->got_bytes = 0;
   r->interim = 0;
-  yhc__error_clear(&r->error);
+  r->err_code = YHC_ERR_OK;
+  YHC_FREE(r->err_msg);
+  r->err_msg = NULL;
+}
+
+/* The request fails with `e` (its code and message; the message is copied). */
+static void yhc__req_store_error(yhc__req *r, const yhc_error *e) {
+  YHC_FREE(r->err_msg);
+  r->err_code = e->code;
+  r->err_msg = yhc__strdup(e->msg); /* NULL when out of memory: yhc__req_msg says so */
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void yhc__req_set_error(yhc__req *r, yhc_err code, const char *fmt, ...) {
+  yhc_error e;
+  va_list ap;
+  va_start(ap, fmt);
+  yhc__error_vset(&e, code, 0, fmt, ap);
+  va_end(ap);
+  yhc__req_store_error(r, &e);
+}
+
+static const char *yhc__req_msg(const yhc__req *r) {
+  if (!r->err_code) return "";
+  return r->err_msg ? r->err_msg : "out of memory recording the error";
 }
 
 static yhc__req *yhc__req_new(yhc_http *http) {
@@ -6166,14 +6201,16 @@ static yhc__req *yhc__req_new(yhc_http *http) {
   }
   {
     /* keep buffers (their capacity is the point of recycling), clear the rest */
-    yhc_buf wire = r->wire, head = r->head, trail = r->trail, body = r->body;
-    yhc_header_view *hv = r->hv, *tv = r->tv;
-    size_t hvcap = r->hvcap, tvcap = r->tvcap;
+    yhc_buf wire = r->wire, head = r->head, body = r->body;
+    yhc_header_view *hv = r->hv;
+    yhc__trailers *tr = r->tr;
+    size_t hvcap = r->hvcap;
     YHC_FREE(r->failed_on);
+    YHC_FREE(r->err_msg);
     memset(r, 0, sizeof *r);
     r->wire = wire; r->wire.len = 0;
-    r->head = head; r->trail = trail; r->body = body;
-    r->hv = hv; r->hvcap = hvcap; r->tv = tv; r->tvcap = tvcap;
+    r->head = head; r->body = body; r->tr = tr;
+    r->hv = hv; r->hvcap = hvcap;
   }
   r->http = http;
   r->id = ++http->next_id;
@@ -6186,12 +6223,16 @@ static yhc__req *yhc__req_new(yhc_http *http) {
 
 static void yhc__req_free_mem(yhc__req *r) {
   YHC_FREE(r->failed_on);
+  YHC_FREE(r->err_msg);
   yhc_buf_free(&r->wire);
   yhc_buf_free(&r->head);
-  yhc_buf_free(&r->trail);
+  if (r->tr) {
+    yhc_buf_free(&r->tr->text);
+    YHC_FREE(r->tr->v);
+    YHC_FREE(r->tr);
+  }
   yhc_buf_free(&r->body);
   YHC_FREE(r->hv);
-  YHC_FREE(r->tv);
   YHC_FREE(r);
 }
 
@@ -6221,15 +6262,15 @@ static void yhc__req_unlink_live(yhc__req *r) {
 static void yhc__response_view(const yhc__req *r, yhc_response *resp) {
   memset(resp, 0, sizeof *resp);
   resp->id = r->id;
-  resp->err = r->error.code;
-  resp->error = r->error.code ? r->error.msg : "";
+  resp->err = r->err_code;
+  resp->error = yhc__req_msg(r);
   resp->status = r->status;
   resp->http_minor = r->minor;
   resp->reason = r->reason;
   resp->headers = r->hv;
   resp->header_count = r->nh;
-  resp->trailers = r->tv;
-  resp->trailer_count = r->nt;
+  resp->trailers = r->tr ? r->tr->v : NULL;
+  resp->trailer_count = r->tr ? r->tr->n : 0;
   resp->body.ptr = r->body.ptr ? r->body.ptr : "";
   resp->body.len = r->body.len;
 }
@@ -6297,7 +6338,7 @@ static void yhc__req_complete(yhc__req *r) {
     c->req = NULL;
     r->conn = NULL;
     /* a response cut short leaves the connection in an unknown state */
-    if (r->error.code) yhc__conn_close(c);
+    if (r->err_code) yhc__conn_close(c);
   }
   r->q_prev = r->q_next = NULL;
   r->where = YHC__REQ_DONE;
@@ -6306,16 +6347,18 @@ static void yhc__req_complete(yhc__req *r) {
 }
 
 static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...) {
+  yhc_error e;
   va_list ap;
   va_start(ap, fmt);
-  yhc__error_vset(&r->error, code, 0, fmt, ap);
+  yhc__error_vset(&e, code, 0, fmt, ap);
   va_end(ap);
+  yhc__req_store_error(r, &e);
   yhc__req_complete(r);
 }
 
 static void yhc__req_fail_with(yhc__req *r, const yhc_error *e) {
-  r->error = *e;
-  if (!r->error.code) r->error.code = YHC_ERR_IO;
+  yhc__req_store_error(r, e);
+  if (!r->err_code) r->err_code = YHC_ERR_IO;
   yhc__req_complete(r);
 }
 
@@ -6354,27 +6397,30 @@ static int yhc__hdr_is(const char *name, const char *want) {
    than it needs to be (a queued request holds it until it is sent). */
 static size_t yhc__req_wire_size(const yhc__req *r, const char *method, yhc_str host, yhc_str target,
                                  const yhc_request *req) {
-  size_t n = strlen(method) + 2 + target.len + 11 + 6 + 2 + host.len + 8 + 2 + 2 + 40 + req->body_len, i;
-  n += 14 + strlen(r->http->user_agent);
+  /* "M /t HTTP/1.1", "Host: [h]:port", "User-Agent: ", "Content-Length: 20 digits", each
+     with CRLF, the blank line: every request carries its wire, so no slack beyond that */
+  size_t n = strlen(method) + 2 + target.len + 11 + 6 + 2 + host.len + 6 + 2 + 2 + req->body_len, i;
+  if (r->http->user_agent[0]) n += 14 + strlen(r->http->user_agent);
+  if (req->body_len || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")) n += 38;
   for (i = 0; i < req->header_count; i++) n += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 4;
   return n;
 }
 
-/* Writes the request head and body into r->wire. Returns 0, or -1 with r->error set. */
+/* Writes the request head and body into r->wire. Returns 0, or -1 with the error set. */
 static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int port,
                               int default_port, yhc_str target, const yhc_request *req) {
   yhc_buf *w = &r->wire;
   size_t i;
   int have_host = 0, have_ua = 0, have_len = 0, have_te = 0, ok = 0;
   if (r->http->bad_user_agent) {
-    yhc__error_set(&r->error, YHC_ERR_INVALID, 0,
+    yhc__req_set_error(r, YHC_ERR_INVALID,
                    "the client's user_agent has a CR or LF, or exceeds 63 bytes");
     return -1;
   }
   for (i = 0; i < req->header_count; i++) {
     const yhc_header *hd = &req->headers[i];
     if (!yhc__header_ok(hd->name, 1) || !yhc__header_ok(hd->value, 0)) {
-      yhc__error_set(&r->error, YHC_ERR_INVALID, 0,
+      yhc__req_set_error(r, YHC_ERR_INVALID,
                      "request header %zu (\"%.40s\") has an invalid name or a CR/LF in its value",
                      i, hd->name ? hd->name : "(null)");
       return -1;
@@ -6415,7 +6461,7 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
   if (ok) goto nomem;
   return 0;
 nomem:
-  yhc__error_set(&r->error, YHC_ERR_NOMEM, 0, "out of memory building the request");
+  yhc__req_set_error(r, YHC_ERR_NOMEM, "out of memory building the request");
   return -1;
 }
 
@@ -6569,7 +6615,7 @@ static void yhc__conn_fail(yhc__conn *c, const yhc_error *e) {
       yhc__host_pump(h);
       return;
     }
-    r->error = *e;
+    yhc__req_store_error(r, e);
     yhc__req_complete(r); /* closes c */
   } else {
     yhc__conn_close(c);
@@ -6885,7 +6931,7 @@ static int yhc__conn_parse(yhc__conn *c) {
           yhc__conn_fail_msg(c, YHC_ERR_PROTOCOL, "unexpected 101 Switching Protocols");
           return 0;
         }
-        if (++r->interim > lim->max_interim) {
+        if (++r->interim > lim->max_interim || r->interim == 0xffffu) {
           yhc__conn_fail_msg(c, YHC_ERR_LIMIT, "more than %zu interim (1xx) responses", lim->max_interim);
           return 0;
         }
@@ -6965,20 +7011,21 @@ static int yhc__conn_parse(yhc__conn *c) {
         if (out.trailer_len) {
           long tn;
           size_t cnt = 0;
-          r->trail.len = 0;
-          if (yhc_buf_append(&r->trail, out.trailer, out.trailer_len) ||
-              yhc__grow_views(&r->tv, &r->tvcap, lim->max_header_count)) {
+          if (!r->tr) r->tr = YHC__NEW(yhc__trailers);
+          if (r->tr) r->tr->text.len = 0;
+          if (!r->tr || yhc_buf_append(&r->tr->text, out.trailer, out.trailer_len) ||
+              yhc__grow_views(&r->tr->v, &r->tr->cap, lim->max_header_count)) {
             yhc__conn_fail_msg(c, YHC_ERR_NOMEM, "out of memory storing trailers");
             return 0;
           }
-          tn = yhc__parse_fields(r->trail.ptr, r->trail.len, 0, r->tv, lim->max_header_count, &cnt,
+          tn = yhc__parse_fields(r->tr->text.ptr, r->tr->text.len, 0, r->tr->v, lim->max_header_count, &cnt,
                                  "response trailer", &e);
           if (tn <= 0) {
             if (tn == 0) yhc__error_set(&e, YHC_ERR_PROTOCOL, 0, "malformed trailer section");
             yhc__conn_fail(c, &e);
             return 0;
           }
-          r->nt = cnt;
+          r->tr->n = cnt;
         }
         yhc__conn_finish_response(c);
         return 0;
@@ -7257,7 +7304,7 @@ static yhc__host *yhc__host_find_or_add(yhc_http *http, const yhc_url *u, int tl
   return yhc__host_new(http, key, hostname, u->port, tls, http->d.max_conns_per_host);
 }
 
-/* Builds a request record from the public description. Invalid input leaves r->error set
+/* Builds a request record from the public description. Invalid input leaves the error set
    (the caller defers the answer). */
 static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *tls) {
   const char *method = req->method ? req->method : "GET";
@@ -7265,23 +7312,23 @@ static void yhc__req_fill(yhc__req *r, const yhc_request *req, yhc_url *u, int *
   *tls = 0;
   if (!req->url || yhc_url_parse(req->url, strlen(req->url), u, &e) < 0) {
     if (!req->url) yhc__error_set(&e, YHC_ERR_URL, 0, "request has no URL");
-    r->error = e;
+    yhc__req_store_error(r, &e);
     return;
   }
   if (yhc__str_ieq(u->scheme, "https")) {
     *tls = 1;
 #ifndef YHC_MBEDTLS
-    yhc__error_set(&r->error, YHC_ERR_NO_TLS, 0,
+    yhc__req_set_error(r, YHC_ERR_NO_TLS,
                    "https:// needs TLS, but yhc was built without TLS (define YHC_MBEDTLS)");
     return;
 #endif
   } else if (!yhc__str_ieq(u->scheme, "http")) {
-    yhc__error_set(&r->error, YHC_ERR_URL, 0, "unsupported URL scheme \"%.*s\"",
+    yhc__req_set_error(r, YHC_ERR_URL, "unsupported URL scheme \"%.*s\"",
                    (int)YHC__MIN(u->scheme.len, 32), u->scheme.ptr);
     return;
   }
   if (!yhc__method_ok(method)) {
-    yhc__error_set(&r->error, YHC_ERR_INVALID, 0, "invalid request method \"%.32s\"", method);
+    yhc__req_set_error(r, YHC_ERR_INVALID, "invalid request method \"%.32s\"", method);
     return;
   }
   r->is_head = !strcmp(method, "HEAD");
@@ -7304,18 +7351,18 @@ YHCDEF uint64_t yhc_http_request(yhc_http *http, const yhc_request *req, yhc_res
   r->cb = cb;
   r->user = user;
   if (!req) {
-    yhc__error_set(&r->error, YHC_ERR_INVALID, 0, "request is NULL");
+    yhc__req_set_error(r, YHC_ERR_INVALID, "request is NULL");
     yhc__req_complete(r);
     return r->id;
   }
   yhc__req_fill(r, req, &u, &tls);
-  if (r->error.code) {
+  if (r->err_code) {
     yhc__req_complete(r);
     return r->id;
   }
   h = yhc__host_find_or_add(http, &u, tls);
   if (!h) {
-    yhc__error_set(&r->error, YHC_ERR_NOMEM, 0, "out of memory (or host name too long)");
+    yhc__req_set_error(r, YHC_ERR_NOMEM, "out of memory (or host name too long)");
     yhc__req_complete(r);
     return r->id;
   }
@@ -11160,10 +11207,10 @@ static void yhc__instance_probe_close(yhc__instance *i) {
 
 static void yhc__instance_probe_done(yhc__req *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, r->owner);
-  int answered = !r->error.code && r->status > 0;
+  int answered = !r->err_code && r->status > 0;
   if (i && i->probe_req == r->id) {
     i->probe_req = 0;
-    if (!answered) snprintf(i->probe_why, sizeof i->probe_why, "%.199s", r->error.msg);
+    if (!answered) snprintf(i->probe_why, sizeof i->probe_why, "%.199s", yhc__req_msg(r));
   } else {
     i = NULL; /* cancelled: the instance is stopping */
   }
@@ -11201,7 +11248,7 @@ static void yhc__instance_probe(void *ctx) {
   r->owner = i;
   r->timeout_ms = YHC__MAX(YHC__MIN(i->startup_ms / 4, 10000), 1000);
   i->probe_req = r->id;
-  if (r->error.code) { /* the service URL was validated at registration: cannot happen */
+  if (r->err_code) { /* the service URL was validated at registration: cannot happen */
     yhc__req_complete(r);
     return;
   }
@@ -11972,7 +12019,7 @@ static void yhc__cluster_account(yhc_cluster *c, yhc__instance *i, const yhc__re
   if (service > total) service = total;
   c->bytes_out += r->wire.len;
   c->bytes_in += r->head.len + r->body_total;
-  if (r->error.code) {
+  if (r->err_code) {
     c->failed_n++;
     return;
   }
@@ -11994,7 +12041,7 @@ static void yhc__cluster_account(yhc_cluster *c, yhc__instance *i, const yhc__re
    deadline or a cancellation: those move the request elsewhere. */
 static int yhc__retryable_error(const yhc__req *r) {
   if (r->deadline_hit || r->streamed) return 0; /* a streamed answer cannot be taken back */
-  switch (r->error.code) {
+  switch (r->err_code) {
   case YHC_ERR_CLOSED: case YHC_ERR_IO: case YHC_ERR_CONNECT: case YHC_ERR_TIMEOUT:
   case YHC_ERR_WEBSOCKET: case YHC_ERR_HTTP_STATUS: case YHC_ERR_PROTOCOL:
   case YHC_ERR_SERVICE_FAILED: case YHC_ERR_TLS:
@@ -12051,7 +12098,7 @@ static int yhc__method_of_wire_idempotent(const yhc__req *r) {
 
 /* The request's tunnel socket broke under it (not an answer, not its deadline). */
 static int yhc__tunnel_broke(const yhc__req *r) {
-  return r->error.code == YHC_ERR_IO || r->error.code == YHC_ERR_CLOSED;
+  return r->err_code == YHC_ERR_IO || r->err_code == YHC_ERR_CLOSED;
 }
 
 /* Completion hook of every request a cluster owns. */
@@ -12062,11 +12109,11 @@ static void yhc__cluster_req_done(yhc__req *r) {
     i->in_flight--;
     c->in_flight--;
     r->slot = NULL;
-    if (!r->error.code) i->conn_failures = 0;
+    if (!r->err_code) i->conn_failures = 0;
     else i->failed_n++;
   }
-  if (r->error.code && i && yhc__tunnel_broke(r)) yhc__golem_probe(c->g);
-  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing &&
+  if (r->err_code && i && yhc__tunnel_broke(r)) yhc__golem_probe(c->g);
+  if (r->err_code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing &&
       (c->g->down_since || c->g->probe_call)) {
     /* the daemon is away (or being asked): the request waits for it (or its deadline), no
        attempt counted */
@@ -12076,7 +12123,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
     yhc__cluster_rearm_deadline(c, r);
     return;
   }
-  if (r->error.code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
+  if (r->err_code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
     int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
     if (!r->failed_on && (r->failed_on = YHC__CAST(char *, yhc__calloc(YHC__FAILED_ON_MAX))) == NULL)
       yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory noting a failed provider");
@@ -12085,14 +12132,14 @@ static void yhc__cluster_req_done(yhc__req *r) {
       if (fl + strlen(i->provider_name) + 3 < YHC__FAILED_ON_MAX)
         snprintf(r->failed_on + fl, YHC__FAILED_ON_MAX - fl, "%s%s", fl ? ", " : "", i->provider_name);
     }
-    if (r->error.code != YHC_ERR_SERVICE_FAILED) yhc__instance_check_soon(i);
+    if (r->err_code != YHC_ERR_SERVICE_FAILED) yhc__instance_check_soon(i);
     if (may) {
       /* back to the FRONT: it has waited longest */
       r->attempts++;
       c->retried++;
       yhc__emit_provider(c->g, YHC_EV_REQUEST_RETRIED, c->url, i->provider_id, i->provider_name, r->id,
                          "request %llu moved off %s (%s), attempt %d", (unsigned long long)r->id,
-                         i->provider_name, r->error.msg, r->attempts + 1);
+                         i->provider_name, yhc__req_msg(r), r->attempts + 1);
       yhc__req_reset_response(r);
       r->sent = 0;
       yhc__cluster_park(c, r, 1);
@@ -12104,8 +12151,8 @@ static void yhc__cluster_req_done(yhc__req *r) {
     {
       char msg[YHC_ERROR_MSG_MAX + 200];
       snprintf(msg, sizeof msg, "request failed on %d provider%s (%.150s): %.200s", r->attempts + 1,
-               r->attempts ? "s" : "", r->failed_on ? r->failed_on : "", r->error.msg);
-      yhc__error_set(&r->error, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->error.code, 0, "%s", msg);
+               r->attempts ? "s" : "", r->failed_on ? r->failed_on : "", yhc__req_msg(r));
+      yhc__req_set_error(r, r->attempts >= c->max_retries ? YHC_ERR_RETRIES : r->err_code, "%s", msg);
     }
   }
   yhc__cluster_account(c, i, r);
@@ -13649,7 +13696,7 @@ static uint64_t yhc__session_defer_error(yhc_session *s, yhc_response_fn cb, voi
   if (!r) return 0;
   r->cb = cb;
   r->user = user;
-  yhc__error_set(&r->error, code, 0, "%s", msg);
+  yhc__req_set_error(r, code, "%s", msg);
   yhc__req_complete(r);
   return r->id;
 }
@@ -13683,7 +13730,7 @@ YHCDEF uint64_t yhc_session_request(yhc_session *s, const yhc_request *req, yhc_
   r->cb = cb;
   r->user = user;
   yhc__req_fill(r, req, &u, &tls);
-  if (r->error.code) {
+  if (r->err_code) {
     yhc__req_complete(r);
     return r->id;
   }
