@@ -389,8 +389,9 @@ static void test_numbers_differential(void) {
   uint64_t seed = UINT64_C(0x9e3779b97f4a7c15);
   char buf[128];
   long n = 0, bad = 0, i;
+  const long million = yt_iters(1000000), many = yt_iters(200000), writes = yt_iters(300000);
   YT_GROUP("numbers: differential against strtod");
-  for (i = 0; i < 1000000; i++) { /* doubles printed at 1-17 digits */
+  for (i = 0; i < million; i++) { /* doubles printed at 1-17 digits */
     double x = random_finite(&seed), got, want;
     size_t len = (size_t)snprintf(buf, sizeof buf, "%.*g", 1 + (int)(rng_next(&seed) % 17), x);
     got = yhc__json_text_to_double(buf, len, (int)(i & 1));
@@ -398,14 +399,14 @@ static void test_numbers_differential(void) {
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
   }
-  for (i = 0; i < 1000000; i++) { /* digit strings of every shape */
+  for (i = 0; i < million; i++) { /* digit strings of every shape */
     size_t len = random_number_text(&seed, buf);
     double got = yhc__json_text_to_double(buf, len, (int)(i & 1)), want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
   }
 #if LDBL_MANT_DIG >= 64
-  for (i = 0; i < 200000; i++) { /* near and exactly halfway between neighbours */
+  for (i = 0; i < many; i++) { /* near and exactly halfway between neighbours */
     double x = random_finite(&seed), nx = nextafter(x, x < 0 ? -HUGE_VAL : HUGE_VAL), got, want;
     long double mid = ((long double)x + (long double)nx) / 2;
     size_t len;
@@ -437,7 +438,7 @@ static void test_numbers_differential(void) {
     yhc_buf b = {0, 0, 0};
     yhc_jw w;
     long longer = 0, wrong = 0, m = 0;
-    for (i = 0; i < 300000; i++) {
+    for (i = 0; i < writes; i++) {
       double x = random_finite(&seed), back;
       if (i % 3 == 0) x = (double)(int64_t)(rng_next(&seed) % 2000000) / 1000; /* short decimals */
       if (i % 3 == 1) x = ldexp((double)(rng_next(&seed) % 4096), (int)(rng_next(&seed) % 2100) - 1090); /* few bits, subnormals */

@@ -4,10 +4,19 @@
 #ifndef YT_H
 #define YT_H
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct yt_state { int passed, failed; const char *group; } yt_state;
 static yt_state yt_g; /* test programs are single-threaded processes; one tally each */
+
+/* How many of a randomized loop's `n` iterations to run: all of them, or a fiftieth under
+   YT_LIGHT=1, which the valgrind job sets (it checks memory, not millions of inputs: the
+   plain and sanitizer runs do those). */
+static inline long yt_iters(long n) {
+  const char *light = getenv("YT_LIGHT");
+  return light && light[0] == '1' ? (n / 50 > 0 ? n / 50 : 1) : n;
+}
 
 #define YT_GROUP(name) (yt_g.group = (name), fprintf(stderr, "-- %s\n", (name)))
 
