@@ -11,12 +11,12 @@ TESTS   := $(basename $(notdir $(wildcard tests/test_*.c)))
 SHARED  ?= $(abspath ../shared)
 export YHC_SHARED := $(SHARED)
 
-# Jobs run on every core and one more unless the caller chose -j: most test jobs wait on
-# sockets and timers, and the spare slot keeps a core busy meanwhile.
+# Jobs run on every core and two more unless the caller chose -j: most test jobs wait on
+# sockets and timers, and the spare slots keep the cores busy meanwhile.
 NPROC := $(shell nproc 2>/dev/null || echo 2)
 ifeq (,$(filter -j%,$(MAKEFLAGS)))
 ifeq (0,$(MAKELEVEL))
-MAKEFLAGS += -j$(shell echo $$(($(NPROC) + 1)))
+MAKEFLAGS += -j$(shell echo $$(($(NPROC) + 2)))
 endif
 endif
 
@@ -88,7 +88,8 @@ $(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
 
 # Every job of the suite is a make target that writes $(L)/JOB.log (tests/run-one.sh), so
 # builds and runs overlap: most tests wait on sockets and timers, not on the CPU. The long
-# jobs come first so that they start first; tests/run-all.sh then tallies in this order.
+# jobs are built first and start first (make starts a job whose prerequisites are ready when
+# its goal comes up, so theirs must be ready before); tests/run-all.sh tallies in JOBS_ALL's order.
 L := $(B)/log
 RUN1 := ./tests/run-one.sh
 JOBS_LONG := sim-golemjs sim $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
@@ -96,8 +97,10 @@ JOBS_ALL := $(foreach v,$(VARIANTS),$(addprefix $(v)/,$(VARIANT_TESTS_$(v)))) \
             $(if $(YHC_HAVE_valgrind),$(addprefix valgrind/,$(VALGRIND_TESTS))) \
             symbols header gai/test_dns $(if $(FUZZ_RUN),fuzz) loops sim sim-golemjs
 JOBS_RUN := $(filter $(JOBS_ALL),$(JOBS_LONG)) $(filter-out $(JOBS_LONG),$(JOBS_ALL))
+LONG_BINS := $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(B)/$(v)/$(t)))
 test-run:
 	@rm -rf $(L)
+	@$(MAKE) --no-print-directory sim-deps $(LONG_BINS)
 	@$(MAKE) --no-print-directory $(addprefix $(L)/,$(addsuffix .log,$(JOBS_RUN)))
 	@./tests/run-all.sh $(B) $(JOBS_ALL)
 
