@@ -10940,6 +10940,12 @@ static void yhc__instance_emit(yhc__instance *i, yhc_event_kind kind, double pri
   va_end(ap);
 }
 
+/* Why the instance ends, on one line: it becomes requests' error messages. */
+static void yhc__instance_set_why(yhc__instance *i, const char *fmt, va_list ap) {
+  vsnprintf(i->why, sizeof i->why, fmt, ap);
+  yhc__one_line(i->why);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
@@ -10947,9 +10953,8 @@ static void yhc__instance_fail(yhc__instance *i, const char *fmt, ...) {
   va_list ap;
   if (i->state >= YHC__I_STOPPING) return;
   va_start(ap, fmt);
-  vsnprintf(i->why, sizeof i->why, fmt, ap);
+  yhc__instance_set_why(i, fmt, ap);
   va_end(ap);
-  yhc__one_line(i->why); /* it becomes requests' error messages */
   i->failed = 1;
   i->failed_state = i->state;
   yhc__instance_emit(i, YHC_EV_SERVICE_FAILED, 0, "%s on %s failed%s: %s", i->service,
@@ -10967,7 +10972,7 @@ static void yhc__instance_end_routine(yhc__instance *i, const char *fmt, ...) {
   va_list ap;
   if (i->state >= YHC__I_STOPPING) return;
   va_start(ap, fmt);
-  vsnprintf(i->why, sizeof i->why, fmt, ap);
+  yhc__instance_set_why(i, fmt, ap);
   va_end(ap);
   i->routine = 1;
   yhc__instance_stop(i);
