@@ -1557,6 +1557,58 @@ static void test_daemon_restart(void) {
   tc_sim_check("restart");
 }
 
+/* -- drafts age: a provider ends an agreement at the expiration written in our counter-
+   proposal (and refuses one under now + 5 min), so a draft pooled too long must be countered
+   again before it is signed. With the shortest lifetime providers take (360 s) a draft is
+   past its use after 30 s; the second instance, asked for after 35 s, must come from a fresh
+   counter: its agreement's demand expires at least 330 s after its approval. */
+static double tr_agreement_margin_s(const char *agreement_id) {
+  char path[200];
+  yhc_response *r;
+  double margin = -1;
+  snprintf(path, sizeof path, "/market-api/v1/agreements/%s", agreement_id);
+  r = yt_sim_call(&tc_sim, tc_admin, "GET", path, NULL);
+  if (r && r->status == 200) {
+    yhc_error e;
+    yhc_json_doc *doc = yhc_json_parse(r->body.ptr, r->body.len, NULL, &e);
+    const yhc_json *root = doc ? yhc_json_root(doc) : NULL;
+    double exp_ms = yhc_json_num(yhc_json_get(yhc_json_get(yhc_json_get(root, "demand"), "properties"),
+                                              "golem.srv.comp.expiration"), -1);
+    yhc_str approved = yhc_json_str(yhc_json_get(root, "approvedDate"), yhc__str_c(""));
+    uint64_t approved_ms = yhc__parse_rfc3339(approved); /* the library's own reader */
+    if (exp_ms > 0 && approved_ms > 0) margin = (exp_ms - (double)approved_ms) / 1000.0;
+    yhc_json_free(doc);
+  }
+  if (r) yhc_response_free(r);
+  return margin;
+}
+
+static void test_draft_aging(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  yhc_instance_info inf[4];
+  size_t n, k;
+  double margin = -1;
+  YT_GROUP("issue 11: a draft pooled past its use is countered again before it is signed");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.agreement_lifetime_s = 360;
+  sd.agreement_renew_s = 20;
+  if (!(s = tr_open(&sd, "sim-provider-10|sim-provider-11", NULL, 1))) return;
+  tc_spin(s, 35000); /* the other provider's draft waits in the pool meanwhile */
+  YT_CHECK(yhc_session_set_size(s, TC_URL, 2) == 0);
+  TC_WAIT(s, tc_stats(s).ready == 2, 30000);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  n = yhc_cluster_instances(yhc_session_cluster(s, TC_URL), inf, 4);
+  for (k = 0; k < n; k++)
+    if (inf[k].ready_ms < 20000 && inf[k].agreement_id[0]) margin = tr_agreement_margin_s(inf[k].agreement_id);
+  fprintf(stderr, "   the new agreement's demand expires %.0f s after its approval\n", margin);
+  YT_CHECKF(margin >= 330, "expires %.0f s after approval (a draft 35 s old would give about 325)", margin);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_sim_check("draft aging");
+}
+
 /* -- tunnel handshakes answered 504: one is weathered, a storm ends the instance */
 static void test_504_storm(void) {
   yhc_session_desc sd;
@@ -1783,6 +1835,7 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "capacity", test_capacity());
     TC_RUN_PART(1, "clock-skew", test_clock_skew());
     TC_RUN_PART(1, "restart", test_daemon_restart());
+    TC_RUN_PART(1, "draft-aging", test_draft_aging());
   }
   yt_sim_stop(&tc_sim);
   yhc_http_destroy(tc_admin);
