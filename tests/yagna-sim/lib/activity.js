@@ -4,7 +4,7 @@
 const { VM } = require('./vm');
 const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
-const { relayCheck, flappedState } = require('./relay');
+const { relayCheck, flappedState, hangsExeUnitCall } = require('./relay');
 const { transfer } = require('./transfer');
 
 const P = '/activity-api/v1';
@@ -18,6 +18,8 @@ function gsbError(act) {
 function init(sim) {
   const api = sim.activityApi = {
     activities: new Map(),
+    hang: (act, resumeAfterMs) => hangExeUnit(sim, act, resumeAfterMs),
+    resume: (act) => resumeExeUnit(sim, act),
     agreementEnded: (a, reason) => {
       for (const id of a.activities) {
         const act = api.activities.get(id);
@@ -30,14 +32,15 @@ function init(sim) {
   // Calls relayed to the provider first meet its faults (vanish, unresponsive: lib/relay.js).
   const relayed = (kind, fn) => async (c) => {
     const act = getAct(sim, c);
-    return (await relayCheck(sim, c, act.provider, kind)) || fn(c, act);
+    return (await relayCheck(sim, c, act.provider, kind)) || (await hangsExeUnitCall(sim, c, act, kind)) || fn(c, act);
   };
   r('POST', '/activity/:act/exec', relayed('exec', (c) => exec(sim, c)));
   r('GET', '/activity/:act/exec/:batch', relayed('results', (c) => results(sim, c)));
   r('GET', '/activity/:act/state', relayed('state', (c, act) => ({ body: stateView(act) })));
   r('GET', '/activity/:act/usage', relayed('usage', (c, act) => {
     if (act.state[0] === 'Terminated' && act.vmGone) return { body: { currentUsage: act.finalUsage || usage(act), timestamp: Math.floor(Date.now() / 1000) } };
-    return { body: { currentUsage: usage(act), timestamp: Math.floor(Date.now() / 1000) } };
+    // the provider daemon answers with the exe-unit's last report
+    return { body: { currentUsage: usage(act), timestamp: Math.floor((act.hang ? act.hang.lastReportMs : Date.now()) / 1000) } };
   }));
   r('GET', '/activity/:act/agreement', (c) => ({ body: getAct(sim, c).agreement.id }));
   r('GET', '/activity/:act/command', relayed('command', (c, act) => ({ body: act.running ? [{ command: act.running.command, progress: null, params: [] }] : [] })));
@@ -53,14 +56,16 @@ function getAct(sim, c) {
 }
 
 function stateView(act) {
-  const v = { state: flappedState(act.provider, act.state) };
+  const state = act.unresponsive && act.state[0] !== 'Terminated' ? ['Unresponsive', act.state[1]] : act.state;
+  const v = { state: flappedState(act.provider, state) };
   if (act.reason) v.reason = act.reason;
   if (act.errorMessage) v.errorMessage = act.errorMessage;
   return v;
 }
 
 function usage(act) {
-  const end = act.endedMs || Date.now();
+  // a hung exe-unit reports nothing: the provider keeps (and bills) its last report
+  const end = act.endedMs || (act.hang ? act.hang.lastReportMs : Date.now());
   // under time compression (timeScale F) the provider's counters run F times faster too
   const dur = Math.max(0, (end - act.createdMs) / 1000) * (Number(act.provider.timeScale) || 1);
   return [Number(dur.toFixed(6)), Number((dur * act.provider.cpuFactor).toFixed(6))];
@@ -123,7 +128,9 @@ async function endActivity(sim, act, { reason, errorMessage }) {
   if (act.state[0] !== 'Terminated') {
     act.state = ['Terminated', null];
     act.reason = reason; act.errorMessage = errorMessage;
-    act.endedMs = Date.now();
+    act.endedMs = act.hang ? act.hang.lastReportMs : Date.now();
+    stopMonitor(sim, act);
+    if (act.hang) { sim.cancel(act.hang.resumeTimer); act.hang = null; act.unresponsive = false; }
     act.finalUsage = usage(act);
     sim.paymentApi.activityEnded(act);
     // The provider's NoActivity clock starts again once no activity is left.
@@ -141,10 +148,92 @@ async function endActivity(sim, act, { reason, errorMessage }) {
 async function destroy(sim, c) {
   const act = getAct(sim, c);
   const timeoutSec = relayTimeoutSec(sim, c);
-  const ended = endActivity(sim, act, { reason: 'Destroyed by requestor', errorMessage: null });
+  const alive = act.state[0] !== 'Terminated';
+  const ended = act.hang ? killHungExeUnit(sim, act) : endActivity(sim, act, { reason: 'Destroyed by requestor', errorMessage: null });
+  if (alive) providerSawDestroy(sim, act, ended);
   if (await within(ended, timeoutSec * 1000) === 'timeout') throw jsonErr(408, 'Timeout');
   act.reason = null; act.errorMessage = null;
   return { body: null };
+}
+
+// ---------------------------------------------------------------- an exe-unit that stops reporting
+// yagna core/activity/src/provider/service.rs monitor_activity: once a second the provider daemon
+// compares now with the last usage report (whole seconds, as the exe-unit's timestamps): more than
+// unresponsiveLimitSec -> state Unresponsive (next state kept), back to the previous one when
+// reports resume; more than inactivityLimitSec -> a DestroyActivity event for ya-provider, whose
+// TaskRunner SIGTERMs the exe-unit and SIGKILLs it processTerminationTimeoutSec later. A hung
+// exe-unit ignores the SIGTERM: killed by a signal, ya-provider sets the activity Terminated with
+// `execution aborted` / `exit code None` (task_runner.rs on_create_activity, set_activity_terminated),
+// then ActivityDestroyed follows (final debit note, NoActivity clock, single-activity close).
+// While hung, calls that reach the exe-unit (exec, results, command) and its VPN traffic get no answer;
+// state and usage are answered by the provider daemon.
+
+const limitSec = (v, def) => Math.max(2, Number.isFinite(Number(v)) ? Number(v) : def);
+
+/** The exe-unit stops reporting (fault `unresponsive`); reports resume after resumeAfterMs if given. */
+function hangExeUnit(sim, act, resumeAfterMs) {
+  if (act.state[0] === 'Terminated' || act.vmGone) return false;
+  if (!act.hang) {
+    // it reported every second: the last report came within the last second
+    act.hang = { lastReportMs: Date.now() - Math.floor(Math.random() * 1000), killing: null, resumeTimer: null };
+    act.monitor = sim.every(1000, () => monitorTick(sim, act));
+    sim.netApi.reachabilityChanged();
+  }
+  if (resumeAfterMs !== undefined) {
+    sim.cancel(act.hang.resumeTimer);
+    act.hang.resumeTimer = sim.later(Math.max(0, Number(resumeAfterMs) || 0), () => resumeExeUnit(sim, act));
+  }
+  return true;
+}
+
+/** Reports resume (before the destroy): the previous state is back, calls and tunnels flow again. */
+function resumeExeUnit(sim, act) {
+  if (!act.hang || act.hang.killing) return false;
+  sim.cancel(act.hang.resumeTimer);
+  // the counters ran on meanwhile; the next report carries them
+  act.hang = null;
+  act.unresponsive = false;
+  stopMonitor(sim, act);
+  sim.netApi.reachabilityChanged();
+  return true;
+}
+
+function stopMonitor(sim, act) {
+  if (act.monitor) { clearInterval(act.monitor); sim.timers.delete(act.monitor); act.monitor = null; }
+}
+
+function monitorTick(sim, act) {
+  const h = act.hang;
+  if (!h || act.state[0] === 'Terminated') { stopMonitor(sim, act); return; }
+  const since = Math.floor(Date.now() / 1000) - Math.floor(h.lastReportMs / 1000);
+  if (since > limitSec(sim.opts.unresponsiveLimitSec, 5)) act.unresponsive = true;
+  if (since > limitSec(sim.opts.inactivityLimitSec, 10)) {
+    stopMonitor(sim, act);
+    sim.log(`activity ${act.id} inactive for ${since}s, destroying`);
+    providerSawDestroy(sim, act, killHungExeUnit(sim, act));
+  }
+}
+
+/** ya-provider destroys a hung exe-unit: SIGTERM is ignored, SIGKILL after the termination timeout. */
+function killHungExeUnit(sim, act) {
+  const h = act.hang;
+  if (!h.killing) {
+    sim.cancel(h.resumeTimer);
+    const ms = Math.max(0, Number(sim.opts.processTerminationTimeoutSec) || 0) * 1000;
+    h.killing = new Promise((resolve) => sim.later(ms, resolve))
+      .then(() => endActivity(sim, act, { reason: 'execution aborted', errorMessage: 'exit code None' }));
+  }
+  return h.killing;
+}
+
+/** Once the exe-unit is gone the provider closes an agreement without multi-activity itself
+ *  (task_manager.rs Handler<ActivityDestroyed>, §9.1). */
+function providerSawDestroy(sim, act, ended) {
+  const a = act.agreement;
+  if (a.demand && a.demand.properties && a.demand.properties['golem.srv.caps.multi-activity'] === true) return;
+  Promise.resolve(ended).then(() => {
+    sim.marketApi.terminate(sim, a, 'Provider', { message: 'Finished with success.', 'golem.provider.code': 'Success' });
+  });
 }
 
 // ---------------------------------------------------------------- exec
@@ -352,4 +441,4 @@ async function shutdown(sim) {
   await Promise.all([...sim.activityApi.activities.values()].map((a) => endActivity(sim, a, { reason: 'daemon stopped', errorMessage: null }).catch(() => {})));
 }
 
-module.exports = { init, shutdown, endActivity, stateView, usage };
+module.exports = { init, shutdown, endActivity, stateView, usage, hangExeUnit, resumeExeUnit };

@@ -4,7 +4,6 @@ const { jsonErr } = require('./util');
 const { fromWei } = require('./util');
 
 const { freshFaults, Provider } = require('./providers');
-const { flushOutboxes } = require('./relay');
 
 const FAULTS = ['killService', 'crashVm', 'dropTunnels', 'failActivityCreate', 'proposals', 'agreements', 'tunnelDelay', 'inflateDebitNotes', 'terminateAgreements',
   'paymentStall', 'debitNoteRate', 'inflateInvoices', 'vanish', 'unresponsive', 'slowConnect', 'refuseConnect', 'clockSkew', 'maxAgreements', 'crash', 'restart', 'addProvider', 'republishOffer', 'route', 'clear'];
@@ -105,12 +104,20 @@ function applyToProvider(sim, p, f) {
       if (f.durationMs !== undefined) sim.later(Number(f.durationMs) || 0, () => reappear(sim, p));
       return sim.net.tunnels.size;
     }
-    case 'unresponsive':
-      p.faults.unresponsive = f.off !== true;
+    case 'unresponsive': {
+      const mode = f.mode || (f.periodMs !== undefined ? 'flap' : 'hang');
+      if (!['hang', 'flap'].includes(mode)) throw jsonErr(400, 'unresponsive mode is hang|flap');
+      if (f.off === true) { // reports resume: the previous state is back (before the destroy)
+        p.faults.unresponsive = false;
+        return liveActs(sim, p).filter((a) => sim.activityApi.resume(a)).length;
+      }
+      if (mode === 'hang') return liveActs(sim, p).filter((a) => sim.activityApi.hang(a, f.durationMs)).length;
+      p.faults.unresponsive = true;
       p.faults.unresponsivePeriodMs = Math.max(50, Number(f.periodMs) || 1000);
       p.faults.unresponsiveSince = Date.now();
       p.faults.unresponsiveCalls = 0;
       return 0;
+    }
     case 'slowConnect': p.faults.slowConnectMs = f.ms === undefined ? sim.opts.tunnelConnectTimeoutMs : Math.max(0, Number(f.ms) || 0); return 0;
     case 'refuseConnect': p.faults.refuseConnect = f.off !== true; return 0;
     case 'clockSkew': {
@@ -130,6 +137,7 @@ function applyToProvider(sim, p, f) {
     case 'clear': {
       const wasVanished = p.faults.vanished;
       p.faults = freshFaults();
+      for (const a of liveActs(sim, p)) sim.activityApi.resume(a); // hung exe-units report again
       p.onCounter = 'draft'; p.onAgreement = 'approve';
       if (f.provider === undefined) sim.routeFaults = [];
       if (wasVanished) reappear(sim, p);
@@ -139,11 +147,10 @@ function applyToProvider(sim, p, f) {
   }
 }
 
-/** A vanished provider is back: its held deliveries arrive, its tunnels flow again. */
+/** A vanished provider is back: its tunnels flow again; what it holds arrives at its next retry. */
 function reappear(sim, p) {
   p.faults.vanished = false;
   sim.netApi.reachabilityChanged();
-  flushOutboxes(sim);
 }
 
 function state(sim) {

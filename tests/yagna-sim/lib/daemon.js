@@ -15,7 +15,6 @@ const payment = require('./payment');
 const netapi = require('./net');
 const vpnlink = require('./vpnlink');
 const admin = require('./admin');
-const { flushOutboxes } = require('./relay');
 const gsb = require('./gsb');
 
 const DEFAULTS = {
@@ -54,6 +53,9 @@ const DEFAULTS = {
   maxExpirationNoPaymentTimeoutSec: 36000,
   maxAgreements: 1, // per provider: agreements held at a time (ya-provider max_simultaneous_agreements)
   idleAgreementTimeoutSec: 90, // provider breaks an agreement without activity (NoActivity); 0 = never
+  unresponsiveLimitSec: 5, // provider daemon: no usage report for longer -> Unresponsive (UNRESPONSIVE_LIMIT_SECONDS, min 2)
+  inactivityLimitSec: 10, // ... for longer -> the activity is destroyed (INACTIVITY_LIMIT_SECONDS, min 2)
+  processTerminationTimeoutSec: 5, // ya-provider: SIGTERM to a destroyed activity's exe-unit, SIGKILL after this
   tcpTimeoutMs: 120000, // VPN stack: tunnel ends this long after the VM's last segment (YA_NET_TCP_TIMEOUT_MS)
   tcpKeepAliveMs: 30000, // VPN stack keep-alive probe interval (YA_NET_TCP_KEEP_ALIVE_MS)
   vmFinTimeoutMs: 60000, // a VM socket that sent FIN answers probes until then (Linux tcp_fin_timeout)
@@ -191,8 +193,7 @@ class YagnaSim {
     await this.listen(this.port);
     this.down = false;
     this.restarts = (this.restarts || 0) + 1;
-    this.log('daemon restarted');
-    flushOutboxes(this);
+    this.log('daemon restarted'); // what the providers hold arrives at their next retry
   }
 
   auth(req, url) {

@@ -456,17 +456,26 @@ function requestorTerminates(sim, c) {
   return { status: 200 };
 }
 
-/** The provider breaks an agreement on its side; the requestor hears of it when the link allows. */
+/**
+ * The provider breaks an agreement on its side (§9.1): its activities stop at once, its payment
+ * module sends their final debit notes and then the invoice, its market sends the termination;
+ * while the requestor is unreachable each is retried on its own schedule (lib/relay.js), so the
+ * invoice may arrive before the termination. The termination carries the provider's clock at the
+ * attempt that got through (yagna market terminate_agreement stamps each attempt).
+ */
 function providerBreaks(sim, a, reason) {
   if (a.providerEnded || a.state !== 'Approved') return false;
   a.providerEnded = true;
-  const dateMs = providerDate(sim, a.provider);
-  fromProvider(sim, a.provider, () => endAgreement(sim, a, 'Provider', reason, dateMs));
+  const p = a.provider;
+  sim.activityApi.agreementEnded(a, reason);
+  fromProvider(sim, p, () => endAgreement(sim, a, 'Provider', reason, providerDate(sim, p), { invoice: false }), 'terminate');
+  sim.paymentApi.sendInvoice(a);
   return true;
 }
 
-/** End an Approved agreement: its activities end, the provider issues the invoice, the offer comes again. */
-function endAgreement(sim, a, terminator, reason, dateMs) {
+/** End an Approved agreement: its activities end, the provider issues the invoice (unless it sends
+ *  it on its own, see providerBreaks), the offer comes again. */
+function endAgreement(sim, a, terminator, reason, dateMs, { invoice = true } = {}) {
   if (a.state !== 'Approved') return false;
   a.terminationReason = reason;
   a.terminatedBy = terminator;
@@ -474,7 +483,7 @@ function endAgreement(sim, a, terminator, reason, dateMs) {
   for (const t of [a.endTimer, a.idleTimer]) sim.cancel(t);
   pushEvent(sim, a, 'AgreementTerminatedEvent', { terminator, signature: 'NoSignature', reason }, dateMs);
   sim.activityApi.agreementEnded(a, reason);
-  sim.paymentApi.issueInvoice(a);
+  if (invoice) sim.paymentApi.issueInvoice(a);
   providerFreed(sim, a.provider);
   // A fresh Initial proposal for that offer, if the demand is still subscribed (§4.2).
   const s = sim.market.subs.get(a.subId);

@@ -202,7 +202,8 @@ async function upgrade(sim, req, socket, head) {
 function reachable(sim, t) {
   const p = t.provider;
   const n = sim.net.networks.get(t.networkId);
-  return !p.faults.vanished && !t.vmDead && !!n && n.nodes.get(t.ip) === p.nodeId;
+  // a hung exe-unit relays no VPN packets either (fault `unresponsive`)
+  return !p.faults.vanished && !t.vmDead && !t.activity.hang && !!n && n.nodes.get(t.ip) === p.nodeId;
 }
 
 function openTunnel(sim, ws, tcp, { networkId, ip, port, activity }) {

@@ -29,6 +29,7 @@ function init(sim) {
     activityStarted: (act) => startDebitNotes(sim, act),
     activityEnded: (act) => finalDebitNote(sim, act),
     issueInvoice: (a) => issueInvoice(sim, a),
+    sendInvoice: (a) => sendInvoice(sim, a),
     termsProblem: (provider, props, leftSec) => termsProblem(sim, provider, props, leftSec),
     adoptTerms: (provider, props) => adoptTerms(provider, props),
   };
@@ -321,7 +322,12 @@ function issueDebitNote(sim, act, final) {
   if (act.state[0] === 'Terminated' && !final) return;
   // A provider cut off from the requestor (vanish, daemon down) cannot deliver notes; past the
   // accept timeout it breaks the agreement (RequestorUnreachable, PROTOCOL.md §9.1).
-  if (!require('./relay').linkUp(sim, act.provider)) { requestorUnreachable(sim, act); return; }
+  if (!require('./relay').linkUp(sim, act.provider)) {
+    // ya-provider retries the final note until it gets through (then the invoice may follow);
+    // a periodic one is lost, and counts towards RequestorUnreachable.
+    if (final) holdFinalNote(sim, act); else requestorUnreachable(sim, act);
+    return;
+  }
   act.unsentSinceMs = null;
   const a = act.agreement; const p = act.provider; const terms = act.terms;
   const usageVec = act.finalUsage || require('./activity').usage(act);
@@ -375,6 +381,24 @@ function requestorUnreachable(sim, act) {
   if (now - act.unsentSinceMs < scaledMs(sim, limitSec * 1000)) return;
   const m = limitSec % 60 === 0 ? `${limitSec / 60}m` : `${limitSec}s`;
   sim.marketApi.terminate(sim, act.agreement, 'Provider', { message: `Requestor is unreachable more than ${m}`, 'golem.provider.code': 'RequestorUnreachable' });
+}
+
+function holdFinalNote(sim, act) {
+  act.finalNoteHeld = true;
+  require('./relay').fromProvider(sim, act.provider, () => {
+    act.finalNoteHeld = false;
+    issueDebitNote(sim, act, true);
+    if (act.agreement.invoiceAfterNotes && !heldNotes(sim, act.agreement)) { act.agreement.invoiceAfterNotes = false; sendInvoice(sim, act.agreement); }
+  }, 'payment');
+}
+
+const heldNotes = (sim, a) => [...a.activities].some((id) => { const x = sim.activityApi.activities.get(id); return x && x.finalNoteHeld; });
+
+/** The provider's payment module sends the invoice once every final debit note got through
+ *  (FinalizeActivity), retrying while the requestor is unreachable. */
+function sendInvoice(sim, a) {
+  if (heldNotes(sim, a)) { a.invoiceAfterNotes = true; return; }
+  require('./relay').fromProvider(sim, a.provider, () => issueInvoice(sim, a), 'payment');
 }
 
 function issueInvoice(sim, a) {

@@ -2,6 +2,7 @@
 // Simulated providers: identity, hardware, prices and the offer they publish (real property keys,
 // as in the fixtures), plus per-provider behaviour switches that the fault API changes at run time.
 const { ids } = require('./util');
+const { outboxView } = require('./relay');
 
 const DEFAULT_PLATFORMS = ['erc20-holesky-tglm', 'erc20-sepolia-tglm', 'erc20-polygon-glm'];
 const NAMES = ['golem2004', 'azathoth-rnd', 'smok1', 'nyarlathotep', 'dagon', 'hastur', 'yog-sothoth', 'shub-niggurath', 'cthulhu', 'tsathoggua'];
@@ -50,7 +51,7 @@ class Provider {
     this.createdMs = Date.now();
     this.faults = freshFaults();
     this.offerId = ids.subscription();
-    this.outbox = []; // provider -> requestor deliveries held while the link is down
+    this.outbox = []; // provider -> requestor deliveries retried while the link is down (lib/relay.js)
   }
 
   /** The provider's own clock (ms), skewed by clockSkewMs. */
@@ -95,7 +96,7 @@ class Provider {
       runtime: this.runtime, capabilities: this.capabilities, platforms: this.platforms,
       debitNoteIntervalSec: this.debitNoteIntervalSec, acceptTimeoutSec: this.acceptTimeoutSec,
       onCounter: this.onCounter, onAgreement: this.onAgreement, maxAgreements: this.maxAgreements, clockSkewMs: this.clockSkewMs,
-      faults: { ...this.faults }, outbox: this.outbox.length,
+      faults: { ...this.faults }, outbox: this.outbox.length, held: outboxView(this),
     };
   }
 }

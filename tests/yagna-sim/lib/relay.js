@@ -2,7 +2,8 @@
 // How requests that the local daemon relays to a provider fare when that provider is not well:
 // `vanish` (no answer: 408 after `timeout` + 1 s, or an immediate 500 net error) and `unresponsive`
 // (the state flaps, state calls intermittently fail). PROTOCOL.md §1 "Timeouts", §9.3, §9.4.
-// Also the gate for provider -> requestor deliveries, held while the link or the daemon is down.
+// Also the gate for provider -> requestor deliveries, retried by the provider while the link or the
+// daemon is down (PROTOCOL.md §9.1, §9.4).
 const { jsonErr } = require('./util');
 
 function netError(p) {
@@ -54,6 +55,19 @@ async function relayCheck(sim, c, p, kind) {
   return null;
 }
 
+/**
+ * Calls that the provider daemon hands to the exe-unit (exec, results, command) get no answer from a
+ * hung one (fault `unresponsive`): 408 after `timeout` + margin (results without `timeout`: hang until
+ * the client goes). Returns null to go on, {streamed:true} when the client left, or throws.
+ */
+async function hangsExeUnitCall(sim, c, act, kind) {
+  if (!act.hang || !['exec', 'results', 'command'].includes(kind)) return null;
+  const t = relayTimeout(c, kind === 'results' ? null : 5);
+  const ms = t === null ? Infinity : t * 1000 + sim.opts.relayTimeoutMarginMs;
+  if ((await hang(sim, c, ms)) === 'closed') return { streamed: true };
+  throw jsonErr(408, 'Timeout');
+}
+
 /** The state the requestor reads: `Unresponsive` (keeping the next state) in alternate periods. */
 function flappedState(p, state) {
   const f = p.faults;
@@ -65,17 +79,46 @@ function flappedState(p, state) {
 /** The requestor can hear from provider p now (daemon up, provider on the network). */
 function linkUp(sim, p) { return !sim.down && !p.faults.vanished; }
 
-/** Deliver something from provider p to the requestor now, or when the link is back (providers retry). */
-function fromProvider(sim, p, fn) {
+// How the provider's senders retry while the requestor cannot be reached (ya-provider, `backoff`
+// crate ExponentialBackoff, randomization factor 0.5 by default, so each delay is its interval
+// × [0.5, 1.5)): the market's terminate from 5 s ×1.5 up to 1 h (provider_market.rs get_backoff),
+// the payment module's final debit note and invoice from 3 s ×1.5 up to 5 h (payments.rs
+// get_backoff). Negotiation answers (drafts, rejections) are sent once: a failed one is lost.
+const RETRY = {
+  terminate: { initialMs: 5000, maxMs: 3600 * 1000 },
+  payment: { initialMs: 3000, maxMs: 5 * 3600 * 1000 },
+};
+
+/**
+ * Deliver something from provider p to the requestor now; while the link is down the provider
+ * retries it on its own schedule (`kind`: terminate | payment) and it arrives at the first attempt
+ * made with the link up, or (`once`) never.
+ */
+function fromProvider(sim, p, fn, kind = 'once') {
   if (linkUp(sim, p)) { fn(); return; }
-  p.outbox.push(fn);
+  if (!RETRY[kind]) { sim.log(`provider ${p.name}: a ${kind} delivery failed (requestor unreachable), not retried`); return; }
+  const item = { kind, fn, attempts: 1, intervalMs: RETRY[kind].initialMs, nextAttemptMs: 0, timer: null };
+  p.outbox.push(item);
+  scheduleRetry(sim, p, item);
 }
 
-/** Flush what the providers held while the link was down, in order. */
-function flushOutboxes(sim) {
-  for (const p of sim.providers) {
-    while (p.outbox.length && linkUp(sim, p)) p.outbox.shift()();
-  }
+function scheduleRetry(sim, p, item) {
+  const delay = item.intervalMs * (0.5 + Math.random());
+  item.intervalMs = Math.min(item.intervalMs * 1.5, RETRY[item.kind].maxMs);
+  item.nextAttemptMs = Date.now() + delay;
+  item.timer = sim.later(delay, () => retry(sim, p, item));
 }
 
-module.exports = { relayCheck, flappedState, fromProvider, flushOutboxes, linkUp, netError, hang };
+function retry(sim, p, item) {
+  item.timer = null;
+  if (!linkUp(sim, p)) { item.attempts++; scheduleRetry(sim, p, item); return; }
+  p.outbox.splice(p.outbox.indexOf(item), 1);
+  item.fn();
+}
+
+/** What provider p holds for the requestor, with each item's next attempt (admin view). */
+function outboxView(p) {
+  return p.outbox.map((i) => ({ kind: i.kind, attempts: i.attempts, nextAttemptAt: new Date(i.nextAttemptMs).toISOString() }));
+}
+
+module.exports = { relayCheck, hangsExeUnitCall, flappedState, fromProvider, outboxView, linkUp, netError, hang };

@@ -57,8 +57,17 @@ test('failure faults', async (t) => {
     const term = await api('POST', `/market-api/v1/agreements/${svc.agreementId}/terminate`, { message: 'x' });
     assert.equal(term.status, 500);
     assert.equal((await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state, 'Approved');
-    // the provider's own termination waits until the link is back
+    // the provider's own termination is retried on its schedule until the link is back (§9.1):
+    // the market's terminate from 5 s, the payment module's final debit note from 3 s (x [0.5, 1.5))
+    const tBreak = Date.now();
     await fault({ provider: 0, fault: 'terminateAgreements', inMs: 0 });
+    const held = async () => (await api('GET', '/_sim/providers')).body[0].held;
+    const h0 = await held();
+    assert.deepEqual(h0.map((x) => x.kind).sort(), ['payment', 'terminate'], JSON.stringify(h0)); // the invoice waits for the note
+    const after = (x) => Date.parse(x.nextAttemptAt) - tBreak;
+    const term0 = h0.find((x) => x.kind === 'terminate'); const note0 = h0.find((x) => x.kind === 'payment');
+    assert.ok(after(term0) >= 2400 && after(term0) <= 7600, `terminate retried after ${after(term0)} ms`);
+    assert.ok(after(note0) >= 1400 && after(note0) <= 4600, `debit note retried after ${after(note0)} ms`);
     const ev = await api('GET', `/market-api/v1/agreementEvents?timeout=0.5&afterTimestamp=${encodeURIComponent(since)}`);
     assert.deepEqual(ev.body, []);
     // new tunnels: no SYN-ACK -> 504 after the connect timeout
@@ -69,11 +78,27 @@ test('failure faults', async (t) => {
     await fault({ provider: 0, fault: 'vanish', mode: 'unreachable' });
     const u = await api('GET', `${base}/state`);
     assert.equal(u.status, 500); assert.match(u.body.message, /^GSB error: GSB failure: Net: error forwarding message/);
-    // back: the held termination arrives
+    // the payment module's retry failed meanwhile: the next one comes 1.5 times later
+    await h.waitUntil(async () => (await held()).some((x) => x.kind === 'payment' && x.attempts === 2), 5000, 50);
+    const note1 = (await held()).find((x) => x.kind === 'payment');
+    const gap = Date.parse(note1.nextAttemptAt) - Date.parse(note0.nextAttemptAt);
+    assert.ok(gap >= 0.5 * 4500 - 100 && gap <= 1.5 * 4500 + 100, `second debit-note retry ${gap} ms after the first`);
+    // back: nothing arrives before each item's next attempt, then the termination, the note and the invoice do
     await fault({ provider: 0, fault: 'clear' });
-    const ev2 = await api('GET', `/market-api/v1/agreementEvents?timeout=2&afterTimestamp=${encodeURIComponent(since)}`);
+    const h1 = await held();
+    const due = (kind) => Date.parse(h1.find((x) => x.kind === kind).nextAttemptAt);
+    assert.equal((await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state, 'Approved', 'the link is back, the retry is not due');
+    const termAt = await h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state === 'Terminated' && Date.now(), 9000, 25);
+    assert.ok(termAt >= due('terminate') - 30 && termAt <= due('terminate') + 1000, `terminated ${termAt - due('terminate')} ms after its retry was due`);
+    const noteAt = await h.waitUntil(async () => (await api('GET', '/payment-api/v1/invoices')).body.some((i) => i.agreementId === svc.agreementId) && Date.now(), 9000, 25);
+    assert.ok(noteAt >= due('payment') - 30 && noteAt <= due('payment') + 1000, `the invoice came ${noteAt - due('payment')} ms after the note's retry was due`);
+    const notes = (await api('GET', '/payment-api/v1/debitNotes')).body.filter((d) => d.activityId === svc.act);
+    assert.ok(Date.parse(notes.at(-1).timestamp) >= due('payment') - 30, 'the final note arrived at its retry');
+    const ev2 = await api('GET', `/market-api/v1/agreementEvents?timeout=0&afterTimestamp=${encodeURIComponent(since)}`);
     const te = ev2.body.find((e) => e.eventType === 'AgreementTerminatedEvent' && e.agreementId === svc.agreementId);
     assert.ok(te, JSON.stringify(ev2.body)); assert.equal(te.terminator, 'Provider'); assert.equal(te.reason['golem.provider.code'], 'Expired');
+    assert.ok(Date.parse(te.eventDate) >= due('terminate') - 30, 'stamped at the attempt that got through');
+    assert.deepEqual(await held(), []);
   });
 
   const svc1 = await h.startService(s, { providerIndex: 1 });
@@ -218,6 +243,76 @@ test('a provider that cannot reach the requestor past the accept timeout breaks:
   assert.ok(Date.now() - t0 >= 4500, `${Date.now() - t0} ms`);
   assert.equal((await api('GET', `/market-api/v1/agreements/${neg.agreementId}`)).body.state, 'Approved', 'the requestor has not heard yet');
   await h.faulter(api)({ provider: 0, fault: 'clear' });
+  // the termination arrives at the provider's next retry (5 s x [0.5, 1.5) after the break)
+  await h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${neg.agreementId}`)).body.state === 'Terminated', 9000, 50);
   const reason = (await api('GET', `/market-api/v1/agreements/${neg.agreementId}/terminate/reason`)).body;
   assert.deepEqual(reason, { message: 'Requestor is unreachable more than 5s', 'golem.provider.code': 'RequestorUnreachable' });
+});
+
+test('unresponsive: an exe-unit that stops reporting reads Unresponsive, then the provider destroys it', async (t) => {
+  // yagna's limits at their minimum (UNRESPONSIVE/INACTIVITY_LIMIT_SECONDS >= 2), a short SIGKILL delay
+  const s = await h.startSim({
+    providers: 2, unresponsiveLimitSec: 2, inactivityLimitSec: 5, processTerminationTimeoutSec: 0.5, idleAgreementTimeoutSec: 3, relayTimeoutMarginMs: 300,
+  });
+  t.after(() => s.sim.stop());
+  const { api, sim } = s;
+  const fault = h.faulter(api);
+  const single = h.demand(s.calc, { 'golem.com.payment.debit-notes.accept-timeout?': sim.opts.acceptTimeout });
+  delete single.properties['golem.srv.caps.multi-activity'];
+  const [multi, one] = await Promise.all([h.startService(s, { providerIndex: 0 }), h.startService(s, { providerIndex: 1, dem: single })]);
+  const state = async (x) => (await api('GET', `/activity-api/v1/activity/${x.act}/state`)).body;
+  const GET = 'GET /add/2/3 HTTP/1.1\r\nHost: x\r\n\r\n';
+
+  await t.test('reports resume before the destroy: the state is back, calls flow again', async () => {
+    const ws = await h.openTunnel(sim, multi.net.id, multi.ip);
+    await fault({ provider: 0, fault: 'unresponsive' });
+    await h.waitUntil(async () => (await state(multi)).state[0] === 'Unresponsive', 6000, 100);
+    assert.deepEqual((await state(multi)).state, ['Unresponsive', null]);
+    const ex = await timed(api('POST', `/activity-api/v1/activity/${multi.act}/exec?timeout=0.2`, { text: '[]' }));
+    assert.equal(ex.v.status, 408); assert.ok(ex.ms >= 450, `${ex.ms} ms`); // the exe-unit does not answer
+    const u1 = (await api('GET', `/activity-api/v1/activity/${multi.act}/usage`)).body;
+    await sleep(1100);
+    assert.deepEqual((await api('GET', `/activity-api/v1/activity/${multi.act}/usage`)).body, u1, 'the last report, kept');
+    const pending = h.exchange(ws, GET, 6000); // its VPN packets wait too
+    await sleep(300);
+    await fault({ provider: 0, fault: 'unresponsive', off: true });
+    assert.deepEqual((await state(multi)).state, ['Ready', null]);
+    assert.match(await pending, /5$/);
+    ws.close();
+    assert.equal((await h.execWait(api, multi.act, [{ run: { entry_point: '/bin/true', args: [] } }]))[0].result, 'Ok');
+  });
+
+  await t.test('no report for longer than the inactivity limit: destroyed (execution aborted), the agreements follow', async () => {
+    const since = new Date().toISOString();
+    const t0 = Date.now();
+    await fault({ provider: '*', fault: 'unresponsive' });
+    let sawUnresponsive = 0;
+    const end = await h.waitUntil(async () => {
+      const st = await state(multi);
+      if (st.state[0] === 'Unresponsive' && !sawUnresponsive) sawUnresponsive = Date.now();
+      return st.state[0] === 'Terminated' && st;
+    }, 9000, 100);
+    const tEnd = Date.now();
+    assert.ok(sawUnresponsive && sawUnresponsive - t0 > 900, `Unresponsive after ${sawUnresponsive - t0} ms`);
+    assert.ok(tEnd - t0 > 4400, `destroyed after ${tEnd - t0} ms (limit 5 s + SIGKILL 0.5 s)`);
+    assert.deepEqual(end, { state: ['Terminated', null], reason: 'execution aborted', errorMessage: 'exit code None' });
+    // the exe-unit is gone
+    const ex = await api('POST', `/activity-api/v1/activity/${multi.act}/exec`, { text: '[]' });
+    assert.equal(ex.status, 500); assert.match(ex.body.message, /endpoint address not found/);
+    // its final debit note, billed to the last report
+    const notes = (await api('GET', '/payment-api/v1/debitNotes')).body.filter((d) => d.activityId === multi.act);
+    assert.ok(notes.length >= 1);
+    // single-activity agreement: the provider closes it (Success) once its activity is destroyed
+    const evs = async () => (await api('GET', `/market-api/v1/agreementEvents?timeout=0&afterTimestamp=${encodeURIComponent(since)}`)).body;
+    const ended = (x) => async () => (await evs()).find((e) => e.eventType === 'AgreementTerminatedEvent' && e.agreementId === x.agreementId);
+    const ts = await h.waitUntil(ended(one), 4000, 100);
+    assert.equal(ts.terminator, 'Provider');
+    assert.deepEqual(ts.reason, { message: 'Finished with success.', 'golem.provider.code': 'Success' });
+    // multi-activity: it stays Approved; no activity for idleAgreementTimeoutSec -> NoActivity
+    assert.equal((await api('GET', `/market-api/v1/agreements/${multi.agreementId}`)).body.state, 'Approved');
+    const tn = await h.waitUntil(ended(multi), 5000, 100);
+    assert.equal(tn.reason['golem.provider.code'], 'NoActivity');
+    assert.ok(Date.now() - tEnd >= 2000, 'NoActivity counts from the destroy');
+    assert.equal((await api('DELETE', `/activity-api/v1/activity/${multi.act}`)).status, 200);
+  });
 });
