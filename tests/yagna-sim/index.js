@@ -15,6 +15,8 @@ const FLAGS = {
   '--balance': ['balance', String], '--registry-url': ['registryUrl', String], '--identity': ['identity', String],
   '--negotiation-delay-ms': ['negotiationDelayMs', Number],
   '--max-agreements': ['maxAgreements', Number], '--idle-agreement-timeout': ['idleAgreementTimeoutSec', Number],
+  '--unresponsive-limit': ['unresponsiveLimitSec', Number], '--inactivity-limit': ['inactivityLimitSec', Number],
+  '--process-termination-timeout': ['processTerminationTimeoutSec', Number],
   '--min-expiration-sec': ['minExpirationSec', Number], '--tcp-timeout-ms': ['tcpTimeoutMs', Number],
   '--tcp-keep-alive-ms': ['tcpKeepAliveMs', Number], '--vm-fin-timeout-ms': ['vmFinTimeoutMs', Number],
   '--relay-timeout-margin-ms': ['relayTimeoutMarginMs', Number],
@@ -30,6 +32,7 @@ function usage() {
        [--tunnel-connect-timeout-ms MS] [--keep-alive-ms MS] [--balance GLM] [--registry-url URL]
        [--identity 0x..] [--negotiation-delay-ms MS] [--lenient-negotiation]
        [--max-agreements N] [--idle-agreement-timeout SEC] [--min-expiration-sec SEC]
+       [--unresponsive-limit SEC] [--inactivity-limit SEC] [--process-termination-timeout SEC]
        [--tcp-timeout-ms MS] [--tcp-keep-alive-ms MS] [--vm-fin-timeout-ms MS] [--relay-timeout-margin-ms MS]
        [--vpn-rtt-ms MS] [--vpn-jitter-ms MS] [--vpn-rate 2MB/s]
        [--payment-timeout SEC] [--time-scale F] [--settle-delay SEC]

@@ -468,7 +468,7 @@ function providerBreaks(sim, a, reason) {
   a.providerEnded = true;
   const p = a.provider;
   sim.activityApi.agreementEnded(a, reason);
-  fromProvider(sim, p, () => endAgreement(sim, a, 'Provider', reason, providerDate(sim, p), { invoice: false }), 'terminate');
+  fromProvider(sim, p, () => endAgreement(sim, a, 'Provider', reason, providerDate(sim, p), { invoice: false }), 'terminate', { agreementId: a.id, reason });
   sim.paymentApi.sendInvoice(a);
   return true;
 }

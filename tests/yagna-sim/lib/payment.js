@@ -389,7 +389,7 @@ function holdFinalNote(sim, act) {
     act.finalNoteHeld = false;
     issueDebitNote(sim, act, true);
     if (act.agreement.invoiceAfterNotes && !heldNotes(sim, act.agreement)) { act.agreement.invoiceAfterNotes = false; sendInvoice(sim, act.agreement); }
-  }, 'payment');
+  }, 'payment', { debitNoteFor: act.id });
 }
 
 const heldNotes = (sim, a) => [...a.activities].some((id) => { const x = sim.activityApi.activities.get(id); return x && x.finalNoteHeld; });
@@ -398,7 +398,7 @@ const heldNotes = (sim, a) => [...a.activities].some((id) => { const x = sim.act
  *  (FinalizeActivity), retrying while the requestor is unreachable. */
 function sendInvoice(sim, a) {
   if (heldNotes(sim, a)) { a.invoiceAfterNotes = true; return; }
-  require('./relay').fromProvider(sim, a.provider, () => issueInvoice(sim, a), 'payment');
+  require('./relay').fromProvider(sim, a.provider, () => issueInvoice(sim, a), 'payment', { invoiceFor: a.id });
 }
 
 function issueInvoice(sim, a) {

@@ -92,12 +92,12 @@ const RETRY = {
 /**
  * Deliver something from provider p to the requestor now; while the link is down the provider
  * retries it on its own schedule (`kind`: terminate | payment) and it arrives at the first attempt
- * made with the link up, or (`once`) never.
+ * made with the link up, or (`once`) never. `what` describes it in the admin view.
  */
-function fromProvider(sim, p, fn, kind = 'once') {
+function fromProvider(sim, p, fn, kind = 'once', what = {}) {
   if (linkUp(sim, p)) { fn(); return; }
   if (!RETRY[kind]) { sim.log(`provider ${p.name}: a ${kind} delivery failed (requestor unreachable), not retried`); return; }
-  const item = { kind, fn, attempts: 1, intervalMs: RETRY[kind].initialMs, nextAttemptMs: 0, timer: null };
+  const item = { kind, what, fn, attempts: 1, intervalMs: RETRY[kind].initialMs, nextAttemptMs: 0, timer: null };
   p.outbox.push(item);
   scheduleRetry(sim, p, item);
 }
@@ -118,7 +118,7 @@ function retry(sim, p, item) {
 
 /** What provider p holds for the requestor, with each item's next attempt (admin view). */
 function outboxView(p) {
-  return p.outbox.map((i) => ({ kind: i.kind, attempts: i.attempts, nextAttemptAt: new Date(i.nextAttemptMs).toISOString() }));
+  return p.outbox.map((i) => ({ kind: i.kind, ...i.what, attempts: i.attempts, nextAttemptAt: new Date(i.nextAttemptMs).toISOString() }));
 }
 
 module.exports = { relayCheck, hangsExeUnitCall, flappedState, fromProvider, outboxView, linkUp, netError, hang };
