@@ -1512,6 +1512,48 @@ static void test_vanish_under_load(void) {
   tc_sim_check("vanish");
 }
 
+/* -- an exe-unit that stops reporting (yagna-sim `unresponsive`, PROTOCOL.md 5.5, 9.3): its
+   provider's daemon reads Unresponsive after more than 5 s and destroys the activity after more
+   than 10 s; meanwhile exec calls and its tunnels get no answer. yhc ends the instance on the
+   Unresponsive readings, before the provider's destroy; its requests move, all answered in time. */
+static void test_hung_exe_unit(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  long long t_fault, detected = 0;
+  int failed_before, ok_before;
+  char victim[64];
+  YT_GROUP("issue 11: an exe-unit stops reporting (Unresponsive after 5 s, destroyed after 10 s)");
+  if (!tr_have_fault("unresponsive")) return;
+  tc_desc(&sd, &tc_sim, &obs);
+  if (!(s = tr_open(&sd, "sim-provider-10|sim-provider-11", NULL, 1))) return;
+  tc_load_init(&L, s, 100000, 4, TC_ECHO);
+  L.timeout_ms = 30000;
+  tc_send(&L);
+  TC_WAIT(s, L.ok >= 20, 20000);
+  snprintf(victim, sizeof victim, "%s", obs.nlive ? obs.live[0] : "");
+  failed_before = obs.failed;
+  ok_before = L.ok;
+  t_fault = yt_now_ms();
+  tc_fault(victim, "unresponsive", "\"mode\":\"hang\"");
+  while (yt_now_ms() - t_fault < 25000 && !detected) {
+    yhc_loop_poll(yhc_session_loop(s), 20);
+    if (obs.failed > failed_before) detected = yt_now_ms() - t_fault;
+  }
+  printf("   hung exe-unit detected after %lld ms\n", detected);
+  fprintf(stderr, "   hung exe-unit detected after %lld ms\n", detected);
+  /* the state reads Ready for the first 4-6 s (the last report may be up to 1 s old) */
+  YT_CHECKF(detected >= 4000 && detected <= 11000, "detected after %lld ms", detected);
+  TC_WAIT(s, tc_stats(s).ready == 1 && L.ok >= ok_before + 50, 40000);
+  tc_drain_clean(s, &L, 35000);
+  YT_EQ_INT(tc_stats(s).ready, 1);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("hung");
+}
+
 /* -- the daemon restarts under load (yagna-sim `restart`): it keeps what yagna keeps on disk
    (agreements, activities, allocations) and loses the demand, the VPN and every tunnel
    (PROTOCOL.md 9.7). The tunnels break before any REST call fails, so yhc must ask the
@@ -1832,6 +1874,7 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "vanish", test_vanish_under_load());
     TC_RUN_PART(1, "504", test_504_storm());
     TC_RUN_PART(1, "flapping", test_flapping_state());
+    TC_RUN_PART(1, "hung", test_hung_exe_unit());
     TC_RUN_PART(1, "capacity", test_capacity());
     TC_RUN_PART(1, "clock-skew", test_clock_skew());
     TC_RUN_PART(1, "restart", test_daemon_restart());
