@@ -1473,15 +1473,28 @@ static void test_daemon_outage(void) {
   yt_sim_stop(&sim);
 }
 
+/* Puts `fault` (with `extra` fields) on the provider of a live instance and returns how long
+   until yhc ended an instance (0: not within limit_ms). */
+static long long tc_fault_detected_ms(yhc_session *s, tc_obs *obs, const char *fault, const char *extra, int limit_ms) {
+  char victim[64];
+  int failed_before = obs->failed;
+  long long t_fault = yt_now_ms();
+  snprintf(victim, sizeof victim, "%s", obs->nlive ? obs->live[0] : "");
+  tc_fault(victim, fault, extra);
+  while (yt_now_ms() - t_fault < limit_ms) {
+    yhc_loop_poll(yhc_session_loop(s), 20);
+    if (obs->failed > failed_before) return yt_now_ms() - t_fault;
+  }
+  return 0;
+}
+
 /* -- a provider vanishes under load: detected within vanish_timeout_ms, its requests move */
 static void test_vanish_under_load(void) {
   yhc_session_desc sd;
   tc_obs obs;
   yhc_session *s;
   tc_load L;
-  long long t_fault = 0, detected = 0;
-  int failed_before;
-  char victim[64];
+  long long detected;
   YT_GROUP("issue 11: a provider vanishes under load (detection time measured)");
   if (!tr_have_fault("vanish")) return;
   tc_desc(&sd, &tc_sim, &obs);
@@ -1491,14 +1504,7 @@ static void test_vanish_under_load(void) {
   L.timeout_ms = 30000;
   tc_send(&L);
   TC_WAIT(s, L.ok >= 50, 20000);
-  snprintf(victim, sizeof victim, "%s", obs.nlive ? obs.live[0] : "");
-  failed_before = obs.failed;
-  t_fault = yt_now_ms();
-  tc_fault(victim, "vanish", NULL);
-  while (yt_now_ms() - t_fault < 30000 && !detected) {
-    yhc_loop_poll(yhc_session_loop(s), 20);
-    if (obs.failed > failed_before) detected = yt_now_ms() - t_fault;
-  }
+  detected = tc_fault_detected_ms(s, &obs, "vanish", NULL, 30000);
   printf("   vanish detected after %lld ms (vanish_timeout_ms %d)\n", detected, sd.vanish_timeout_ms);
   fprintf(stderr, "   vanish detected after %lld ms (vanish_timeout_ms %d)\n", detected, sd.vanish_timeout_ms);
   YT_CHECKF(detected > 0 && detected <= sd.vanish_timeout_ms + 2000, "detected after %lld ms", detected);
@@ -1521,9 +1527,8 @@ static void test_hung_exe_unit(void) {
   tc_obs obs;
   yhc_session *s;
   tc_load L;
-  long long t_fault, detected = 0;
-  int failed_before, ok_before;
-  char victim[64];
+  long long detected;
+  int ok_before;
   YT_GROUP("issue 11: an exe-unit stops reporting (Unresponsive after 5 s, destroyed after 10 s)");
   if (!tr_have_fault("unresponsive")) return;
   tc_desc(&sd, &tc_sim, &obs);
@@ -1532,15 +1537,8 @@ static void test_hung_exe_unit(void) {
   L.timeout_ms = 30000;
   tc_send(&L);
   TC_WAIT(s, L.ok >= 20, 20000);
-  snprintf(victim, sizeof victim, "%s", obs.nlive ? obs.live[0] : "");
-  failed_before = obs.failed;
   ok_before = L.ok;
-  t_fault = yt_now_ms();
-  tc_fault(victim, "unresponsive", "\"mode\":\"hang\"");
-  while (yt_now_ms() - t_fault < 25000 && !detected) {
-    yhc_loop_poll(yhc_session_loop(s), 20);
-    if (obs.failed > failed_before) detected = yt_now_ms() - t_fault;
-  }
+  detected = tc_fault_detected_ms(s, &obs, "unresponsive", "\"mode\":\"hang\"", 25000);
   printf("   hung exe-unit detected after %lld ms\n", detected);
   fprintf(stderr, "   hung exe-unit detected after %lld ms\n", detected);
   /* the state reads Ready for the first 4-6 s (the last report may be up to 1 s old) */
