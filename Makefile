@@ -88,8 +88,9 @@ $(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
 
 # Every job of the suite is a make target that writes $(L)/JOB.log (tests/run-one.sh), so
 # builds and runs overlap: most tests wait on sockets and timers, not on the CPU. The long
-# jobs are built first and start first (make starts a job whose prerequisites are ready when
-# its goal comes up, so theirs must be ready before); tests/run-all.sh tallies in JOBS_ALL's order.
+# jobs' prerequisites are made first, so that they start first: make queues the jobs that
+# are ready in goal order, and one whose prerequisite was still being built waits behind
+# every compile. tests/run-all.sh tallies in JOBS_ALL's order.
 L := $(B)/log
 RUN1 := ./tests/run-one.sh
 JOBS_LONG := sim-golemjs sim $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
@@ -100,7 +101,7 @@ JOBS_RUN := $(filter $(JOBS_ALL),$(JOBS_LONG)) $(filter-out $(JOBS_LONG),$(JOBS_
 LONG_BINS := $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(B)/$(v)/$(t)))
 test-run:
 	@rm -rf $(L)
-	@$(MAKE) --no-print-directory sim-deps $(LONG_BINS)
+	@$(MAKE) --no-print-directory sim-deps $(B)/locale/de_DE.UTF-8 $(LONG_BINS)
 	@$(MAKE) --no-print-directory $(addprefix $(L)/,$(addsuffix .log,$(JOBS_RUN)))
 	@./tests/run-all.sh $(B) $(JOBS_ALL)
 
