@@ -93,10 +93,10 @@ $(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
 # every compile. tests/run-all.sh tallies in JOBS_ALL's order.
 L := $(B)/log
 RUN1 := ./tests/run-one.sh
-JOBS_LONG := sim-golemjs sim $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
+JOBS_LONG := sim sim-b sim-golemjs $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
 JOBS_ALL := $(foreach v,$(VARIANTS),$(addprefix $(v)/,$(VARIANT_TESTS_$(v)))) \
             $(if $(YHC_HAVE_valgrind),$(addprefix valgrind/,$(VALGRIND_TESTS))) \
-            symbols header gai/test_dns $(if $(FUZZ_RUN),fuzz) loops sim sim-golemjs
+            symbols header gai/test_dns $(if $(FUZZ_RUN),fuzz) loops sim sim-b sim-golemjs
 JOBS_RUN := $(filter $(JOBS_ALL),$(JOBS_LONG)) $(filter-out $(JOBS_LONG),$(JOBS_ALL))
 LONG_BINS := $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(B)/$(v)/$(t)))
 test-run:
@@ -136,9 +136,15 @@ $(L)/fuzz.log: $(addprefix $(B)/fuzz/,$(FUZZ_RUN))
 # the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in
 $(L)/loops.log: $(LOOP_EXAMPLES) sim-deps
 	@$(RUN1) $@ 600 ./tests/loop_examples.sh $(B)
-# the stand-in's node tests, golem-js's apart so that the two halves run side by side
+# the stand-in's node tests in three parts that run side by side (each file starts its own
+# stand-in on a free port): golem-js's, SIM_A's files, and the rest
+SIM_A := accounting activity failures fallback faults
+space := $(subst x, ,x)
+SIM_A_RE := $(subst $(space),|,$(addprefix /,$(addsuffix \.,$(SIM_A))))
 $(L)/sim.log: sim-deps
-	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 $$(ls test/*.test.js | grep -v golemjs)'
+	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 $(addprefix test/,$(addsuffix .test.js,$(SIM_A)))'
+$(L)/sim-b.log: sim-deps
+	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 $$(ls test/*.test.js | grep -vE "golemjs|$(SIM_A_RE)")'
 $(L)/sim-golemjs.log: sim-deps
 	@$(RUN1) $@ 600 sh -c 'cd tests/yagna-sim && node --test --test-concurrency=1 test/golemjs.test.js'
 
