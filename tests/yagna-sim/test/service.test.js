@@ -72,7 +72,7 @@ test('activity, VPN and tunnel to a real server in the VM', async (t) => {
     // nothing listens on 81: the VM's RST fails the connect at once, before any 101 (§6.4)
     const t0 = Date.now();
     await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip, 81), (e) => e.status === 400 && JSON.parse(e.body).message === 'Socket closed');
-    assert.ok(Date.now() - t0 < 250, 'refused at once, not after the connect timeout');
+    assert.ok(Date.now() - t0 < 290, `refused at once, not after the 300 ms connect timeout (${Date.now() - t0} ms)`);
     await assert.rejects(h.openTunnel(sim, svc.net.id, svc.ip, 80, { key: 'bad' }), (e) => e.status === 401);
   });
 
