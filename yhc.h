@@ -63,6 +63,8 @@
      yhc_limits.max_interim        interim 1xx responses per request      [16]
      yhc_json_opts.max_depth       JSON nesting                           [512]
      WebSocket tunnel frames       payload of one received frame          [1 MiB]
+     WebSocket text and close reasons must be UTF-8; a fault is Close 1007 and
+     YHC_ERR_WEBSOCKET once the peer ended the connection (or after 1 s)
      timeouts: connect [10 s], idle [30 s], keep-alive [30 s], request [120 s; 60 s for services]
      Daemon answers are parsed with a depth of 64 and at most 16 MiB.
 
@@ -7693,17 +7695,61 @@ static YHC__UNUSED void yhc__ws_accept_for_key(const char *key, char out[29]) {
 
 /* ---- UTF-8 (RFC 3629) ---------------------------------------------------------- */
 
-/* Length of the longest prefix of `s` made of complete, valid UTF-8 sequences: shortest
-   form only, no surrogates (U+D800..DFFF), nothing above U+10FFFF. Equals `len` exactly when
-   all of `s` is valid; otherwise it is the offset of the sequence that is bad or cut off,
-   which is what an error message and a streaming validator both need. */
+/* Judges the sequence at the start of `s` (n >= 1 bytes present): its length when it is
+   complete and valid, 0 when the n bytes are a valid start cut short, -1 when it is invalid,
+   with *fault (if not NULL) naming why in words for an error message. Valid means shortest
+   form only, no surrogates (U+D800..DFFF), nothing above U+10FFFF. A byte is looked at only
+   if the ones before it were right, so a cut is told from a fault by the bytes present. */
+static int yhc__utf8_seq(const unsigned char *s, size_t n, const char **fault) {
+  unsigned c = s[0];
+  unsigned lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
+  size_t need, j;
+  const char *why;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    need = 1;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    need = 2;
+    if (c == 0xE0) lo = 0xA0; /* below is overlong */
+    if (c == 0xED) hi = 0x9F; /* above is a surrogate */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    need = 3;
+    if (c == 0xF0) lo = 0x90; /* below is overlong */
+    if (c == 0xF4) hi = 0x8F; /* above is past U+10FFFF */
+  } else {
+    why = c < 0xC0   ? "a continuation byte where a character should start"
+          : c < 0xC2 ? "an overlong encoding"
+          : c < 0xF8 ? "a code point above U+10FFFF"
+                     : "a byte that never occurs in UTF-8";
+    goto bad;
+  }
+  for (j = 1; j <= need && j < n; j++) {
+    if (s[j] < 0x80 || s[j] > 0xBF) {
+      why = "a sequence cut short by a byte that is not a continuation";
+      goto bad;
+    }
+    if (j == 1 && (s[1] < lo || s[1] > hi)) {
+      why = c == 0xED ? "a UTF-16 surrogate (U+D800..U+DFFF)"
+            : c == 0xF4 ? "a code point above U+10FFFF"
+                        : "an overlong encoding";
+      goto bad;
+    }
+  }
+  return n > need ? (int)need + 1 : 0;
+bad:
+  if (fault) *fault = why;
+  return -1;
+}
+
+/* Length of the longest prefix of `s` made of complete, valid UTF-8 sequences (see
+   yhc__utf8_seq). Equals `len` exactly when all of `s` is valid; otherwise it is the offset
+   of the sequence that is bad or cut off, which is what an error message and a streaming
+   validator both need. */
 static size_t yhc__utf8_scan(const unsigned char *s, size_t len) {
   size_t i = 0;
   while (i < len) {
-    unsigned c = s[i];
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the first continuation byte */
-    size_t need, j;
-    if (c < 0x80) {
+    int k;
+    if (s[i] < 0x80) {
       /* Text is mostly ASCII; skipping it eight bytes at a time keeps validation of large
          messages cheap. memcpy keeps the load free of alignment assumptions. */
       while (len - i >= 8) {
@@ -7715,25 +7761,9 @@ static size_t yhc__utf8_scan(const unsigned char *s, size_t len) {
       if (i < len && s[i] < 0x80) i++;
       continue;
     }
-    if (c >= 0xC2 && c <= 0xDF) {
-      need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      need = 2;
-      if (c == 0xE0) lo = 0xA0; /* below is overlong */
-      if (c == 0xED) hi = 0x9F; /* above is a surrogate */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      need = 3;
-      if (c == 0xF0) lo = 0x90; /* below is overlong */
-      if (c == 0xF4) hi = 0x8F; /* above is past U+10FFFF */
-    } else {
-      return i; /* continuation byte, overlong lead C0/C1, or F5..FF */
-    }
-    if (len - i <= need) return i; /* cut off */
-    if (s[i + 1] < lo || s[i + 1] > hi) return i;
-    for (j = 2; j <= need; j++) {
-      if (s[i + j] < 0x80 || s[i + j] > 0xBF) return i;
-    }
-    i += need + 1;
+    k = yhc__utf8_seq(s + i, len - i, NULL);
+    if (k <= 0) return i;
+    i += (size_t)k;
   }
   return i;
 }
@@ -7741,6 +7771,62 @@ static size_t yhc__utf8_scan(const unsigned char *s, size_t len) {
 /* 1 when all `len` bytes are strict UTF-8 (see yhc__utf8_scan), else 0. */
 static YHC__UNUSED int yhc__utf8_valid(const unsigned char *s, size_t len) {
   return yhc__utf8_scan(s, len) == len;
+}
+
+/* A text checked as it arrives in pieces cut anywhere, even inside a character (a
+   fragmented WebSocket message): only the cut sequence is carried over, at most 3 bytes, so
+   memory stays fixed however long the text. Zero it to start a text. */
+typedef struct yhc__utf8_stream {
+  unsigned char part[4]; /* the start of a sequence the last piece cut */
+  size_t part_len;
+  uint64_t seen;         /* bytes fed so far, part included */
+} yhc__utf8_stream;
+
+/* Feeds the next `len` bytes. 0 while all is valid so far; -1 at the first fault, with *at =
+   the offset in the whole text where the bad sequence starts and *fault naming it. */
+static int yhc__utf8_feed(yhc__utf8_stream *u, const unsigned char *s, size_t len, uint64_t *at,
+                          const char **fault) {
+  size_t i = 0, good;
+  int k;
+  if (!len) return 0;
+  if (u->part_len) {
+    unsigned char seq[4];
+    size_t take = YHC__MIN(len, sizeof seq - u->part_len);
+    memcpy(seq, u->part, u->part_len);
+    memcpy(seq + u->part_len, s, take);
+    k = yhc__utf8_seq(seq, u->part_len + take, fault);
+    if (k < 0) {
+      *at = u->seen - u->part_len;
+      return -1;
+    }
+    if (k == 0) { /* still cut: the piece was shorter than the rest of the sequence */
+      memcpy(u->part + u->part_len, s, take);
+      u->part_len += take;
+      u->seen += take;
+      return 0;
+    }
+    i = (size_t)k - u->part_len;
+    u->part_len = 0;
+  }
+  good = i + yhc__utf8_scan(s + i, len - i);
+  if (good < len) {
+    if (yhc__utf8_seq(s + good, len - good, fault) < 0) {
+      *at = u->seen + good;
+      return -1;
+    }
+    memcpy(u->part, s + good, len - good); /* a valid start the piece cut: at most 3 bytes */
+    u->part_len = len - good;
+  }
+  u->seen += len;
+  return 0;
+}
+
+/* Ends the text: -1 (as yhc__utf8_feed) when it stops inside a sequence, else 0. */
+static int yhc__utf8_finish(const yhc__utf8_stream *u, uint64_t *at, const char **fault) {
+  if (!u->part_len) return 0;
+  *at = u->seen - u->part_len;
+  *fault = "a sequence cut short by the end of the text";
+  return -1;
 }
 
 /* ---- Client frames: header, masking, encoding (RFC 6455 5.2, 5.3) -------------- */
@@ -7791,13 +7877,17 @@ static void yhc__ws_mask(unsigned char *data, size_t len, const unsigned char ma
   for (; i < len; i++) data[i] ^= pat[i & 7];
 }
 
-/* Appends one complete masked frame to `out`. 0 on success; -1 when memory ran out, with
-   `out` left as it was. */
+/* Appends one complete masked frame to `out`. 0 on success; -1 when memory ran out, -2 when
+   it would be a whole text message (TEXT with fin) that is not valid UTF-8, which a peer
+   must fail with 1007 (RFC 6455 8.1); `out` is left as it was either way. The fragments of
+   a text message cannot be judged one by one: whoever fragments text checks it whole. */
 static YHC__UNUSED int yhc__ws_encode(yhc_buf *out, int opcode, int fin, const void *payload, size_t len,
                                       const unsigned char mask[4]) {
   unsigned char hdr[YHC__WS_MAX_HEADER];
   size_t hlen = yhc__ws_frame_header(hdr, fin, opcode, (uint64_t)len, mask);
   size_t start;
+  if (opcode == YHC__WS_OP_TEXT && fin && !yhc__utf8_valid(YHC__CAST(const unsigned char *, payload), len))
+    return -2;
   if (len > SIZE_MAX - hlen || yhc_buf_reserve(out, hlen + len)) return -1;
   /* Cannot fail now that the room is reserved. */
   yhc_buf_append(out, hdr, hlen);
@@ -7843,7 +7933,9 @@ static YHC__UNUSED int yhc__ws_close_payload(unsigned char out[125], int code, c
 
 /* Checks a received close payload and splits it. `base` is added to error offsets so they
    point into the caller's buffer. An empty payload gives code 0 (the peer sent no status;
-   RFC 6455 calls that 1005). */
+   RFC 6455 calls that 1005). Returns 0, or the status to fail the connection with (err set):
+   1002 for a malformed payload or a code no peer may send, 1007 for a reason that is not
+   UTF-8 (RFC 6455 5.5.1, 7.4.1). */
 static YHC__UNUSED int yhc__ws_close_parse(const unsigned char *payload, size_t len, int *code, yhc_str *reason,
                                size_t base, yhc_error *err) {
   size_t good;
@@ -7854,18 +7946,18 @@ static YHC__UNUSED int yhc__ws_close_parse(const unsigned char *payload, size_t 
   if (len == 0) return 0;
   if (len == 1) {
     yhc__error_set(err, YHC_ERR_WEBSOCKET, base, "close frame payload of 1 byte (must be empty or hold a 2-byte code)");
-    return -1;
+    return 1002;
   }
   c = payload[0] << 8 | payload[1];
   if (!yhc__ws_close_code_valid(c)) {
     yhc__error_set(err, YHC_ERR_WEBSOCKET, base, "invalid close code %d", c);
-    return -1;
+    return 1002;
   }
   good = yhc__utf8_scan(payload + 2, len - 2);
   if (good != len - 2) {
     yhc__error_set(err, YHC_ERR_WEBSOCKET, base + 2 + good, "close reason is not valid UTF-8 (byte %lu of the reason)",
                    (unsigned long)good);
-    return -1;
+    return 1007;
   }
   *code = c;
   reason->ptr = YHC__CAST(const char *, YHC__CAST(const void *, payload + 2));
@@ -7904,7 +7996,22 @@ typedef struct yhc__ws_parser {
   int msg_opcode;     /* TEXT/BINARY while a fragmented message is open, else 0 */
   size_t msg_len;     /* bytes of the open message received so far */
   int failed;         /* set by the first error: the connection must be failed (7.1.7) */
+  int close_status;   /* after an error, the status to close with: 1002 protocol error, 1007
+                         text that is not UTF-8, 1009 too big (RFC 6455 7.4.1) */
+  int text_open;      /* the payload being delivered belongs to a TEXT message */
+  int text_fin;       /* ... and its frame ends that message */
+  yhc__utf8_stream text; /* that message's UTF-8, checked as its bytes come (8.1) */
 } yhc__ws_parser;
+
+/* The status for an error of the parser's own checks. */
+static int yhc__ws_status_for(yhc_err code) { return code == YHC_ERR_LIMIT ? 1009 : 1002; }
+
+/* Marks the parser failed and the status to close with; -1, for the caller to return. */
+static int yhc__ws_parser_fail(yhc__ws_parser *p, int status) {
+  p->failed = 1;
+  p->close_status = status;
+  return -1;
+}
 
 static YHC__UNUSED void yhc__ws_parser_init(yhc__ws_parser *p, size_t max_frame, size_t max_message) {
   memset(p, 0, sizeof *p);
@@ -8011,6 +8118,9 @@ static int yhc__ws_parser_commit(yhc__ws_parser *p, const yhc__ws_header *h) {
   int msg_op;
   if (h->opcode >= YHC__WS_OP_CLOSE) return h->opcode;
   msg_op = h->opcode == YHC__WS_OP_CONT ? p->msg_opcode : h->opcode;
+  if (h->opcode == YHC__WS_OP_TEXT) memset(&p->text, 0, sizeof p->text);
+  p->text_open = msg_op == YHC__WS_OP_TEXT;
+  p->text_fin = h->fin;
   if (h->fin) {
     p->msg_opcode = 0;
     p->msg_len = 0;
@@ -8021,26 +8131,50 @@ static int yhc__ws_parser_commit(yhc__ws_parser *p, const yhc__ws_header *h) {
   return msg_op;
 }
 
+/* Checks the next `n` payload bytes of the data frame last recorded, in order: the UTF-8 of
+   a text message, piece by piece, so a character may straddle reads and fragments and a
+   fault is found as its bytes come, never after the whole message. `frame_done` says they are
+   the frame's last bytes (a final frame's end must not cut a character). `base` is added to
+   error offsets, as in yhc__ws_parse. 0, or -1 with `err` set and close_status 1007. */
+static int yhc__ws_parser_text(yhc__ws_parser *p, const unsigned char *data, size_t n, int frame_done,
+                               size_t base, yhc_error *err) {
+  uint64_t start = p->text.seen, at = 0;
+  const char *fault = "";
+  if (!p->text_open) return 0;
+  if (yhc__utf8_feed(&p->text, data, n, &at, &fault) == 0) {
+    if (!frame_done || !p->text_fin) return 0;
+    p->text_open = 0;
+    if (yhc__utf8_finish(&p->text, &at, &fault) == 0) return 0;
+  }
+  yhc__error_set(err, YHC_ERR_WEBSOCKET, base + (size_t)(at > start ? at - start : 0),
+                 "text message is not valid UTF-8: %s at byte %llu of the message", fault,
+                 (unsigned long long)at);
+  return yhc__ws_parser_fail(p, 1007);
+}
+
 /* For callers that stream payload instead of buffering whole frames: after
    yhc__ws_parse_header succeeds, checks sequencing and limits and, if they pass, records the
-   frame. The caller then owns `h->payload_len` payload bytes; a CLOSE payload should be
-   checked with yhc__ws_close_parse once it is complete. 0, or -1 with `err` set. */
+   frame. The caller then owns `h->payload_len` payload bytes, to be passed through
+   yhc__ws_parser_text as they are taken; a CLOSE payload should be checked with
+   yhc__ws_close_parse once it is complete. 0, or -1 with `err` set and close_status the
+   status to close with. */
 static YHC__UNUSED int yhc__ws_parser_begin(yhc__ws_parser *p, const yhc__ws_header *h, int *message_opcode,
                                             yhc_error *err) {
   int op;
-  if (yhc__ws_parser_check(p, h, err)) {
-    p->failed = 1;
-    return -1;
-  }
+  if (yhc__ws_parser_check(p, h, err)) return yhc__ws_parser_fail(p, yhc__ws_status_for(err->code));
   op = yhc__ws_parser_commit(p, h);
   if (message_opcode) *message_opcode = op;
+  /* an empty final frame ends its text message here: no payload will come to check */
+  if (op < YHC__WS_OP_CLOSE && !h->payload_len && yhc__ws_parser_text(p, NULL, 0, 1, h->header_len, err)) return -1;
   return 0;
 }
 
 /* Parses one whole server frame at the start of `buf`. Returns the bytes it spans (>0) and
    fills `out`, 0 when `buf` does not hold all of it yet (nothing changes: call again with the
    same start and more bytes), or -1 with `err` set (YHC_ERR_WEBSOCKET, or YHC_ERR_LIMIT for
-   a limit; offset relative to `buf`). After an error every later call fails too. Limit errors
+   a limit; offset relative to `buf`) and close_status the status to close with. A text
+   message's UTF-8 is checked frame by frame (yhc__ws_parser_text). After an error every later
+   call fails too. Limit errors
    come as soon as the header is in, before the payload. The whole frame must fit an int,
    which bounds frames parsed this way to about 2 GiB; stream bigger ones. */
 static YHC__UNUSED int yhc__ws_parse(yhc__ws_parser *p, const unsigned char *buf, size_t len, yhc__ws_frame *out,
@@ -8053,19 +8187,12 @@ static YHC__UNUSED int yhc__ws_parse(yhc__ws_parser *p, const unsigned char *buf
     return -1;
   }
   r = yhc__ws_parse_header(buf, len, &h, err);
-  if (r <= 0) {
-    if (r < 0) p->failed = 1;
-    return r;
-  }
-  if (yhc__ws_parser_check(p, &h, err)) {
-    p->failed = 1;
-    return -1;
-  }
+  if (r <= 0) return r < 0 ? yhc__ws_parser_fail(p, 1002) : 0;
+  if (yhc__ws_parser_check(p, &h, err)) return yhc__ws_parser_fail(p, yhc__ws_status_for(err->code));
   if (h.payload_len > (uint64_t)(INT_MAX - (int)h.header_len)) {
     yhc__error_set(err, YHC_ERR_LIMIT, 1, "frame payload of %llu bytes too large to parse whole",
                    (unsigned long long)h.payload_len);
-    p->failed = 1;
-    return -1;
+    return yhc__ws_parser_fail(p, 1009);
   }
   total = h.header_len + (size_t)h.payload_len;
   if (len < total) return 0;
@@ -8076,12 +8203,12 @@ static YHC__UNUSED int yhc__ws_parse(yhc__ws_parser *p, const unsigned char *buf
   out->close_code = 0;
   out->close_reason.ptr = "";
   out->close_reason.len = 0;
-  if (h.opcode == YHC__WS_OP_CLOSE &&
-      yhc__ws_close_parse(out->payload, out->len, &out->close_code, &out->close_reason, h.header_len, err)) {
-    p->failed = 1;
-    return -1;
+  if (h.opcode == YHC__WS_OP_CLOSE) {
+    int status = yhc__ws_close_parse(out->payload, out->len, &out->close_code, &out->close_reason, h.header_len, err);
+    if (status) return yhc__ws_parser_fail(p, status);
   }
   out->message_opcode = yhc__ws_parser_commit(p, &h);
+  if (h.opcode < YHC__WS_OP_CLOSE && yhc__ws_parser_text(p, out->payload, out->len, 1, h.header_len, err)) return -1;
   return (int)total;
 }
 /* ==== WebSocket client ============================================================ */
@@ -8102,9 +8229,14 @@ typedef struct yhc__ws_conf {
   int dead_ms;         /* nothing received for this long: the tunnel is dead [15000] */
   int handshake_ms;    /* [10000], from TCP connect to the 101 */
   size_t max_wbuf;     /* bytes queued for sending before write() pushes back [1 MiB] */
+  int close_ms;        /* after a protocol error: how long to wait for the server to end the
+                          connection once our Close is sent [1000] */
 } yhc__ws_conf;
 
-enum { YHC__WS_CONNECTING, YHC__WS_HANDSHAKE, YHC__WS_OPEN, YHC__WS_CLOSED };
+/* CLOSING: a protocol error was found and our Close (1002, 1007, 1009) sent; the error is
+   told once the server has closed the connection, or close_ms passed (RFC 6455 7.1.1: the
+   server closes first, so its side does not linger in TIME_WAIT). */
+enum { YHC__WS_CONNECTING, YHC__WS_HANDSHAKE, YHC__WS_OPEN, YHC__WS_CLOSING, YHC__WS_CLOSED };
 
 typedef struct yhc__ws {
   yhc__stream base;    /* what the owner sees */
@@ -8165,16 +8297,25 @@ static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...) {
-  va_list ap;
-  if (w->failed) return;
-  va_start(ap, fmt);
-  yhc__error_vset(&w->base.err, code, 0, fmt, ap);
-  va_end(ap);
+/* Tells the owner the failure already in base.err; the stream is done. */
+static void yhc__ws_end_failed(yhc__ws *w) {
   w->failed = 1;
   w->state = YHC__WS_CLOSED;
   yhc__timer_stop(w->loop, &w->keepalive);
   yhc__ws_kick(w, YHC__EV_ERROR);
+}
+
+/* Fails the stream at once. While CLOSING, the protocol error stays the one told: whatever
+   ends the wait (the server's FIN, a reset, the timer) is only how it ended. */
+static void yhc__ws_fail(yhc__ws *w, yhc_err code, const char *fmt, ...) {
+  va_list ap;
+  if (w->failed) return;
+  if (w->state != YHC__WS_CLOSING) {
+    va_start(ap, fmt);
+    yhc__error_vset(&w->base.err, code, 0, fmt, ap);
+    va_end(ap);
+  }
+  yhc__ws_end_failed(w);
 }
 
 /* Reads from inner only while the reader keeps up, so a stalled reader cannot make us buffer
@@ -8190,7 +8331,7 @@ static int yhc__ws_send_frame(yhc__ws *w, int opcode, const void *data, size_t l
 /* Pongs answer the latest ping only (RFC 6455 5.5.3), and only while the send buffer has
    room: a peer that floods pings and reads nothing cannot grow it past max_wbuf. */
 static void yhc__ws_queue_pong(yhc__ws *w) {
-  if (!w->pong_due || w->state == YHC__WS_CLOSED || w->eof || w->wbuf.len - w->wpos >= w->conf.max_wbuf) return;
+  if (!w->pong_due || w->state != YHC__WS_OPEN || w->eof || w->wbuf.len - w->wpos >= w->conf.max_wbuf) return;
   w->pong_due = 0;
   yhc__ws_send_frame(w, YHC__WS_OP_PONG, w->pong, w->pong_len);
 }
@@ -8228,6 +8369,68 @@ static int yhc__ws_send_frame(yhc__ws *w, int opcode, const void *data, size_t l
   return 0;
 }
 
+static int yhc__ws_fill(yhc__ws *w);
+
+static void yhc__ws_close_wait_over(void *ctx) {
+  yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
+  if (!w->failed) yhc__ws_end_failed(w);
+}
+
+/* Fails the connection for a protocol error the server made (RFC 6455 7.1.7): our Close
+   with `status` goes out first and the error is told when the close ends (CLOSING). Bytes
+   still unread are dropped: after the fault nothing from the server is data. */
+static void yhc__ws_fail_close(yhc__ws *w, int status, yhc_err code, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static void yhc__ws_fail_close(yhc__ws *w, int status, yhc_err code, const char *fmt, ...) {
+  unsigned char pl[YHC__WS_MAX_CONTROL];
+  int n = yhc__ws_close_payload(pl, status, NULL);
+  va_list ap;
+  if (w->failed || w->state == YHC__WS_CLOSING) return;
+  va_start(ap, fmt);
+  yhc__error_vset(&w->base.err, code, 0, fmt, ap);
+  va_end(ap);
+  /* a Close of ours went out already (we answered the server's): nothing more to say */
+  if (w->state != YHC__WS_OPEN || w->eof || w->inner_eof || n < 0) {
+    yhc__ws_end_failed(w);
+    return;
+  }
+  w->state = YHC__WS_CLOSING;
+  w->pong_due = 0;
+  w->cur_left = 0;
+  w->rbuf.len = w->rpos = 0;
+  yhc__timer_start(w->loop, &w->keepalive, (uint64_t)w->conf.close_ms, yhc__ws_close_wait_over, w);
+  if (yhc__ws_send_frame(w, YHC__WS_OP_CLOSE, pl, (size_t)n) == 0) yhc__ws_flush(w);
+}
+
+/* Events while CLOSING: our Close is flushed, and what comes is read and dropped until the
+   server ends the connection. */
+static void yhc__ws_closing_event(yhc__ws *w, int ev) {
+  if (ev & YHC__EV_ERROR) {
+    yhc__ws_end_failed(w);
+    return;
+  }
+  if (ev & YHC__EV_WRITE) {
+    yhc__ws_flush(w);
+    if (w->failed) return;
+  }
+  if (ev & YHC__EV_READ) {
+    int r, rounds = 0;
+    do {
+      w->rbuf.len = w->rpos = 0;
+      r = yhc__ws_fill(w);
+    } while (r == 2 && ++rounds < 4); /* a FIN behind the bytes shows on the next fill */
+    if (r < 0) return;
+    if (r == 1) {
+      yhc__ws_end_failed(w);
+      return;
+    }
+  }
+  yhc__ws_interest(w);
+}
+
 /* Handles one complete control frame from the server. */
 static void yhc__ws_control(yhc__ws *w, const yhc__ws_frame *f) {
   if (f->opcode == YHC__WS_OP_PING) {
@@ -8254,7 +8457,7 @@ static int yhc__ws_advance(yhc__ws *w) {
     yhc_error e;
     int hl = yhc__ws_parse_header(p, avail, &h, &e);
     if (hl < 0) {
-      yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+      yhc__ws_fail_close(w, yhc__ws_status_for(e.code), e.code, "tunnel %s: %s", w->target_desc, e.msg);
       return -1;
     }
     if (hl == 0) {
@@ -8271,7 +8474,7 @@ static int yhc__ws_advance(yhc__ws *w) {
       }
       n = yhc__ws_parse(&w->parser, p, avail, &f, &e);
       if (n < 0) {
-        yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+        yhc__ws_fail_close(w, w->parser.close_status, e.code, "tunnel %s: %s", w->target_desc, e.msg);
         return -1;
       }
       w->rpos += (size_t)n;
@@ -8280,7 +8483,7 @@ static int yhc__ws_advance(yhc__ws *w) {
     }
     /* data: its payload is streamed out by read(), so only the header is consumed here */
     if (yhc__ws_parser_begin(&w->parser, &h, NULL, &e)) {
-      yhc__ws_fail(w, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+      yhc__ws_fail_close(w, w->parser.close_status, e.code, "tunnel %s: %s", w->target_desc, e.msg);
       return -1;
     }
     w->rpos += (size_t)hl;
@@ -8425,6 +8628,10 @@ static void yhc__ws_handshake_timeout(void *ctx) {
 static void yhc__ws_inner_event(void *ctx, int ev) {
   yhc__ws *w = YHC__CAST(yhc__ws *, ctx);
   if (w->failed) return;
+  if (w->state == YHC__WS_CLOSING) {
+    yhc__ws_closing_event(w, ev);
+    return;
+  }
   if (ev & YHC__EV_ERROR) {
     yhc__ws_fail(w, w->inner->err.code ? w->inner->err.code : YHC_ERR_CONNECT, "tunnel %s: %s",
                  w->target_desc, w->inner->err.msg);
@@ -8476,10 +8683,17 @@ static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
   if (w->state != YHC__WS_OPEN) return YHC__AGAIN;
   while (got < cap) {
     int a = yhc__ws_advance(w), r;
-    if (a < 0) return YHC__FAIL;
+    if (a < 0) break;
     if (w->cur_left && w->rpos < w->rbuf.len) {
       size_t take = YHC__MIN(w->rbuf.len - w->rpos, cap - got);
+      yhc_error e;
       if (take > w->cur_left) take = (size_t)w->cur_left;
+      /* text is checked as it is taken, so no byte past a fault reaches the reader */
+      if (yhc__ws_parser_text(&w->parser, YHC__PUN(const unsigned char *, w->rbuf.ptr) + w->rpos, take,
+                              take == w->cur_left, 0, &e)) {
+        yhc__ws_fail_close(w, w->parser.close_status, e.code, "tunnel %s: %s", w->target_desc, e.msg);
+        break;
+      }
       memcpy(YHC__CAST(char *, buf) + got, w->rbuf.ptr + w->rpos, take);
       got += take;
       w->rpos += take;
@@ -8496,6 +8710,8 @@ static long yhc__ws_read(yhc__stream *s, void *buf, size_t cap) {
     if (r == 1) w->inner_eof = 1; /* the frames before it are still data: loop once more */
     if (r == 0) break;
   }
+  if (w->failed) return YHC__FAIL;
+  if (w->state == YHC__WS_CLOSING) return got ? (long)got : (long)YHC__AGAIN; /* the error comes as ERROR */
   if (w->pong_due || w->wpos < w->wbuf.len) yhc__ws_flush(w); /* pongs and close replies met on the way */
   else yhc__ws_interest(w);
   /* bytes left behind may never be announced by the socket (they are all in rbuf already):
@@ -8600,6 +8816,7 @@ static YHC__UNUSED yhc__stream *yhc__ws_open(yhc_loop *loop, yhc__tls_ctx **tls,
   if (!w->conf.ping_ms) w->conf.ping_ms = 5000;
   if (!w->conf.dead_ms) w->conf.dead_ms = 15000;
   if (!w->conf.handshake_ms) w->conf.handshake_ms = 10000;
+  if (!w->conf.close_ms) w->conf.close_ms = 1000;
   yhc__ws_parser_init(&w->parser, w->conf.max_frame, (size_t)-1 / 2);
   snprintf(w->target_desc, sizeof w->target_desc, "%.*s", (int)YHC__MIN(u.target.len, 150),
            u.target.ptr);

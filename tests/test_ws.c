@@ -385,6 +385,80 @@ static void test_close(int port) {
   owner_close(&o);
 }
 
+/* Text messages are UTF-8 (RFC 6455 8.1), checked as their bytes come, so a character may
+   straddle fragments and reads. A fault fails the connection with Close 1007 (1002 for a
+   malformed close payload), told to the owner once the server has ended the connection. */
+static void expect_text_fault(int port, const char *name, const char *fault, long want_close) {
+  owner o;
+  yhc__ws_conf conf;
+  char fmt[160], id[64];
+  snprintf(id, sizeof id, "u-%s", name);
+  snprintf(fmt, sizeof fmt, "ws://127.0.0.1:%%d/utf8?case=%s&id=%s", name, id);
+  memset(&conf, 0, sizeof conf);
+  conf.close_ms = 8000; /* the server's end of the close must stop the wait, not this timer */
+  if (owner_open(&o, fmt, port, &conf, NULL, 0) == 0) {
+    pump(&o, 6000, c_failed, 0);
+    YT_CHECKF(o.failed && o.code == YHC_ERR_WEBSOCKET, "%s: %s (%s)", name,
+              o.failed ? yhc_strerror(o.code) : "no error", o.msg);
+    YT_CHECKF(contains(o.msg, fault), "%s: \"%s\" lacks \"%s\"", name, o.msg, fault);
+    YT_CHECKF(!o.s->vt->alive(o.s), "%s: still alive", name);
+    fprintf(stderr, "   error: %s\n", o.msg);
+  }
+  owner_close(&o);
+  YT_CHECKF(wait_close_code(port, id) == want_close, "%s: the peer got close code %ld, want %ld", name,
+            peer_stat(port, id, "closeCode"), want_close);
+}
+
+static void test_text(int port) {
+  static const char whole[] = "A\xE2\x82\xAC" "B\xF0\x9F\x98\x80" "C\xC3\xA9";
+  owner o;
+  yhc__ws_conf conf;
+  YT_GROUP("/utf8: characters cut across fragments (a ping between) arrive intact");
+  if (open_ok(&o, "ws://127.0.0.1:%d/utf8?case=split&id=u-split", port, NULL, NULL, 0)) {
+    pump(&o, 3000, c_got, sizeof whole - 1);
+    pump(&o, 100, c_never, 0);
+    YT_CHECKF(!o.failed && !o.eof, "%s", o.failed ? o.msg : "EOF");
+    YT_EQ_MEM(o.in.ptr, o.in.len, whole);
+    YT_CHECK(o.s->vt->alive(o.s));
+    YT_EQ_INT(peer_stat(port, "u-split", "pongs"), 1);
+  }
+  owner_close(&o);
+  YT_EQ_INT(wait_close_code(port, "u-split"), 1000);
+
+  YT_GROUP("/utf8: a valid text message is delivered whole, the bad one after it fails");
+  memset(&conf, 0, sizeof conf);
+  conf.close_ms = 8000;
+  if (open_ok(&o, "ws://127.0.0.1:%d/utf8?case=split-then-overlong&id=u-sto", port, &conf, NULL, 0)) {
+    pump(&o, 6000, c_failed, 0);
+    YT_CHECKF(o.failed && contains(o.msg, "overlong encoding at byte 1 of the message"), "%s", o.msg);
+    YT_EQ_MEM(o.in.ptr, o.in.len, "A\xE2\x82\xAC"); /* nothing of the bad message */
+  }
+  owner_close(&o);
+  YT_EQ_INT(wait_close_code(port, "u-sto"), 1007);
+
+  YT_GROUP("/utf8: invalid text fails with close 1007, naming the fault");
+  expect_text_fault(port, "overlong", "text message is not valid UTF-8: an overlong encoding at byte 1", 1007);
+  expect_text_fault(port, "surrogate", "a UTF-16 surrogate (U+D800..U+DFFF) at byte 1", 1007);
+  expect_text_fault(port, "above-max", "a code point above U+10FFFF at byte 1", 1007);
+  expect_text_fault(port, "truncated-final", "cut short by the end of the text at byte 2", 1007);
+  expect_text_fault(port, "bad-continuation", "a byte that is not a continuation at byte 1", 1007);
+  YT_GROUP("/utf8: a close reason that is not UTF-8 is 1007, a 1-byte close payload 1002");
+  expect_text_fault(port, "bad-reason", "close reason is not valid UTF-8", 1007);
+  expect_text_fault(port, "close-1-byte", "close frame payload of 1 byte", 1002);
+
+  /* a peer that neither answers the Close nor ends the connection: the wait is bounded */
+  YT_GROUP("/utf8 from a peer that never ends the connection: the error comes after close_ms");
+  memset(&conf, 0, sizeof conf);
+  conf.close_ms = 300;
+  if (open_ok(&o, "ws://127.0.0.1:%d/utf8?case=surrogate&raw=1", port, &conf, NULL, 0)) {
+    pump(&o, 5000, c_failed, 0);
+    YT_CHECKF(o.failed && contains(o.msg, "surrogate"), "%s", o.failed ? o.msg : "no failure in 5 s");
+    YT_CHECKF(o.t_fail - o.t_connect >= 290 && o.t_fail - o.t_connect < 3000, "after %lld ms",
+              o.t_fail - o.t_connect);
+  }
+  owner_close(&o);
+}
+
 static void test_limits(int port) {
   owner o;
   yhc__ws_conf conf;
@@ -581,8 +655,12 @@ static void test_handshake_errors(int port) {
                     "Sec-WebSocket-Accept", NULL, 1000);
   expect_open_error("ws://127.0.0.1:%d/no-upgrade", port, &conf, NULL, 0, YHC_ERR_HTTP_STATUS,
                     "HTTP 200", NULL, 1000);
+  /* the masked frame is a protocol error: Close 1002 goes out and, as this peer never ends
+     the connection, the error comes after close_ms */
+  conf.close_ms = 200;
   expect_open_error("ws://127.0.0.1:%d/masked", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
                     "masked", NULL, 1000);
+  conf.close_ms = 0;
   expect_open_error("ws://127.0.0.1:%d/ext", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
                     "an extension \"permessage-deflate\" that was not offered", NULL, 1000);
   expect_open_error("ws://127.0.0.1:%d/proto", port, &conf, NULL, 0, YHC_ERR_WEBSOCKET,
@@ -740,6 +818,7 @@ int main(void) {
   test_chunks_and_fragments(peer.port);
   test_pings(peer.port);
   test_close(peer.port);
+  test_text(peer.port);
   test_limits(peer.port);
   test_silent(peer.port);
   test_ping_flood(peer.port);

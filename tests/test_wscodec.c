@@ -813,9 +813,14 @@ static void test_close(void) {
     YT_EQ_MEM(reason.ptr, reason.len, "why");
     YT_EQ_INT(yhc__ws_close_parse((const unsigned char *)"", 0, &code, &reason, 0, &e), 0);
     YT_EQ_INT(code, 0);
-    YT_EQ_INT(yhc__ws_close_parse((const unsigned char *)"\x03\xed", 2, &code, &reason, 100, &e), -1);
+    /* the answer is the status to close with: 1002 for a malformed payload, 1007 for a
+       reason that is not UTF-8 */
+    YT_EQ_INT(yhc__ws_close_parse((const unsigned char *)"\x03\xed", 2, &code, &reason, 100, &e), 1002);
     YT_EQ_INT(e.offset, 100);
     YT_EQ_STR(e.msg, "invalid close code 1005");
+    YT_EQ_INT(yhc__ws_close_parse((const unsigned char *)"\x03", 1, &code, &reason, 0, &e), 1002);
+    YT_EQ_INT(yhc__ws_close_parse((const unsigned char *)"\x03\xe8" "a\xff", 4, &code, &reason, 0, &e), 1007);
+    YT_EQ_INT(e.offset, 3);
   }
 }
 
@@ -1004,6 +1009,161 @@ static void test_utf8(void) {
   YT_EQ_INT(mismatch, 0);
 }
 
+/* Feeds `s` to the streaming validator in pieces cut at `cuts` (ascending offsets), then
+   ends it. 1 when valid, else 0 with *at where the bad sequence starts. */
+static int stream_check(const unsigned char *s, size_t n, const size_t *cuts, size_t ncuts, uint64_t *at,
+                        const char **fault) {
+  yhc__utf8_stream u;
+  size_t from = 0, i;
+  memset(&u, 0, sizeof u);
+  for (i = 0; i <= ncuts; i++) {
+    size_t to = i < ncuts ? cuts[i] : n;
+    if (yhc__utf8_feed(&u, s + from, to - from, at, fault)) return 0;
+    from = to;
+  }
+  return yhc__utf8_finish(&u, at, fault) == 0;
+}
+
+/* Text validated as it arrives: at every cut, byte by byte, and at random cuts it agrees
+   with the whole-buffer check and finds the fault at the same place. */
+static void test_utf8_stream(void) {
+  static const unsigned char pick[] = {'a', 0x7F, 0x80, 0xBF, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xA0, 0x9F, 0x8F, 0x90};
+  static const char *const cases[] = {"A\xE2\x82\xAC" "B\xF0\x9F\x98\x80" "C", "\xC0\xAF", "ab\xE0\x80\xAF", "\xED\xA0\x80",
+                                      "x\xF4\x90\x80\x80", "ok\xE2\x82", "\xC3\x28", "\xF0\x9F\x98", "plain"};
+  unsigned char s[64];
+  size_t cuts[64], i, k, n;
+  uint64_t at;
+  const char *fault;
+  long mismatch = 0;
+  unsigned r;
+  YT_GROUP("utf8 streaming: pieces cut anywhere, even inside a character");
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const unsigned char *c = (const unsigned char *)cases[i];
+    int valid;
+    n = strlen(cases[i]);
+    valid = yhc__utf8_valid(c, n);
+    for (k = 0; k <= n; k++) { /* two pieces, cut at k */
+      at = 99;
+      if (stream_check(c, n, &k, 1, &at, &fault) != valid || (!valid && at != yhc__utf8_scan(c, n))) mismatch++;
+    }
+    for (k = 0; k < n; k++) cuts[k] = k + 1; /* byte by byte */
+    at = 99;
+    if (stream_check(c, n, cuts, n ? n - 1 : 0, &at, &fault) != valid || (!valid && at != yhc__utf8_scan(c, n)))
+      mismatch++;
+  }
+  YT_EQ_INT(mismatch, 0);
+  for (r = 0; r < 20000; r++) {
+    size_t nc = 0, pos = 0;
+    int valid;
+    n = rnd() % 40;
+    for (i = 0; i < n; i++) s[i] = rnd() % 3 ? pick[rnd() % sizeof pick] : (unsigned char)"\xE2\x82\xAC\xC3\xA9"[rnd() % 5];
+    while (nc < 8 && pos < n) {
+      pos += 1 + rnd() % 5;
+      if (pos < n) cuts[nc++] = pos;
+    }
+    valid = yhc__utf8_valid(s, n);
+    at = 99;
+    if (stream_check(s, n, cuts, nc, &at, &fault) != valid || (!valid && at != yhc__utf8_scan(s, n))) mismatch++;
+  }
+  YT_EQ_INT(mismatch, 0);
+  /* the fault is named */
+  YT_CHECK(!stream_check((const unsigned char *)"\xC0\xAF", 2, NULL, 0, &at, &fault) && strstr(fault, "overlong"));
+  YT_CHECK(!stream_check((const unsigned char *)"\xF0\x80\x80\x80", 4, NULL, 0, &at, &fault) && strstr(fault, "overlong"));
+  YT_CHECK(!stream_check((const unsigned char *)"\xED\xBF\xBF", 3, NULL, 0, &at, &fault) && strstr(fault, "surrogate"));
+  YT_CHECK(!stream_check((const unsigned char *)"\xF4\x90\x80\x80", 4, NULL, 0, &at, &fault) && strstr(fault, "U+10FFFF"));
+  YT_CHECK(!stream_check((const unsigned char *)"\xF5\x80", 2, NULL, 0, &at, &fault) && strstr(fault, "U+10FFFF"));
+  YT_CHECK(!stream_check((const unsigned char *)"\xFF", 1, NULL, 0, &at, &fault) && strstr(fault, "never occurs"));
+  YT_CHECK(!stream_check((const unsigned char *)"a\x80", 2, NULL, 0, &at, &fault) && strstr(fault, "continuation byte where"));
+  k = 2;
+  YT_CHECK(!stream_check((const unsigned char *)"a\xE2\x82", 3, &k, 1, &at, &fault) && strstr(fault, "end of the text"));
+  YT_EQ_INT(at, 1);
+}
+
+/* Text frames through the parser, whole and header-only: UTF-8 checked frame by frame, with
+   close_status 1007 for a fault; binary and control frames are not text. */
+static void test_text_frames(void) {
+  /* "A€" cut inside the euro sign, a ping between; then a BINARY frame of bytes that are not UTF-8 */
+  static const unsigned char good[] = {0x01, 0x02, 'A', 0xE2, 0x89, 0x01, 0xFF, 0x80, 0x02, 0x82, 0xAC,
+                                       0x82, 0x02, 0xC0, 0xAF};
+  static const unsigned char overlong[] = {0x81, 0x03, 'A', 0xC0, 0xAF};
+  static const unsigned char cut_final[] = {0x01, 0x01, 'A', 0x80, 0x02, 'B', 0xE2};
+  static const unsigned char straddle[] = {0x01, 0x02, 'A', 0xC3, 0x80, 0x01, 0x28};
+  static const unsigned char empty_end[] = {0x01, 0x02, 'A', 0xE2, 0x80, 0x00};
+  yhc__ws_parser p;
+  yhc__ws_frame f;
+  yhc__ws_header h;
+  yhc_error e;
+  size_t pos = 0;
+  int r, op;
+  YT_GROUP("text frames: UTF-8 checked as frames come, close status 1007");
+  parser(&p);
+  while (pos < sizeof good && (r = yhc__ws_parse(&p, good + pos, sizeof good - pos, &f, &e)) > 0) pos += (size_t)r;
+  YT_EQ_INT(pos, sizeof good);
+  YT_EQ_INT(p.failed, 0);
+  /* the first frame alone is fine: the cut character is not a fault yet */
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, good, 4, &f, &e), 4);
+  YT_CHECK(p.text.part_len == 1);
+
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, overlong, sizeof overlong, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1007);
+  YT_EQ_INT(e.code, YHC_ERR_WEBSOCKET);
+  YT_EQ_STR(e.msg, "text message is not valid UTF-8: an overlong encoding at byte 1 of the message");
+  YT_EQ_INT(e.offset, 3);
+
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, cut_final, 3, &f, &e), 3);
+  YT_EQ_INT(yhc__ws_parse(&p, cut_final + 3, 4, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1007);
+  YT_EQ_STR(e.msg, "text message is not valid UTF-8: a sequence cut short by the end of the text at byte 2 of the message");
+
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, straddle, 4, &f, &e), 4);
+  YT_EQ_INT(yhc__ws_parse(&p, straddle + 4, 3, &f, &e), -1);
+  YT_EQ_STR(e.msg, "text message is not valid UTF-8: a sequence cut short by a byte that is not a continuation at byte 1 of the message");
+  YT_EQ_INT(e.offset, 2); /* the bad sequence began in the frame before */
+
+  /* header-only: an empty final frame ends the message inside a character at once */
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse_header(empty_end, 4, &h, &e), 2);
+  YT_EQ_INT(yhc__ws_parser_begin(&p, &h, &op, &e), 0);
+  YT_EQ_INT(yhc__ws_parser_text(&p, empty_end + 2, 2, 1, 2, &e), 0);
+  YT_EQ_INT(yhc__ws_parse_header(empty_end + 4, 2, &h, &e), 2);
+  YT_EQ_INT(yhc__ws_parser_begin(&p, &h, &op, &e), -1);
+  YT_EQ_INT(p.close_status, 1007);
+  YT_CHECK(strstr(e.msg, "end of the text") != NULL);
+
+  /* other failures say their status: 1002 protocol, 1009 too big */
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, (const unsigned char *)"\xC1\x00", 2, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1002);
+  yhc__ws_parser_init(&p, 2, 0);
+  YT_EQ_INT(yhc__ws_parse(&p, overlong, sizeof overlong, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1009);
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, (const unsigned char *)"\x88\x01\x03", 3, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1002);
+  parser(&p);
+  YT_EQ_INT(yhc__ws_parse(&p, (const unsigned char *)"\x88\x03\x03\xe8\xff", 5, &f, &e), -1);
+  YT_EQ_INT(p.close_status, 1007);
+}
+
+/* What yhc sends as text is UTF-8: the encoder refuses a whole text message that is not. */
+static void test_encode_text(void) {
+  static const unsigned char mask[4] = {1, 2, 3, 4};
+  yhc_buf b;
+  YT_GROUP("encode: a text message that is not UTF-8 is refused, not sent");
+  memset(&b, 0, sizeof b);
+  YT_EQ_INT(yhc__ws_encode(&b, YHC__WS_OP_TEXT, 1, "\xE2\x82\xAC", 3, mask), 0);
+  YT_EQ_INT(b.len, 9);
+  YT_EQ_INT(yhc__ws_encode(&b, YHC__WS_OP_TEXT, 1, "a\xED\xA0\x80", 4, mask), -2);
+  YT_EQ_INT(yhc__ws_encode(&b, YHC__WS_OP_TEXT, 1, "\xE2\x82", 2, NULL), -2);
+  YT_EQ_INT(b.len, 9); /* nothing appended */
+  YT_EQ_INT(yhc__ws_encode(&b, YHC__WS_OP_BINARY, 1, "\xFF", 1, mask), 0); /* bytes, not text */
+  yhc_buf_free(&b);
+}
+
 int main(void) {
   test_sha1();
   test_base64();
@@ -1018,5 +1178,8 @@ int main(void) {
   test_close();
   test_header_mode();
   test_utf8();
+  test_utf8_stream();
+  test_text_frames();
+  test_encode_text();
   return yt_done();
 }

@@ -21,6 +21,9 @@
 //   /ext, /proto     a 101 accepting an extension / a subprotocol the client did not offer
 //   /pingflood       400 pings of 125 bytes every 5 ms (10 MB/s), and the socket is never read
 //   /auth            echo when `Authorization: Bearer k`, else 401
+//   /utf8?case=C     handcrafted text frames (UTF8_CASES below) written on the socket of a
+//                    real `ws` connection, which records the close code the client sends;
+//                    &raw=1: no `ws` behind it, the peer never answers nor closes
 // Any path takes ?id=X; GET /stats?id=X answers what the peer saw on that connection as JSON:
 // {pings, pongs, pongsMatched, clientPings, closeCode, messages}.
 'use strict';
@@ -68,13 +71,28 @@ function raw101(req) {
                      `Sec-WebSocket-Accept: ${acceptFor(req.headers['sec-websocket-key'] || '')}\r\n\r\n`);
 }
 
-// An unmasked server frame, FIN set.
-function frame(opcode, payload) {
+// An unmasked server frame, FIN set unless fin === false.
+function frame(opcode, payload, fin) {
   const p = Buffer.from(payload);
   const len = p.length < 126 ? Buffer.from([p.length]) : Buffer.from([126, p.length >> 8, p.length & 255]);
   if (p.length > 65535) throw new Error('frames up to 64 KiB only');
-  return Buffer.concat([Buffer.from([0x80 | opcode]), len, p]);
+  return Buffer.concat([Buffer.from([(fin === false ? 0 : 0x80) | opcode]), len, p]);
 }
+
+// Text messages as frames [opcode, fin, hex payload], for /utf8. `split` is valid: "A€B😀C"
+// with both characters cut across fragments (a ping between two of them), then "é" whole.
+const UTF8_CASES = {
+  split: [[1, 0, '41e2'], [0, 0, '82ac42f0'], [9, 1, '70'], [0, 0, '9f98'], [0, 1, '8043'], [1, 1, 'c3a9']],
+  'split-then-overlong': [[1, 0, '41e2'], [0, 1, '82ac'], [1, 1, '41c0af']],
+  overlong: [[1, 1, '41e080af']],
+  surrogate: [[1, 1, '41eda080']],
+  'above-max': [[1, 1, '41f4908080']],
+  'truncated-final': [[1, 0, '41'], [0, 1, '42e282']],
+  'bad-continuation': [[1, 0, '41c3'], [0, 1, '28']],
+  'bad-reason': [[8, 1, '03e8626fff']],
+  'close-1-byte': [[8, 1, '03']],
+};
+const utf8Frames = (name) => Buffer.concat(UTF8_CASES[name].map(([op, fin, hex]) => frame(op, Buffer.from(hex, 'hex'), !!fin)));
 
 server.on('upgrade', (req, socket, head) => {
   const u = new URL(req.url, 'http://x');
@@ -119,6 +137,10 @@ server.on('upgrade', (req, socket, head) => {
   if (mode === '/burst-fin') {
     socket.end(Buffer.concat([raw101(req), frame(2, 'one,'), frame(2, 'two,'), frame(2, 'three'),
                               frame(8, Buffer.from([0x03, 0xe8]))]));
+    return;
+  }
+  if (mode === '/utf8' && u.searchParams.get('raw')) {
+    socket.write(Buffer.concat([raw101(req), utf8Frames(u.searchParams.get('case'))]));
     return;
   }
   if (mode === '/early') {
@@ -171,6 +193,8 @@ server.on('upgrade', (req, socket, head) => {
         for (let k = 0; k < 400; k++) { st.pings++; ws.ping(Buffer.alloc(125, st.pings & 255)); }
       }, 5);
       ws.on('close', () => clearInterval(timer));
+    } else if (mode === '/utf8') {
+      socket.write(utf8Frames(u.searchParams.get('case'))); // behind ws's back: it sends nothing itself
     } else if (mode === '/silent') {
       socket.pause(); // after ws attached its 'data' listener, which resumed the socket
     }
