@@ -12334,19 +12334,20 @@ static void yhc__cluster_req_done(yhc__req *r) {
     if (!r->err_code) i->conn_failures = 0;
     else i->failed_n++;
   }
+  /* a broken tunnel: is the daemon there? (dispatch waits for the answer, so that an outage
+     does not spend every request's attempts on tunnels that cannot work) */
   if (r->err_code && i && yhc__tunnel_broke(r)) yhc__golem_probe(c->g);
-  if (r->err_code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing &&
-      (c->g->down_since || c->g->probe_call)) {
-    /* the daemon is away (or being asked): the request waits for it (or its deadline), no
-       attempt counted */
-    yhc__req_reset_response(r);
-    r->sent = 0;
-    yhc__cluster_park(c, r, 1);
-    yhc__cluster_rearm_deadline(c, r);
-    return;
-  }
   if (r->err_code && i && yhc__retryable_error(r) && !c->failed_cluster && !c->closing) {
-    int may = r->attempts < c->max_retries && (!c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r));
+    int safe = !c->idempotent_only || !r->sent || yhc__method_of_wire_idempotent(r);
+    int may = r->attempts < c->max_retries && safe;
+    if (c->g->down_since && safe) {
+      /* the daemon is away: the request waits for it (or its deadline), no attempt counted */
+      yhc__req_reset_response(r);
+      r->sent = 0;
+      yhc__cluster_park(c, r, 1);
+      yhc__cluster_rearm_deadline(c, r);
+      return;
+    }
     if (!r->failed_on && (r->failed_on = YHC__CAST(char *, yhc__calloc(YHC__FAILED_ON_MAX))) == NULL)
       yhc__emitf(c->g, YHC_EV_ERROR, c->url, "out of memory noting a failed provider");
     if (r->failed_on) {
