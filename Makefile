@@ -136,9 +136,6 @@ $(L)/header.log: yhc.h
 # every libFuzzer target briefly, from its seeds and the corpus earlier runs left
 $(L)/fuzz.log: $(addprefix $(B)/fuzz/,$(FUZZ_RUN))
 	@FUZZ_NO_BUILD=1 FUZZ_TARGETS="$(FUZZ_RUN)" FUZZ_SECONDS=$(FUZZ_BRIEF) $(RUN1) $@ 600 ./fuzz/run.sh
-# the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in
-$(L)/loops.log: $(LOOP_EXAMPLES) sim-deps
-	@$(RUN1) $@ 600 ./tests/loop_examples.sh $(B)
 # the stand-in's node tests in three parts that run side by side (each file starts its own
 # stand-in on a free port): golem-js's, SIM_A's files, and the rest
 SIM_A := accounting activity failures fallback faults
@@ -169,6 +166,10 @@ EXAMPLES := $(filter-out $(if $(YHC_HAVE_libuv),,loop_libuv) $(if $(YHC_HAVE_lib
 LIBS_loop_libuv := -luv
 LIBS_loop_libevent := -levent
 LOOP_EXAMPLES := $(addprefix $(B)/,$(filter loop_%,$(EXAMPLES)))
+# the tier-3 loop examples (epoll, libuv, libevent) drive sessions on the stand-in (this
+# rule comes after LOOP_EXAMPLES: a rule's prerequisites are expanded where it is written)
+$(L)/loops.log: $(LOOP_EXAMPLES) sim-deps
+	@$(RUN1) $@ 600 ./tests/loop_examples.sh $(B)
 $(B)/%: examples/%.c examples/loop_demo.h yhc.h | $(B)/c
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -I. $< -o $@ -lm $(LIBS_$*)
 examples: $(addprefix $(B)/,$(EXAMPLES))
