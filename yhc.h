@@ -5437,6 +5437,16 @@ static long yhc__tls_read(yhc__stream *s, void *buf, size_t cap) {
   }
 }
 
+/* Bytes of a record mbedTLS has encrypted but not yet handed to the socket. 2.x keeps the
+   count in a public field; 3.x made it private, and no function tells it. */
+static size_t yhc__tls_out_left(const yhc__tls *t) {
+#if MBEDTLS_VERSION_NUMBER < 0x03000000
+  return t->ssl.out_left;
+#else
+  return t->ssl.MBEDTLS_PRIVATE(out_left);
+#endif
+}
+
 static long yhc__tls_write(yhc__stream *s, const void *buf, size_t len) {
   yhc__tls *t = YHC__PUN(yhc__tls *, s);
   size_t chunk;
@@ -5446,6 +5456,23 @@ static long yhc__tls_write(yhc__stream *s, const void *buf, size_t len) {
   if (!len) return 0;
   /* mbedTLS answers a retried write with the length it encrypted the first time */
   YHC_ASSERT(!t->wpend || len >= t->wpend);
+  /* mbedTLS holds one outgoing record for both directions: an alert the read side writes
+     (no_renegotiation, answering a HelloRequest) first flushes a record this side left
+     pending, and a record it leaves pending would be taken for the retry of this write.
+     Either way the bytes would go twice or not at all (fuzz_tls found it), so: */
+  if (t->wpend && !yhc__tls_out_left(t)) { /* ... our record went out meanwhile */
+    chunk = t->wpend;
+    t->wpend = 0;
+    if (t->wr_needs_read) {
+      t->wr_needs_read = 0;
+      yhc__tls_update_want(t);
+    }
+    return (long)chunk;
+  }
+  if (!t->wpend && yhc__tls_out_left(t)) { /* ... theirs goes first: a 0-byte write flushes it */
+    ret = mbedtls_ssl_write(&t->ssl, YHC__CAST(const unsigned char *, buf), 0);
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || (ret == 0 && yhc__tls_out_left(t))) return YHC__AGAIN;
+  }
   chunk = t->wpend ? YHC__MIN(t->wpend, len) : YHC__MIN(len, (size_t)INT_MAX);
   ret = mbedtls_ssl_write(&t->ssl, YHC__CAST(const unsigned char *, buf), chunk);
   if (ret > 0) {
