@@ -864,9 +864,10 @@ YHCDEF double yhc_session_spent(yhc_session *s); /* GLM accepted so far, all clu
 YHCDEF int yhc_session_daemon_ok(yhc_session *s, yhc_error *why);
 
 /* Money, exact: decimal strings with up to 18 decimals (trailing zeros trimmed); the doubles
-   are for display only. committed = owed at the agreed prices for the time so far and not
-   yet accepted (agreements without a decided invoice); remaining = budget - spent -
-   committed. After yhc_session_close_wait() it says what was settled: invoices_unpaid counts
+   are for display only. committed = the most still owed: what the agreed prices give for
+   the time so far, every agreed thread busy, beyond what was accepted (agreements without a
+   decided invoice); it is what budget decisions hold back, so providers that bill less
+   leave it high until their next debit note. remaining = budget - spent - committed. After yhc_session_close_wait() it says what was settled: invoices_unpaid counts
    agreements whose invoice was neither accepted nor rejected (missing, failed or malformed),
    agreements_unterminated those still running. refused counts debit notes and invoices yhc
    would not pay (each also an event with the numbers). */
