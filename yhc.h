@@ -6203,16 +6203,20 @@ static void yhc__req_store_error(yhc__req *r, const yhc_error *e) {
   r->err_msg = yhc__strdup(e->msg); /* NULL when out of memory: yhc__req_msg says so */
 }
 
+static void yhc__req_vset_error(yhc__req *r, yhc_err code, const char *fmt, va_list ap) {
+  yhc_error e;
+  yhc__error_vset(&e, code, 0, fmt, ap);
+  yhc__req_store_error(r, &e);
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 3, 4)))
 #endif
 static void yhc__req_set_error(yhc__req *r, yhc_err code, const char *fmt, ...) {
-  yhc_error e;
   va_list ap;
   va_start(ap, fmt);
-  yhc__error_vset(&e, code, 0, fmt, ap);
+  yhc__req_vset_error(r, code, fmt, ap);
   va_end(ap);
-  yhc__req_store_error(r, &e);
 }
 
 static const char *yhc__req_msg(const yhc__req *r) {
@@ -6377,12 +6381,10 @@ static void yhc__req_complete(yhc__req *r) {
 }
 
 static void yhc__req_fail(yhc__req *r, yhc_err code, const char *fmt, ...) {
-  yhc_error e;
   va_list ap;
   va_start(ap, fmt);
-  yhc__error_vset(&e, code, 0, fmt, ap);
+  yhc__req_vset_error(r, code, fmt, ap);
   va_end(ap);
-  yhc__req_store_error(r, &e);
   yhc__req_complete(r);
 }
 
