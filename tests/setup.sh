@@ -27,6 +27,7 @@ declare -A label=(
   [fuzz]="brief fuzz runs"
   [libuv]="libuv loop example"
   [libevent]="libevent loop example"
+  [locale]="comma-locale checks (test_json, test_money)"
 )
 
 # ---- the packages: name, the parts that need it, the probe that says it is there. Append here.
@@ -69,6 +70,7 @@ pkg python3-prometheus-client metrics   "[ -d /usr/lib/python3/dist-packages/pro
 pkg dnsmasq-base         dnsmasq        "have dnsmasq"
 pkg libuv1-dev           libuv          "builds cc -luv"
 pkg libevent-dev         libevent       "builds cc -levent"
+pkg locales              locale         "[ -f /usr/share/i18n/locales/de_DE ] && have localedef"
 
 present() { eval "${probe[$1]}"; }
 

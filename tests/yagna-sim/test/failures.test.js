@@ -89,9 +89,12 @@ test('failure faults', async (t) => {
     const h1 = await held();
     const due = (kind) => Date.parse(h1.find((x) => x.kind === kind).nextAttemptAt);
     assert.equal((await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state, 'Approved', 'the link is back, the retry is not due');
-    const termAt = await h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state === 'Terminated' && Date.now(), 9000, 25);
+    // both watched at once: waiting for one first would time the other late
+    const [termAt, noteAt] = await Promise.all([
+      h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state === 'Terminated' && Date.now(), 9000, 25),
+      h.waitUntil(async () => (await api('GET', '/payment-api/v1/invoices')).body.some((i) => i.agreementId === svc.agreementId) && Date.now(), 9000, 25),
+    ]);
     assert.ok(termAt >= due('terminate') - 30 && termAt <= due('terminate') + 1000, `terminated ${termAt - due('terminate')} ms after its retry was due`);
-    const noteAt = await h.waitUntil(async () => (await api('GET', '/payment-api/v1/invoices')).body.some((i) => i.agreementId === svc.agreementId) && Date.now(), 9000, 25);
     assert.ok(noteAt >= due('payment') - 30 && noteAt <= due('payment') + 1000, `the invoice came ${noteAt - due('payment')} ms after the note's retry was due`);
     const notes = (await api('GET', '/payment-api/v1/debitNotes')).body.filter((d) => d.activityId === svc.act);
     assert.ok(Date.parse(notes.at(-1).timestamp) >= due('payment') - 30, 'the final note arrived at its retry');
@@ -157,7 +160,15 @@ test('failure faults', async (t) => {
   });
 
   await t.test('closing a tunnel WebSocket leaves the accepted connection in the VM', async () => {
-    const before = await vmTcpConnections(api, svc1.act);
+    // counted once the earlier tests' connections have settled (one still closing would make
+    // the count drop while this one is kept)
+    let before = await vmTcpConnections(api, svc1.act);
+    for (let i = 0; i < 20; i++) {
+      await sleep(150);
+      const now = await vmTcpConnections(api, svc1.act);
+      if (now === before) break;
+      before = now;
+    }
     const ws = await h.openTunnel(sim, svc1.net.id, svc1.ip);
     assert.match(await h.exchange(ws, GET), /5$/);
     const closed = closedCode(ws);
