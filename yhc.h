@@ -10171,11 +10171,23 @@ static void yhc__agreement_refuse(yhc__golem *g, yhc__agreement *a, const char *
   if (g->on_agreement_ended) g->on_agreement_ended(g, a, why, 0);
 }
 
+/* Sends an accept or reject call for `p`: the body in w (its buffer `body`), to `path` when
+   path_ok; frees both. 0 when the call is under way. */
+static int yhc__payment_post(yhc__golem *g, yhc__payment *p, yhc_jw *w, yhc_buf *body, yhc_buf *path, int path_ok) {
+  int rc = -1;
+  if (!yhc_jw_finish(w) && path_ok && yhc__api(g, "POST", path->ptr, body->ptr, 30000, yhc__payment_accepted, p)) {
+    g->accepting++;
+    rc = 0;
+  }
+  yhc_buf_free(body);
+  yhc_buf_free(path);
+  return rc;
+}
+
 /* Accepts the full amount from our allocation. 0 when the call is under way. */
 static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p) {
   yhc_buf body, path;
   yhc_jw w;
-  int rc = -1;
   memset(&body, 0, sizeof body);
   memset(&path, 0, sizeof path);
   yhc_jw_init(&w, &body);
@@ -10185,16 +10197,9 @@ static int yhc__payment_send_accept(yhc__golem *g, yhc__payment *p) {
   yhc_jw_key(&w, "allocationId");
   yhc_jw_str(&w, g->allocation_id);
   yhc_jw_obj_end(&w);
-  if (!yhc_jw_finish(&w) &&
-      !yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15", p->invoice ? "invoices" : "debitNotes",
-                      p->id) &&
-      yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
-    g->accepting++;
-    rc = 0;
-  }
-  yhc_buf_free(&body);
-  yhc_buf_free(&path);
-  return rc;
+  return yhc__payment_post(g, p, &w, &body, &path,
+                           !yhc_buf_printf(&path, "/payment-api/v1/%s/%s/accept?timeout=15",
+                                           p->invoice ? "invoices" : "debitNotes", p->id));
 }
 
 /* POST /invoices/{id}/reject with the amount we accept (PROTOCOL.md §3.6); `why` NULL on a
@@ -10203,7 +10208,6 @@ static int yhc__payment_send_reject(yhc__golem *g, yhc__payment *p, const char *
   yhc_buf body, path;
   yhc_jw w;
   char t[YHC__GLM_TEXT];
-  int rc = -1;
   memset(&body, 0, sizeof body);
   memset(&path, 0, sizeof path);
   p->rejecting = 1;
@@ -10216,14 +10220,8 @@ static int yhc__payment_send_reject(yhc__golem *g, yhc__payment *p, const char *
   yhc_jw_key(&w, "message");
   yhc_jw_str(&w, why ? why : "amount above what the agreement allows");
   yhc_jw_obj_end(&w);
-  if (!yhc_jw_finish(&w) && !yhc_buf_printf(&path, "/payment-api/v1/invoices/%s/reject?timeout=15", p->id) &&
-      yhc__api(g, "POST", path.ptr, body.ptr, 30000, yhc__payment_accepted, p)) {
-    g->accepting++;
-    rc = 0;
-  }
-  yhc_buf_free(&body);
-  yhc_buf_free(&path);
-  return rc;
+  return yhc__payment_post(g, p, &w, &body, &path,
+                           !yhc_buf_printf(&path, "/payment-api/v1/invoices/%s/reject?timeout=15", p->id));
 }
 
 /* yapapi's "too many debit notes" rule: more notes than the agreed interval allows since
