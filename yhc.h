@@ -11158,6 +11158,7 @@ struct yhc__instance {
   /* what it served, for yhc_cluster_instances() and the metrics */
   uint64_t served, failed_n;
   uint64_t ready_at_ms;
+  unsigned char counted_lost;   /* the cluster took it off its size (on_stop = ignore) */
   yhc__hist service_hist;
   yhc__instance *next;
 };
@@ -13147,9 +13148,7 @@ static void yhc__cluster_instance_ended(yhc__instance *i) {
         if (c->on_idle) c->on_idle(c);
         return;
       }
-      if (c->d.on_stop == YHC_ON_STOP_IGNORE && i->state >= YHC__I_STOPPED && i->origin == NULL &&
-          i->activity_id[0] == 0)
-        c->lost++;
+      if (c->d.on_stop == YHC_ON_STOP_IGNORE && !i->counted_lost) c->lost++;
     }
   }
   yhc__instance_free(i);
@@ -13327,6 +13326,21 @@ static void yhc__cluster_rethink(void *ctx) {
   c->rethinking = 0;
 }
 
+/* Under on_stop = ignore an instance that failed after serving is lost from the moment it
+   fails, not once its agreement is settled: a replacement rented while it stops would cost
+   money only to be drained again when it is gone. Each is counted once (set_size forgets). */
+static int yhc__cluster_count_lost(yhc_cluster *c) {
+  yhc__instance *i;
+  if (c->d.on_stop != YHC_ON_STOP_IGNORE || c->closing) return c->lost;
+  for (i = c->instances; i; i = i->next) {
+    if (i->state >= YHC__I_STOPPING && i->failed && i->reached_ready && !i->counted_lost) {
+      i->counted_lost = 1;
+      c->lost++;
+    }
+  }
+  return c->lost;
+}
+
 static int yhc__cluster_target(yhc_cluster *c) {
   int t;
   if (c->closing || c->failed_cluster || c->renting_stopped) return 0;
@@ -13339,7 +13353,7 @@ static int yhc__cluster_target(yhc_cluster *c) {
   case YHC__SIZE_AUTO: t = yhc__autoscale_eval(c); break;
   default: t = c->size_int; break;
   }
-  t -= c->lost;
+  t -= yhc__cluster_count_lost(c);
   if (t < 0) t = 0;
   if (t > 250) t = 250; /* the VPN has room for 253 providers */
   return t;

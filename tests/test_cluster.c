@@ -42,7 +42,20 @@ typedef struct tc_obs {
   int verbose;
   int kinds[32];          /* events by kind */
   char cluster_msg[400];  /* the last CLUSTER_FAILED message */
+  char ended[128][64];    /* provider ids of instances that failed or stopped, in order */
+  int nended;
 } tc_obs;
+
+static void tc_obs_ended(tc_obs *o, const char *id) {
+  if (o->nended < 128) snprintf(o->ended[o->nended++], sizeof o->ended[0], "%s", id);
+}
+
+static int tc_obs_has_ended(const tc_obs *o, const char *id) {
+  int k;
+  for (k = 0; k < o->nended; k++)
+    if (!strcmp(o->ended[k], id)) return 1;
+  return 0;
+}
 
 static void tc_obs_drop(tc_obs *o, const char *id) {
   int k;
@@ -74,11 +87,11 @@ static void tc_on_event(const yhc_event *ev, void *user) {
     break;
   case YHC_EV_SERVICE_FAILED:
     o->failed++;
-    if (ev->provider_id) tc_obs_drop(o, ev->provider_id);
+    if (ev->provider_id) tc_obs_drop(o, ev->provider_id), tc_obs_ended(o, ev->provider_id);
     break;
   case YHC_EV_SERVICE_STOPPED:
     o->stopped++;
-    if (ev->provider_id) tc_obs_drop(o, ev->provider_id);
+    if (ev->provider_id) tc_obs_drop(o, ev->provider_id), tc_obs_ended(o, ev->provider_id);
     break;
   case YHC_EV_CLUSTER_FAILED: o->cluster_failed++; break;
   case YHC_EV_REQUEST_RETRIED: o->retried_ev++; break;
@@ -375,6 +388,13 @@ static unsigned tc_rand(void) {
 
 /* ==== 1. chaos: 5 instances, 2000 requests at concurrency 50, providers dying ========== */
 
+/* How many of the providers ids[] have not ended an instance yet (into *missing, also returned). */
+static int tc_count_missing(const tc_obs *o, char ids[][64], int n, int *missing) {
+  int k;
+  for (k = 0; k < n; k++) *missing += !tc_obs_has_ended(o, ids[k]);
+  return *missing;
+}
+
 static void test_chaos(void) {
   yhc_session_desc sd;
   tc_obs obs;
@@ -382,7 +402,8 @@ static void test_chaos(void) {
   tc_load L;
   yhc_cluster_stats st;
   int kills = 0, drops = 0, next_fault = 100, next_drop = 50, k;
-  int newer_faults;
+  int newer_faults, nenders = 0, missing = 0;
+  char enders[32][64]; /* victims of the faults that end an instance whatever its policy */
   long long t0;
   YT_GROUP("chaos: 2000 requests, 5 instances, services killed, VMs crashed, providers vanished or unresponsive, tunnels dropped");
   tc_desc(&sd, &tc_sim, &obs);
@@ -411,6 +432,7 @@ static void test_chaos(void) {
       const char *f = faults[kills % 6];
       if (!newer_faults && (!strcmp(f, "vanish") || !strcmp(f, "unresponsive"))) f = "killService";
       tc_fault(victim, f, NULL);
+      if (strcmp(f, "killService") && nenders < 32) snprintf(enders[nenders++], sizeof enders[0], "%s", victim);
       kills++;
       next_fault += 100;
     }
@@ -430,6 +452,15 @@ static void test_chaos(void) {
   YT_EQ_INT(L.ok, L.n);
   YT_EQ_INT(L.late, 0); /* every answer by its deadline */
   YT_CHECK(kills >= 10);
+  /* every instance whose VM crashed, whose provider vanished or whose exe-unit hung ends (the
+     last of them may be found after the load: vanish takes vanish_timeout_ms) */
+  t0 = yt_now_ms();
+#define TC_ENDERS_LEFT() (missing = 0, tc_count_missing(&obs, enders, nenders, &missing))
+  TC_WAIT(s, TC_ENDERS_LEFT() == 0, 45000);
+  YT_CHECKF(TC_ENDERS_LEFT() == 0, "%d of %d instances hit by an ending fault did not end", missing, nenders);
+#undef TC_ENDERS_LEFT
+  fprintf(stderr, "   %d instances hit by an ending fault, all ended %lld ms after the load\n", nenders,
+          yt_now_ms() - t0);
   /* the cluster heals back to its size */
   t0 = yt_now_ms();
   TC_WAIT(s, tc_stats(s).ready == 5 && tc_stats(s).starting == 0, 30000);
@@ -437,10 +468,8 @@ static void test_chaos(void) {
   st = tc_stats(s);
   YT_EQ_INT(st.ready, 5);
   YT_CHECKF(st.retried > 0, "retried %llu", (unsigned long long)st.retried);
-  /* a flapping state (every third reading bad) rightly fails nothing, and a fault may hit an
-     instance already failing: at least a quarter of the faults end an instance */
-  YT_CHECKF(st.instances_failed >= kills / 4, "instances_failed %d after %d kills", st.instances_failed, kills);
-  YT_CHECK(obs.failed > 0);
+  YT_CHECKF(st.instances_failed > 0 && st.instances_failed <= obs.failed, "instances_failed %d, %d failure events",
+            st.instances_failed, obs.failed);
   YT_EQ_INT((long long)st.retried, obs.retried_ev);
   /* metrics */
   YT_EQ_INT((long long)st.completed, L.ok);
@@ -595,6 +624,8 @@ static void test_policies(void) {
   s = tc_open(&sd, &tc_sim, 3, YHC_ON_STOP_IGNORE);
   YT_CHECK(s != NULL);
   if (s) {
+    int rounds = 0, errors = 0, lost = 0;
+    long long until;
     TC_WAIT(s, tc_stats(s).ready == 3, 60000);
     YT_EQ_INT(tc_stats(s).ready, 3);
     tc_load_init(&L, s, 300, 6, TC_ECHO);
@@ -602,7 +633,24 @@ static void test_policies(void) {
     TC_WAIT(s, L.done >= 30, 10000);
     if (obs.nlive) tc_fault(obs.live[0], "killService", NULL);
     TC_WAIT(s, L.done == L.n, 30000);
-    TC_WAIT(s, tc_stats(s).instances_failed == 1, 10000);
+    YT_EQ_INT(L.done, L.n);
+    YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
+    YT_EQ_INT(L.ok, L.n);
+    /* a dead service is found by the traffic sent to it: on a slow machine the first load may
+       end before its share reached the victim, so keep the requests coming until it did */
+    until = yt_now_ms() + 30000;
+    while (tc_stats(s).instances_failed == 0 && yt_now_ms() < until) {
+      tc_load_init(&L2, s, 30, 6, TC_ECHO);
+      tc_send(&L2);
+      TC_WAIT(s, L2.done == L2.n, 20000);
+      errors += L2.errors + (L2.n - L2.done);
+      lost += tc_lost(&L2) + L2.dups;
+      tc_load_free(&L2);
+      rounds++;
+    }
+    fprintf(stderr, "   the failure was seen after %d more rounds of 30 requests\n", rounds);
+    YT_EQ_INT(errors, 0);
+    YT_EQ_INT(lost, 0);
     tc_spin(s, 2500); /* several size ticks: no replacement */
     st = tc_stats(s);
     YT_EQ_INT(st.instances_failed, 1);
@@ -611,9 +659,8 @@ static void test_policies(void) {
     YT_EQ_INT(st.failed_cluster, 0);
     YT_EQ_INT(obs.cluster_failed, 0);
     YT_EQ_INT(obs.ready, 3); /* nothing new was started */
-    YT_EQ_INT(L.done, L.n);
-    YT_CHECKF(L.errors == 0, "%d errors, first: %s", L.errors, L.first_error);
-    YT_EQ_INT(L.ok, L.n);
+    /* nor rented while the failed one settled its agreement (it would be paid, then drained) */
+    YT_EQ_INT(obs.kinds[YHC_EV_AGREEMENT_SIGNED], 3);
     yhc_session_close_wait(s);
     yhc_session_destroy(s);
     tc_load_free(&L);
