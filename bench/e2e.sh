@@ -107,14 +107,19 @@ done
 
 # failover: 3 instances under steady load, one provider's fault; vanish only where the
 # stand-in has it (the run says "missing" otherwise)
-for kind in killService crashVm vanish; do
-  SIM_PROVIDERS=5 start_sim "fo-$kind" || continue
-  E2E_FAULT=$kind timeout 150 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" 1 >"$E/fo-$kind.out" 2>"$E/fo-$kind.err"
-  if grep -q 'mode=failover' "$E/fo-$kind.out"; then
-    sed -n 's/^RESULT /e2efo run=1 /p' "$E/fo-$kind.out" >>"$RAW"
-  else
-    echo "e2efo run=1 mode=failover fault=$kind failed=1" >>"$RAW"
-  fi
-  stop_sim
+# stand-in (the run says "missing" otherwise); each with quick requests and with 1 s ones
+# (/sleep/1000: the requests on the provider are mid-service when the fault comes)
+for path in /add/1/2 /sleep/1000; do
+  for kind in killService crashVm vanish; do
+    tag=fo-$kind${path//\//-}
+    SIM_PROVIDERS=5 start_sim "$tag" || continue
+    E2E_FAULT=$kind E2E_PATH=$path timeout 150 "$BIN/e2e_yhc" session "$url" "$KEY" "$hash" 1 >"$E/$tag.out" 2>"$E/$tag.err"
+    if grep -q 'mode=failover' "$E/$tag.out"; then
+      sed -n 's/^RESULT /e2efo run=1 /p' "$E/$tag.out" >>"$RAW"
+    else
+      echo "e2efo run=1 mode=failover fault=$kind path=$path failed=1" >>"$RAW"
+    fi
+    stop_sim
+  done
 done
 exit 0

@@ -21,6 +21,8 @@
                             default 12), then POST /_sim/fault KIND on the provider of one of
                             them: mode=failover with fault-to-answer times of the requests that
                             were on it and fault-to-back-at-size
+     E2E_PATH=/sleep/1000   with E2E_FAULT: the load's path (default /add/1/2); a slow one
+                            leaves requests mid-service on the provider when the fault comes
    Output: "RESULT mode=... inflight=... rps=... p50_us=... errors=..." lines. */
 #include "common.h"
 #define YHC_IMPLEMENTATION
@@ -290,6 +292,7 @@ static void run_bulk(size_t n) {
 
 /* steady load for failover: every completion submits the next */
 static int fo_stop;
+static char fo_url[200]; /* E2E_PATH: the load's path, e.g. /sleep/1000 (requests caught mid-service) */
 static void on_fo(const yhc_response *r, void *user) {
   size_t k = (size_t)(uintptr_t)user;
   double t = bench_now();
@@ -351,13 +354,15 @@ static void run_failover(const char *yagna, const char *kind, int load) {
   pump(2.0); /* steady state */
   if (nfwd) /* the provider of the latest forwarding: one instance of the three */
     snprintf(fault_provider, sizeof fault_provider, "%s", fwds[nfwd - 1].provider);
-  t_fault = bench_now();
+  /* the fault counts from the stand-in's answer: it is in force by then, and what the
+     provider finished while the POST was under way (the loop runs) was not caught by it */
   if (!fault_provider[0] || sim_fault(yagna, kind, fault_provider) < 0) {
     printf("RESULT mode=failover fault=%s missing=1\n", kind);
     fo_stop = 1;
     yhc_session_run(sess, &done);
     return;
   }
+  t_fault = bench_now();
   fault_provider_set = 1;
   for (k = 0; k < 600 && !t_back; k++) pump(0.1); /* up to 60 s for the cluster to be whole again */
   pump(1.0);
@@ -382,9 +387,9 @@ static void run_failover(const char *yagna, const char *kind, int load) {
   }
   qsort(on, non, sizeof on[0], bench_cmp_double);
   back = t_back ? t_back - t_fault : -1;
-  printf("RESULT mode=failover fault=%s on_it=%zu unanswered=%zu answered_p50_ms=%.0f answered_p99_ms=%.0f "
+  printf("RESULT mode=failover fault=%s path=%s on_it=%zu unanswered=%zu answered_p50_ms=%.0f answered_p99_ms=%.0f "
          "back_at_size_ms=%.0f errors=%llu completed=%llu\n",
-         kind, non + lost, lost, non ? bench_pct(on, non, 0.5) * 1e3 : -1, non ? bench_pct(on, non, 0.99) * 1e3 : -1,
+         kind, fo_url[0] ? fo_url + 11 : "/add/1/2", non + lost, lost, non ? bench_pct(on, non, 0.5) * 1e3 : -1, non ? bench_pct(on, non, 0.99) * 1e3 : -1,
          back * 1e3, (unsigned long long)errors, (unsigned long long)completed);
 }
 
@@ -491,6 +496,10 @@ int main(int argc, char **argv) {
     if (getenv("E2E_COLD")) report_cold(bench_now());
   }
   req.timeout_ms = 0;
+  if (getenv("E2E_FAULT") && getenv("E2E_PATH")) {
+    snprintf(fo_url, sizeof fo_url, "http://calc%s", getenv("E2E_PATH"));
+    req.url = fo_url;
+  }
   if (getenv("E2E_FAULT")) {
     run_failover(argv[2], getenv("E2E_FAULT"), getenv("E2E_LOAD") ? atoi(getenv("E2E_LOAD")) : 12);
   } else if (!getenv("E2E_COLD")) {

@@ -282,23 +282,25 @@ def main():
             ratio_row('Cold start, %s (ms)' % who, stat(rows, 'e2esplit', f, strict='0'), 'fixed window',
                       stat(rows, 'e2esplit', f, strict='1'))
     # ---- 5d. failover under steady load on 3 instances
-    for kind in ('killService', 'crashVm', 'vanish'):
-        fo = select(rows, 'e2efo', fault=kind)
-        if not fo:
-            continue
-        r = fo[0]
-        if r.get('missing') == '1' or r.get('failed') == '1':
-            add('Failover, %s' % kind, 'missing' if r.get('missing') == '1' else 'failed', '', '', '',
-                '', 'n/a: the stand-in has no such fault yet' if r.get('missing') == '1' else 'FAILED')
-            continue
-        tgt_ms = 30000 if kind == 'vanish' else 2000
-        p99 = num(r.get('answered_p99_ms'))
-        add('Failover, %s: fault -> answers of the %s requests on it, p50 / p99 ms' % (kind, r.get('on_it')),
-            '%s / %s' % (fmt_num(num(r.get('answered_p50_ms'))), fmt_num(p99)), '', '', '',
-            'p99 <= %s ms' % fmt_num(tgt_ms),
-            ('PASS' if p99 is not None and 0 <= p99 <= tgt_ms and r.get('unanswered') == '0' else 'MISS') + ' (1 run)')
-        add('Failover, %s: fault -> cluster back at 3 ready, ms' % kind, fmt_num(num(r.get('back_at_size_ms'))),
-            '', '', '', '', '%s errors of %s requests' % (r.get('errors'), r.get('completed')))
+    for path in ('/add/1/2', '/sleep/1000'):
+        for kind in ('killService', 'crashVm', 'vanish'):
+            fo = [r for r in select(rows, 'e2efo', fault=kind) if r.get('path', '/add/1/2') == path]
+            if not fo:
+                continue
+            r = fo[0]
+            name = 'Failover, %s, %s load' % (kind, path)
+            if r.get('missing') == '1' or r.get('failed') == '1':
+                add(name, 'missing' if r.get('missing') == '1' else 'failed', '', '', '',
+                    '', 'n/a: the stand-in has no such fault yet' if r.get('missing') == '1' else 'FAILED')
+                continue
+            tgt_ms = 30000 if kind == 'vanish' else 2000
+            p99 = num(r.get('answered_p99_ms'))
+            add('%s: fault -> answers of the %s requests on it, p50 / p99 ms' % (name, r.get('on_it')),
+                '%s / %s' % (fmt_num(num(r.get('answered_p50_ms'))), fmt_num(p99)), '', '', '',
+                'p99 <= %s ms' % fmt_num(tgt_ms),
+                ('PASS' if p99 is not None and 0 <= p99 <= tgt_ms and r.get('unanswered') == '0' else 'MISS') + ' (1 run)')
+            add('%s: fault -> cluster back at 3 ready, ms' % name, fmt_num(num(r.get('back_at_size_ms'))),
+                '', '', '', '', '%s errors of %s requests' % (r.get('errors'), r.get('completed')))
     # ---- 6. footprint
     fy = select(rows, 'foot', prog='yhc')
     fc = select(rows, 'foot', prog='curl')
