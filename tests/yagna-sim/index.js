@@ -21,6 +21,7 @@ const FLAGS = {
   '--tcp-keep-alive-ms': ['tcpKeepAliveMs', Number], '--vm-fin-timeout-ms': ['vmFinTimeoutMs', Number],
   '--relay-timeout-margin-ms': ['relayTimeoutMarginMs', Number],
   '--vpn-rtt-ms': ['vpnRttMs', Number], '--vpn-jitter-ms': ['vpnJitterMs', Number], '--vpn-rate': ['vpnRate', String],
+  '--vm-mode': ['vmMode', String],
   '--payment-timeout': ['paymentTimeout', Number], '--time-scale': ['timeScale', Number], '--settle-delay': ['settleDelaySec', Number],
 };
 const BOOL = { '--strict': ['strict', true], '--quiet': ['quiet', true], '--no-netns': ['netns', false], '--netns': ['netns', true], '--lenient-negotiation': ['strictNegotiation', false] };
@@ -36,6 +37,8 @@ function usage() {
        [--tcp-timeout-ms MS] [--tcp-keep-alive-ms MS] [--vm-fin-timeout-ms MS] [--relay-timeout-margin-ms MS]
        [--vpn-rtt-ms MS] [--vpn-jitter-ms MS] [--vpn-rate 2MB/s]
        [--payment-timeout SEC] [--time-scale F] [--settle-delay SEC]
+       [--vm-mode process|shared]   shared: SCALE/BENCH MODE, one host process serves every VM's
+                                    service (the calc image's API built in; run commands execute nothing)
        node tests/yagna-sim --print-hash IMAGE_DIR
 defaults: ${JSON.stringify({ port: DEFAULTS.port, providers: DEFAULTS.providers, debitNoteInterval: DEFAULTS.debitNoteInterval, acceptTimeout: DEFAULTS.acceptTimeout })}`;
 }
@@ -75,7 +78,7 @@ async function main() {
   const sim = new YagnaSim(opts);
   await sim.start();
   for (const img of sim.images.values()) process.stdout.write(`yagna-sim image ${img.name} ${img.hash}\n`);
-  process.stdout.write(`yagna-sim spec ${sim.spec ? sim.spec.dir : '(absent: built-in checks only)'}; netns ${sim.netns ? 'on' : 'off (fallback)'}; providers ${sim.providers.length}\n`);
+  process.stdout.write(`yagna-sim spec ${sim.spec ? sim.spec.dir : '(absent: built-in checks only)'}; netns ${sim.netns ? 'on' : 'off (fallback)'}; providers ${sim.providers.length}; vm-mode ${sim.opts.vmMode}${sim.opts.vmMode === 'shared' ? ' (scale/bench mode: VMs run no image, one shared host serves them)' : ''}\n`);
   process.stdout.write(`yagna-sim listening on ${sim.url}\n`);
   let stopping = false;
   const stop = async (sig) => {

@@ -2,6 +2,7 @@
 // Activity API (/activity-api/v1): create/destroy, exe-script batches that really run in the VM,
 // results (poll + SSE), state and usage. PROTOCOL.md §5, §8.6.
 const { VM } = require('./vm');
+const { SharedHost, SharedVM } = require('./shared-vm');
 const { ids, isoNs, jsonErr, waitFor, wakeAll, sleep } = require('./util');
 const { parseTaskPackage } = require('./images');
 const { relayCheck, flappedState, hangsExeUnitCall } = require('./relay');
@@ -105,7 +106,7 @@ async function create(sim, c) {
     id: ids.simple(), owner: c.who.identity, agreement: a, provider: p, state: ['Initialized', null], reason: null, errorMessage: null,
     createdMs: Date.now(), batches: new Map(), netConfigs: [], running: null, vmGone: false, endedMs: null,
   };
-  act.vm = new VM({ id: act.id, baseDir: sim.baseDir, netns: sim.netns, log: (l) => sim.log(l), connectTimeoutMs: sim.opts.tunnelConnectTimeoutMs });
+  act.vm = newVm(sim, act);
   // The provider answers once the exe-unit reports Initialized. A real exe-unit does that as soon as
   // it runs; its runtime (the VM) boots later, for deploy. So the VM agent starts now and deploy
   // waits for it: the boot time of a loaded test machine never turns into a create timeout.
@@ -115,6 +116,14 @@ async function create(sim, c) {
   a.activities.add(act.id);
   sim.paymentApi.activityStarted(act);
   return { status: 200, body: objectForm ? { activityId: act.id } : act.id };
+}
+
+/** The activity's VM: its own agent process, or (`--vm-mode shared`, scale/bench) a slot in the shared host. */
+function newVm(sim, act) {
+  const common = { id: act.id, baseDir: sim.baseDir, log: (l) => sim.log(l), connectTimeoutMs: sim.opts.tunnelConnectTimeoutMs };
+  if (sim.opts.vmMode !== 'shared') return new VM({ ...common, netns: sim.netns });
+  if (!sim.sharedHost) sim.sharedHost = new SharedHost({ baseDir: sim.baseDir, log: common.log });
+  return new SharedVM({ ...common, host: sim.sharedHost, info: { activityId: act.id, providerId: act.provider.nodeId, providerName: act.provider.name } });
 }
 
 /** The VM died under the activity: it terminates, tunnels drop, the provider breaks the agreement. */
@@ -439,6 +448,7 @@ function sse(sim, c, batch) {
 
 async function shutdown(sim) {
   await Promise.all([...sim.activityApi.activities.values()].map((a) => endActivity(sim, a, { reason: 'daemon stopped', errorMessage: null }).catch(() => {})));
+  if (sim.sharedHost) await sim.sharedHost.stop();
 }
 
 module.exports = { init, shutdown, endActivity, stateView, usage, hangExeUnit, resumeExeUnit };

@@ -157,7 +157,7 @@ function state(sim) {
   const m = sim.market; const pay = sim.payment;
   const acts = [...sim.activityApi.activities.values()];
   return {
-    url: sim.url, identity: sim.identity, crashes: sim.crashes || 0, restarts: sim.restarts || 0, netns: sim.netns, specDir: sim.spec ? sim.spec.dir : null, strict: !!sim.opts.strict,
+    url: sim.url, identity: sim.identity, vmMode: sim.opts.vmMode, crashes: sim.crashes || 0, restarts: sim.restarts || 0, netns: sim.netns, specDir: sim.spec ? sim.spec.dir : null, strict: !!sim.opts.strict,
     images: [...sim.images.values()].map(({ name, hash, size }) => ({ name, hash, size })),
     providers: sim.providers.map((p) => ({ ...p.summary(), activeActivities: acts.filter((a) => a.provider === p && a.state[0] !== 'Terminated').length })),
     demands: [...m.subs.values()].filter((s) => s.alive).map((s) => ({ id: s.id, queuedEvents: s.events.length, timestamp: s.timestamp })),
@@ -167,7 +167,7 @@ function state(sim) {
     })),
     activities: acts.map((a) => ({
       activityId: a.id, agreementId: a.agreement.id, providerId: a.provider.nodeId, state: a.state, reason: a.reason, errorMessage: a.errorMessage,
-      image: a.image ? a.image.name : null, vm: { dir: a.vm.dir, root: a.vm.root, alive: a.vm.alive, netns: a.vm.netns, port80: a.vm.netns ? 80 : a.vm.port80 }, batches: a.batches.size,
+      image: a.image ? a.image.name : null, vm: { dir: a.vm.dir, root: a.vm.root, alive: a.vm.alive, netns: a.vm.netns, shared: !!a.vm.shared, port80: a.vm.netns ? 80 : a.vm.port80 }, batches: a.batches.size,
     })),
     allocations: [...pay.allocations.values()].map((a) => ({ allocationId: a.id, platform: a.paymentPlatform, totalAmount: fromWei(a.total), spentAmount: fromWei(a.spent), remainingAmount: fromWei(a.total - a.spent), released: a.released })),
     payments: {

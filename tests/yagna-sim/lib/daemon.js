@@ -62,6 +62,7 @@ const DEFAULTS = {
   relayTimeoutMarginMs: 1000, // relayed activity calls give up after `timeout` + this (408 Timeout)
   balance: '1000',
   netns: 'auto', // 'auto' | true | false
+  vmMode: 'process', // 'process': an agent + the image's processes per VM; 'shared': one host serves every VM (scale/bench, lib/shared-vm.js)
   registryUrl: null, // base URL used in /v1/image/info answers; default: this daemon
   maxBodyBytes: 32 * 1024 * 1024,
   maxViolations: 1000,
@@ -73,6 +74,7 @@ class YagnaSim {
     const opts = { ...DEFAULTS };
     for (const [k, v] of Object.entries(options)) if (v !== undefined) opts[k] = v;
     if (!opts.appkey) throw new Error('appkey is required');
+    if (opts.vmMode !== 'process' && opts.vmMode !== 'shared') throw new Error(`vmMode must be 'process' or 'shared', not ${JSON.stringify(opts.vmMode)}`);
     this.opts = opts;
     this.clock = new MonotonicClock();
     this.spec = loadSpec(opts.specDir);

@@ -34,6 +34,11 @@ function freePort() {
   });
 }
 
+/** The VM's file system: /golem/run gets the image, the volumes exist. */
+function makeVmRoot(root) {
+  for (const d of ['golem/run', 'golem/work', 'golem/input', 'golem/output', 'golem/resources']) fs.mkdirSync(path.join(root, d), { recursive: true });
+}
+
 class VM {
   constructor({ id, baseDir, netns, log, connectTimeoutMs = 5000 }) {
     this.id = id;
@@ -53,7 +58,7 @@ class VM {
   }
 
   async start() {
-    for (const d of ['golem/run', 'golem/work', 'golem/input', 'golem/output', 'golem/resources']) fs.mkdirSync(path.join(this.root, d), { recursive: true });
+    makeVmRoot(this.root);
     if (!this.netns) this.port80 = await freePort();
     const agentArgs = [AGENT, '--sock', this.sock, '--connect-timeout-ms', String(this.connectTimeoutMs)];
     const [file, args] = this.netns
@@ -146,33 +151,7 @@ class VM {
   /** Connect to `port` inside the VM. Resolves a connected socket or rejects with err.code ETIMEDOUT/ECONNREFUSED/... */
   connect(port) {
     const target = !this.netns && port === 80 ? this.port80 : port;
-    return new Promise((resolve, reject) => {
-      if (!this.alive) { const e = new Error('VM is gone'); e.code = 'EHOSTUNREACH'; reject(e); return; }
-      // Half-open: a FIN from the VM must not close our side (the daemon never reports a bare FIN).
-      const s = net.connect({ path: this.sock, allowHalfOpen: true });
-      let head = Buffer.alloc(0);
-      const fail = (code) => { s.destroy(); const e = new Error(code); e.code = code; reject(e); };
-      const timer = setTimeout(() => fail('ETIMEDOUT'), this.connectTimeoutMs + 1000);
-      s.once('error', (e) => { clearTimeout(timer); fail(e.code || 'EIO'); });
-      s.once('connect', () => s.write(`${target}\n`));
-      const onData = (d) => {
-        head = Buffer.concat([head, d]);
-        const nl = head.indexOf(10);
-        if (nl < 0) return;
-        s.removeListener('data', onData);
-        clearTimeout(timer);
-        const line = head.subarray(0, nl).toString();
-        if (!/^OK( \d+)?$/.test(line)) { fail(line.replace(/^ERR /, '') || 'EIO'); return; }
-        s.connId = Number(line.slice(3)) || 0;
-        s.on('close', () => this.onReset.delete(s.connId));
-        s.pause();
-        const rest = head.subarray(nl + 1);
-        if (rest.length) s.unshift(rest);
-        s.removeAllListeners('error');
-        resolve(s);
-      };
-      s.on('data', onData);
-    });
+    return relayConnect(this, this.sock, `${target}\n`);
   }
 
   async destroy() {
@@ -195,6 +174,41 @@ class VM {
   }
 }
 
+/**
+ * Open a connection through a VM's relay socket (the agent's, or the shared host's): write `line`,
+ * wait for "OK <conn>" (or "ERR <code>"), then the socket carries the raw bytes. Resolves the paused
+ * socket (`connId` set) or rejects with err.code ETIMEDOUT/ECONNREFUSED/EHOSTUNREACH/...
+ */
+function relayConnect(vm, sockPath, line) {
+  return new Promise((resolve, reject) => {
+    if (!vm.alive) { const e = new Error('VM is gone'); e.code = 'EHOSTUNREACH'; reject(e); return; }
+    // Half-open: a FIN from the VM must not close our side (the daemon never reports a bare FIN).
+    const s = net.connect({ path: sockPath, allowHalfOpen: true });
+    let head = Buffer.alloc(0);
+    const fail = (code) => { s.destroy(); const e = new Error(code); e.code = code; reject(e); };
+    const timer = setTimeout(() => fail('ETIMEDOUT'), vm.connectTimeoutMs + 1000);
+    s.once('error', (e) => { clearTimeout(timer); fail(e.code || 'EIO'); });
+    s.once('connect', () => s.write(line));
+    const onData = (d) => {
+      head = Buffer.concat([head, d]);
+      const nl = head.indexOf(10);
+      if (nl < 0) return;
+      s.removeListener('data', onData);
+      clearTimeout(timer);
+      const answer = head.subarray(0, nl).toString();
+      if (!/^OK( \d+)?$/.test(answer)) { fail(answer.replace(/^ERR /, '') || 'EIO'); return; }
+      s.connId = Number(answer.slice(3)) || 0;
+      s.on('close', () => vm.onReset.delete(s.connId));
+      s.pause();
+      const rest = head.subarray(nl + 1);
+      if (rest.length) s.unshift(rest);
+      s.removeAllListeners('error');
+      resolve(s);
+    };
+    s.on('data', onData);
+  });
+}
+
 function makeBaseDir() { return fs.mkdtempSync(path.join(os.tmpdir(), 'yagna-sim-')); }
 
-module.exports = { VM, detectNetns, makeBaseDir, freePort };
+module.exports = { VM, detectNetns, makeBaseDir, freePort, relayConnect, makeVmRoot };
