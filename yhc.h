@@ -6603,10 +6603,10 @@ static void yhc__host_pump(yhc__host *h) {
       if (c->state == YHC__CONN_IDLE && !idle) idle = c;
       if (c->state == YHC__CONN_CONNECTING) connecting++;
     }
-    /* Closed by the peer while the loop was not turning? Worth a syscall only when it has
-       sat idle a while: a connection freed a moment ago (the common chained request) is
-       covered by the stale-connection retry. */
-    if (idle && idle->s->vt->alive &&
+    /* Closed by the peer while the loop was not turning? Worth a syscall only for a request
+       the stale-connection retry cannot resend (a POST, or one already resent), and only
+       when the connection sat idle a while (one freed a moment ago is the chained request) */
+    if (idle && idle->s->vt->alive && (!h->q.head->retryable || h->q.head->stale_retried) &&
         yhc_loop_now(h->http->loop) - idle->last_activity >= 2 && !idle->s->vt->alive(idle->s)) {
       yhc__conn_close(idle);
       continue;
