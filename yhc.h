@@ -1224,6 +1224,7 @@ static YHC__UNUSED yhc_str yhc__str_c(const char *s) {
 #define YHC__JSON_MEMBER 8u  /* an object member's value: the node before it is the key */
 #define YHC__JSON_LAST 16u   /* the last child of its container (and the root) */
 #define YHC__JSON_FLAG 32u   /* BOOL: true; NUMBER: integer syntax (no '.', no exponent) */
+#define YHC__JSON_SHAPE 64u  /* NUMBER: the tag also holds its digit counts (see below) */
 #define YHC__JSON_SHIFT 8    /* tag >> SHIFT: string bytes, number text bytes, child count */
 #define YHC__JSON_PAD 16     /* NUL bytes after the input copy; >= the 8-byte word scan */
 
@@ -1271,14 +1272,83 @@ static const unsigned char yhc__json_plain[256] = {
 #define YHC__JSON_TYPE(v) ((unsigned)((v)->tag & YHC__JSON_TMASK))
 #define YHC__JSON_LEN(v) ((size_t)((v)->tag >> YHC__JSON_SHIFT))
 
+/* A number's tag above the type bits: the length of its text, and, when its digits fit the
+   fast conversion (19 at most before any exponent) and the text is under 2^40 bytes, the
+   digit counts of its integer and fraction parts (SHAPE), so that yhc_json_num() goes
+   straight to the digits instead of looking for the point again. */
+#define YHC__JSON_SHAPE_LEN ((UINT64_C(1) << 40) - 1)
+#define YHC__JSON_NINT(v) ((unsigned)((v)->tag >> 48) & 0xFFu)
+#define YHC__JSON_NFRAC(v) ((unsigned)((v)->tag >> 56))
+static YHC__INLINE uint64_t yhc__json_number_shape(size_t len, size_t nint, size_t nfrac) {
+  if (nint + nfrac > 19 || (uint64_t)len > YHC__JSON_SHAPE_LEN) return (uint64_t)len << YHC__JSON_SHIFT;
+  return YHC__JSON_SHAPE | (uint64_t)len << YHC__JSON_SHIFT | (uint64_t)nint << 48 | (uint64_t)nfrac << 56;
+}
+static size_t yhc__json_number_len(const yhc_json *v) {
+  return (size_t)((v->tag & YHC__JSON_SHAPE) ? (v->tag >> YHC__JSON_SHIFT) & YHC__JSON_SHAPE_LEN
+                                             : v->tag >> YHC__JSON_SHIFT);
+}
+
+/* Powers of ten that fit a uint64_t: scales for digit groups and digit counts. */
+static const uint64_t yhc__json_p10u[20] = {
+    1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u, 1000000000u,
+    UINT64_C(10000000000), UINT64_C(100000000000), UINT64_C(1000000000000),
+    UINT64_C(10000000000000), UINT64_C(100000000000000), UINT64_C(1000000000000000),
+    UINT64_C(10000000000000000), UINT64_C(100000000000000000),
+    UINT64_C(1000000000000000000), UINT64_C(10000000000000000000)};
+
+/* Eight bytes as a little-endian word whatever the machine, so that in a byte mask made from
+   it the lowest set bit belongs to the first byte in memory. memcpy: no alignment needed. */
+static YHC__INLINE uint64_t yhc__load_le64(const void *s) {
+  const unsigned char *p = YHC__CAST(const unsigned char *, s);
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  uint64_t w;
+  memcpy(&w, p, 8);
+  return w;
+#else
+  return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+         (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+#endif
+}
+
+static YHC__INLINE int yhc__ctz64(uint64_t x) { /* x != 0 */
+#if defined(__GNUC__)
+  return __builtin_ctzll(x);
+#else
+  int n = 0;
+  for (; !(x & 1); x >>= 1) n++;
+  return n;
+#endif
+}
+
+/* The index of the first flagged byte of a nonzero mask from yhc__load_le64. */
+#define YHC__JSON_FIRST(mask) ((size_t)yhc__ctz64(mask) >> 3)
+
 /* Nonzero when any of the 8 bytes in w is '"', '\\', below 0x20 or at least 0x80: the bytes
-   that end a plain run inside a string. Each test is the exact "has a zero byte" idiom, so
-   the answer for the word as a whole is exact in either byte order. */
-static uint64_t yhc__json_special8(uint64_t w) {
+   that end a plain run inside a string. Each test is the "has a zero byte" idiom, whose
+   false positives (from a borrow) only ever sit above a true one: so the answer for the word
+   is exact, and so is the lowest flagged byte of a little-endian word. */
+static YHC__INLINE uint64_t yhc__json_special8(uint64_t w) {
   uint64_t q = w ^ (YHC__JSON_ONES * 0x22u), b = w ^ (YHC__JSON_ONES * 0x5Cu);
   return (((q - YHC__JSON_ONES) & ~q) | ((b - YHC__JSON_ONES) & ~b) |
           ((w - YHC__JSON_ONES * 0x20u) & ~w) | w) &
          YHC__JSON_HIGH;
+}
+
+/* Nonzero in every byte of w that is not an ASCII digit: a byte is a digit when its high
+   nibble is 3 and its low nibble plus 6 stays below 16. No carry crosses a byte, so the
+   mask is exact byte by byte. */
+static YHC__INLINE uint64_t yhc__json_nondigit8(uint64_t w) {
+  const uint64_t hi4 = UINT64_C(0xf0f0f0f0f0f0f0f0);
+  return ((w & hi4) ^ (YHC__JSON_ONES * 0x30u)) | (((w & ~hi4) + YHC__JSON_ONES * 6u) & hi4);
+}
+
+/* How many digits start at p, eight bytes per step. Callers have a non-digit (at worst the
+   NUL pad of a document) within reach, and 7 readable bytes after it. */
+static YHC__INLINE size_t yhc__json_digit_count(const void *p) {
+  const unsigned char *s = YHC__CAST(const unsigned char *, p);
+  uint64_t bad;
+  while (!(bad = yhc__json_nondigit8(yhc__load_le64(s)))) s += 8;
+  return (size_t)(s - YHC__CAST(const unsigned char *, p)) + YHC__JSON_FIRST(bad);
 }
 
 /* Length of the well-formed UTF-8 sequence at p (Unicode table 3-7: no overlongs, no
@@ -1436,59 +1506,86 @@ static void yhc__json_bad_string_byte(yhc__json_parser *ps, const unsigned char 
     yhc__json_fail(ps, YHC_ERR_JSON, p, "unescaped control character 0x%02X in string", *p);
 }
 
-/* Parses the string whose opening quote is at p[-1] into node (unescaping in place) and
-   returns the position after the closing quote, or NULL with the error set. */
-static unsigned char *yhc__json_string(yhc__json_parser *ps, unsigned char *p, yhc_json *node) {
-  unsigned char *s = p, *w;
-  uint64_t word;
+/* The first byte at or after p that ends a plain run of string bytes, eight per step (the
+   NUL pad stops the scan at the end of the input). */
+static YHC__INLINE unsigned char *yhc__json_plain_end(unsigned char *p) {
+  uint64_t m;
+  while (!(m = yhc__json_special8(yhc__load_le64(p)))) p += 8;
+  return p + YHC__JSON_FIRST(m);
+}
+
+static void yhc__json_set_string(yhc_json *node, uint64_t flags, const unsigned char *s, size_t len) {
+  node->tag = YHC_JSON_STRING | flags | ((uint64_t)len << YHC__JSON_SHIFT);
+  node->u.s = YHC__CAST(const char *, YHC__CAST(const void *, s));
+}
+
+/* The rest of a string that is not plain ASCII: s is its first byte, p the first byte that
+   is not plain (and not the closing quote). Validates UTF-8, unescapes in place, and returns
+   the position after the closing quote, or NULL with the error set. */
+static unsigned char *yhc__json_string_rest(yhc__json_parser *ps, unsigned char *s, unsigned char *p,
+                                            yhc_json *node, uint64_t flags) {
+  unsigned char *w = p; /* the output: the same as p until the first escape, then behind it */
+  uint64_t word, m;
   size_t k;
   for (;;) {
-    memcpy(&word, p, 8); /* in bounds: a special byte (at worst the NUL pad) stops us first */
-    if (!yhc__json_special8(word)) {
-      p += 8;
-      continue;
-    }
-    while (yhc__json_plain[*p]) p++;
     if (*p == '"') break;
-    /* multibyte runs (CJK text, say): the common 3-byte form inline, the rest in the function */
-    while (*p >= 0x80) {
-      if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
-        k = 3;
-      else if (!(k = yhc__json_utf8(p, 4)))
-        break;
-      p += k;
-    }
-    if (yhc__json_plain[*p] || *p == '"') continue;
-    if (*p == '\\') goto unescape;
-    yhc__json_bad_string_byte(ps, p, s - 1);
-    return NULL;
-  }
-  node->tag = YHC_JSON_STRING | ((uint64_t)(p - s) << YHC__JSON_SHIFT);
-  node->u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
-  *p = 0;
-  return p + 1;
-
-unescape: /* from here on the output lags the input: w <= p */
-  w = p;
-  for (;;) {
-    if (yhc__json_plain[*p]) {
-      *w++ = *p++;
-    } else if (*p == '\\') {
+    if (*p == '\\') {
       p = yhc__json_escape(ps, p, &w);
       if (!p) return NULL;
-    } else if (*p == '"') {
-      break;
-    } else if (*p >= 0x80 && (k = yhc__json_utf8(p, 4)) != 0) {
-      while (k--) *w++ = *p++; /* forward copy is safe: w trails p */
+    } else if (*p >= 0x80) {
+      /* multibyte runs (CJK text, say): the common 3-byte form inline, the rest in the function */
+      do {
+        if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
+          k = 3;
+        else if (!(k = yhc__json_utf8(p, 4)))
+          goto bad;
+        if (w == p) {
+          w += k;
+          p += k;
+        } else {
+          do *w++ = *p++; /* forward: w trails p */
+          while (--k);
+        }
+      } while (*p >= 0x80);
     } else {
-      yhc__json_bad_string_byte(ps, p, s - 1);
-      return NULL;
+      goto bad;
     }
+    if (w == p) { /* nothing unescaped yet: just find the end of the plain run */
+      p = w = yhc__json_plain_end(p);
+      continue;
+    }
+    for (;;) { /* copy the plain run, a word at a time while the whole word is plain */
+      memcpy(&word, p, 8);
+      m = yhc__json_special8(yhc__load_le64(p));
+      if (m) break;
+      memcpy(w, &word, 8); /* read before the copy may overwrite part of it */
+      w += 8;
+      p += 8;
+    }
+    for (k = YHC__JSON_FIRST(m); k; k--) *w++ = *p++;
   }
-  node->tag = YHC_JSON_STRING | ((uint64_t)(w - s) << YHC__JSON_SHIFT);
-  node->u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
+  yhc__json_set_string(node, flags, s, (size_t)(w - s));
   *w = 0;
   return p + 1;
+
+bad:
+  yhc__json_bad_string_byte(ps, p, s - 1);
+  return NULL;
+}
+
+/* Parses the string whose opening quote is at p[-1] into node (flags: YHC__JSON_MEMBER or 0)
+   and returns the position after the closing quote, or NULL with the error set. Plain ASCII
+   strings, the common case, are done here in the parser's loop. */
+static YHC__INLINE unsigned char *yhc__json_string(yhc__json_parser *ps, unsigned char *p, yhc_json *node,
+                                                   uint64_t flags) {
+  unsigned char *s = p;
+  p = yhc__json_plain_end(p);
+  if (YHC__LIKELY(*p == '"')) {
+    yhc__json_set_string(node, flags, s, (size_t)(p - s));
+    *p = 0;
+    return p + 1;
+  }
+  return yhc__json_string_rest(ps, s, p, node, flags);
 }
 
 static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
@@ -1503,17 +1600,26 @@ static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
   return 0;
 }
 
-/* Pretty-printed input indents with runs of spaces; those go 8 at a time. */
-#define YHC__JSON_SKIP_WS(p)                                     \
-  while (yhc__json_ws[*(p)]) {                                   \
-    uint64_t ws8_;                                               \
-    (p)++;                                                       \
-    memcpy(&ws8_, (p), 8);                                       \
-    while (ws8_ == YHC__JSON_ONES * 0x20u) {                     \
-      (p) += 8;                                                  \
-      memcpy(&ws8_, (p), 8);                                     \
-    }                                                            \
+/* Skips the whitespace at p (*p is whitespace). Pretty-printed input is a newline and then
+   a run of spaces: the spaces go in one step (up to 8 at a time) from the first byte of the
+   word that is not a space. */
+static YHC__INLINE unsigned char *yhc__json_skip_ws(unsigned char *p) {
+  uint64_t x;
+  for (;;) {
+    x = yhc__load_le64(p) ^ (YHC__JSON_ONES * 0x20u); /* zero bytes: spaces */
+    if (!x) {
+      p += 8;
+      continue;
+    }
+    p += YHC__JSON_FIRST(x);
+    if (!yhc__json_ws[*p]) return p;
+    p++; /* '\n', '\r' or '\t' */
   }
+}
+#define YHC__JSON_SKIP_WS(p)                  \
+  do {                                        \
+    if (yhc__json_ws[*(p)]) (p) = yhc__json_skip_ws(p); \
+  } while (0)
 #define YHC__JSON_DIGIT(c) ((unsigned)(c) - '0' < 10u)
 
 /* One pass, no recursion: an open container keeps its parent's index in u.span and the
@@ -1522,7 +1628,7 @@ static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
 static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
   unsigned char *p = ps->start, *s;
   yhc_json *nodes = ps->nodes;
-  size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent;
+  size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent, nint, nfrac;
   uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
   int depth = 0;
   unsigned char c;
@@ -1538,15 +1644,14 @@ value:
   c = *p;
   switch (c) {
     case '"':
-      p = yhc__json_string(ps, p + 1, &nodes[idx]);
+      p = yhc__json_string(ps, p + 1, &nodes[idx], vflag);
       if (!p) return 0;
-      nodes[idx].tag |= vflag;
       n++;
       goto scalar_done;
     case '-': case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
       s = p;
-      if (*p == '-') p++;
+      p += *p == '-';
       if (*p == '0') {
         p++;
         if (YHC__JSON_DIGIT(*p)) {
@@ -1554,12 +1659,13 @@ value:
           return 0;
         }
       } else if (YHC__JSON_DIGIT(*p)) {
-        do p++;
-        while (YHC__JSON_DIGIT(*p));
+        p += yhc__json_digit_count(p + 1) + 1;
       } else {
         yhc__json_fail(ps, YHC_ERR_JSON, s, "invalid number: no digit after '-'");
         return 0;
       }
+      nint = (size_t)(p - s) - (*s == '-');
+      nfrac = 0;
       flag = YHC__JSON_FLAG;
       if (*p == '.') {
         p++;
@@ -1567,8 +1673,8 @@ value:
           yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit after '.'");
           return 0;
         }
-        do p++;
-        while (YHC__JSON_DIGIT(*p));
+        nfrac = yhc__json_digit_count(p + 1) + 1;
+        p += nfrac;
         flag = 0;
       }
       if ((*p | 0x20) == 'e') {
@@ -1582,7 +1688,7 @@ value:
         while (YHC__JSON_DIGIT(*p));
         flag = 0;
       }
-      nodes[idx].tag = YHC_JSON_NUMBER | flag | vflag | ((uint64_t)(p - s) << YHC__JSON_SHIFT);
+      nodes[idx].tag = YHC_JSON_NUMBER | flag | vflag | yhc__json_number_shape((size_t)(p - s), nint, nfrac);
       nodes[idx].u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
       n++;
       goto scalar_done;
@@ -1639,7 +1745,7 @@ key:
     yhc__json_unexpected(ps, p, "a string key");
     return 0;
   }
-  p = yhc__json_string(ps, p + 1, &nodes[n]); /* room for key + value was reserved */
+  p = yhc__json_string(ps, p + 1, &nodes[n], 0); /* room for key + value was reserved */
   if (!p) return 0;
   n++;
   YHC__JSON_SKIP_WS(p);
@@ -1695,6 +1801,14 @@ nomem:
   return 0;
 }
 
+/* The input copy in 64-byte blocks, which compilers turn into a few vector moves each:
+   glibc's large-copy path (rep movsb) runs one counted instruction per byte under
+   callgrind, which `make bench` uses, while on hardware both run at cache speed. */
+static void yhc__json_copy_in(unsigned char *dst, const char *src, size_t len) {
+  for (; len >= 64; len -= 64, dst += 64, src += 64) memcpy(dst, src, 64);
+  if (len) memcpy(dst, src, len);
+}
+
 YHCDEF yhc_json_doc *yhc_json_parse(const char *text, size_t len, const yhc_json_opts *opts,
                                     yhc_error *err) {
   yhc__json_parser ps;
@@ -1722,7 +1836,7 @@ YHCDEF yhc_json_doc *yhc_json_parse(const char *text, size_t len, const yhc_json
   }
   ps.start = YHC__CAST(unsigned char *, YHC__CAST(void *, doc + 1));
   ps.end = ps.start + len;
-  if (len) memcpy(ps.start, text, len);
+  yhc__json_copy_in(ps.start, text, len);
   memset(ps.end, 0, YHC__JSON_PAD);
   ps.err = err;
   /* A guess from typical documents (one value per 8-16 bytes) that avoids most regrowth
@@ -1838,7 +1952,7 @@ YHCDEF yhc_str yhc_json_raw_number(const yhc_json *v) {
   r.len = 0;
   if (v && YHC__JSON_TYPE(v) == YHC_JSON_NUMBER) {
     r.ptr = v->u.s;
-    r.len = YHC__JSON_LEN(v);
+    r.len = yhc__json_number_len(v);
   }
   return r;
 }
@@ -1906,16 +2020,18 @@ YHCDEF int yhc_json_int_ok(const yhc_json *v, int64_t *out) {
   yhc__json_dec d;
   uint64_t m, lim;
   long long e;
+  size_t len;
   if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return 0;
-  if ((v->tag & YHC__JSON_FLAG) && YHC__JSON_LEN(v) <= 18) { /* fits without overflow */
-    const char *s = v->u.s, *end = s + YHC__JSON_LEN(v);
+  len = yhc__json_number_len(v);
+  if ((v->tag & YHC__JSON_FLAG) && len <= 18) { /* fits without overflow */
+    const char *s = v->u.s, *end = s + len;
     int neg = *s == '-';
     int64_t x = 0;
     for (s += neg; s < end; s++) x = x * 10 + (*s - '0');
     if (out) *out = neg ? -x : x;
     return 1;
   }
-  yhc__json_decompose(v->u.s, YHC__JSON_LEN(v), &d);
+  yhc__json_decompose(v->u.s, len, &d);
   if (!d.ndig) {
     if (out) *out = 0;
     return 1;
@@ -2423,19 +2539,6 @@ static double yhc__json_slow_double(const char *s, size_t len, const yhc__json_d
   return strtod(buf, NULL);
 }
 
-/* Eight bytes as a little-endian word whatever the machine. */
-static YHC__INLINE uint64_t yhc__load_le64(const char *s) {
-  const unsigned char *p = YHC__CAST(const unsigned char *, YHC__CAST(const void *, s));
-#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  uint64_t w;
-  memcpy(&w, p, 8);
-  return w;
-#else
-  return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-         (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
-#endif
-}
-
 /* The value of eight ASCII digits (first digit in the low byte): pairs, then quads, then
    the whole, each step one multiply. */
 static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
@@ -2446,91 +2549,73 @@ static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
          32;
 }
 
-static int yhc__ctz64(uint64_t x) { /* x != 0 */
-#if defined(__GNUC__)
-  return __builtin_ctzll(x);
-#else
-  int n = 0;
-  for (; !(x & 1); x >>= 1) n++;
-  return n;
-#endif
-}
-
-/* Appends the run of digits at *sp (up to e) to *v, eight bytes per step: a byte is a digit
-   when its high nibble is 3 and its low nibble plus 6 stays below 16 (no carry between bytes
-   either way). Unless `padded` says the 7 bytes past e may be read, the last partial word
-   is copied so nothing past e is read. Returns the count; *v wraps past 19 digits, which the
-   caller rejects by the count. */
-static YHC__INLINE size_t yhc__json_digit_run(const char **sp, const char *e, uint64_t *v, int padded) {
-  static const uint64_t p10[9] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u};
-  const uint64_t hi4 = UINT64_C(0xf0f0f0f0f0f0f0f0), zeros = UINT64_C(0x3030303030303030);
-  const char *s = *sp;
-  uint64_t w, bad;
-  size_t k;
-  for (;;) {
-    if (padded || e - s >= 8) {
-      w = yhc__load_le64(s);
-    } else {
-      char tmp[8] = {0};
-      memcpy(tmp, s, (size_t)(e - s));
-      w = yhc__load_le64(tmp);
-    }
-    bad = ((w & hi4) ^ zeros) | (((w & ~hi4) + UINT64_C(0x0606060606060606)) & hi4);
-    k = bad ? (size_t)yhc__ctz64(bad) / 8 : 8;
-    if (k > (size_t)(e - s)) k = (size_t)(e - s);
-    if (!k) break;
-    if (k < 8) w = (w << (8 * (8 - k))) | (zeros >> (8 * k)); /* leading '0's fill the word */
-    *v = *v * p10[k] + yhc__json_eight_value(w);
-    s += k;
-    if (k < 8) break;
+/* The value of the k digits at p (k <= 19), eight per step; the last partial word gets
+   leading '0's in place of the bytes after the digits, which are read but do not count. */
+static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
+  const uint64_t zeros = YHC__JSON_ONES * 0x30u;
+  uint64_t v = 0, w;
+  for (; k >= 8; k -= 8, p += 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
+  if (k) {
+    w = yhc__load_le64(p);
+    w = (w << (8 * (8 - k))) | (zeros >> (8 * k));
+    v = v * yhc__json_p10u[k] + yhc__json_eight_value(w);
   }
-  k = (size_t)(s - *sp);
-  *sp = s;
-  return k;
+  return v;
 }
 
-/* The common number (at most 19 digits in all, leading zeros included) as m * 10^q without
-   the general decomposition; returns 0 for anything longer. Input is validated number text. */
-static YHC__INLINE int yhc__json_short_decimal(const char *s, size_t len, uint64_t *m, long long *q, int *neg,
-                                               int padded) {
-  const char *e = s + len;
-  uint64_t v = 0;
+/* Validated number text with nint integer and nfrac fraction digits (nint + nfrac <= 19) as
+   sign and m * 10^q. Reads up to 7 bytes past the digits. */
+static YHC__INLINE void yhc__json_shaped_decimal(const char *s, size_t len, size_t nint, size_t nfrac, uint64_t *m,
+                                                 long long *q, int *neg) {
+  const char *p = s + (*s == '-'), *e = s + len;
+  uint64_t v = yhc__json_digits_value(p, nint);
   long long ex = 0;
-  size_t nd, nfrac = 0;
   *neg = *s == '-';
-  s += *neg;
-  nd = yhc__json_digit_run(&s, e, &v, padded);
-  if (s < e && *s == '.') {
-    s++;
-    nfrac = yhc__json_digit_run(&s, e, &v, padded);
-    nd += nfrac;
+  p += nint;
+  if (nfrac) {
+    v = v * yhc__json_p10u[nfrac] + yhc__json_digits_value(p + 1, nfrac);
+    p += nfrac + 1;
   }
-  if (nd > 19) return 0;
-  if (s < e) { /* the exponent */
+  if (p < e) { /* the exponent */
     int eneg;
-    s++;
-    eneg = *s == '-';
-    s += *s == '-' || *s == '+';
-    for (; s < e; s++)
-      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*s - '0');
+    p++;
+    eneg = *p == '-';
+    p += *p == '-' || *p == '+';
+    for (; p < e; p++)
+      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*p - '0');
     if (eneg) ex = -ex;
   }
   *m = v;
   *q = ex - (long long)nfrac;
-  return 1;
 }
 
 /* Correctly rounded text -> double. Up to 19 significant digits the fast paths decide
    exactly; with more, the first 19 (m) bound the value to [m, m + 1) * 10^q, and when both
    ends round to the same double so does the value. Whatever is left goes to strtod().
-   `padded`: the 7 bytes after the text may be read (text inside a parsed document). */
+   `padded`: the 7 bytes after the text may be read (text inside a parsed document); short
+   text that is not is copied to a padded buffer first. */
 static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
   yhc__json_dec d;
   uint64_t lo, hi;
   long long q;
+  size_t nint, nfrac = 0, neg1 = *s == '-';
   double r;
   int neg;
-  if (yhc__json_short_decimal(s, len, &lo, &q, &neg, padded) && yhc__json_fast_double(lo, q, neg, &r)) return r;
+  char tmp[72];
+  if (!padded && len <= 64) {
+    memcpy(tmp, s, len);
+    memset(tmp + len, 0, 8);
+    s = tmp;
+    padded = 1;
+  }
+  if (padded) {
+    nint = yhc__json_digit_count(s + neg1);
+    if (neg1 + nint < len && s[neg1 + nint] == '.') nfrac = yhc__json_digit_count(s + neg1 + nint + 1);
+    if (nint + nfrac <= 19 && neg1 + nint + (nfrac ? nfrac + 1 : 0) <= len) {
+      yhc__json_shaped_decimal(s, len, nint, nfrac, &lo, &q, &neg);
+      if (yhc__json_fast_double(lo, q, neg, &r)) return r;
+    }
+  }
   yhc__json_decompose(s, len, &d);
   if (d.ndig <= 19) {
     if (yhc__json_fast_double(d.mant, d.exp10, d.neg, &r)) return r;
@@ -2542,8 +2627,16 @@ static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
 }
 
 YHCDEF double yhc_json_num(const yhc_json *v, double def) {
+  uint64_t m;
+  long long q;
+  double r;
+  int neg;
   if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return def;
-  return yhc__json_text_to_double(v->u.s, YHC__JSON_LEN(v), 1); /* the document's NUL pad follows */
+  if (v->tag & YHC__JSON_SHAPE) { /* the parser counted the digits; the NUL pad follows */
+    yhc__json_shaped_decimal(v->u.s, yhc__json_number_len(v), YHC__JSON_NINT(v), YHC__JSON_NFRAC(v), &m, &q, &neg);
+    if (yhc__json_fast_double(m, q, neg, &r)) return r;
+  }
+  return yhc__json_text_to_double(v->u.s, yhc__json_number_len(v), 1);
 }
 
 /* ---- writer */
@@ -2737,13 +2830,7 @@ static uint64_t yhc__jw_digits17(double v, int *exp10) {
    exact value are t and t + 1, or t - 1 and t when the 17-digit rounding carried into the
    first p digits (d17 then ends in zeros). Returns the digits; *q gets their scale. */
 static uint64_t yhc__jw_try_digits(double av, uint64_t d17, int e17, int p, long long *q) {
-  static const uint64_t p10[18] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u,
-                                   100000000u, 1000000000u, UINT64_C(10000000000),
-                                   UINT64_C(100000000000), UINT64_C(1000000000000),
-                                   UINT64_C(10000000000000), UINT64_C(100000000000000),
-                                   UINT64_C(1000000000000000), UINT64_C(10000000000000000),
-                                   UINT64_C(100000000000000000)};
-  uint64_t unit = p10[17 - p], t = d17 / unit, best = 0, best_dist = 0, c, dist;
+  uint64_t unit = yhc__json_p10u[17 - p], t = d17 / unit, best = 0, best_dist = 0, c, dist;
   int k;
   *q = (long long)e17 - (p - 1);
   for (k = d17 % unit == 0 ? -1 : 0; k <= 1; k++) {
@@ -2879,7 +2966,7 @@ YHCDEF void yhc_jw_raw(yhc_jw *w, const char *json, size_t len) {
 static void yhc__jw_scalar(yhc_jw *w, const yhc_json *v) {
   switch (YHC__JSON_TYPE(v)) {
     case YHC_JSON_STRING: yhc__jw_string(w, v->u.s, YHC__JSON_LEN(v)); break;
-    case YHC_JSON_NUMBER: yhc__jw_put(w, v->u.s, YHC__JSON_LEN(v)); break; /* exact text */
+    case YHC_JSON_NUMBER: yhc__jw_put(w, v->u.s, yhc__json_number_len(v)); break; /* exact text */
     case YHC_JSON_BOOL:
       if (v->tag & YHC__JSON_FLAG)
         yhc__jw_put(w, "true", 4);
