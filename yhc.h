@@ -1533,9 +1533,16 @@ static unsigned char *yhc__json_string_rest(yhc__json_parser *ps, unsigned char 
       p = yhc__json_escape(ps, p, &w);
       if (!p) return NULL;
     } else if (*p >= 0x80) {
-      /* multibyte runs (CJK text, say): the common 3-byte form inline, the rest in the function */
+      /* multibyte runs (CJK text, say): two 3-byte sequences at a time when both leads are
+         E1-EC or EE-EF (no overlong or surrogate forms there), then one at a time inline,
+         the rest in the function */
       do {
-        if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
+        word = yhc__load_le64(p);
+        if ((word & UINT64_C(0xC0C0F0C0C0F0)) == UINT64_C(0x8080E08080E0) &&
+            (word & 0x0F) != 0 && (word & 0x0F) != 0x0D && (word & 0x0F000000) != 0 &&
+            (word & 0x0F000000) != 0x0D000000)
+          k = 6;
+        else if (*p >= 0xE1 && *p <= 0xEF && *p != 0xED && (p[1] & 0xC0) == 0x80 && (p[2] & 0xC0) == 0x80)
           k = 3;
         else if (!(k = yhc__json_utf8(p, 4)))
           goto bad;
@@ -1606,14 +1613,10 @@ static int yhc__json_grow(yhc__json_parser *ps, size_t need) {
 static YHC__INLINE unsigned char *yhc__json_skip_ws(unsigned char *p) {
   uint64_t x;
   for (;;) {
-    x = yhc__load_le64(p) ^ (YHC__JSON_ONES * 0x20u); /* zero bytes: spaces */
-    if (!x) {
-      p += 8;
-      continue;
-    }
+    p++;
+    while (!(x = yhc__load_le64(p) ^ (YHC__JSON_ONES * 0x20u))) p += 8; /* zero bytes: spaces */
     p += YHC__JSON_FIRST(x);
     if (!yhc__json_ws[*p]) return p;
-    p++; /* '\n', '\r' or '\t' */
   }
 }
 #define YHC__JSON_SKIP_WS(p)                  \
