@@ -2542,27 +2542,23 @@ static double yhc__json_slow_double(const char *s, size_t len, const yhc__json_d
   return strtod(buf, NULL);
 }
 
-/* The value of eight ASCII digits (first digit in the low byte): pairs, then quads, then
-   the whole, each step one multiply. */
+/* The value of eight digits given as byte values 0-9 (first digit in the low byte):
+   pairs, then quads, then the whole, each step one multiply. */
 static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
   const uint64_t mask = UINT64_C(0x000000ff000000ff);
-  v -= UINT64_C(0x3030303030303030);
   v = v * 10 + (v >> 8); /* bytes 0, 2, 4, 6: two-digit values */
   return ((v & mask) * (100 + (UINT64_C(1000000) << 32)) + ((v >> 16) & mask) * (1 + (UINT64_C(10000) << 32))) >>
          32;
 }
 
-/* The value of the k digits at p (k <= 19), eight per step; the last partial word gets
-   leading '0's in place of the bytes after the digits, which are read but do not count. */
+/* The value of the k digits at p (1 <= k <= 19): first the k mod 8 (or 8) that make the
+   head, from a word shifted so that the bytes after them fall out and zero digits come in
+   ahead of them, then whole words. Reads up to 7 bytes past the digits. */
 static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
   const uint64_t zeros = YHC__JSON_ONES * 0x30u;
-  uint64_t v = 0, w;
-  for (; k >= 8; k -= 8, p += 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
-  if (k) {
-    w = yhc__load_le64(p);
-    w = (w << (8 * (8 - k))) | (zeros >> (8 * k));
-    v = v * yhc__json_p10u[k] + yhc__json_eight_value(w);
-  }
+  size_t head = k - ((k - 1) & ~(size_t)7);
+  uint64_t v = yhc__json_eight_value((yhc__load_le64(p) - zeros) << (64 - 8 * head));
+  for (p += head, k -= head; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p) - zeros);
   return v;
 }
 

@@ -398,12 +398,26 @@ static void test_numbers_differential(void) {
     want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
+    if (i % 4 == 0) { /* and through a document: the parser's digit counts, yhc_json_num() */
+      yhc_json_doc *d = yhc_json_parse(buf, len, NULL, NULL);
+      got = d ? yhc_json_num(yhc_json_root(d), 0) : -1;
+      yhc_json_free(d);
+      n++;
+      if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  document %s -> %.17g, strtod %.17g\n", buf, got, want);
+    }
   }
   for (i = 0; i < million; i++) { /* digit strings of every shape */
     size_t len = random_number_text(&seed, buf);
     double got = yhc__json_text_to_double(buf, len, (int)(i & 1)), want = strtod(buf, NULL);
     n++;
     if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  %s -> %.17g, strtod %.17g\n", buf, got, want);
+    if (i % 4 == 0) { /* and through a document: the parser's digit counts, yhc_json_num() */
+      yhc_json_doc *d = yhc_json_parse(buf, len, NULL, NULL);
+      got = d ? yhc_json_num(yhc_json_root(d), 0) : -1;
+      yhc_json_free(d);
+      n++;
+      if (!same_double(got, want) && bad++ < 5) fprintf(stderr, "  document %s -> %.17g, strtod %.17g\n", buf, got, want);
+    }
   }
 #if LDBL_MANT_DIG >= 64
   for (i = 0; i < many; i++) { /* near and exactly halfway between neighbours */
@@ -549,6 +563,210 @@ static void test_strings(void) {
   YT_EQ_INT(yhc_json_int(yhc_json_get(yhc_json_root(d), "\n"), 0), 2);
   YT_EQ_INT(yhc_json_int(yhc_json_get(yhc_json_root(d), ""), 0), 3);
   yhc_json_free(d);
+}
+
+/* ---- the word-at-a-time scanners against byte-at-a-time references */
+
+/* Length of the well-formed UTF-8 sequence at s (Unicode table 3-7), or 0: the plain
+   range checks, one byte at a time. */
+static size_t ref_utf8(const unsigned char *s, size_t n) {
+  unsigned c = s[0], lo = 0x80, hi = 0xBF;
+  size_t k, i;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) k = 2;
+  else if (c >= 0xE0 && c <= 0xEF) k = 3;
+  else if (c >= 0xF0 && c <= 0xF4) k = 4;
+  else return 0;
+  if (c == 0xE0) lo = 0xA0;
+  if (c == 0xED) hi = 0x9F;
+  if (c == 0xF0) lo = 0x90;
+  if (c == 0xF4) hi = 0x8F;
+  if (n < k || s[1] < lo || s[1] > hi) return 0;
+  for (i = 2; i < k; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+  return k;
+}
+
+static int ref_hex4(const unsigned char *s, size_t n, unsigned *u) {
+  size_t i;
+  *u = 0;
+  if (n < 4) return 0;
+  for (i = 0; i < 4; i++) {
+    unsigned c = s[i], d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+    else return 0;
+    *u = *u * 16 + d;
+  }
+  return 1;
+}
+
+/* The string body s[0..n) (no quotes; a raw '"' in it ends the string, so it is invalid here)
+   unescaped into out; returns 1 when RFC 8259 accepts it. */
+static int ref_string(const unsigned char *s, size_t n, unsigned char *out, size_t *outlen) {
+  size_t i = 0, o = 0, k;
+  unsigned u, lo;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c == '"' || c < 0x20) return 0;
+    if (c >= 0x80) {
+      if (!(k = ref_utf8(s + i, n - i))) return 0;
+      memcpy(out + o, s + i, k);
+      o += k;
+      i += k;
+      continue;
+    }
+    if (c != '\\') {
+      out[o++] = (unsigned char)c;
+      i++;
+      continue;
+    }
+    if (i + 1 >= n) return 0;
+    switch (s[i + 1]) {
+      case '"': out[o++] = '"'; break;
+      case '\\': out[o++] = '\\'; break;
+      case '/': out[o++] = '/'; break;
+      case 'b': out[o++] = '\b'; break;
+      case 'f': out[o++] = '\f'; break;
+      case 'n': out[o++] = '\n'; break;
+      case 'r': out[o++] = '\r'; break;
+      case 't': out[o++] = '\t'; break;
+      case 'u':
+        if (!ref_hex4(s + i + 2, n - i - 2, &u)) return 0;
+        i += 6;
+        if (u >= 0xDC00 && u <= 0xDFFF) return 0;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+          if (i + 1 >= n || s[i] != '\\' || s[i + 1] != 'u' || !ref_hex4(s + i + 2, n - i - 2, &lo) ||
+              lo < 0xDC00 || lo > 0xDFFF)
+            return 0;
+          u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+          i += 6;
+        }
+        if (u < 0x80) {
+          out[o++] = (unsigned char)u;
+        } else if (u < 0x800) {
+          out[o++] = (unsigned char)(0xC0 | (u >> 6));
+          out[o++] = (unsigned char)(0x80 | (u & 0x3F));
+        } else if (u < 0x10000) {
+          out[o++] = (unsigned char)(0xE0 | (u >> 12));
+          out[o++] = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+          out[o++] = (unsigned char)(0x80 | (u & 0x3F));
+        } else {
+          out[o++] = (unsigned char)(0xF0 | (u >> 18));
+          out[o++] = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
+          out[o++] = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+          out[o++] = (unsigned char)(0x80 | (u & 0x3F));
+        }
+        continue;
+      default: return 0;
+    }
+    i += 2;
+  }
+  *outlen = o;
+  return 1;
+}
+
+/* Appends a random piece of string body: plain runs of every length, escapes (some broken),
+   UTF-8 of every length with the edge leads E0, ED, F0, F4 (some malformed), runs of CJK,
+   now and then a control character. */
+static size_t random_string_piece(uint64_t *s, unsigned char *o) {
+  static const char *esc[] = {"\\\"", "\\\\", "\\/", "\\b", "\\f", "\\n", "\\r", "\\t", "\\u00e9", "\\u20AC",
+                              "\\ud83d\\ude00", "\\ud800", "\\udc00", "\\ud800\\u0041", "\\u12G4", "\\x", "\\u004"};
+  static const unsigned char leads3[] = {0xE0, 0xE1, 0xE3, 0xE9, 0xEC, 0xED, 0xEE, 0xEF};
+  size_t k = 0, n, i;
+  uint64_t r = rng_next(s);
+  switch (r % 8) {
+    case 0:
+    case 1:
+      for (n = rng_next(s) % 24, i = 0; i < n; i++) {
+        unsigned c = 0x20 + (unsigned)(rng_next(s) % 95);
+        o[k++] = (unsigned char)(c == '"' || c == '\\' ? 'a' + i % 26 : c);
+      }
+      break;
+    case 2: {
+      const char *e = esc[rng_next(s) % 9 == 0 ? 9 + rng_next(s) % 8 : rng_next(s) % 11];
+      memcpy(o, e, strlen(e));
+      k = strlen(e);
+      break;
+    }
+    case 3: /* a run of 3-byte sequences; a bad second or third byte now and then */
+      for (n = 1 + rng_next(s) % 12, i = 0; i < n; i++) {
+        o[k++] = rng_next(s) % 6 ? 0xE3 : leads3[rng_next(s) % 8];
+        o[k++] = (unsigned char)(0x80 + rng_next(s) % 64);
+        o[k++] = (unsigned char)(0x80 + rng_next(s) % 64);
+        if (rng_next(s) % 40 == 0) o[k - 1 - rng_next(s) % 2] = (unsigned char)(rng_next(s) % 256);
+      }
+      break;
+    case 4: /* 2- and 4-byte sequences, the edge leads, truncations */
+      n = 2 + rng_next(s) % 3;
+      o[k++] = n == 2 ? (unsigned char)(0xC0 + rng_next(s) % 32)
+                      : n == 3 ? leads3[rng_next(s) % 8] : (unsigned char)(0xF0 + rng_next(s) % 6);
+      for (i = 1; i < n; i++) o[k++] = (unsigned char)(rng_next(s) % 8 ? 0x80 + rng_next(s) % 64 : rng_next(s) % 256);
+      if (rng_next(s) % 10 == 0) k--;
+      break;
+    case 5: o[k++] = (unsigned char)(rng_next(s) % 32 == 0 ? rng_next(s) % 0x20 : 0x80 + rng_next(s) % 128); break;
+    default: o[k++] = (unsigned char)('a' + rng_next(s) % 26); break;
+  }
+  return k;
+}
+
+static size_t random_ws(uint64_t *s, char *o) {
+  static const char ws[] = " \n\r\t";
+  size_t k = 0, n = rng_next(s) % 3 ? 0 : rng_next(s) % 20;
+  for (; k < n; k++) o[k] = rng_next(s) % 4 ? ' ' : ws[rng_next(s) % 4];
+  return k;
+}
+
+static void test_scanners_differential(void) {
+  uint64_t seed = UINT64_C(0x2545f4914f6cdd1d);
+  static unsigned char body[4096], want[4096];
+  static char doc[8192];
+  long i, n = yt_iters(300000), strings = 0, accepted = 0, bad = 0, nums = 0;
+  YT_GROUP("strings, whitespace and numbers: word-at-a-time scanners against references");
+  for (i = 0; i < n; i++) {
+    size_t blen = 0, dlen = 0, wlen = 0, npieces = 1 + rng_next(&seed) % 12, j;
+    char numtext[128];
+    size_t numlen = random_number_text(&seed, numtext);
+    int ok;
+    yhc_json_doc *d;
+    for (j = 0; j < npieces && blen < 3000; j++) blen += random_string_piece(&seed, body + blen);
+    ok = ref_string(body, blen, want, &wlen);
+    /* [ws "body" ws , ws number ws] */
+    doc[dlen++] = '[';
+    dlen += random_ws(&seed, doc + dlen);
+    doc[dlen++] = '"';
+    memcpy(doc + dlen, body, blen);
+    dlen += blen;
+    doc[dlen++] = '"';
+    dlen += random_ws(&seed, doc + dlen);
+    doc[dlen++] = ',';
+    dlen += random_ws(&seed, doc + dlen);
+    memcpy(doc + dlen, numtext, numlen);
+    dlen += numlen;
+    dlen += random_ws(&seed, doc + dlen);
+    doc[dlen++] = ']';
+    d = yhc_json_parse(doc, dlen, NULL, NULL);
+    strings++;
+    if (!d != !ok) {
+      if (bad++ < 5) fprintf(stderr, "  string of %zu bytes: yhc %s, reference %s\n", blen, d ? "accepts" : "rejects", ok ? "accepts" : "rejects");
+    } else if (d) {
+      yhc_str got = yhc_json_str(yhc_json_at(yhc_json_root(d), 0), yhc__str_c(NULL));
+      yhc_str raw = yhc_json_raw_number(yhc_json_at(yhc_json_root(d), 1));
+      double num = yhc_json_num(yhc_json_at(yhc_json_root(d), 1), 0), ref = strtod(numtext, NULL);
+      accepted++;
+      nums++;
+      if ((got.len != wlen || memcmp(got.ptr, want, wlen) || got.ptr[got.len]) && bad++ < 5)
+        fprintf(stderr, "  string of %zu bytes unescaped to %zu bytes, reference %zu\n", blen, got.len, wlen);
+      if ((raw.len != numlen || memcmp(raw.ptr, numtext, numlen) || !same_double(num, ref)) && bad++ < 5)
+        fprintf(stderr, "  number %s: raw %.*s, %.17g, strtod %.17g\n", numtext, (int)raw.len, raw.ptr, num, ref);
+    }
+    yhc_json_free(d);
+  }
+  printf("scanners: %ld documents (%ld accepted, %ld numbers read), %ld differ from the references\n", strings,
+         accepted, nums, bad);
+  YT_CHECKF(bad == 0, "%ld of %ld documents differ from the byte-at-a-time references", bad, strings);
+  YT_CHECK(accepted > n / 10 && accepted < n - n / 10); /* both outcomes are exercised */
 }
 
 static void test_errors(void) {
@@ -930,6 +1148,7 @@ int main(void) {
   test_numbers_differential();
   test_numbers_comma_locale();
   test_strings();
+  test_scanners_differential();
   test_errors();
   test_writer();
   test_suite();
