@@ -1171,6 +1171,8 @@ static int yhc__lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 static YHC__UNUSED int yhc__str_ieq(yhc_str a, const char *b) {
   size_t i;
+  /* most calls classify a header name against another: the first byte settles them */
+  if (a.len && yhc__lower((unsigned char)a.ptr[0]) != yhc__lower((unsigned char)b[0])) return 0;
   for (i = 0; i < a.len; i++) {
     if (!b[i] || yhc__lower((unsigned char)a.ptr[i]) != yhc__lower((unsigned char)b[i])) return 0;
   }
@@ -5804,9 +5806,11 @@ YHCDEF int yhc_url_parse(const char *url, size_t len, yhc_url *out, yhc_error *e
 /* ---- response head */
 
 /* RFC 9110 token characters, for header names. */
+/* RFC 9110 5.6.2 tchar: ALPHA, DIGIT and "!#$%&'*+-.^_`|~"; one bit per byte value, since
+   every byte of every header name goes through it */
 static int yhc__is_tchar(unsigned char c) {
-  static const char extra[] = "!#$%&'*+-.^_`|~";
-  return yhc__is_alpha(c) || yhc__is_digit(c) || (c && strchr(extra, c) != NULL);
+  static const uint32_t bits[8] = {0, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff, 0, 0, 0, 0};
+  return (int)((bits[c >> 5] >> (c & 31)) & 1);
 }
 
 /* Finds the end of the header section (the byte after its empty line) in p[from..len), or 0.
@@ -6507,6 +6511,17 @@ static int yhc__method_idempotent(const char *m) {
          !strcmp(m, "TRACE") || !strcmp(m, "PUT") || !strcmp(m, "DELETE");
 }
 
+/* v in decimal, without the formatting machinery of printf (a request head is on the hot path) */
+static int yhc__buf_append_dec(yhc_buf *b, uint64_t v) {
+  char d[20];
+  int n = 0;
+  do {
+    d[sizeof d - 1 - n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return yhc_buf_append(b, d + sizeof d - n, (size_t)n);
+}
+
 static int yhc__hdr_is(const char *name, const char *want) {
   return yhc__str_ieq(yhc__str_c(name), want);
 }
@@ -6561,10 +6576,14 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
     if (v6) ok |= yhc_buf_append(w, "[", 1);
     ok |= yhc_buf_append(w, host.ptr, host.len);
     if (v6) ok |= yhc_buf_append(w, "]", 1);
-    if (port != default_port) ok |= yhc_buf_printf(w, ":%d", port);
+    if (port != default_port) ok |= yhc_buf_append(w, ":", 1) | yhc__buf_append_dec(w, (uint64_t)port);
     ok |= yhc_buf_append(w, "\r\n", 2);
   }
-  if (!have_ua && r->http->user_agent[0]) ok |= yhc_buf_printf(w, "User-Agent: %s\r\n", r->http->user_agent);
+  if (!have_ua && r->http->user_agent[0]) {
+    ok |= yhc_buf_append(w, "User-Agent: ", 12);
+    ok |= yhc_buf_appends(w, r->http->user_agent);
+    ok |= yhc_buf_append(w, "\r\n", 2);
+  }
   for (i = 0; i < req->header_count; i++) {
     ok |= yhc_buf_appends(w, req->headers[i].name);
     ok |= yhc_buf_append(w, ": ", 2);
@@ -6573,7 +6592,8 @@ static int yhc__req_serialise(yhc__req *r, const char *method, yhc_str host, int
   }
   if (!have_len && !have_te &&
       (req->body_len || !strcmp(method, "POST") || !strcmp(method, "PUT") || !strcmp(method, "PATCH")))
-    ok |= yhc_buf_printf(w, "Content-Length: %zu\r\n", req->body_len);
+    ok |= yhc_buf_append(w, "Content-Length: ", 16) | yhc__buf_append_dec(w, (uint64_t)req->body_len) |
+          yhc_buf_append(w, "\r\n", 2);
   ok |= yhc_buf_append(w, "\r\n", 2);
   if (req->body_len) ok |= yhc_buf_append(w, req->body, req->body_len);
   if (ok) goto nomem;
@@ -6961,6 +6981,14 @@ static size_t yhc__unfold(char *p, size_t len) {
   const char *nl = YHC__CAST(const char *, memchr(p, '\n', len));
   if (!nl) return len;
   first_nl = (size_t)(nl - p);
+  {
+    /* almost no server folds: find a line end followed by SP or HT before copying anything */
+    const char *q = nl + 1, *end = p + len;
+    while (q < end && (nl = YHC__CAST(const char *, memchr(q, '\n', (size_t)(end - q)))) != NULL &&
+           (nl + 1 >= end || (nl[1] != ' ' && nl[1] != '\t')))
+      q = nl + 1;
+    if (q >= end || !nl) return len;
+  }
   for (i = o = first_nl + 1; i < len;) {
     size_t k = i;
     if (p[k] == '\r' && k + 1 < len && p[k + 1] == '\n') k++;
