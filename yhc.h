@@ -1171,12 +1171,12 @@ static int yhc__lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 static YHC__UNUSED int yhc__str_ieq(yhc_str a, const char *b) {
   size_t i;
-  /* most calls classify a header name against another: the first byte settles them */
-  if (a.len && yhc__lower((unsigned char)a.ptr[0]) != yhc__lower((unsigned char)b[0])) return 0;
-  for (i = 0; i < a.len; i++) {
-    if (!b[i] || yhc__lower((unsigned char)a.ptr[i]) != yhc__lower((unsigned char)b[i])) return 0;
-  }
-  return b[i] == 0;
+  /* most calls classify a header name against another ("content-type" against
+     "content-length"): the length settles them before the shared prefix is compared */
+  if (strlen(b) != a.len) return 0;
+  for (i = 0; i < a.len; i++)
+    if (yhc__lower((unsigned char)a.ptr[i]) != yhc__lower((unsigned char)b[i])) return 0;
+  return 1;
 }
 
 /* The last n bytes of a (all of it when shorter). */
@@ -9834,8 +9834,18 @@ static void yhc__one_line(char *msg) {
 }
 
 /* Formats the message of `ev` and emits it, as one line. */
+/* Whether an event of this kind reaches anyone: the user's callback, the stderr log, or the
+   session's last error. One is formatted per forwarded request, so none is formatted for
+   nobody. */
+static int yhc__event_wanted(const yhc__golem *g, yhc_event_kind kind) {
+  if (kind == YHC_EV_ERROR || kind == YHC_EV_SERVICE_FAILED || kind == YHC_EV_CLUSTER_FAILED) return 1;
+  if (g->log_events > (kind == YHC_EV_REQUEST_FORWARDED ? 1 : 0)) return 1;
+  return g->on_event && !g->destroyed;
+}
+
 static void yhc__emitv(yhc__golem *g, yhc_event *ev, const char *fmt, va_list ap) {
   char msg[512];
+  if (!yhc__event_wanted(g, ev->kind)) return;
   vsnprintf(msg, sizeof msg, fmt, ap);
   yhc__one_line(msg);
   ev->message = msg;
