@@ -5830,6 +5830,17 @@ static size_t yhc__find_head_end(const char *p, size_t len, size_t from) {
 /* Parses header fields "name: value" up to and including the empty line. Returns bytes
    consumed, 0 when the empty line has not arrived, -1 on error. `base` is added to offsets
    in messages. */
+/* Whether any of the 8 bytes at p is below 0x20 (CR, LF, tab, controls) or DEL: field values
+   are skipped 8 bytes at a time until one is, then byte by byte. The test is exact about
+   whether there is one (bytes from 0x80 up count as none, as they should). */
+static int yhc__has_ctl8(const char *p) {
+  const uint64_t ones = UINT64_C(0x0101010101010101), high = UINT64_C(0x8080808080808080);
+  uint64_t x, d;
+  memcpy(&x, p, 8);
+  d = x ^ (ones * 0x7f);
+  return (((x - ones * 0x20) & ~x) | ((d - ones) & ~d)) & high ? 1 : 0;
+}
+
 static long yhc__parse_fields(const char *p, size_t len, size_t base, yhc_header_view *hv,
                               size_t cap, size_t *count, const char *what, yhc_error *err) {
   size_t i = 0, n = 0;
@@ -5859,6 +5870,7 @@ static long yhc__parse_fields(const char *p, size_t len, size_t base, yhc_header
     i++;
     while (i < len && (p[i] == ' ' || p[i] == '\t')) i++;
     vs = i;
+    while (len - i >= 8 && !yhc__has_ctl8(p + i)) i += 8;
     while (i < len && p[i] != '\r' && p[i] != '\n') {
       unsigned char c = (unsigned char)p[i];
       if ((c < 0x20 && c != '\t') || c == 0x7f) {
