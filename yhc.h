@@ -7456,9 +7456,10 @@ static yhc__host *yhc__host_find_or_add(yhc_http *http, const yhc_url *u, int tl
   if (u->host.len >= sizeof hostname) return NULL;
   memcpy(hostname, u->host.ptr, u->host.len);
   hostname[u->host.len] = 0;
-  snprintf(key, sizeof key, "%s://%s:%d", tls ? "https" : "http", hostname, u->port);
+  /* every request looks its origin up: compare the parts rather than format a key */
   for (h = http->hosts; h; h = h->next)
-    if (!h->external && !strcmp(h->key, key)) return h;
+    if (!h->external && h->tls == tls && h->port == u->port && !strcmp(h->hostname, hostname)) return h;
+  snprintf(key, sizeof key, "%s://%s:%d", tls ? "https" : "http", hostname, u->port);
   return yhc__host_new(http, key, hostname, u->port, tls, http->d.max_conns_per_host);
 }
 
