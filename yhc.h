@@ -2427,7 +2427,7 @@ static int yhc__clz64(uint64_t x) { /* x != 0 */
    bits below them are all ones, where the low word decides; a result exactly halfway between
    two doubles can only come from small q and is rounded to even here. Returns 0 in the one
    case the truncated power cannot decide (the caller then asks the slow path). */
-static int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t *bits) {
+static YHC__INLINE int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t *bits) {
   const uint64_t *t;
   uint64_t hi, lo, hi2, lo2, mant;
   long long p2;
@@ -2453,9 +2453,9 @@ static int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t *bits) {
   upper = (int)(hi >> 63);
   shift = upper + 9;
   mant = hi >> shift;
-  /* floor(q * log2(10)) + 63 via a fixed-point multiply; exact for |q| <= 1500 */
-  p2 = q * 217706;
-  p2 = (p2 >= 0 ? p2 >> 16 : -((-p2 + 65535) >> 16)) + 63 + upper - lz + 1023;
+  /* floor(q * log2(10)) + 63 via a fixed-point multiply, exact for |q| <= 1500; the bias
+     keeps the shifted value non-negative (q >= -342 here) */
+  p2 = ((q * 217706 + (2048LL << 16)) >> 16) - 2048 + 63 + upper - lz + 1023;
   if (p2 <= 0) { /* subnormal: shift down, round; no halfway case reaches here */
     if (1 - p2 >= 64) {
       *bits = 0;
@@ -2544,23 +2544,21 @@ static double yhc__json_slow_double(const char *s, size_t len, const yhc__json_d
   return strtod(buf, NULL);
 }
 
-/* The value of eight digits given as byte values 0-9 (first digit in the low byte):
-   pairs, then quads, then the whole, each step one multiply. */
+/* The value of eight ASCII digits, the first in the low byte (a zero byte counts as a 0
+   digit): the low nibbles make pairs, then quads, then the whole, each step one multiply. */
 static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
-  const uint64_t mask = UINT64_C(0x000000ff000000ff);
-  v = v * 10 + (v >> 8); /* bytes 0, 2, 4, 6: two-digit values */
-  return ((v & mask) * (100 + (UINT64_C(1000000) << 32)) + ((v >> 16) & mask) * (1 + (UINT64_C(10000) << 32))) >>
-         32;
+  v = ((v & UINT64_C(0x0F0F0F0F0F0F0F0F)) * 2561) >> 8;
+  v = ((v & UINT64_C(0x00FF00FF00FF00FF)) * 6553601) >> 16;
+  return ((v & UINT64_C(0x0000FFFF0000FFFF)) * UINT64_C(42949672960001)) >> 32;
 }
 
 /* The value of the k digits at p (1 <= k <= 19): first the k mod 8 (or 8) that make the
-   head, from a word shifted so that the bytes after them fall out and zero digits come in
+   head, from a word shifted so that the bytes after them fall out and zero bytes come in
    ahead of them, then whole words. Reads up to 7 bytes past the digits. */
 static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
-  const uint64_t zeros = YHC__JSON_ONES * 0x30u;
   size_t head = k - ((k - 1) & ~(size_t)7);
-  uint64_t v = yhc__json_eight_value((yhc__load_le64(p) - zeros) << (64 - 8 * head));
-  for (p += head, k -= head; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p) - zeros);
+  uint64_t v = yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * head));
+  for (p += head, k -= head; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
   return v;
 }
 
