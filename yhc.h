@@ -1274,17 +1274,15 @@ static const unsigned char yhc__json_plain[256] = {
 #define YHC__JSON_TYPE(v) ((unsigned)((v)->tag & YHC__JSON_TMASK))
 #define YHC__JSON_LEN(v) ((size_t)((v)->tag >> YHC__JSON_SHIFT))
 
-/* A number's tag above the type bits: the length of its text, and, when its digits fit the
-   fast conversion (19 at most before any exponent) and the text is under 2^40 bytes, the
-   digit counts of its integer and fraction parts (SHAPE), so that yhc_json_num() goes
-   straight to the digits instead of looking for the point again. */
-#define YHC__JSON_SHAPE_LEN ((UINT64_C(1) << 40) - 1)
+/* A number's tag above the type bits: the length of its text, or (SHAPE) when its digits fit
+   the fast conversion (19 at most before any exponent), its text is under 2^24 bytes and its
+   exponent under 2^15, the length in 24 bits beside the exponent's value and the digit counts
+   of its integer and fraction parts, so that yhc_json_num() goes straight to the digits. */
+#define YHC__JSON_SHAPE_LEN ((UINT64_C(1) << 24) - 1)
+#define YHC__JSON_SHAPE_EXP 32768 /* the exponent's bias in bits 32-47 */
 #define YHC__JSON_NINT(v) ((unsigned)((v)->tag >> 48) & 0xFFu)
 #define YHC__JSON_NFRAC(v) ((unsigned)((v)->tag >> 56))
-static YHC__INLINE uint64_t yhc__json_number_shape(size_t len, size_t nint, size_t nfrac) {
-  if (nint + nfrac > 19 || (uint64_t)len > YHC__JSON_SHAPE_LEN) return (uint64_t)len << YHC__JSON_SHIFT;
-  return YHC__JSON_SHAPE | (uint64_t)len << YHC__JSON_SHIFT | (uint64_t)nint << 48 | (uint64_t)nfrac << 56;
-}
+#define YHC__JSON_EXP10(v) ((long long)(((v)->tag >> 32) & 0xFFFFu) - YHC__JSON_SHAPE_EXP)
 static size_t yhc__json_number_len(const yhc_json *v) {
   return (size_t)((v->tag & YHC__JSON_SHAPE) ? (v->tag >> YHC__JSON_SHIFT) & YHC__JSON_SHAPE_LEN
                                              : v->tag >> YHC__JSON_SHIFT);
@@ -1634,6 +1632,7 @@ static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
   unsigned char *p = ps->start, *s;
   yhc_json *nodes = ps->nodes;
   size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent, nint, nfrac;
+  long ex;
   uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
   int depth = 0;
   unsigned char c;
@@ -1647,98 +1646,107 @@ value:
   }
   idx = n;
   c = *p;
-  switch (c) {
-    case '"':
-      p = yhc__json_string(ps, p + 1, &nodes[idx], vflag);
-      if (!p) return 0;
-      n++;
-      goto scalar_done;
-    case '-': case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-      s = p;
-      p += *p == '-';
-      if (*p == '0') {
-        p++;
-        if (YHC__JSON_DIGIT(*p)) {
-          yhc__json_fail(ps, YHC_ERR_JSON, s, "number with a leading zero");
-          return 0;
-        }
-      } else if (YHC__JSON_DIGIT(*p)) {
-        p += yhc__json_digit_count(p + 1) + 1;
-      } else {
-        yhc__json_fail(ps, YHC_ERR_JSON, s, "invalid number: no digit after '-'");
-        return 0;
-      }
-      nint = (size_t)(p - s) - (*s == '-');
-      nfrac = 0;
-      flag = YHC__JSON_FLAG;
-      if (*p == '.') {
-        p++;
-        if (!YHC__JSON_DIGIT(*p)) {
-          yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit after '.'");
-          return 0;
-        }
-        nfrac = yhc__json_digit_count(p + 1) + 1;
-        p += nfrac;
-        flag = 0;
-      }
-      if ((*p | 0x20) == 'e') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        if (!YHC__JSON_DIGIT(*p)) {
-          yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit in exponent");
-          return 0;
-        }
-        do p++;
-        while (YHC__JSON_DIGIT(*p));
-        flag = 0;
-      }
-      nodes[idx].tag = YHC_JSON_NUMBER | flag | vflag | yhc__json_number_shape((size_t)(p - s), nint, nfrac);
-      nodes[idx].u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
-      n++;
-      goto scalar_done;
-    case '{':
-    case '[':
-      if (depth >= max_depth) {
-        yhc__json_fail(ps, YHC_ERR_LIMIT, p, "nesting deeper than %d", max_depth);
-        return 0;
-      }
-      nodes[idx].tag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
-      nodes[idx].u.span = cidx;
-      if (depth) nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
-      cidx = idx;
-      ccount = 0;
-      depth++;
-      n++;
-      p++;
-      vflag = c == '{' ? YHC__JSON_MEMBER : 0;
-      YHC__JSON_SKIP_WS(p);
-      if (*p == c + 2) goto close; /* '{'+2 == '}', '['+2 == ']' */
-      ccount = 1;
-      if (vflag) goto key;
-      goto value;
-    case 't':
-      if (memcmp(p, "true", 4)) goto bad_literal; /* the pad makes 4 bytes readable */
-      nodes[idx].tag = YHC_JSON_BOOL | YHC__JSON_FLAG | vflag;
-      p += 4;
-      n++;
-      goto scalar_done;
-    case 'f':
-      if (memcmp(p, "false", 5)) goto bad_literal;
-      nodes[idx].tag = YHC_JSON_BOOL | vflag;
-      p += 5;
-      n++;
-      goto scalar_done;
-    case 'n':
-      if (memcmp(p, "null", 4)) goto bad_literal;
-      nodes[idx].tag = YHC_JSON_NULL | vflag;
-      p += 4;
-      n++;
-      goto scalar_done;
-    default:
-      yhc__json_unexpected(ps, p, "a value");
-      return 0;
+  /* tests in the order of how common each kind of value is (a jump table costs more here) */
+  if (c == '"') {
+    p = yhc__json_string(ps, p + 1, &nodes[idx], vflag);
+    if (!p) return 0;
+    n++;
+    goto scalar_done;
   }
+  if (YHC__JSON_DIGIT(c) || c == '-') {
+    s = p;
+    p += c == '-';
+    nint = yhc__json_digit_count(p);
+    if (!nint) {
+      yhc__json_fail(ps, YHC_ERR_JSON, s, "invalid number: no digit after '-'");
+      return 0;
+    }
+    if (*p == '0' && nint > 1) {
+      yhc__json_fail(ps, YHC_ERR_JSON, s, "number with a leading zero");
+      return 0;
+    }
+    p += nint;
+    nfrac = 0;
+    flag = YHC__JSON_FLAG;
+    if (*p == '.') {
+      nfrac = yhc__json_digit_count(p + 1);
+      if (!nfrac) {
+        yhc__json_fail(ps, YHC_ERR_JSON, p + 1, "invalid number: no digit after '.'");
+        return 0;
+      }
+      p += nfrac + 1;
+      flag = 0;
+    }
+    ex = 0;
+    if ((*p | 0x20) == 'e') {
+      int eneg;
+      p++;
+      eneg = *p == '-';
+      if (*p == '+' || *p == '-') p++;
+      if (!YHC__JSON_DIGIT(*p)) {
+        yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid number: no digit in exponent");
+        return 0;
+      }
+      do {
+        if (ex < YHC__JSON_SHAPE_EXP) ex = ex * 10 + (*p - '0'); /* past the bias: no SHAPE */
+        p++;
+      } while (YHC__JSON_DIGIT(*p));
+      if (eneg) ex = -ex;
+      flag = 0;
+    }
+    flag |= YHC_JSON_NUMBER | vflag | (uint64_t)(p - s) << YHC__JSON_SHIFT;
+    if (nint + nfrac <= 19 && (uint64_t)(p - s) <= YHC__JSON_SHAPE_LEN && ex < YHC__JSON_SHAPE_EXP &&
+        ex > -YHC__JSON_SHAPE_EXP)
+      flag |= YHC__JSON_SHAPE | (uint64_t)(ex + YHC__JSON_SHAPE_EXP) << 32 | (uint64_t)nint << 48 |
+              (uint64_t)nfrac << 56;
+    nodes[idx].tag = flag;
+    nodes[idx].u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
+    n++;
+    goto scalar_done;
+  }
+  if (c == '{' || c == '[') {
+    if (depth >= max_depth) {
+      yhc__json_fail(ps, YHC_ERR_LIMIT, p, "nesting deeper than %d", max_depth);
+      return 0;
+    }
+    nodes[idx].tag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
+    nodes[idx].u.span = cidx;
+    if (depth) nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
+    cidx = idx;
+    ccount = 0;
+    depth++;
+    n++;
+    p++;
+    vflag = c == '{' ? YHC__JSON_MEMBER : 0;
+    YHC__JSON_SKIP_WS(p);
+    if (*p == c + 2) goto close; /* '{'+2 == '}', '['+2 == ']' */
+    ccount = 1;
+    if (vflag) goto key;
+    goto value;
+  }
+  if (c == 't') {
+    if (memcmp(p, "true", 4)) goto bad_literal; /* the pad makes 4 bytes readable */
+    nodes[idx].tag = YHC_JSON_BOOL | YHC__JSON_FLAG | vflag;
+    p += 4;
+    n++;
+    goto scalar_done;
+  }
+  if (c == 'f') {
+    if (memcmp(p, "false", 5)) goto bad_literal;
+    nodes[idx].tag = YHC_JSON_BOOL | vflag;
+    p += 5;
+    n++;
+    goto scalar_done;
+  }
+  if (c == 'n') {
+    if (memcmp(p, "null", 4)) goto bad_literal;
+    nodes[idx].tag = YHC_JSON_NULL | vflag;
+    p += 4;
+    n++;
+    goto scalar_done;
+  }
+  yhc__json_unexpected(ps, p, "a value");
+  return 0;
 
 bad_literal:
   yhc__json_fail(ps, YHC_ERR_JSON, p, "invalid literal (true, false or null expected)");
@@ -1979,6 +1987,15 @@ typedef struct yhc__json_dec {
 /* Exponents are saturated here: far beyond any double, yet no arithmetic can overflow. */
 #define YHC__JSON_EXP_SAT 1000000000000LL
 
+/* The value of the exponent's digits at p (after 'e' and any sign), saturated far beyond any
+   double. */
+static long long yhc__json_exp_value(const char *p, const char *e) {
+  long long ex = 0;
+  for (; p < e; p++)
+    if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*p - '0');
+  return ex;
+}
+
 static void yhc__json_decompose(const char *s, size_t len, yhc__json_dec *d) {
   const char *e = s + len;
   size_t zeros = 0, nfrac = 0;
@@ -2013,8 +2030,7 @@ static void yhc__json_decompose(const char *s, size_t len, yhc__json_dec *d) {
   if (s < e) { /* the exponent */
     s++;
     if (*s == '-' || *s == '+') eneg = *s++ == '-';
-    for (; s < e; s++)
-      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*s - '0');
+    ex = yhc__json_exp_value(s, e);
     if (eneg) ex = -ex;
   }
   d->exp_raw = ex - (long long)nfrac;
@@ -2557,35 +2573,24 @@ static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
    ahead of them, then whole words. Reads up to 7 bytes past the digits. */
 static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
   size_t head = k - ((k - 1) & ~(size_t)7);
-  uint64_t v = yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * head));
+  uint64_t v;
+  if (k <= 3) { /* the integer part of most decimals: no multiply needed */
+    v = (uint64_t)(p[0] - '0');
+    if (k > 1) v = v * 10 + (uint64_t)(p[1] - '0');
+    if (k > 2) v = v * 10 + (uint64_t)(p[2] - '0');
+    return v;
+  }
+  v = yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * head));
   for (p += head, k -= head; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
   return v;
 }
 
-/* Validated number text with nint integer and nfrac fraction digits (nint + nfrac <= 19) as
-   sign and m * 10^q. Reads up to 7 bytes past the digits. */
-static YHC__INLINE void yhc__json_shaped_decimal(const char *s, size_t len, size_t nint, size_t nfrac, uint64_t *m,
-                                                 long long *q, int *neg) {
-  const char *p = s + (*s == '-'), *e = s + len;
+/* m for validated number text with nint integer and nfrac fraction digits (nint + nfrac <=
+   19) starting at p (after any sign): the value of its digits. Reads up to 7 bytes past them. */
+static YHC__INLINE uint64_t yhc__json_shaped_digits(const char *p, size_t nint, size_t nfrac) {
   uint64_t v = yhc__json_digits_value(p, nint);
-  long long ex = 0;
-  *neg = *s == '-';
-  p += nint;
-  if (nfrac) {
-    v = v * yhc__json_p10u[nfrac] + yhc__json_digits_value(p + 1, nfrac);
-    p += nfrac + 1;
-  }
-  if (p < e) { /* the exponent */
-    int eneg;
-    p++;
-    eneg = *p == '-';
-    p += *p == '-' || *p == '+';
-    for (; p < e; p++)
-      if (ex < YHC__JSON_EXP_SAT) ex = ex * 10 + (*p - '0');
-    if (eneg) ex = -ex;
-  }
-  *m = v;
-  *q = ex - (long long)nfrac;
+  if (nfrac) v = v * yhc__json_p10u[nfrac] + yhc__json_digits_value(p + nint + 1, nfrac);
+  return v;
 }
 
 /* Correctly rounded text -> double. Up to 19 significant digits the fast paths decide
@@ -2599,7 +2604,6 @@ static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
   long long q;
   size_t nint, nfrac = 0, neg1 = *s == '-';
   double r;
-  int neg;
   char tmp[72];
   if (!padded && len <= 64) {
     memcpy(tmp, s, len);
@@ -2608,11 +2612,19 @@ static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
     padded = 1;
   }
   if (padded) {
+    size_t mlen;
     nint = yhc__json_digit_count(s + neg1);
     if (neg1 + nint < len && s[neg1 + nint] == '.') nfrac = yhc__json_digit_count(s + neg1 + nint + 1);
-    if (nint + nfrac <= 19 && neg1 + nint + (nfrac ? nfrac + 1 : 0) <= len) {
-      yhc__json_shaped_decimal(s, len, nint, nfrac, &lo, &q, &neg);
-      if (yhc__json_fast_double(lo, q, neg, &r)) return r;
+    mlen = neg1 + nint + (nfrac ? nfrac + 1 : 0);
+    if (nint + nfrac <= 19 && mlen <= len) {
+      q = -(long long)nfrac;
+      if (mlen < len) { /* the exponent: 'e', a sign perhaps, digits */
+        const char *x = s + mlen + 1;
+        int eneg = *x == '-';
+        x += *x == '-' || *x == '+';
+        q += eneg ? -yhc__json_exp_value(x, s + len) : yhc__json_exp_value(x, s + len);
+      }
+      if (yhc__json_fast_double(yhc__json_shaped_digits(s + neg1, nint, nfrac), q, (int)neg1, &r)) return r;
     }
   }
   yhc__json_decompose(s, len, &d);
@@ -2627,13 +2639,13 @@ static double yhc__json_text_to_double(const char *s, size_t len, int padded) {
 
 YHCDEF double yhc_json_num(const yhc_json *v, double def) {
   uint64_t m;
-  long long q;
   double r;
   int neg;
   if (!v || YHC__JSON_TYPE(v) != YHC_JSON_NUMBER) return def;
   if (v->tag & YHC__JSON_SHAPE) { /* the parser counted the digits; the NUL pad follows */
-    yhc__json_shaped_decimal(v->u.s, yhc__json_number_len(v), YHC__JSON_NINT(v), YHC__JSON_NFRAC(v), &m, &q, &neg);
-    if (yhc__json_fast_double(m, q, neg, &r)) return r;
+    neg = *v->u.s == '-';
+    m = yhc__json_shaped_digits(v->u.s + neg, YHC__JSON_NINT(v), YHC__JSON_NFRAC(v));
+    if (yhc__json_fast_double(m, YHC__JSON_EXP10(v) - (long long)YHC__JSON_NFRAC(v), neg, &r)) return r;
   }
   return yhc__json_text_to_double(v->u.s, yhc__json_number_len(v), 1);
 }
