@@ -1334,12 +1334,12 @@ static YHC__INLINE uint64_t yhc__json_special8(uint64_t w) {
          YHC__JSON_HIGH;
 }
 
-/* Nonzero in every byte of w that is not an ASCII digit: a byte is a digit when its high
-   nibble is 3 and its low nibble plus 6 stays below 16. No carry crosses a byte, so the
-   mask is exact byte by byte. */
+/* Nonzero when a byte of w is not an ASCII digit, and then its lowest set bit is in the first
+   such byte of a little-endian word: b + 0x46 reaches 0x80 from ':' up, b + 0x50 stays below
+   it under '0', b itself has it from 0x80 up. A digit never carries into the next byte, so
+   the bytes up to the first flagged one are exact (those above it may not be). */
 static YHC__INLINE uint64_t yhc__json_nondigit8(uint64_t w) {
-  const uint64_t hi4 = UINT64_C(0xf0f0f0f0f0f0f0f0);
-  return ((w & hi4) ^ (YHC__JSON_ONES * 0x30u)) | (((w & ~hi4) + YHC__JSON_ONES * 6u) & hi4);
+  return ((w + YHC__JSON_ONES * 0x46u) | ~(w + YHC__JSON_ONES * 0x50u) | w) & YHC__JSON_HIGH;
 }
 
 /* How many digits start at p, eight bytes per step. Callers have a non-digit (at worst the
@@ -1633,6 +1633,7 @@ static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
   yhc_json *nodes = ps->nodes;
   size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent, nint, nfrac;
   long ex;
+  int shaped;
   uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
   int depth = 0;
   unsigned char c;
@@ -1677,6 +1678,7 @@ value:
       p += nfrac + 1;
       flag = 0;
     }
+    shaped = nint + nfrac <= 19; /* then, without an exponent, the text is short too */
     ex = 0;
     if ((*p | 0x20) == 'e') {
       int eneg;
@@ -1691,12 +1693,12 @@ value:
         if (ex < YHC__JSON_SHAPE_EXP) ex = ex * 10 + (*p - '0'); /* past the bias: no SHAPE */
         p++;
       } while (YHC__JSON_DIGIT(*p));
+      shaped &= ex < YHC__JSON_SHAPE_EXP && (uint64_t)(p - s) <= YHC__JSON_SHAPE_LEN;
       if (eneg) ex = -ex;
       flag = 0;
     }
     flag |= YHC_JSON_NUMBER | vflag | (uint64_t)(p - s) << YHC__JSON_SHIFT;
-    if (nint + nfrac <= 19 && (uint64_t)(p - s) <= YHC__JSON_SHAPE_LEN && ex < YHC__JSON_SHAPE_EXP &&
-        ex > -YHC__JSON_SHAPE_EXP)
+    if (shaped)
       flag |= YHC__JSON_SHAPE | (uint64_t)(ex + YHC__JSON_SHAPE_EXP) << 32 | (uint64_t)nint << 48 |
               (uint64_t)nfrac << 56;
     nodes[idx].tag = flag;
