@@ -2570,20 +2570,26 @@ static YHC__INLINE uint64_t yhc__json_eight_value(uint64_t v) {
   return ((v & UINT64_C(0x0000FFFF0000FFFF)) * UINT64_C(42949672960001)) >> 32;
 }
 
-/* The value of the k digits at p (1 <= k <= 19): first the k mod 8 (or 8) that make the
-   head, from a word shifted so that the bytes after them fall out and zero bytes come in
-   ahead of them, then whole words. Reads up to 7 bytes past the digits. */
+/* The value of the k digits at p (1 <= k <= 19). Up to 3 one at a time (the integer part of
+   most decimals: no multiply), up to 16 from one or two words (the first shifted so that the
+   bytes after its digits fall out and zero bytes come in ahead of them; the two words are
+   independent), more in a loop. Reads up to 7 bytes past the digits. */
 static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
-  size_t head = k - ((k - 1) & ~(size_t)7);
   uint64_t v;
-  if (k <= 3) { /* the integer part of most decimals: no multiply needed */
+  size_t head;
+  if (k <= 3) {
     v = (uint64_t)(p[0] - '0');
     if (k > 1) v = v * 10 + (uint64_t)(p[1] - '0');
     if (k > 2) v = v * 10 + (uint64_t)(p[2] - '0');
     return v;
   }
+  if (k <= 8) return yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * k));
+  if (k <= 16)
+    return yhc__json_eight_value(yhc__load_le64(p) << (128 - 8 * k)) * 100000000u +
+           yhc__json_eight_value(yhc__load_le64(p + k - 8));
+  head = k - 16;
   v = yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * head));
-  for (p += head, k -= head; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
+  for (p += head, k = 16; k; p += 8, k -= 8) v = v * 100000000u + yhc__json_eight_value(yhc__load_le64(p));
   return v;
 }
 
