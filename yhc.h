@@ -1324,14 +1324,14 @@ static YHC__INLINE int yhc__ctz64(uint64_t x) { /* x != 0 */
 #define YHC__JSON_FIRST(mask) ((size_t)yhc__ctz64(mask) >> 3)
 
 /* Nonzero when any of the 8 bytes in w is '"', '\\', below 0x20 or at least 0x80: the bytes
-   that end a plain run inside a string. Each test is the "has a zero byte" idiom, whose
-   false positives (from a borrow) only ever sit above a true one: so the answer for the word
-   is exact, and so is the lowest flagged byte of a little-endian word. */
+   that end a plain run inside a string, and then the lowest set bit is in the first of them
+   (little-endian word). For a byte below 0x80, x - 1 reaches the high bit only from 0 (so
+   b ^ '"' - 1 only at '"', b ^ '\\' - 1 only at '\\') and b - 0x20 only below 0x20; bytes
+   from 0x80 up have it themselves. A borrow only starts at a flagged byte and only moves up,
+   so no byte below the first flagged one is disturbed, and a word without one has no bit. */
 static YHC__INLINE uint64_t yhc__json_special8(uint64_t w) {
   uint64_t q = w ^ (YHC__JSON_ONES * 0x22u), b = w ^ (YHC__JSON_ONES * 0x5Cu);
-  return (((q - YHC__JSON_ONES) & ~q) | ((b - YHC__JSON_ONES) & ~b) |
-          ((w - YHC__JSON_ONES * 0x20u) & ~w) | w) &
-         YHC__JSON_HIGH;
+  return ((q - YHC__JSON_ONES) | (b - YHC__JSON_ONES) | (w - YHC__JSON_ONES * 0x20u) | w) & YHC__JSON_HIGH;
 }
 
 /* Nonzero when a byte of w is not an ASCII digit, and then its lowest set bit is in the first
