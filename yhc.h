@@ -2445,7 +2445,7 @@ static int yhc__clz64(uint64_t x) { /* x != 0 */
    bits below them are all ones, where the low word decides; a result exactly halfway between
    two doubles can only come from small q and is rounded to even here. Returns 0 in the one
    case the truncated power cannot decide (the caller then asks the slow path). */
-static YHC__INLINE int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t *bits) {
+static int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t *bits) {
   const uint64_t *t;
   uint64_t hi, lo, hi2, lo2, mant;
   long long p2;
@@ -2502,6 +2502,30 @@ static YHC__INLINE int yhc__json_eisel_lemire(uint64_t m, long long q, uint64_t 
   return 1;
 }
 
+/* The common case of the above inline: q in range, the first product decides, a normal
+   result that is not halfway; everything else goes to the whole function. */
+static YHC__INLINE int yhc__json_eisel_lemire_fast(uint64_t m, long long q, uint64_t *bits) {
+  uint64_t hi, lo, mant;
+  long long p2;
+  int lz, upper;
+  if ((unsigned long long)(q + 342) > 650) return yhc__json_eisel_lemire(m, q, bits);
+  lz = yhc__clz64(m);
+  hi = yhc__mul64(m << lz, yhc__json_pow5[2 * (q + 342)], &lo);
+  /* 9 ones below the kept bits, or a low word of all ones, 0 or 1 (halfway candidates) */
+  if (YHC__UNLIKELY((hi & 0x1ff) == 0x1ff || lo + 1 <= 2)) return yhc__json_eisel_lemire(m, q, bits);
+  upper = (int)(hi >> 63);
+  mant = hi >> (upper + 9);
+  p2 = ((q * 217706 + (2048LL << 16)) >> 16) - 2048 + 63 + upper - lz + 1023;
+  if (YHC__UNLIKELY(p2 <= 0 || p2 >= 0x7fe)) return yhc__json_eisel_lemire(m, q, bits);
+  mant = (mant + (mant & 1)) >> 1;
+  if (mant >= UINT64_C(2) << 52) {
+    mant = UINT64_C(1) << 52;
+    p2++;
+  }
+  *bits = (mant & ((UINT64_C(1) << 52) - 1)) | (uint64_t)p2 << 52;
+  return 1;
+}
+
 static double yhc__bits_to_double(uint64_t bits, int neg) {
   double r;
   bits |= (uint64_t)(neg != 0) << 63;
@@ -2524,7 +2548,7 @@ static YHC__INLINE int yhc__json_fast_double(uint64_t m, long long q, int neg, d
     *out = neg ? -r : r;
     return 1;
   }
-  if (!yhc__json_eisel_lemire(m, q, &bits)) return 0;
+  if (!yhc__json_eisel_lemire_fast(m, q, &bits)) return 0;
   *out = yhc__bits_to_double(bits, neg);
   return 1;
 }
