@@ -1625,33 +1625,37 @@ static YHC__INLINE unsigned char *yhc__json_skip_ws(unsigned char *p) {
   } while (0)
 #define YHC__JSON_DIGIT(c) ((unsigned)(c) - '0' < 10u)
 
-/* One pass, no recursion: an open container keeps its parent's index in u.span and the
-   count of the container being filled lives in a register, saved in the parent's tag while
-   a child container is open. So nesting costs no stack beyond the node array itself. */
+/* One pass, no recursion: an open container keeps its parent's index in u.span; the tag
+   (type and flags) and count of the container being filled live in registers, saved in its
+   node while a child container is open and written there for good when it closes. So
+   nesting costs no stack beyond the node array itself. */
 static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
   unsigned char *p = ps->start, *s;
-  yhc_json *nodes = ps->nodes;
-  size_t n = 0, cap = ps->cap, cidx = 0, ccount = 0, prev = 0, idx, parent, nint, nfrac;
+  /* nd: the next node; cont: the open container; prev: the value completed last */
+  yhc_json *nd = ps->nodes, *end = ps->nodes + ps->cap, *cont = ps->nodes, *prev = ps->nodes;
+  size_t ccount = 0, nint, nfrac;
   long ex;
   int shaped;
   uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
+  uint64_t ctag = 0;        /* the open container's type and flags */
   int depth = 0;
   unsigned char c;
 
 value:
   YHC__JSON_SKIP_WS(p);
-  if (YHC__UNLIKELY(n + 2 > cap)) { /* 2: a key and its value */
+  if (YHC__UNLIKELY(end - nd < 2)) { /* 2: a key and its value */
+    size_t n = (size_t)(nd - ps->nodes), ci = (size_t)(cont - ps->nodes), pi = (size_t)(prev - ps->nodes);
     if (yhc__json_grow(ps, n + 2)) goto nomem;
-    nodes = ps->nodes;
-    cap = ps->cap;
+    nd = ps->nodes + n;
+    end = ps->nodes + ps->cap;
+    cont = ps->nodes + ci;
+    prev = ps->nodes + pi;
   }
-  idx = n;
   c = *p;
   /* tests in the order of how common each kind of value is (a jump table costs more here) */
   if (c == '"') {
-    p = yhc__json_string(ps, p + 1, &nodes[idx], vflag);
+    p = yhc__json_string(ps, p + 1, nd, vflag);
     if (!p) return 0;
-    n++;
     goto scalar_done;
   }
   if (YHC__JSON_DIGIT(c) || c == '-') {
@@ -1701,9 +1705,8 @@ value:
     if (shaped)
       flag |= YHC__JSON_SHAPE | (uint64_t)(ex + YHC__JSON_SHAPE_EXP) << 32 | (uint64_t)nint << 48 |
               (uint64_t)nfrac << 56;
-    nodes[idx].tag = flag;
-    nodes[idx].u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
-    n++;
+    nd->tag = flag;
+    nd->u.s = YHC__CAST(const char *, YHC__CAST(void *, s));
     goto scalar_done;
   }
   if (c == '{' || c == '[') {
@@ -1711,13 +1714,12 @@ value:
       yhc__json_fail(ps, YHC_ERR_LIMIT, p, "nesting deeper than %d", max_depth);
       return 0;
     }
-    nodes[idx].tag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
-    nodes[idx].u.span = cidx;
-    if (depth) nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
-    cidx = idx;
+    if (depth) cont->tag = ctag | (uint64_t)ccount << YHC__JSON_SHIFT; /* the parent's, for later */
+    ctag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
+    nd->u.span = (size_t)(nd - cont); /* the way back to the parent (0 for the root) */
+    cont = nd++;
     ccount = 0;
     depth++;
-    n++;
     p++;
     vflag = c == '{' ? YHC__JSON_MEMBER : 0;
     YHC__JSON_SKIP_WS(p);
@@ -1728,23 +1730,20 @@ value:
   }
   if (c == 't') {
     if (memcmp(p, "true", 4)) goto bad_literal; /* the pad makes 4 bytes readable */
-    nodes[idx].tag = YHC_JSON_BOOL | YHC__JSON_FLAG | vflag;
+    nd->tag = YHC_JSON_BOOL | YHC__JSON_FLAG | vflag;
     p += 4;
-    n++;
     goto scalar_done;
   }
   if (c == 'f') {
     if (memcmp(p, "false", 5)) goto bad_literal;
-    nodes[idx].tag = YHC_JSON_BOOL | vflag;
+    nd->tag = YHC_JSON_BOOL | vflag;
     p += 5;
-    n++;
     goto scalar_done;
   }
   if (c == 'n') {
     if (memcmp(p, "null", 4)) goto bad_literal;
-    nodes[idx].tag = YHC_JSON_NULL | vflag;
+    nd->tag = YHC_JSON_NULL | vflag;
     p += 4;
-    n++;
     goto scalar_done;
   }
   yhc__json_unexpected(ps, p, "a value");
@@ -1760,9 +1759,8 @@ key:
     yhc__json_unexpected(ps, p, "a string key");
     return 0;
   }
-  p = yhc__json_string(ps, p + 1, &nodes[n], 0); /* room for key + value was reserved */
+  p = yhc__json_string(ps, p + 1, nd++, 0); /* room for key + value was reserved */
   if (!p) return 0;
-  n++;
   YHC__JSON_SKIP_WS(p);
   if (*p != ':') {
     yhc__json_unexpected(ps, p, "':' after object key");
@@ -1772,7 +1770,7 @@ key:
   goto value;
 
 scalar_done:
-  prev = idx;
+  prev = nd++;
 next:
   if (!depth) goto done;
   YHC__JSON_SKIP_WS(p);
@@ -1787,16 +1785,17 @@ next:
   return 0;
 
 close:
-  parent = nodes[cidx].u.span;
-  if (ccount) nodes[prev].tag |= YHC__JSON_LAST;
-  nodes[cidx].tag = (nodes[cidx].tag & 0xFF) | ((uint64_t)ccount << YHC__JSON_SHIFT);
-  nodes[cidx].u.span = n - cidx;
-  prev = cidx;
+  if (ccount) prev->tag |= YHC__JSON_LAST;
+  prev = cont;
+  cont -= cont->u.span; /* the parent, or the root itself */
+  prev->tag = ctag | (uint64_t)ccount << YHC__JSON_SHIFT;
+  prev->u.span = (size_t)(nd - prev);
   p++;
   if (--depth) {
-    cidx = parent;
-    ccount = (size_t)(nodes[cidx].tag >> YHC__JSON_SHIFT);
-    vflag = YHC__JSON_TYPE(&nodes[cidx]) == YHC_JSON_OBJECT ? YHC__JSON_MEMBER : 0;
+    ctag = cont->tag;
+    ccount = (size_t)(ctag >> YHC__JSON_SHIFT);
+    ctag &= 0xFF;
+    vflag = (ctag & YHC__JSON_TMASK) == YHC_JSON_OBJECT ? YHC__JSON_MEMBER : 0;
   }
   goto next;
 
@@ -1808,11 +1807,11 @@ done:
                    yhc__json_byte_name(b, ps, p));
     return 0;
   }
-  nodes[0].tag |= YHC__JSON_LAST;
-  return n;
+  ps->nodes[0].tag |= YHC__JSON_LAST;
+  return (size_t)(nd - ps->nodes);
 
 nomem:
-  yhc__json_fail(ps, YHC_ERR_NOMEM, p, "out of memory for %zu JSON values", n + 2);
+  yhc__json_fail(ps, YHC_ERR_NOMEM, p, "out of memory for %zu JSON values", (size_t)(nd - ps->nodes) + 2);
   return 0;
 }
 
