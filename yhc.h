@@ -1217,10 +1217,16 @@ static YHC__UNUSED yhc_str yhc__str_c(const char *s) {
      directly. Object members are a key node followed by the value node; a flag on the value
      says "the node before me is my key", and another marks the last child, so iteration
      needs only the node pointer.
+   - Scanners go a word (8 bytes, loaded through memcpy) at a time: whitespace runs, plain
+     string bytes, digit runs, pairs of 3-byte UTF-8 sequences. Each word test is exact for
+     the first byte it flags, which tests/test_json.c checks against byte-at-a-time references.
    - Numbers are validated during the parse and keep their source text; the getters convert
      (int64 exactly, double correctly rounded). Converting later costs the reader of one
-     field almost nothing and keeps the parse of number-heavy input fast. The double path
-     never hands strtod() a decimal point, so the C locale setting cannot change a result. */
+     field almost nothing and keeps the parse of number-heavy input fast. The parse leaves
+     the digit counts and the exponent's value in the tag (SHAPE), so yhc_json_num() reads
+     the digits straight away (two words for up to 16) and, with 19 digits or fewer, gets
+     its answer from Clinger's exact case or Eisel-Lemire. The double path never hands
+     strtod() a decimal point, so the C locale setting cannot change a result. */
 
 #define YHC__JSON_TMASK 7u
 #define YHC__JSON_MEMBER 8u  /* an object member's value: the node before it is the key */
