@@ -11271,13 +11271,18 @@ static void yhc__hist_add(yhc__hist *h, uint64_t us) {
 }
 
 struct yhc__instance {
+  /* what yhc__cluster_pick() reads of every instance, for each request: one cache line */
+  yhc__instance *next;
+  int state;
+  int draining;                 /* no new requests; stops when in_flight reaches 0 */
+  int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
+  int in_flight;
+  int concurrency;
   yhc__golem *g;
   void *cluster;
   const yhc__instance_hooks *hooks;
   const char *service;          /* the cluster's URL, for events */
-  int state;
   int failed;                   /* ended by a failure (not a requested stop) */
-  int draining;                 /* no new requests; stops when in_flight reaches 0 */
   int expiring;                 /* agreement near its end: replace before it stops */
   int cut_by_close;             /* stopped by the session's close: requests end with SHUTDOWN */
   int routine;                  /* ended for an expected reason, not a failure (see above) */
@@ -11324,14 +11329,11 @@ struct yhc__instance {
   int state_poll_ms;
   int drain_ms;
   int tunnel_dead_ms;
-  int concurrency;
   yhc__glm *spent_sink;         /* the cluster's spent counter, handed to the agreement */
-  int in_flight;
   int conn_failures;            /* tunnels that failed to open in a row */
   int conn_suspects;            /* ... that broke before the daemon answered: judged when
                                    the daemon probe says it is there (yhc__golem_probe) */
   char suspect_why[200];
-  int tunnel_broken;            /* failing: no new requests; ends from fail_timer */
   char tunnel_why[200];
   yhc__timer fail_timer;
   yhc__host *origin;            /* tunnel connections for requests (and the probe) */
@@ -11344,7 +11346,6 @@ struct yhc__instance {
   uint64_t ready_at_ms;
   unsigned char counted_lost;   /* the cluster took it off its size (on_stop = ignore) */
   yhc__hist service_hist;
-  yhc__instance *next;
 };
 
 static void yhc__instance_stop(yhc__instance *i);
@@ -12347,6 +12348,9 @@ enum { YHC__SIZE_INT, YHC__SIZE_FN, YHC__SIZE_AUTO };
 
 struct yhc_cluster {
   yhc__golem *g;
+  int full;                     /* the last pick found no instance with room; only a request
+                                   ending or an instance turning ready makes room, so until then
+                                   a new request need not walk every instance to learn it */
   yhc_http *plain;              /* for the image registry */
   char url[128];
   char host[128];
@@ -12543,6 +12547,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
   if (i) {
     i->in_flight--;
     c->in_flight--;
+    c->full = 0;
     r->slot = NULL;
     if (!r->err_code) i->conn_failures = 0;
     else i->failed_n++;
@@ -12600,12 +12605,16 @@ static void yhc__cluster_req_done(yhc__req *r) {
   if (c->closing && c->on_idle) c->on_idle(c);
 }
 
+/* The least busy ready instance with room (the first of them). */
 static yhc__instance *yhc__cluster_pick(yhc_cluster *c) {
   yhc__instance *i, *best = NULL;
+  if (c->full) return NULL;
   for (i = c->instances; i; i = i->next) {
     if (i->state != YHC__I_READY || i->draining || i->tunnel_broken || i->in_flight >= i->concurrency) continue;
     if (!best || i->in_flight < best->in_flight) best = i;
+    if (!best->in_flight) break; /* none can be less busy */
   }
+  c->full = !best;
   return best;
 }
 
@@ -13265,6 +13274,7 @@ static void yhc__image_resolve(yhc_cluster *c) {
 static void yhc__cluster_instance_ready(yhc__instance *i) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, i->cluster);
   if (i->state == YHC__I_READY) c->startup_failures = 0;
+  c->full = 0;
   yhc__cluster_reconcile(c);
   yhc__cluster_dispatch(c);
 }
@@ -13655,6 +13665,7 @@ static void yhc__cluster_reconcile(yhc_cluster *c) {
 static void yhc__cluster_tick(void *ctx) {
   yhc_cluster *c = YHC__CAST(yhc_cluster *, ctx);
   uint64_t now = yhc_loop_now(c->g->loop);
+  c->full = 0; /* a look at every instance once a second, whatever the bookkeeping says */
   if (c->image_state == 3 && now - c->image_failed_ms >= 60000) {
     c->image_state = 0;
     c->image_tries = 0;

@@ -331,6 +331,53 @@ def main():
             fmt_num(num(q[0]['bytes_per_queued'])), '', '', '', '<= 512 B' if n == '100000' else '',
             ('PASS' if num(q[0]['bytes_per_queued']) <= 512 else 'MISS') if n == '100000' else '')
 
+    # ---- 7. scale: one session, N instances x 8 tunnel connections (yagna-sim --vm-mode shared)
+    for r in select(rows, 'scale', pending='1'):
+        add('Scale (one session, 10-200 instances)', 'pending', '', '', '', '', r.get('reason', ''))
+    sizes = sorted({int(r['instances']) for r in select(rows, 'scale', mode='steady') if r.get('instances')})
+    for n in sizes:
+        conc = (select(rows, 'scale', mode='steady', instances=n) or [{}])[0].get('conc', '8')
+        sp = lambda f: stat(rows, 'scale', f, mode='steady', instances=n, loop='poll')
+        se = lambda f: stat(rows, 'scale', f, mode='steady', instances=n, loop='epoll')
+        head = 'Scale, %d instances x %s tunnel conns' % (n, conc)
+        cp, ce = sp('cpu_us_per_req'), se('cpu_us_per_req')
+        add('%s: loop CPU per request, us (poll() vs tier-3 epoll)' % head, cp.fmt(),
+            'epoll (tier 3)', ce.fmt(), fmt_num(cp.med / ce.med, 2) + 'x' if cp.med and ce.med else 'n/a', '',
+            '%s / %s req/s' % (fmt_num(sp('rps').med), fmt_num(se('rps').med)))
+        add('%s: library heap per instance, idle / under load, bytes' % head,
+            '%s / %s' % (sp('heap_idle_per_inst').fmt(), sp('heap_load_per_inst').fmt()), 'epoll',
+            '%s / %s' % (fmt_num(se('heap_idle_per_inst').med), fmt_num(se('heap_load_per_inst').med)))
+        add('%s: RSS per instance, idle, KiB' % head, sp('rss_idle_per_inst_kb').fmt(), 'epoll',
+            fmt_num(se('rss_idle_per_inst_kb').med))
+        add('%s: session start to all ready, s' % head,
+            stat(rows, 'scale', 'secs', mode='ready', instances=n, loop='poll').fmt(), 'epoll',
+            fmt_num(stat(rows, 'scale', 'secs', mode='ready', instances=n, loop='epoll').med))
+    if len(sizes) > 1:
+        # what one more instance costs: the per-instance figures of the smallest size carry the
+        # session's fixed part (the offers of every provider on the market, say)
+        lo, hi = sizes[0], sizes[-1]
+        for loop in ('poll', 'epoll'):
+            def slope(f):
+                a = stat(rows, 'scale', f, mode='steady', instances=lo, loop=loop).med
+                b = stat(rows, 'scale', f, mode='steady', instances=hi, loop=loop).med
+                return (b * hi - a * lo) / (hi - lo) if a is not None and b is not None else None
+            add('Scale, %s: each instance more (%d -> %d), heap idle / under load, bytes; RSS idle, KiB'
+                % (loop, lo, hi), '%s / %s; %s' % (fmt_num(slope('heap_idle_per_inst')),
+                                                   fmt_num(slope('heap_load_per_inst')),
+                                                   fmt_num(slope('rss_idle_per_inst_kb'))))
+    for q in sorted({int(r['queued']) for r in select(rows, 'scale', mode='queue') if r.get('queued')}):
+        qp = select(rows, 'scale', mode='queue', queued=q, loop='poll')
+        qe = select(rows, 'scale', mode='queue', queued=q, loop='epoll')
+        if not qp and not qe:
+            continue
+        n = (qp or qe)[0].get('instances')
+        g = lambda rs, f: num(rs[0].get(f)) if rs else None
+        add('Scale, %s instances, %s requests queued at once: CPU per request, us (submit to last answer)'
+            % (n, '{:,}'.format(q)), fmt_num(g(qp, 'cpu_us_per_req')), 'epoll', fmt_num(g(qe, 'cpu_us_per_req')),
+            '', '', 'submit %s / %s us per request' % (fmt_num(g(qp, 'submit_us_per_req')), fmt_num(g(qe, 'submit_us_per_req'))))
+        add('Scale, %s instances, %s queued: library heap per queued request, bytes' % (n, '{:,}'.format(q)),
+            fmt_num(g(qp, 'heap_per_queued')), 'epoll', fmt_num(g(qe, 'heap_per_queued')))
+
     # ---- print
     mach = (select(rows, 'machine') or [{}])[0]
     when = (select(rows, 'when') or [{}])[0]
@@ -397,7 +444,12 @@ def main():
                'libc is dynamic for both. Peak heap: counting YHC_MALLOC/YHC_REALLOC/YHC_FREE, all '
                'the library holds (client, connection, request record, receive buffer), default '
                '16 KiB recv_buffer. End to end: examples/calc-image/calculator_server.py behind '
-               'bench/bench_server.py (TCP_NODELAY), 1 instance in yagna-sim (2 simulated providers).')
+               'bench/bench_server.py (TCP_NODELAY), 1 instance in yagna-sim (2 simulated providers). '
+               'Scale: bench/scale_yhc.c, one session renting 10/50/200 instances from yagna-sim '
+               '--vm-mode shared (a scale/bench mode: one host process serves every VM the calc API), '
+               'instances x 8 requests in flight, each answer submitting the next; loop CPU = '
+               'getrusage of the yhc process over the timed window / requests answered; heap and RSS '
+               'per instance above the session before its first instance.')
     print('\n'.join(out))
     if len(sys.argv) > 3 and sys.argv[2] == '--readme':
         write_readme(sys.argv[3], table, when, mach, tools, npass, misses, noisy)

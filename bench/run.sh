@@ -5,7 +5,7 @@
 #
 # Environment: BENCH_RUNS (runs per figure, default 5; the yagna-sim session runs at most 3),
 # BENCH_SECONDS (per timed run, whole seconds since wrk wants them; 2),
-# BENCH_ONLY (space-separated subset of: http body json ws e2e foot), YHC_SHARED (../shared),
+# BENCH_ONLY (space-separated subset of: http body json ws e2e foot scale), YHC_SHARED (../shared),
 # BENCH_NO_INSTALL=1 (do not apt-get missing peers).
 # Loopback only. Every server started here is stopped on exit (trap), by its own pid.
 set -u
@@ -15,7 +15,7 @@ SHARED=${YHC_SHARED:-$ROOT/../shared}
 DATA=$SHARED/bench-data
 RUNS=${BENCH_RUNS:-5}
 SECS=${BENCH_SECONDS:-2}
-ONLY=${BENCH_ONLY:-http body json ws e2e foot}
+ONLY=${BENCH_ONLY:-http body json ws e2e foot scale}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/yhc-bench.XXXXXX")
 BIN=$OUT/bin
 RAW=$OUT/raw.txt
@@ -120,6 +120,7 @@ build http_yhc bench/http_yhc.c -lm gcc $CFLAGS
   build json_simd bench/json_simd.cpp -lsimdjson g++ -std=c++17 -O2 -g -Wall -Wextra
 build ws_yhc bench/ws_yhc.c -lm gcc $CFLAGS
 [ -f bench/e2e_yhc.c ] && build e2e_yhc bench/e2e_yhc.c -lm gcc $CFLAGS
+build scale_yhc bench/scale_yhc.c -lm gcc $CFLAGS
 build chunked_srv bench/chunked_srv.c "" gcc $CFLAGS
 FOOT="-Os -ffunction-sections -fdata-sections -Wl,--gc-sections -Wall -Wextra"
 build min_yhc bench/min_yhc.c -lm gcc $FOOT -I"$ROOT"
@@ -309,6 +310,16 @@ if want foot; then
     for n in 1000 10000 100000; do # how the cost grows with the queue's length
       "$BIN/http_yhc" queue "http://127.0.0.1:$NGX_PORT/small.txt" "$n" 2>>"$OUT/err.log" | record "queue tool=yhc n=$n"
     done
+  fi
+fi
+
+# ---- 7. scale: one session at 10, 50, 200 instances through the stand-in's shared-service mode
+if want scale; then
+  if [ -x "$BIN/scale_yhc" ] && [ -x bench/scale.sh ]; then
+    log "scale: 10/50/200 instances through yagna-sim --vm-mode shared"
+    BIN=$BIN OUT=$OUT RUNS=$RUNS SECS=$SECS RAW=$RAW ./bench/scale.sh 2>>"$OUT/scale.log"
+  else
+    echo "scale pending=1 reason=\"scale harness not built\"" >>"$RAW"
   fi
 fi
 

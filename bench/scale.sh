@@ -1,0 +1,68 @@
+#!/bin/bash
+# bench/scale.sh -- the "scale" part of `make bench` (called by run.sh with BIN, OUT, RUNS, SECS,
+# RAW set): one yhc session renting 10, 50 and 200 instances (8 tunnel connections each) from
+# yagna-sim in its shared-service mode (--vm-mode shared: a scale/bench mode, one host process
+# serves every provider's VM), its loop driven by poll() (tier 1) and by the tier-3 callbacks on
+# epoll. Per run bench/scale_yhc.c prints the loop CPU per request under steady load, the heap
+# and RSS per instance, and at 200 instances the cost of 1k/10k/100k requests queued at once.
+# Writes "scale ..." raw lines, or "scale pending=1 reason=..." when no session came up.
+set -u
+E=$OUT/scale
+mkdir -p "$E/images"
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+pending() { echo "scale pending=1 reason=\"$*\"" >>"$RAW"; exit 0; }
+
+[ -d tests/yagna-sim/node_modules/ws ] ||
+  (cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error) >"$E/npm.log" 2>&1 ||
+  pending "yagna-sim dependencies could not be installed"
+[ -x "$BIN/scale_yhc" ] || pending "scale_yhc did not build"
+
+# the image (its files are copied into each VM; the shared host serves its API itself)
+mkdir -p "$E/images/bench-calc"
+cp examples/calc-image/calculator_server.py bench/bench_server.py "$E/images/bench-calc/"
+
+MAX=${SCALE_MAX:-200}
+KEY=scale-$$
+# spare providers: one still held by the previous run's ending agreement must not block a rental
+node tests/yagna-sim --port 0 --appkey "$KEY" --providers "$((MAX + MAX / 5))" --images "$E/images" --vm-mode shared \
+  --balance 1000000 --log "$E/sim.log" --negotiation-delay-ms 5 </dev/null >"$E/sim.out" 2>"$E/sim.err" &
+SIM_PID=$!
+PIDS+=($SIM_PID)
+url=
+for _ in $(seq 200); do
+  url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim.out")
+  [ -n "$url" ] && break
+  sleep 0.05
+done
+hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim.out")
+[ -n "$url" ] || pending "yagna-sim did not start: $(tail -1 "$E/sim.err")"
+
+# each run rents every instance anew (a few seconds at 200): at most 3 runs per figure
+runs=$([ "$RUNS" -gt 3 ] && echo 3 || echo "$RUNS")
+for r in $(seq "$runs"); do
+  for n in 10 50 $MAX; do
+    for lp in poll epoll; do
+      q= # the queue figures once, from the first run at MAX that gets its instances
+      [ "$n" = "$MAX" ] && [ ! -e "$E/queued-$lp" ] && q="1000 10000 100000"
+      SCALE_QUEUE=$q SCALE_READY_S=180 timeout 420 "$BIN/scale_yhc" "$url" "$KEY" "$hash" "$n" "$SECS" "$lp" \
+        >"$E/run-$r-$n-$lp.out" 2>"$E/run-$r-$n-$lp.err"
+      rc=$?
+      sed -n 's/^RESULT /scale run='"$r"' /p' "$E/run-$r-$n-$lp.out" >>"$RAW"
+      grep -q 'mode=queue' "$E/run-$r-$n-$lp.out" && : >"$E/queued-$lp"
+      if ! grep -q 'mode=steady' "$E/run-$r-$n-$lp.out"; then
+        why=$(tail -1 "$E/run-$r-$n-$lp.err" | tr '"' "'" | cut -c1-160)
+        echo "note scale: $n instances ($lp): no steady figure (exit $rc: ${why:-no message})" >>"$RAW"
+      fi
+      grep -v '^\[' "$E/run-$r-$n-$lp.err" | head -3 >&2
+    done
+  done
+done
+exit 0
