@@ -8,27 +8,8 @@
 # at 1 and 8 in flight. Starts and stops its own servers (trap); writes "e2e ..." raw lines, or
 # "e2e pending=1 reason=..." when the session layer cannot get an instance.
 set -u
-E=$OUT/e2e
-mkdir -p "$E/images"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  PIDS=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-pending() { echo "e2e pending=1 reason=\"$*\"" >>"$RAW"; exit 0; }
-
-[ -d tests/yagna-sim/node_modules/ws ] ||
-  (cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error) >"$E/npm.log" 2>&1 ||
-  pending "yagna-sim dependencies could not be installed"
-[ -x "$BIN/e2e_yhc" ] || pending "e2e_yhc did not build"
-
-# the image: the calc server plus bench_server.py, its TCP_NODELAY wrapper (see there)
-mkdir -p "$E/images/bench-calc"
-cp examples/calc-image/calculator_server.py bench/bench_server.py "$E/images/bench-calc/"
+PART=e2e PROG=e2e_yhc
+. bench/sim_part.sh
 
 # direct: the same server on loopback
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -43,24 +24,6 @@ for r in $(seq "$RUNS"); do
   done
 done
 
-# the stand-in daemon with the calc image: start_sim NAME [flags...] sets url and hash
-start_sim() {
-  local name=$1
-  shift
-  node tests/yagna-sim --port 0 --appkey "$KEY" --providers "${SIM_PROVIDERS:-2}" --images "$E/images" \
-    --log "$E/sim-$name.log" --negotiation-delay-ms 5 "$@" </dev/null >"$E/sim-$name.out" 2>"$E/sim-$name.err" &
-  SIM_PID=$!
-  PIDS+=($SIM_PID)
-  url=
-  for _ in $(seq 200); do
-    url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim-$name.out")
-    [ -n "$url" ] && break
-    sleep 0.05
-  done
-  hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim-$name.out")
-  [ -n "$url" ]
-}
-stop_sim() { kill -TERM "$SIM_PID" 2>/dev/null; wait "$SIM_PID" 2>/dev/null; }
 KEY=bench-$$
 start_sim main || pending "yagna-sim did not start: $(tail -1 "$E/sim-main.err")"
 # each session run rents an instance (a few seconds of negotiation): at most 3

@@ -7,43 +7,14 @@
 # and RSS per instance, and at 200 instances the cost of 1k/10k/100k requests queued at once.
 # Writes "scale ..." raw lines, or "scale pending=1 reason=..." when no session came up.
 set -u
-E=$OUT/scale
-mkdir -p "$E/images"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
-  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-  PIDS=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-pending() { echo "scale pending=1 reason=\"$*\"" >>"$RAW"; exit 0; }
-
-[ -d tests/yagna-sim/node_modules/ws ] ||
-  (cd tests/yagna-sim && npm ci --no-audit --no-fund --loglevel=error) >"$E/npm.log" 2>&1 ||
-  pending "yagna-sim dependencies could not be installed"
-[ -x "$BIN/scale_yhc" ] || pending "scale_yhc did not build"
-
-# the image (its files are copied into each VM; the shared host serves its API itself)
-mkdir -p "$E/images/bench-calc"
-cp examples/calc-image/calculator_server.py bench/bench_server.py "$E/images/bench-calc/"
+PART=scale PROG=scale_yhc
+. bench/sim_part.sh
 
 MAX=${SCALE_MAX:-200}
 KEY=scale-$$
 # spare providers: one still held by the previous run's ending agreement must not block a rental
-node tests/yagna-sim --port 0 --appkey "$KEY" --providers "$((MAX + MAX / 5))" --images "$E/images" --vm-mode shared \
-  --balance 1000000 --log "$E/sim.log" --negotiation-delay-ms 5 </dev/null >"$E/sim.out" 2>"$E/sim.err" &
-SIM_PID=$!
-PIDS+=($SIM_PID)
-url=
-for _ in $(seq 200); do
-  url=$(sed -n 's/^yagna-sim listening on //p' "$E/sim.out")
-  [ -n "$url" ] && break
-  sleep 0.05
-done
-hash=$(awk '$2 == "image" && $3 == "bench-calc" { print $4 }' "$E/sim.out")
-[ -n "$url" ] || pending "yagna-sim did not start: $(tail -1 "$E/sim.err")"
+SIM_PROVIDERS=$((MAX + MAX / 5)) start_sim main --vm-mode shared --balance 1000000 ||
+  pending "yagna-sim did not start: $(tail -1 "$E/sim-main.err")"
 
 # each run rents every instance anew (a few seconds at 200): at most 3 runs per figure
 runs=$([ "$RUNS" -gt 3 ] && echo 3 || echo "$RUNS")

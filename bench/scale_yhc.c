@@ -43,7 +43,7 @@ static void on_socket(void *user, int fd, int events, int old_events, void **fd_
   (void)user;
   (void)fd_data;
   memset(&ev, 0, sizeof ev);
-  ev.events = (uint32_t)((events & POLLIN ? EPOLLIN : 0) | (events & POLLOUT ? EPOLLOUT : 0));
+  ev.events = (uint32_t)((events & POLLIN ? (int)EPOLLIN : 0) | (events & POLLOUT ? (int)EPOLLOUT : 0));
   ev.data.fd = fd;
   if (epoll_ctl(ep, op, fd, &ev) < 0) ep_errors++;
 }
