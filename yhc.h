@@ -1327,7 +1327,7 @@ static YHC__INLINE int yhc__ctz64(uint64_t x) { /* x != 0 */
 }
 
 /* The index of the first flagged byte of a nonzero mask from yhc__load_le64. */
-#define YHC__JSON_FIRST(mask) ((size_t)yhc__ctz64(mask) >> 3)
+#define YHC__JSON_FIRST(mask) ((size_t)(unsigned)yhc__ctz64(mask) >> 3)
 
 /* Nonzero when any of the 8 bytes in w is '"', '\\', below 0x20 or at least 0x80: the bytes
    that end a plain run inside a string, and then the lowest set bit is in the first of them
@@ -1341,11 +1341,13 @@ static YHC__INLINE uint64_t yhc__json_special8(uint64_t w) {
 }
 
 /* Nonzero when a byte of w is not an ASCII digit, and then its lowest set bit is in the first
-   such byte of a little-endian word: b + 0x46 reaches 0x80 from ':' up, b + 0x50 stays below
-   it under '0', b itself has it from 0x80 up. A digit never carries into the next byte, so
-   the bytes up to the first flagged one are exact (those above it may not be). */
+   such byte of a little-endian word: x = b ^ '0' is 0-9 for a digit, and below 0x80 x + 0x76
+   reaches the high bit exactly from 10 up; from 0x80 up x has it itself. A digit never
+   carries into the next byte, so the bytes up to the first flagged one are exact (those above
+   it may not be). */
 static YHC__INLINE uint64_t yhc__json_nondigit8(uint64_t w) {
-  return ((w + YHC__JSON_ONES * 0x46u) | ~(w + YHC__JSON_ONES * 0x50u) | w) & YHC__JSON_HIGH;
+  uint64_t x = w ^ (YHC__JSON_ONES * 0x30u); /* digits become 0-9 */
+  return ((x + YHC__JSON_ONES * 0x76u) | x) & YHC__JSON_HIGH;
 }
 
 /* How many digits start at p, eight bytes per step. Callers have a non-digit (at worst the
@@ -1639,11 +1641,11 @@ static size_t yhc__json_run(yhc__json_parser *ps, int max_depth) {
   unsigned char *p = ps->start, *s;
   /* nd: the next node; cont: the open container; prev: the value completed last */
   yhc_json *nd = ps->nodes, *end = ps->nodes + ps->cap, *cont = ps->nodes, *prev = ps->nodes;
-  size_t ccount = 0, nint, nfrac;
+  size_t nint, nfrac;
   long ex;
   int shaped;
   uint64_t vflag = 0, flag; /* vflag: MEMBER while filling an object, else 0 */
-  uint64_t ctag = 0;        /* the open container's type and flags */
+  uint64_t ctag = 0;        /* the open container's tag: type, flags, children so far */
   int depth = 0;
   unsigned char c;
 
@@ -1720,17 +1722,16 @@ value:
       yhc__json_fail(ps, YHC_ERR_LIMIT, p, "nesting deeper than %d", max_depth);
       return 0;
     }
-    if (depth) cont->tag = ctag | (uint64_t)ccount << YHC__JSON_SHIFT; /* the parent's, for later */
+    if (depth) cont->tag = ctag; /* the parent's, for later */
     ctag = (c == '{' ? YHC_JSON_OBJECT : YHC_JSON_ARRAY) | vflag;
     nd->u.span = (size_t)(nd - cont); /* the way back to the parent (0 for the root) */
     cont = nd++;
-    ccount = 0;
     depth++;
     p++;
     vflag = c == '{' ? YHC__JSON_MEMBER : 0;
     YHC__JSON_SKIP_WS(p);
     if (*p == c + 2) goto close; /* '{'+2 == '}', '['+2 == ']' */
-    ccount = 1;
+    ctag += (uint64_t)1 << YHC__JSON_SHIFT;
     if (vflag) goto key;
     goto value;
   }
@@ -1782,7 +1783,7 @@ next:
   YHC__JSON_SKIP_WS(p);
   if (*p == ',') {
     p++;
-    ccount++;
+    ctag += (uint64_t)1 << YHC__JSON_SHIFT;
     if (vflag) goto key;
     goto value;
   }
@@ -1791,16 +1792,14 @@ next:
   return 0;
 
 close:
-  if (ccount) prev->tag |= YHC__JSON_LAST;
+  if (ctag >> YHC__JSON_SHIFT) prev->tag |= YHC__JSON_LAST;
   prev = cont;
   cont -= cont->u.span; /* the parent, or the root itself */
-  prev->tag = ctag | (uint64_t)ccount << YHC__JSON_SHIFT;
+  prev->tag = ctag;
   prev->u.span = (size_t)(nd - prev);
   p++;
   if (--depth) {
     ctag = cont->tag;
-    ccount = (size_t)(ctag >> YHC__JSON_SHIFT);
-    ctag &= 0xFF;
     vflag = (ctag & YHC__JSON_TMASK) == YHC_JSON_OBJECT ? YHC__JSON_MEMBER : 0;
   }
   goto next;

@@ -728,6 +728,43 @@ static size_t random_ws(uint64_t *s, char *o) {
   return k;
 }
 
+/* The word tests alone, on words biased towards the bytes at their edges: the first byte
+   each flags must be the first byte that the byte rule picks, and a word with none has no
+   flag. */
+static int ref_first(const unsigned char *b, int kind) {
+  int i;
+  for (i = 0; i < 8; i++) {
+    unsigned c = b[i];
+    if (kind == 0 && (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)) return i;
+    if (kind == 1 && !(c >= '0' && c <= '9')) return i;
+  }
+  return 8;
+}
+
+static void test_word_tests(void) {
+  static const unsigned char edge[] = {0x00, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x2F, '0', '5', '9', ':', 0x5B,
+                                       0x5C, 0x5D, 0x7F, 0x80, 0x9F, 0xA0, 0xAF, 0xB0, 0xBA, 0xFF};
+  uint64_t seed = UINT64_C(0x853c49e6748fea9b);
+  long i, n = yt_iters(4000000), bad = 0;
+  YT_GROUP("word tests against the byte rule");
+  for (i = 0; i < n; i++) {
+    unsigned char b[8];
+    uint64_t w, m;
+    int j, kind = (int)(i & 1), want, got;
+    for (j = 0; j < 8; j++) {
+      uint64_t r = rng_next(&seed);
+      b[j] = (unsigned char)(r % 4 == 0 ? r >> 8 : r % 4 == 1 ? edge[(r >> 8) % sizeof edge]
+                                                              : kind ? '0' + (r >> 8) % 10 : 'a' + (r >> 8) % 26);
+    }
+    w = yhc__load_le64(b);
+    m = kind ? yhc__json_nondigit8(w) : yhc__json_special8(w);
+    want = ref_first(b, kind);
+    got = m ? (int)YHC__JSON_FIRST(m) : 8;
+    if (got != want && bad++ < 5) fprintf(stderr, "  %s test on %016llx: byte %d, want %d\n", kind ? "digit" : "string", (unsigned long long)w, got, want);
+  }
+  YT_CHECKF(bad == 0, "%ld of %ld words", bad, n);
+}
+
 static void test_scanners_differential(void) {
   uint64_t seed = UINT64_C(0x2545f4914f6cdd1d);
   static unsigned char body[4096], want[4096];
@@ -1158,6 +1195,7 @@ int main(void) {
   test_numbers_differential();
   test_numbers_comma_locale();
   test_strings();
+  test_word_tests();
   test_scanners_differential();
   test_errors();
   test_writer();
