@@ -164,6 +164,7 @@ function state(sim) {
     agreements: [...m.agreements.values()].map((a) => ({
       agreementId: a.id, providerId: a.provider.nodeId, providerName: a.provider.name, state: a.state, validTo: a.validTo,
       approvedDate: a.approvedDate, terminatedBy: a.terminatedBy || null, terminationReason: a.terminationReason, activities: [...a.activities],
+      providerHolds: !!(a.providerApproved && !a.providerEnded), // counts against the provider's maxAgreements
     })),
     activities: acts.map((a) => ({
       activityId: a.id, agreementId: a.agreement.id, providerId: a.provider.nodeId, state: a.state, reason: a.reason, errorMessage: a.errorMessage,
