@@ -2606,9 +2606,10 @@ static YHC__INLINE uint64_t yhc__json_digits_value(const char *p, size_t k) {
   uint64_t v;
   size_t head;
   if (k <= 3) {
-    v = (uint64_t)(p[0] - '0');
-    if (k > 1) v = v * 10 + (uint64_t)(p[1] - '0');
-    if (k > 2) v = v * 10 + (uint64_t)(p[2] - '0');
+    const unsigned char *u = YHC__CAST(const unsigned char *, YHC__CAST(const void *, p));
+    v = (uint64_t)u[0] - '0';
+    if (k > 1) v = v * 10 + u[1] - '0';
+    if (k > 2) v = v * 10 + u[2] - '0';
     return v;
   }
   if (k <= 8) return yhc__json_eight_value(yhc__load_le64(p) << (64 - 8 * k));
