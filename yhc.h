@@ -739,7 +739,8 @@ typedef struct yhc_session_desc {
   int tunnel_dead_ms;           /* a silent tunnel counts as dead after [15000] */
   int state_poll_ms;            /* activity state checks per instance [3000]; 3 failed checks in
                                    a row (408, 5xx, Unresponsive, no answer) fail the instance,
-                                   Terminated or a definite not-found at once */
+                                   Terminated or a definite not-found at once; read sooner
+                                   when requests are out and their answers stop coming */
   int vanish_timeout_ms;        /* a provider whose activity gave no good state reading for this
                                    long is gone: its instance fails and its requests move [30000] */
   int startup_timeout_ms;       /* deploy, start, the startup commands and the readiness probe
@@ -11321,6 +11322,9 @@ struct yhc__instance {
   int need_startup;             /* the user's startup function has not run for it yet */
   int startup_waiting;          /* deployed before that: continues once it has */
   yhc__timer poll_timer;
+  yhc__timer stall_timer;       /* requests out and no answer for a while: check the state early */
+  uint64_t last_answer_ms;
+  int stall_ms;
   yhc__timer drain_timer;
   yhc__timer expiry_timer;
   uint64_t valid_to_ms;
@@ -11582,6 +11586,17 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
       yhc__instance_end_routine(i, "activity terminated by the provider: %.*s", (int)YHC__MIN(reason.len, 150), reason.ptr);
       return;
     }
+    /* the exe-unit died (ya-provider's reasons for a killed or failed process): a failure,
+       and a multi-activity agreement is kept, so no termination event will say more */
+    if (yhc__str_has(reason, "execution aborted") || yhc__str_has(reason, "execution error")) {
+      yhc_str msg;
+      msg.ptr = NULL;
+      msg.len = 0;
+      msg = yhc_json_str(yhc_json_get(r->json, "errorMessage"), msg);
+      yhc__instance_fail(i, "activity terminated by the provider: %.*s%s%.*s%s", (int)YHC__MIN(reason.len, 100),
+                         reason.ptr, msg.len ? " (" : "", (int)YHC__MIN(msg.len, 100), msg.len ? msg.ptr : "", msg.len ? ")" : "");
+      return;
+    }
     /* the agreement's termination event, which says whether this was routine, may follow a
        moment later: no new requests meanwhile, and a failure if it does not come */
     snprintf(i->health_why, sizeof i->health_why, "activity state is Terminated%s%.*s", reason.len ? ": " : "",
@@ -11614,6 +11629,52 @@ static void yhc__instance_poll_state(void *ctx) {
 static void yhc__instance_check_soon(yhc__instance *i) {
   if (i->state == YHC__I_READY && !i->poll_call)
     yhc__timer_start(i->g->loop, &i->poll_timer, 0, yhc__instance_poll_state, i);
+}
+
+/* A VM that died takes its requests with it silently: nothing answers, and the tunnels end
+   only by the TCP timeout. Requests out and no answer for three times the gap expected
+   between answers (the mean service time over the requests out; within 500 ms and
+   state_poll_ms) are reason to read its state at once, rather than up to state_poll_ms
+   later; while it stays silent the wait doubles, so a service that is merely slow costs a
+   few extra readings, never a failure. */
+static int yhc__instance_stall_base(const yhc__instance *i) {
+  uint64_t ms = i->service_hist.count
+                    ? i->service_hist.sum_us / i->service_hist.count / 1000u * 3u / (uint64_t)YHC__MAX(i->in_flight, 1)
+                    : (uint64_t)i->state_poll_ms;
+  if (ms < 500) ms = 500;
+  if (ms > (uint64_t)i->state_poll_ms) ms = (uint64_t)i->state_poll_ms;
+  return (int)ms;
+}
+
+static void yhc__instance_stall_check(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  uint64_t now = yhc_loop_now(i->g->loop);
+  if (i->state != YHC__I_READY || !i->in_flight) return; /* the next request arms it again */
+  if (now - i->last_answer_ms >= (uint64_t)i->stall_ms) {
+    yhc__instance_check_soon(i);
+    i->last_answer_ms = now;
+    i->stall_ms = YHC__MIN(2 * i->stall_ms, i->state_poll_ms);
+  }
+  yhc__timer_start(i->g->loop, &i->stall_timer, (uint64_t)i->stall_ms, yhc__instance_stall_check, i);
+}
+
+/* The cluster's word that a request went to the instance (in_flight already counts it). */
+static void yhc__instance_request_sent(yhc__instance *i) {
+  if (i->in_flight == 1) i->last_answer_ms = yhc_loop_now(i->g->loop);
+  if (!yhc__timer_armed(&i->stall_timer)) {
+    i->stall_ms = yhc__instance_stall_base(i);
+    yhc__timer_start(i->g->loop, &i->stall_timer, (uint64_t)i->stall_ms, yhc__instance_stall_check, i);
+  }
+}
+
+/* ... and that one was answered: the instance is talking. */
+static void yhc__instance_request_answered(yhc__instance *i) {
+  uint64_t now = yhc_loop_now(i->g->loop);
+  i->last_answer_ms = now;
+  i->stall_ms = yhc__instance_stall_base(i);
+  /* armed before there was a mean to go by (or while it was slower): bring the check closer */
+  if (i->in_flight && (!yhc__timer_armed(&i->stall_timer) || i->stall_timer.due > now + (uint64_t)i->stall_ms))
+    yhc__timer_start(i->g->loop, &i->stall_timer, (uint64_t)i->stall_ms, yhc__instance_stall_check, i);
 }
 
 static void yhc__instance_expiry(void *ctx) {
@@ -12185,6 +12246,7 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__api_cancel(g, &i->call);
   yhc__api_cancel(g, &i->poll_call);
   yhc__timer_stop(g->loop, &i->poll_timer);
+  yhc__timer_stop(g->loop, &i->stall_timer);
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
   yhc__timer_stop(g->loop, &i->fail_timer);
@@ -12245,6 +12307,7 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__api_cancel(i->g, &i->call);
   yhc__api_cancel(i->g, &i->poll_call);
   yhc__timer_stop(i->g->loop, &i->poll_timer);
+  yhc__timer_stop(i->g->loop, &i->stall_timer);
   yhc__timer_stop(i->g->loop, &i->drain_timer);
   yhc__timer_stop(i->g->loop, &i->expiry_timer);
   yhc__timer_stop(i->g->loop, &i->fail_timer);
@@ -12549,6 +12612,7 @@ static void yhc__cluster_req_done(yhc__req *r) {
     c->in_flight--;
     c->full = 0;
     r->slot = NULL;
+    if (!r->err_code) yhc__instance_request_answered(i); /* a failed tunnel is no sign of life */
     if (!r->err_code) i->conn_failures = 0;
     else i->failed_n++;
   }
@@ -12632,6 +12696,7 @@ static void yhc__cluster_dispatch(yhc_cluster *c) {
     r->dispatched_ms = yhc_loop_now(c->g->loop);
     i->in_flight++;
     c->in_flight++;
+    yhc__instance_request_sent(i);
     if (c->g->log_events > 1 || c->g->on_event)
       yhc__emit_provider(c->g, YHC_EV_REQUEST_FORWARDED, c->url, i->provider_id, i->provider_name, r->id,
                          "request %llu forwarded to %s", (unsigned long long)r->id, i->provider_name);

@@ -205,7 +205,7 @@ static char fault_provider[64];
 typedef struct req_rec {
   uint64_t id;
   double sent, done;
-  char provider[64]; /* where it was when the fault came */
+  char provider[64]; /* 'f' while on the faulted provider, 'm' once moved off it */
 } req_rec;
 static req_rec *recs;
 static size_t nrec;
@@ -369,22 +369,29 @@ static void run_failover(const char *yagna, const char *kind, int load) {
   pump(1.0);
   fo_stop = 1;
   yhc_session_run(sess, &done);
-  /* where each request was when the fault came: its last forwarding before it */
-  for (i = 0; i < nfwd && fwds[i].at <= t_fault; i++) {
+  /* the fault's victims: the requests that were on that provider at the fault, or were sent
+     to it after (before yhc knew), and moved to another one; each timed from the fault, or
+     from its sending when later. Requests it finished after the fault are not victims. */
+  for (i = 0; i < nfwd; i++) {
     size_t lo = 0, hi = nrec; /* ids grow with the index */
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
       if (recs[mid].id < fwds[i].id) lo = mid + 1;
       else hi = mid;
     }
-    if (lo < nrec && recs[lo].id == fwds[i].id) snprintf(recs[lo].provider, sizeof recs[0].provider, "%s", fwds[i].provider);
+    if (lo >= nrec || recs[lo].id != fwds[i].id) continue;
+    if (!strcmp(fwds[i].provider, fault_provider)) {
+      if (!recs[lo].done || recs[lo].done >= t_fault) recs[lo].provider[0] = 'f'; /* on it since the fault */
+    } else if (recs[lo].provider[0] == 'f') {
+      recs[lo].provider[0] = 'm'; /* moved off it */
+    }
   }
-  /* the requests that were on that provider when the fault came */
   for (i = 0; i < nrec && non < sizeof on / sizeof on[0]; i++) {
-    if (strcmp(recs[i].provider, fault_provider) || recs[i].sent > t_fault) continue;
-    if (recs[i].done && recs[i].done < t_fault) continue;
+    double from = recs[i].sent > t_fault ? recs[i].sent : t_fault;
+    if (recs[i].provider[0] == 'f' && !recs[i].done) lost++;
+    if (recs[i].provider[0] != 'm') continue;
     if (!recs[i].done) lost++;
-    else on[non++] = recs[i].done - t_fault;
+    else on[non++] = recs[i].done - from;
   }
   qsort(on, non, sizeof on[0], bench_cmp_double);
   back = t_back ? t_back - t_fault : -1;

@@ -126,11 +126,15 @@ function newVm(sim, act) {
   return new SharedVM({ ...common, host: sim.sharedHost, info: { activityId: act.id, providerId: act.provider.nodeId, providerName: act.provider.name } });
 }
 
-/** The VM died under the activity: it terminates, tunnels drop, the provider breaks the agreement. */
+/** The VM died under the activity (its exe-unit killed with it). ya-provider's TaskRunner sees the
+ *  process end by a signal: Terminated, `execution aborted`, `exit code None` (task_runner.rs), then
+ *  ActivityDestroyed: a single-activity agreement is closed with Success, a multi-activity one stays
+ *  and NoActivity follows unless a new activity comes (§9.3). Nobody tells the requestor at once: it
+ *  finds out from the activity's state; the tunnels end by the TCP timeout. */
 function vmDied(sim, act) {
   if (act.state[0] === 'Terminated') return;
-  endActivity(sim, act, { reason: 'VM died', errorMessage: 'ExeUnit terminated unexpectedly: VM process died' });
-  sim.marketApi.terminate(sim, act.agreement, 'Provider', { message: `Activity ${act.id} failed: VM died`, 'golem.provider.code': 'ExeUnitFailure' });
+  const ended = endActivity(sim, act, { reason: 'execution aborted', errorMessage: 'exit code None' });
+  providerSawDestroy(sim, act, ended);
 }
 
 async function endActivity(sim, act, { reason, errorMessage }) {
