@@ -146,7 +146,10 @@ static void run_steady(int n_inst, int conc, double secs) {
     sub_at[i] = bench_now();
     if (yhc_session_request(sess, &req, on_answer, (void *)(uintptr_t)i)) in_flight++;
   }
-  drive_for(secs < 3 ? 3 : secs);
+  { /* until every slot has cycled a few times (so all n connections are open), bounded */
+    double until = bench_now() + 60, least = bench_now() + (secs < 3 ? 3 : secs);
+    while (bench_now() < until && (bench_now() < least || completed < 4 * (uint64_t)n)) turn(20);
+  }
   drain(60);
   heap_idle = bench_h.live;
   rss_idle = bench_proc_kb("VmRSS");
