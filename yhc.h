@@ -11632,30 +11632,34 @@ static void yhc__instance_check_soon(yhc__instance *i) {
 }
 
 /* A VM that died takes its requests with it silently: nothing answers, and the tunnels end
-   only by the TCP timeout. Requests out and no answer for three times the gap expected
-   between answers (the mean service time over the requests out; within 500 ms and
-   state_poll_ms) are reason to read its state at once, rather than up to state_poll_ms
-   later; while it stays silent the wait doubles, so a service that is merely slow costs a
-   few extra readings, never a failure. */
+   only by the TCP timeout. Requests out and no answer for twice the gap expected between
+   answers (the mean service time over the requests out; within 500 ms and state_poll_ms)
+   are reason to read its state at once, rather than up to state_poll_ms later: with 1 s
+   requests four to an instance that is 500 ms, so their resend is answered within 2 s of
+   the crash. While it stays silent the wait doubles, so a service that is merely slow (or
+   answers in bursts) costs at most one extra reading per gap, never a failure. */
 static int yhc__instance_stall_base(const yhc__instance *i) {
   uint64_t ms = i->service_hist.count
-                    ? i->service_hist.sum_us / i->service_hist.count / 1000u * 3u / (uint64_t)YHC__MAX(i->in_flight, 1)
+                    ? i->service_hist.sum_us / i->service_hist.count / 1000u * 2u / (uint64_t)YHC__MAX(i->in_flight, 1)
                     : (uint64_t)i->state_poll_ms;
   if (ms < 500) ms = 500;
   if (ms > (uint64_t)i->state_poll_ms) ms = (uint64_t)i->state_poll_ms;
   return (int)ms;
 }
 
+/* The timer is due when the silence reaches stall_ms, counted from the last answer: armed
+   for a whole period instead, a check that came just early would wait almost two. */
 static void yhc__instance_stall_check(void *ctx) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
-  uint64_t now = yhc_loop_now(i->g->loop);
+  uint64_t now = yhc_loop_now(i->g->loop), due;
   if (i->state != YHC__I_READY || !i->in_flight) return; /* the next request arms it again */
   if (now - i->last_answer_ms >= (uint64_t)i->stall_ms) {
     yhc__instance_check_soon(i);
     i->last_answer_ms = now;
     i->stall_ms = YHC__MIN(2 * i->stall_ms, i->state_poll_ms);
   }
-  yhc__timer_start(i->g->loop, &i->stall_timer, (uint64_t)i->stall_ms, yhc__instance_stall_check, i);
+  due = i->last_answer_ms + (uint64_t)i->stall_ms;
+  yhc__timer_start(i->g->loop, &i->stall_timer, due > now ? due - now : 0, yhc__instance_stall_check, i);
 }
 
 /* The cluster's word that a request went to the instance (in_flight already counts it). */

@@ -60,14 +60,18 @@ class Link {
     this.q.push({ at, bytes, fn });
     if (!this.timer) this.arm();
   }
+  // Node's timers have whole-millisecond resolution on a loop clock that lags real time, so a
+  // timer may fire up to about 1 ms either side of its mark: a chunk due within that slack is
+  // delivered now (rounded, not ceiled, and never re-armed for a fraction of a millisecond),
+  // or every direction would arrive 1-2 ms late and the link would be slower than its RTT.
   arm() {
-    const wait = Math.max(0, Math.ceil(this.q[0].at - performance.now()));
+    const wait = Math.max(0, Math.round(this.q[0].at - performance.now()));
     this.timer = this.sim.later(wait, () => this.fire());
   }
   fire() {
     this.timer = null;
     const now = performance.now();
-    while (this.q.length && this.q[0].at <= now + 0.5) {
+    while (this.q.length && this.q[0].at <= now + 1) {
       const e = this.q.shift();
       this.queued -= e.bytes;
       e.fn();
