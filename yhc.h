@@ -9670,7 +9670,9 @@ typedef struct yhc__node_ref {
   struct yhc__node_ref *next;
 } yhc__node_ref;
 
+#ifndef YHC__SEEN_N /* tests/test_golem.c shrinks it to overflow it */
 #define YHC__SEEN_N 512 /* agreement events remembered, to drop the window's repeats */
+#endif
 
 struct yhc__golem {
   yhc_loop *loop;
@@ -10744,8 +10746,8 @@ static void yhc__agreement_event(yhc__golem *g, const yhc_json *ev) {
 static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
   yhc__golem *g = YHC__CAST(yhc__golem *, ctx);
   const yhc_json *ev;
-  size_t n = 0, fresh = 0;
-  uint64_t last = 0, now = yhc__wall_ms();
+  size_t n = 0, advanced = 0;
+  uint64_t last = 0, now = yhc__wall_ms(), newest_before = g->newest_event_ms;
   g->agreement_call = 0;
   if (r->err == YHC_ERR_CANCELLED) return;
   if (r->err) {
@@ -10767,7 +10769,7 @@ static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
     if (t > last) last = t;
     if (t && t <= now && t > g->newest_event_ms) g->newest_event_ms = t;
     if (!yhc__event_new(g, yhc__event_hash(ev))) continue;
-    fresh++;
+    if (t > newest_before) advanced++;
     yhc__agreement_event(g, ev);
   }
   if (n >= YHC__AGREEMENT_PAGE && last) {
@@ -10784,8 +10786,12 @@ static void yhc__agreement_events(void *ctx, const yhc__reply *r) {
     yhc__rfc3339(from, after);
     memcpy(g->agreement_after, after, sizeof after);
   }
-  /* the window holds only repeats: the daemon answers such a query at once, so pace it */
-  if (n && !fresh && g->payment_polls) {
+  /* Nothing newer than before: the daemon answers a window of repeats at once, so pace it.
+     Newer, not merely unseen: when the window holds more events than the seen-list (back to
+     back sessions with hundreds of agreements), evicted repeats look unseen every time and
+     the polls would spin; they are harmless to apply again (each handler checks the
+     agreement's state), and a late event older than the newest waits at most a second. */
+  if (n && !advanced && g->payment_polls) {
     yhc__timer_start(g->loop, &g->agreement_retry, 1000, yhc__agreement_retry, g);
     return;
   }

@@ -435,7 +435,8 @@ def main():
     out.append('')
     out.append('Method: HTTP rate = keep-alive GETs of a 17-byte static file from nginx, each completion '
                'submits the next (0.3 s warm-up not counted); latency = submit to completion; client '
-               'CPU = getrusage user+sys over the timed run / requests. '
+               'CPU = getrusage user+sys over the timed run / requests; nginx pinned to core 1 and '
+               'the HTTP clients to core 0 (taskset). '
                'Downloads stream to a discarding callback. JSON MB/s are over the input size; '
                'write = compact serialisation of the parsed tree. Instructions/byte: callgrind Ir '
                'of one warm parse between CALLGRIND_TOGGLE_COLLECT marks. .text: `size -A`; '
