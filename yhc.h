@@ -3371,17 +3371,23 @@ static int yhc__timers_wait(yhc_loop *loop) {
   return due - now > INT_MAX ? INT_MAX : (int)(due - now);
 }
 
-/* Runs timers that are due. A timer armed while running with delay 0 waits for the next
-   round, so a callback that re-arms itself cannot starve I/O. */
+/* Runs timers that are due. One armed while running with delay 0 runs in the same call, up
+   to three rounds deep: a reply passes a couple of such hand-offs (connection -> cluster ->
+   the user's callback, whose next request then leaves before the next poll()), while a
+   callback that re-arms itself still cannot starve I/O. */
 static int yhc__timers_run(yhc_loop *loop) {
   uint64_t now = yhc_loop_now(loop);
-  uint64_t last_seq = loop->timer_seq;
-  int ran = 0;
-  while (!loop->doomed && loop->nheap && loop->heap[0]->due <= now && loop->heap[0]->seq <= last_seq) {
-    yhc__timer *t = loop->heap[0];
-    yhc__timer_stop(loop, t);
-    t->fn(t->ctx);
-    ran++;
+  int ran = 0, round;
+  for (round = 0; round < 4; round++) {
+    uint64_t last_seq = loop->timer_seq;
+    int before = ran;
+    while (!loop->doomed && loop->nheap && loop->heap[0]->due <= now && loop->heap[0]->seq <= last_seq) {
+      yhc__timer *t = loop->heap[0];
+      yhc__timer_stop(loop, t);
+      t->fn(t->ctx);
+      ran++;
+    }
+    if (ran == before || loop->doomed || !loop->nheap || loop->heap[0]->due > now) break;
   }
   return ran;
 }
@@ -3591,6 +3597,9 @@ typedef struct yhc__tcp {
   yhc_ip addrs[YHC__MAX_ADDRS]; /* tried in order until one connects */
   int naddrs, next_addr;
   int connected;
+  /* a read came back short, so the socket was empty then: the next read waits for poll()
+     to say otherwise instead of asking the kernel for an EAGAIN (one syscall per reply) */
+  int drained;
   char host[256];
   int port;
   /* a name lookup still running for this stream: dropped if the stream closes first */
@@ -3679,7 +3688,10 @@ static void yhc__tcp_io(void *ctx, int revents) {
   }
   {
     int ev = 0;
-    if (revents & (POLLIN | POLLHUP | POLLERR)) ev |= YHC__EV_READ;
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+      ev |= YHC__EV_READ;
+      t->drained = 0;
+    }
     if (revents & (POLLOUT | POLLERR)) ev |= YHC__EV_WRITE;
     if (ev) yhc__stream_emit(&t->base, ev);
   }
@@ -3687,9 +3699,13 @@ static void yhc__tcp_io(void *ctx, int revents) {
 
 static long yhc__tcp_read(yhc__stream *s, void *buf, size_t cap) {
   yhc__tcp *t = YHC__PUN(yhc__tcp *, s);
+  if (t->drained) return YHC__AGAIN;
   for (;;) {
     ssize_t n = recv(t->w.fd, buf, cap, 0);
-    if (n >= 0) return (long)n;
+    if (n >= 0) {
+      t->drained = n > 0 && (size_t)n < cap;
+      return (long)n;
+    }
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return YHC__AGAIN;
     yhc__error_set(&s->err, errno == ECONNRESET ? YHC_ERR_CLOSED : YHC_ERR_IO, 0,

@@ -32,6 +32,19 @@ BENCH_UNUSED static double bench_cpu(void) {
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
+/* One answer into a bench's tally: a good one (no error, 200) counts in *ok and returns 1; any
+   other counts in *bad and leaves its text in why. */
+BENCH_UNUSED static int bench_tally(int err, const char *error, int status, uint64_t *ok, uint64_t *bad, char *why,
+                                    size_t why_cap) {
+  if (err || status != 200) {
+    (*bad)++;
+    snprintf(why, why_cap, "%s (status %d)", err ? error : "", status);
+    return 0;
+  }
+  (*ok)++;
+  return 1;
+}
+
 /* Counting allocator: a 16-byte header keeps each block's size so FREE and REALLOC know what
    leaves. `live` is the heap the library holds right now, `peak` its high-water mark. */
 typedef struct bench_heap {

@@ -7,6 +7,10 @@
                          connections through the instance's VPN tunnel)
          mode=newtunnel  the original library's approach: a fresh WebSocket tunnel per request
                          (yhc__ws_open, one request with Connection: close, read to the end)
+         mode=rawtunnel  the floor under mode=tunnel at 1 in flight: one WebSocket tunnel
+                         driven by the simplest possible client (blocking socket calls, no
+                         event loop, frames built and parsed by hand), keep-alive requests one
+                         after another: what the daemon and the VM cost whoever the client is
        The tunnel target (network id, provider IP) is read from the stand-in's /_sim/state.
      (mode=direct is http_yhc rate against the same server run on loopback.)
    Environment (all optional):
@@ -27,6 +31,7 @@
 #include "common.h"
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
+#include <ctype.h>
 
 static yhc_session *sess;
 static yhc_loop *loop;
@@ -62,13 +67,8 @@ static void report(const char *mode, int n, double secs) {
 static void on_sess(const yhc_response *r, void *user) {
   size_t slot = (size_t)(uintptr_t)user;
   double t = bench_now();
-  if (r->err || r->status != 200) {
-    errors++;
-    snprintf(last_err, sizeof last_err, "%s (status %d)", r->err ? r->error : "", r->status);
-  } else {
-    completed++;
-    if (nlat < lat_cap) lat[nlat++] = t - sub_at[slot];
-  }
+  if (bench_tally(r->err, r->error, r->status, &completed, &errors, last_err, sizeof last_err) && nlat < lat_cap)
+    lat[nlat++] = t - sub_at[slot];
   if (t < deadline && errors < 50) {
     sub_at[slot] = t;
     if (!yhc_session_request(sess, &req, on_sess, user)) in_flight--;
@@ -521,6 +521,93 @@ int main(int argc, char **argv) {
   return 0;
 }
 
+/* ---- the floor: one tunnel, blocking calls, no library in the way */
+static int raw_io(int fd, char *buf, size_t len, int out) {
+  while (len) {
+    ssize_t n = out ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
+    if (n <= 0) return -1;
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* The next server frame's payload appended at buf+*len (cap bytes in all); -1 on anything odd. */
+static int raw_frame(int fd, char *buf, size_t *len, size_t cap) {
+  unsigned char h[8];
+  size_t n;
+  if (raw_io(fd, (char *)h, 2, 0)) return -1;
+  n = h[1] & 0x7f;
+  if (n == 126) {
+    if (raw_io(fd, (char *)h + 2, 2, 0)) return -1;
+    n = ((size_t)h[2] << 8) | h[3];
+  } else if (n == 127 || (h[1] & 0x80)) {
+    return -1;
+  }
+  if (*len + n > cap) return -1;
+  if (raw_io(fd, buf + *len, n, 0)) return -1;
+  if ((h[0] & 0x0f) == 0x2 || (h[0] & 0x0f) == 0x0) *len += n; /* pings and the rest: skipped */
+  return 0;
+}
+
+static void run_rawtunnel(double secs) {
+  static const char rq[] = "GET /add/1/2 HTTP/1.1\r\nHost: calc\r\n\r\n";
+  char host[64], head[1024], buf[8192], frame[6 + sizeof rq];
+  const char *hp = tunnel_url + 5, *path = strchr(hp, '/');
+  struct sockaddr_in sa;
+  int fd, port, one = 1;
+  size_t k, hl;
+  double t0;
+  completed = errors = 0;
+  nlat = 0;
+  if (!path || sscanf(hp, "%63[^:]:%d", host, &port) != 2) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  inet_pton(AF_INET, host, &sa.sin_addr);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  hl = (size_t)snprintf(head, sizeof head,
+                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                        "Authorization: %s\r\n\r\n",
+                        path, host, port, auth);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) || raw_io(fd, head, hl, 1)) goto out;
+  for (k = 0; k + 1 < sizeof head; k++) { /* the 101's head, a byte at a time: nothing more is read */
+    if (raw_io(fd, head + k, 1, 0)) goto out;
+    if (k >= 3 && memcmp(head + k - 3, "\r\n\r\n", 4) == 0) break;
+  }
+  if (strncmp(head, "HTTP/1.1 101", 12) != 0) goto out;
+  frame[0] = (char)0x82; /* FIN, binary */
+  frame[1] = (char)(0x80 | (sizeof rq - 1));
+  memset(frame + 2, 0, 4); /* a zero mask: the payload goes as it is */
+  memcpy(frame + 6, rq, sizeof rq - 1);
+  t0 = bench_now();
+  while (bench_now() - t0 < secs && errors < 50) {
+    double t = bench_now();
+    size_t len = 0, need = 0;
+    if (raw_io(fd, frame, 6 + sizeof rq - 1, 1)) break;
+    while (!need || len < need) {
+      char *e, *cl;
+      if (raw_frame(fd, buf, &len, sizeof buf - 1)) goto out;
+      buf[len] = 0;
+      e = strstr(buf, "\r\n\r\n");
+      cl = strcasestr(buf, "\ncontent-length:");
+      if (e && cl) need = (size_t)(e + 4 - buf) + strtoul(cl + 16, NULL, 10);
+    }
+    if (strncmp(buf, "HTTP/1.1 200", 12) == 0) {
+      completed++;
+      if (nlat < lat_cap) lat[nlat++] = bench_now() - t;
+    } else {
+      errors++;
+    }
+  }
+  report("rawtunnel", 1, bench_now() - t0);
+out:
+  close(fd);
+}
+
 static void run_all(const char *yagna, double secs) {
   const char *inflight = getenv("E2E_INFLIGHT") ? getenv("E2E_INFLIGHT") : "1 8";
   const char *p;
@@ -541,4 +628,5 @@ static void run_all(const char *yagna, double secs) {
   if (find_tunnel(yagna, NULL) == 0)
     for (p = inflight; sscanf(p, "%d", &n) == 1; p += strspn(p, "0123456789"), p += strspn(p, " ,"))
       if (n > 0 && n <= 64) run_newtunnel(n, secs);
+  if (tunnel_url[0] && inflight[0] == '1' && !isdigit((unsigned char)inflight[1])) run_rawtunnel(secs);
 }

@@ -93,13 +93,9 @@ static void drive_for(double secs) {
 static void on_answer(const yhc_response *r, void *user) {
   size_t slot = (size_t)(uintptr_t)user;
   double t = bench_now();
-  if (r->err || r->status != 200) {
-    errors++;
-    snprintf(last_err, sizeof last_err, "%s (status %d)", r->err ? r->error : "", r->status);
-  } else {
-    completed++;
-    if (nlat < lat_cap && slot < nslots) lat[nlat++] = t - sub_at[slot];
-  }
+  if (bench_tally(r->err, r->error, r->status, &completed, &errors, last_err, sizeof last_err) && nlat < lat_cap &&
+      slot < nslots)
+    lat[nlat++] = t - sub_at[slot];
   if (load_on && slot < nslots) {
     sub_at[slot] = t;
     if (yhc_session_request(sess, &req, on_answer, user)) return;
