@@ -1,9 +1,12 @@
 'use strict';
 // VM agent: the first process of a simulated VM. With namespaces it runs as PID 1 of fresh
 // user+net+pid namespaces (so everything it starts shares the VM's private loopback, and dies
-// with it). It takes commands as JSON lines on stdin, reports on stdout, and relays TCP
-// connections: a client connects to the unix socket given by --sock, writes "<port>\n", gets
-// "OK\n" (or "ERR <code>\n") once 127.0.0.1:<port> inside the VM is connected, then raw bytes.
+// with it). It takes commands as JSON lines on stdin and reports on stdout. TCP connections go
+// over the IPC channel the daemon opened (NODE_CHANNEL_FD survives unshare's exec):
+// {op:"connect", id, port} is answered {ev:"conn", id} carrying the socket connected to
+// 127.0.0.1:<port> inside the VM, or {ev:"connerr", id, code}; the daemon then reads and writes
+// that socket itself, so no byte of a tunnel passes through this process.
+// {op:"ping", id} -> {ev:"pong", id}: the daemon's proof that the VM still lives.
 const net = require('node:net');
 const fs = require('node:fs');
 const { spawn, spawnSync } = require('node:child_process');
@@ -11,7 +14,6 @@ const readline = require('node:readline');
 
 const argv = process.argv.slice(2);
 const opt = (name) => { const i = argv.indexOf(name); return i >= 0 ? argv[i + 1] : undefined; };
-const sockPath = opt('--sock');
 const useNetns = argv.includes('--netns');
 const connectTimeoutMs = Number(opt('--connect-timeout-ms') || 5000);
 
@@ -81,41 +83,33 @@ function handle(msg) {
   }
 }
 
-function relayServer() {
-  try { fs.unlinkSync(sockPath); } catch { /* none */ }
-  let nextConn = 0;
-  const srv = net.createServer((c) => {
-    let head = Buffer.alloc(0);
-    const onHead = (d) => {
-      head = Buffer.concat([head, d]);
-      const nl = head.indexOf(10);
-      if (nl < 0) { if (head.length > 64) c.destroy(); return; }
-      c.removeListener('data', onHead);
-      c.pause();
-      const port = Number(head.subarray(0, nl).toString());
-      const rest = head.subarray(nl + 1);
-      const t = net.connect({ host: '127.0.0.1', port });
-      const timer = setTimeout(() => { t.destroy(); c.end('ERR ETIMEDOUT\n'); }, connectTimeoutMs);
-      t.once('error', (e) => { clearTimeout(timer); if (!c.destroyed) c.end(`ERR ${e.code || 'EIO'}\n`); });
-      const conn = ++nextConn;
-      t.once('connect', () => {
-        clearTimeout(timer);
-        t.setNoDelay(true);
-        // The id lets the daemon tell an RST from the service (reported on stdout) from a FIN (EOF here).
-        c.write(`OK ${conn}\n`);
-        if (rest.length) t.write(rest);
-        c.pipe(t); t.pipe(c);
-        c.resume();
-        t.on('error', (e) => { if (e.code === 'ECONNRESET' || e.code === 'EPIPE') send({ ev: 'rst', conn }); c.destroy(); });
-        c.on('error', () => t.destroy());
-        t.on('close', () => c.end());
-        c.on('close', () => t.destroy());
-      });
-    };
-    c.on('data', onHead);
-    c.on('error', () => {});
+const toDaemon = (o, socket) => {
+  if (!process.connected) { if (socket) socket.destroy(); return; }
+  // Sent, the socket is the daemon's: Node closes our copy of the fd once it is acknowledged.
+  process.send(o, socket, (err) => { if (err && socket) socket.destroy(); });
+};
+
+function connectInVm(msg) {
+  const t = net.connect({ host: '127.0.0.1', port: msg.port });
+  // Never read here: what the service sends first must stay in the kernel for the daemon.
+  t.pause();
+  const fail = (code) => { t.destroy(); toDaemon({ ev: 'connerr', id: msg.id, code }); };
+  const timer = setTimeout(() => fail('ETIMEDOUT'), connectTimeoutMs);
+  t.once('error', (e) => { clearTimeout(timer); fail(e.code || 'EIO'); });
+  t.once('connect', () => {
+    clearTimeout(timer);
+    // A handle waits in Node's queue while an earlier one is unacknowledged: an RST meanwhile
+    // must not kill the agent (the daemon then gets the message without a socket).
+    t.removeAllListeners('error');
+    t.on('error', () => {});
+    t.setNoDelay(true);
+    toDaemon({ ev: 'conn', id: msg.id }, t);
   });
-  srv.listen(sockPath, () => send({ ev: 'ready', pid: process.pid, netns: useNetns }));
+}
+
+function onDaemonMessage(msg) {
+  if (msg.op === 'connect') connectInVm(msg);
+  else if (msg.op === 'ping') toDaemon({ ev: 'pong', id: msg.id });
 }
 
 if (useNetns && !loUp()) send({ ev: 'warn', message: 'could not bring up lo' });
@@ -124,4 +118,6 @@ readline.createInterface({ input: process.stdin }).on('line', (l) => {
   let m; try { m = JSON.parse(l); } catch { return; }
   handle(m);
 }).on('close', () => { killAll(); process.exit(0); });
-relayServer();
+process.on('message', onDaemonMessage);
+process.on('disconnect', () => { killAll(); process.exit(0); });
+send({ ev: 'ready', pid: process.pid, netns: useNetns });

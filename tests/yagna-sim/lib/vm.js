@@ -1,6 +1,8 @@
 'use strict';
 // Daemon side of a simulated VM: a per-VM temp root, the agent process (lib/agent.js) in its own
 // user+net+pid namespaces (or plain, in fallback mode), command execution and TCP connections.
+// A connection is opened by the agent inside the VM and its socket handed to us over the IPC
+// channel: the daemon then reads and writes the service's connection directly (no relay hop).
 //
 // Path mapping: the VM root is <tmp>/vm-<activityId>/root. The image's files are copied to
 // <root>/golem/run; <root>/golem/{work,input,output,resources} exist. In `run` commands every
@@ -44,7 +46,6 @@ class VM {
     this.id = id;
     this.dir = fs.mkdtempSync(path.join(baseDir, `vm-${id.slice(0, 8)}-`));
     this.root = path.join(this.dir, 'root');
-    this.sock = path.join(this.dir, 'relay.sock');
     this.netns = netns;
     this.log = log || (() => {});
     this.connectTimeoutMs = connectTimeoutMs;
@@ -54,17 +55,23 @@ class VM {
     this.alive = false;
     this.port80 = 80; // fallback mode remaps it
     this.onDeath = null;
-    this.onReset = new Map(); // relay connection id -> fn, called on an RST from the service
+    this.onReset = new Map(); // connection id -> fn, called on an RST from the service
+    this.connecting = new Map(); // connection id -> {resolve, reject, timer}
+    this.conns = new Map(); // connection id -> socket handed over by the agent, until closed
+    this.pings = new Map(); // ping id -> fn, run when the agent answers
+    this.pruneAt = 64;
   }
 
   async start() {
     makeVmRoot(this.root);
     if (!this.netns) this.port80 = await freePort();
-    const agentArgs = [AGENT, '--sock', this.sock, '--connect-timeout-ms', String(this.connectTimeoutMs)];
+    const agentArgs = [AGENT, '--connect-timeout-ms', String(this.connectTimeoutMs)];
     const [file, args] = this.netns
       ? ['unshare', ['--user', '--map-root-user', '--net', '--pid', '--fork', '--kill-child', process.execPath, ...agentArgs, '--netns']]
       : [process.execPath, agentArgs];
-    this.proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], cwd: this.root });
+    // unshare execs the agent with our fds and env, so the IPC channel (fd 3, NODE_CHANNEL_FD) reaches it.
+    this.proc = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe', 'ipc'], cwd: this.root });
+    this.proc.on('message', (m, socket) => this.onIpc(m, socket));
     this.proc.stderr.on('data', (d) => this.log(`vm ${this.id.slice(0, 8)} agent: ${d.toString().trim()}`));
     this.proc.stdin.on('error', () => {});
     const ready = new Promise((resolve, reject) => {
@@ -72,7 +79,6 @@ class VM {
       readline.createInterface({ input: this.proc.stdout }).on('line', (l) => {
         let m; try { m = JSON.parse(l); } catch { return; }
         if (m.ev === 'ready') { clearTimeout(t); this.alive = true; resolve(); }
-        else if (m.ev === 'rst') { const fn = this.onReset.get(m.conn); if (fn) { this.onReset.delete(m.conn); fn(); } }
         else this.onAgent(m);
       });
       this.proc.once('exit', () => { clearTimeout(t); reject(new Error('VM agent exited')); });
@@ -88,6 +94,8 @@ class VM {
     this.killGroups();
     for (const p of this.pending.values()) p.resolve({ code: 137, signal: 'SIGKILL', stdout: Buffer.concat(p.stdout), stderr: Buffer.concat(p.stderr), vmDied: true });
     this.pending.clear();
+    for (const id of [...this.connecting.keys()]) this.connectDone(id, codeError('EHOSTUNREACH'));
+    this.pings.clear(); // never answered: the VM is gone
     if (wasAlive && this.onDeath) this.onDeath();
   }
 
@@ -148,10 +156,100 @@ class VM {
     if (!this.alive) this.pgids.clear();
   }
 
-  /** Connect to `port` inside the VM. Resolves a connected socket or rejects with err.code ETIMEDOUT/ECONNREFUSED/... */
+  /**
+   * Connect to `port` inside the VM: the agent connects and hands the socket over. Resolves it
+   * paused, half-open allowed, `connId` set (the contract of relayConnect), or rejects with
+   * err.code ETIMEDOUT/ECONNREFUSED/EHOSTUNREACH/...
+   */
   connect(port) {
     const target = !this.netns && port === 80 ? this.port80 : port;
-    return relayConnect(this, this.sock, `${target}\n`);
+    return new Promise((resolve, reject) => {
+      if (!this.alive || this.dying) { reject(codeError('EHOSTUNREACH')); return; }
+      const id = ++this.seq;
+      const timer = setTimeout(() => this.connectDone(id, codeError('ETIMEDOUT')), this.connectTimeoutMs + 1000);
+      this.connecting.set(id, { resolve, reject, timer });
+      this.toAgent({ op: 'connect', id, port: target });
+    });
+  }
+
+  // A failed send means the agent is gone: its exit (died) settles whatever waits on it.
+  toAgent(o) { if (this.alive && this.proc.connected) this.proc.send(o, () => {}); }
+
+  onIpc(m, socket) {
+    if (m.ev === 'pong') {
+      const fn = this.pings.get(m.id);
+      this.pings.delete(m.id);
+      if (fn && this.alive && !this.dying) fn();
+    } else if (m.ev === 'conn' || m.ev === 'connerr') {
+      // Late (after our timeout) or for a VM on its way out: nobody will read it.
+      if (!this.connecting.has(m.id) || this.dying) {
+        if (socket) socket.destroy();
+        if (this.dying) this.connectDone(m.id, codeError('EHOSTUNREACH'));
+        return;
+      }
+      // A socket reset while queued in the agent arrives without its handle.
+      if (m.ev === 'connerr' || !socket) this.connectDone(m.id, codeError(m.code || 'ECONNRESET'));
+      else this.connectDone(m.id, null, this.adopt(socket, m.id));
+    }
+  }
+
+  connectDone(id, err, socket) {
+    const c = this.connecting.get(id);
+    if (!c) return;
+    this.connecting.delete(id);
+    clearTimeout(c.timer);
+    if (err) c.reject(err); else c.resolve(socket);
+  }
+
+  /** A socket the agent connected is ours from now on: we read, write and close it. */
+  adopt(s, connId) {
+    // Half-open: a FIN from the VM must not close our side (the daemon never reports a bare FIN).
+    s.allowHalfOpen = true;
+    s.pause();
+    s.connId = connId;
+    s.on('error', (e) => {
+      if (e.code !== 'ECONNRESET' && e.code !== 'EPIPE') return;
+      s.vmReset = true; // its onReset entry waits for the agent's answer, past the close
+      this.resetSeen(connId);
+    });
+    s.on('close', () => { this.conns.delete(connId); if (!s.vmReset) this.onReset.delete(connId); });
+    this.prune();
+    this.conns.set(connId, s);
+    return s;
+  }
+
+  // The kernel also resets connections when the VM dies (its processes are killed), and a dead
+  // VM must stay silent (PROTOCOL.md §9): the RST counts as the service's only if the agent
+  // answers after it, as the relay's report did.
+  resetSeen(connId) {
+    this.whenAlive(() => {
+      const fn = this.onReset.get(connId);
+      if (fn) { this.onReset.delete(connId); fn(); }
+    });
+  }
+
+  whenAlive(fn) {
+    if (!this.alive || this.dying) return;
+    const id = ++this.seq;
+    this.pings.set(id, fn);
+    this.toAgent({ op: 'ping', id });
+  }
+
+  // net.js's orphan() removes every 'close' listener, ours too: closed sockets are swept here.
+  prune() {
+    if (this.conns.size < this.pruneAt) return;
+    for (const [id, s] of this.conns) {
+      if (!s.destroyed) continue;
+      this.conns.delete(id);
+      if (!s.vmReset) this.onReset.delete(id);
+    }
+    this.pruneAt = Math.max(64, 2 * this.conns.size);
+  }
+
+  dropConns() {
+    for (const s of this.conns.values()) s.destroy();
+    this.conns.clear();
+    this.onReset.clear();
   }
 
   async destroy() {
@@ -164,6 +262,7 @@ class VM {
     }
     this.alive = false;
     this.killGroups();
+    this.dropConns();
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
@@ -174,8 +273,10 @@ class VM {
   }
 }
 
+const codeError = (code) => { const e = new Error(code); e.code = code; return e; };
+
 /**
- * Open a connection through a VM's relay socket (the agent's, or the shared host's): write `line`,
+ * Open a connection through the shared host's relay socket (lib/shared-vm.js): write `line`,
  * wait for "OK <conn>" (or "ERR <code>"), then the socket carries the raw bytes. Resolves the paused
  * socket (`connId` set) or rejects with err.code ETIMEDOUT/ECONNREFUSED/EHOSTUNREACH/...
  */
