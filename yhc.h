@@ -11345,6 +11345,10 @@ struct yhc__instance {
   int startup_waiting;          /* deployed before that: continues once it has */
   yhc__timer poll_timer;
   yhc__timer stall_timer;       /* requests out and no answer for a while: check the state early */
+  yhc__stream *live;            /* the liveness probe's own tunnel, while one runs */
+  yhc__timer live_timer;        /* its bound, or the pause before the next try */
+  int live_sent;                /* its request is written */
+  int stall_read;               /* the state reading under way was prompted by a stall */
   uint64_t last_answer_ms;
   int stall_ms;
   yhc__timer drain_timer;
@@ -11579,6 +11583,8 @@ static void yhc__instance_terminated(void *ctx) {
   yhc__instance_fail(i, "%s", i->health_why);
 }
 
+static void yhc__instance_live_probe(yhc__instance *i);
+
 static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
   yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
   const yhc_json *st;
@@ -11634,6 +11640,8 @@ static void yhc__instance_state_done(void *ctx, const yhc__reply *r) {
     return;
   }
   yhc__instance_healthy(i);
+  if (i->stall_read && i->in_flight) yhc__instance_live_probe(i);
+  i->stall_read = 0;
   yhc__timer_start(i->g->loop, &i->poll_timer, (uint64_t)i->state_poll_ms, yhc__instance_poll_state, i);
 }
 
@@ -11676,6 +11684,7 @@ static void yhc__instance_stall_check(void *ctx) {
   uint64_t now = yhc_loop_now(i->g->loop), due;
   if (i->state != YHC__I_READY || !i->in_flight) return; /* the next request arms it again */
   if (now - i->last_answer_ms >= (uint64_t)i->stall_ms) {
+    i->stall_read = 1;
     yhc__instance_check_soon(i);
     i->last_answer_ms = now;
     i->stall_ms = YHC__MIN(2 * i->stall_ms, i->state_poll_ms);
@@ -11701,6 +11710,85 @@ static void yhc__instance_request_answered(yhc__instance *i) {
   /* armed before there was a mean to go by (or while it was slower): bring the check closer */
   if (i->in_flight && (!yhc__timer_armed(&i->stall_timer) || i->stall_timer.due > now + (uint64_t)i->stall_ms))
     yhc__timer_start(i->g->loop, &i->stall_timer, (uint64_t)i->stall_ms, yhc__instance_stall_check, i);
+}
+
+/* ---- liveness probe. Requests out, no answers, and the activity reads Ready: the service
+   may have died mid-request. Its connections are then half-closed, and the daemon reports no
+   bare FIN (ya-relay ends a tunnel only once its socket is Closed, which needs our side to
+   close too), so those requests would wait out their whole timeout. A fresh tunnel tells: a
+   handshake refused with 400 (nothing listens) counts as a tunnel failure, and the probe
+   tries again 25 ms later, so three in a row (some 0.1 s) fail the instance and move its requests
+   through the rule every tunnel obeys; any answer, or a probe that merely takes long, proves
+   nothing wrong. The request asks the server to close, so no accepted connection stays
+   behind in the VM (a server serving one connection at a time would be blocked by it). */
+
+static void yhc__instance_live_close(yhc__instance *i) {
+  if (i->live) {
+    yhc__stream *ws = i->live;
+    i->live = NULL;
+    ws->vt->close(ws);
+  }
+  yhc__timer_stop(i->g->loop, &i->live_timer);
+}
+
+static void yhc__instance_live_again(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_live_probe(i);
+}
+
+static void yhc__instance_live_timeout(void *ctx) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, ctx);
+  yhc__instance_live_close(i); /* slow is not dead: the stall check goes on watching */
+}
+
+static void yhc__instance_live_event(void *owner, int ev) {
+  yhc__instance *i = YHC__CAST(yhc__instance *, owner);
+  yhc__stream *ws = i->live;
+  static const char head[] = "HEAD / HTTP/1.1\r\nHost: yhc-probe\r\nConnection: close\r\n\r\n";
+  char buf[64];
+  long n;
+  if (!ws) return;
+  if (ev & YHC__EV_ERROR) {
+    int status = yhc__tunnel_refusal_status(&ws->err);
+    char why[200];
+    snprintf(why, sizeof why, "%.199s", ws->err.msg);
+    yhc__instance_live_close(i);
+    if (status == 400 || status == 504) {
+      yhc__instance_count_conn_failure(i, status, why);
+      if (!i->tunnel_broken && i->state == YHC__I_READY)
+        yhc__timer_start(i->g->loop, &i->live_timer, 25, yhc__instance_live_again, i);
+    }
+    return;
+  }
+  if (ev & YHC__EV_CONNECT) i->conn_failures = 0; /* something accepted the connection */
+  if (!i->live_sent && (ev & (YHC__EV_CONNECT | YHC__EV_WRITE))) {
+    n = ws->vt->write(ws, head, sizeof head - 1);
+    if (n == (long)(sizeof head - 1)) i->live_sent = 1;
+    else if (n != YHC__AGAIN) {
+      yhc__instance_live_close(i);
+      return;
+    }
+  }
+  n = ws->vt->read(ws, buf, sizeof buf);
+  if (n != YHC__AGAIN) { /* an answer (the server lives) or the end: either way, done */
+    yhc__instance_live_close(i);
+    return;
+  }
+  ws->vt->want(ws, 1, !i->live_sent);
+}
+
+static void yhc__instance_live_probe(yhc__instance *i) {
+  yhc_error err;
+  if (i->live || i->state != YHC__I_READY || i->tunnel_broken || !i->ip[0]) return;
+  yhc__timer_stop(i->g->loop, &i->live_timer);
+  yhc__error_clear(&err);
+  i->live = yhc__instance_tunnel(NULL, i, &err);
+  if (!i->live) return;
+  i->live_sent = 0;
+  i->live->owner = i;
+  i->live->on_event = yhc__instance_live_event;
+  i->live->vt->want(i->live, 1, 1);
+  yhc__timer_start(i->g->loop, &i->live_timer, (uint64_t)YHC__MAX(i->stall_ms, 2000), yhc__instance_live_timeout, i);
 }
 
 static void yhc__instance_expiry(void *ctx) {
@@ -12273,6 +12361,7 @@ static void yhc__instance_stop(yhc__instance *i) {
   yhc__api_cancel(g, &i->poll_call);
   yhc__timer_stop(g->loop, &i->poll_timer);
   yhc__timer_stop(g->loop, &i->stall_timer);
+  yhc__instance_live_close(i);
   yhc__timer_stop(g->loop, &i->drain_timer);
   yhc__timer_stop(g->loop, &i->expiry_timer);
   yhc__timer_stop(g->loop, &i->fail_timer);
@@ -12334,6 +12423,7 @@ static void yhc__instance_free(yhc__instance *i) {
   yhc__api_cancel(i->g, &i->poll_call);
   yhc__timer_stop(i->g->loop, &i->poll_timer);
   yhc__timer_stop(i->g->loop, &i->stall_timer);
+  yhc__instance_live_close(i);
   yhc__timer_stop(i->g->loop, &i->drain_timer);
   yhc__timer_stop(i->g->loop, &i->expiry_timer);
   yhc__timer_stop(i->g->loop, &i->fail_timer);

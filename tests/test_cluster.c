@@ -1605,6 +1605,42 @@ static void test_crash_found_by_silence(void) {
   tc_sim_check("crash-silence");
 }
 
+/* -- a service killed mid-request under full load: its connections are half-closed and the
+   daemon reports no bare FIN (PROTOCOL.md 6.4), its activity still reads Ready, and with every
+   slot taken no new request opens a tunnel that would be refused. Only the silence, then a
+   probe on a fresh tunnel (refused: nothing listens), can tell; otherwise the requests wait
+   for the VPN stack's keep-alive (seconds here, minutes at yagna's defaults). */
+static void test_kill_found_by_probe(void) {
+  yhc_session_desc sd;
+  tc_obs obs;
+  yhc_session *s;
+  tc_load L;
+  long long detected;
+  YT_GROUP("a service killed under full load is found by a probe tunnel, not by its requests' timeouts");
+  tc_desc(&sd, &tc_sim, &obs);
+  sd.instance_concurrency = 4;
+  if (!(s = tr_open(&sd, "cthulhu|yog-sothoth|nyarlathotep|smok1", NULL, 2))) return;
+  tc_load_init(&L, s, 100000, 8, TC_SLEEP); /* 8 in flight: every slot of both instances */
+  L.sleep_ms = 300;
+  L.timeout_ms = 30000;
+  tc_send(&L);
+  TC_WAIT(s, L.ok >= 40, 20000);
+  detected = tc_fault_detected_ms(s, &obs, "killService", NULL, 20000);
+  fprintf(stderr, "   killed service found after %lld ms: %s\n", detected, obs.failed_msg);
+  /* the probe: a 500 ms silence, one state reading, three refused tunnels. Without it the
+     half-closed connections end by the stand-in's keep-alive RST (--tcp-keep-alive-ms 1000:
+     2 s), and only then do new tunnels get refused */
+  YT_CHECKF(detected > 0 && detected < 1600, "found after %lld ms", detected);
+  YT_CHECKF(strstr(obs.failed_msg, "handshake answered HTTP 400") != NULL, "%s", obs.failed_msg);
+  TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 150, 40000);
+  tc_drain_clean(s, &L, 35000);
+  YT_EQ_INT(tc_stats(s).ready, 2);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(&L);
+  tc_sim_check("kill-probe");
+}
+
 /* -- an exe-unit that stops reporting (yagna-sim `unresponsive`, PROTOCOL.md 5.5, 9.3): its
    provider's daemon reads Unresponsive after more than 5 s and destroys the activity after more
    than 10 s; meanwhile exec calls and its tunnels get no answer. yhc ends the instance on the
@@ -1983,6 +2019,7 @@ int main(int argc, char **argv) {
     TC_RUN_PART(1, "flapping", test_flapping_state());
     TC_RUN_PART(1, "hung", test_hung_exe_unit());
     TC_RUN_PART(1, "crash-silence", test_crash_found_by_silence());
+    TC_RUN_PART(1, "kill-probe", test_kill_found_by_probe());
     TC_RUN_PART(1, "capacity", test_capacity());
     TC_RUN_PART(1, "clock-skew", test_clock_skew());
     TC_RUN_PART(1, "restart", test_daemon_restart());
