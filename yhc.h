@@ -11719,8 +11719,10 @@ static void yhc__instance_request_answered(yhc__instance *i) {
    handshake refused with 400 (nothing listens) counts as a tunnel failure, and the probe
    tries again 25 ms later, so three in a row (some 0.1 s) fail the instance and move its requests
    through the rule every tunnel obeys; any answer, or a probe that merely takes long, proves
-   nothing wrong. The request asks the server to close, so no accepted connection stays
-   behind in the VM (a server serving one connection at a time would be blocked by it). */
+   nothing wrong. The request is written the moment the tunnel opens and asks the server to
+   close, so a probe given up on still leaves a whole request behind in the VM, never a bare
+   accepted connection: a server serving one connection at a time answers it when its turn
+   comes and moves on (an empty one would block it). */
 
 static void yhc__instance_live_close(yhc__instance *i) {
   if (i->live) {
