@@ -127,7 +127,9 @@ def main():
         for c in ('1', '8', '64'):
             ys = stat(rows, 'http', 'rps', tool='yhc', conc=c)
             b = 'HTTP keep-alive req/s, %s conn%s' % (c, '' if c == '1' else 's')
-            ratio_row(b, ys, 'wrk', stat(rows, 'http', 'rps', tool='wrk', conc=c), target=('>=', 0.8),
+            # issue 15: at 8 and 64 connections, at least wrk's rate (0.8x of it on one connection)
+            ratio_row(b, ys, 'wrk', stat(rows, 'http', 'rps', tool='wrk', conc=c),
+                      target=('>=', 0.8 if c == '1' else 1.0),
                       pr=paired(rows, 'http', 'rps', {'tool': 'yhc', 'conc': c}, {'tool': 'wrk', 'conc': c}))
             ratio_row(b, ys, 'libcurl multi', stat(rows, 'http', 'rps', tool='curl', conc=c),
                       target=('>', 1.0),
