@@ -240,8 +240,12 @@ def main():
     elif select(rows, 'e2e'):
         for n in ('1', '8'):
             t = stat(rows, 'e2e', 'rps', mode='tunnel', inflight=n)
-            ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'direct loopback',
-                      stat(rows, 'e2e', 'rps', mode='direct', inflight=n), target=('>=', 0.7))
+            direct = stat(rows, 'e2e', 'rps', mode='direct', inflight=n)
+            raw = stat(rows, 'e2e', 'rps', mode='rawtunnel', inflight=n)
+            # the floor any client meets on the stand-in: two more process hops (its Node relay)
+            floor = ' (floor: minimal client %.2fx)' % (raw.med / direct.med) if raw.med and direct.med else ''
+            ratio_row('Service req/s through one tunnel, %s in flight' % n, t, 'direct loopback', direct,
+                      target=('>=', 0.7), note=floor)
             if n == '1':
                 # what the stand-in's relay and the VM cost any client: the floor under the tunnel
                 ratio_row('Service req/s through one tunnel, %s in flight' % n, t,
@@ -264,8 +268,13 @@ def main():
                 continue
             bench = 'Tunnel at RTT %s ms, req/s, %s in flight (1 instance)' % (rtt, n)
             ratio_row(bench, t, 'bound in_flight / RTT', Stat([int(n) * 1000.0 / int(rtt)]), target=('>=', 0.9))
-            ratio_row(bench, t, 'new tunnel per request', stat(rows, 'e2evpn', 'rps', rtt=rtt, mode='newtunnel', inflight=n),
-                      target=('>=', 3.0) if rtt == '150' else None)
+            # yagna answers the upgrade only once the VPN TCP handshake is done (core/vpn/src/requestor.rs
+            # connect_tcp), so a new tunnel costs one round trip more than a reused one: its bound is
+            # in_flight / (2 RTT), and where it reaches that bound the ratio cannot pass 2x
+            nt = stat(rows, 'e2evpn', 'rps', rtt=rtt, mode='newtunnel', inflight=n)
+            cap = ' (2x cap; new tunnel at %.2fx its 2-RTT bound)' % (nt.med * 2 * int(rtt) / 1000.0 / int(n)) if nt.med else ''
+            ratio_row(bench, t, 'new tunnel per request', nt, target=('>=', 3.0) if rtt == '150' else None,
+                      note=cap if rtt == '150' else '')
         for n in ('1', '32'):
             for q in ('p50', 'p99'):
                 v = Stat([x / 1000 for x in stat(rows, 'e2evpn', q + '_us', rtt=rtt, mode='tunnel', inflight=n).values])
