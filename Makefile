@@ -89,6 +89,13 @@ $(B)/gai/test_dns: tests/test_dns.c yhc.h tests/yt.h
 	@mkdir -p $(B)/gai
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_RESOLVER_GETADDRINFO -I. $< -o $@ -lm
 
+# The poll() cut of tier 1 (YHC_NO_EPOLL; Linux waits in epoll otherwise), with the tests
+# that turn the built-in loop hardest.
+POLL_TESTS := test_loop test_http test_ws
+$(B)/poll/%: tests/%.c yhc.h tests/yt.h
+	@mkdir -p $(B)/poll
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -DYHC_NO_EPOLL -I. $< -o $@ -lm $(LIBS_$*)
+
 # Every job of the suite is a make target that writes $(L)/JOB.log (tests/run-one.sh), so
 # builds and runs overlap: most tests wait on sockets and timers, not on the CPU. The long
 # jobs' prerequisites are made first, so that they start first: make queues the jobs that
@@ -99,7 +106,7 @@ RUN1 := ./tests/run-one.sh
 JOBS_LONG := sim sim-b sim-golemjs $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(v)/$(t)))
 JOBS_ALL := $(foreach v,$(VARIANTS),$(addprefix $(v)/,$(VARIANT_TESTS_$(v)))) \
             $(if $(YHC_HAVE_valgrind),$(addprefix valgrind/,$(VALGRIND_TESTS))) \
-            symbols header gai/test_dns $(if $(FUZZ_RUN),fuzz) loops sim sim-b sim-golemjs
+            symbols header gai/test_dns $(addprefix poll/,$(POLL_TESTS)) $(if $(FUZZ_RUN),fuzz) loops sim sim-b sim-golemjs
 JOBS_RUN := $(filter $(JOBS_ALL),$(JOBS_LONG)) $(filter-out $(JOBS_LONG),$(JOBS_ALL))
 LONG_BINS := $(foreach t,$(LONG_TESTS),$(foreach v,c $(filter san,$(VARIANTS)),$(B)/$(v)/$(t)))
 test-run:
@@ -130,6 +137,8 @@ $(L)/tls/%.log: $(B)/tls/%
 $(L)/valgrind/%.log: $(B)/c/%
 	@YT_LIGHT=1 $(RUN1) $@ 600 valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite $<
 $(L)/gai/test_dns.log: $(B)/gai/test_dns
+	@$(RUN1) $@ 300 $<
+$(L)/poll/%.log: $(B)/poll/%
 	@$(RUN1) $@ 300 $<
 $(L)/symbols.log: yhc.h
 	@$(RUN1) $@ 300 ./tests/check_symbols.sh

@@ -44,6 +44,7 @@
      YHC_VERSION         the User-Agent version                           ["0.1.0"]
      YHC_RESOLVER_GETADDRINFO  DNS by the platform's blocking getaddrinfo() instead of
                          the built-in asynchronous resolver (answers still come from the loop)
+     YHC_NO_EPOLL        yhc_loop_poll() waits in poll() on Linux too (it uses epoll there)
 
    NAME RESOLUTION (never blocks the loop; one resolver per loop, yhc_loop_desc.resolver)
      numeric hosts, localhost, the hosts file and the cache answer at once; then DNS: A and
@@ -338,8 +339,9 @@ YHCDEF int yhc_jw_finish(yhc_jw *w);
 
 /* All I/O runs from one single-threaded poll() loop. Three ways to drive it, as curl's multi
    interface does:
-     1. yhc_loop_poll(loop, timeout): the library calls poll() once and dispatches;
-        yhc_loop_run(loop, &done) turns it until *done becomes non-zero.
+     1. yhc_loop_poll(loop, timeout): the library waits once and dispatches (in epoll on
+        Linux, whose cost does not grow with the fds watched; poll() elsewhere or with
+        YHC_NO_EPOLL); yhc_loop_run(loop, &done) turns it until *done becomes non-zero.
      2. Your own poll(): yhc_loop_fds() fills pollfds and the timeout the library needs,
         you poll() them together with your own fds, then hand them to yhc_loop_dispatch().
      3. Socket and timer callbacks, for epoll, libuv, libevent... (yhc_loop_set_callbacks):
@@ -415,7 +417,7 @@ YHCDEF void yhc_loop_destroy(yhc_loop *loop);
 YHCDEF uint64_t yhc_loop_now(yhc_loop *loop);
 
 /* Tier 1. Waits at most timeout_ms (-1 = until something is due) and runs what is ready.
-   Returns the number of callbacks run, or -1 with errno when poll() itself failed. */
+   Returns the number of callbacks run, or -1 with errno when the wait itself failed. */
 YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms);
 /* Turns the loop until *done is non-zero or nothing is left to wait for. Returns 0 when
    *done was set, -1 when the loop ran dry first. */
@@ -1017,6 +1019,14 @@ YHCDEF int yhc_session_run(yhc_session *s, const volatile int *done);
 #include <sys/types.h>
 #ifdef __linux__
 #  include <sys/eventfd.h>
+#endif
+/* Tier 1 waits in epoll where there is one: poll() costs every watched fd on every call, which
+   a session with hundreds of tunnel connections pays on every wakeup. */
+#if defined(__linux__) && !defined(YHC_NO_EPOLL)
+#  define YHC__EPOLL 1
+#  include <sys/epoll.h>
+#else
+#  define YHC__EPOLL 0
 #endif
 
 #ifdef __cplusplus
@@ -3152,6 +3162,12 @@ struct yhc_loop {
   /* scratch for tier 1 */
   struct pollfd *pfd;
   int pfd_cap;
+  /* tier 1's epoll set (-1 until the first yhc_loop_poll; -2 when it failed and poll() is
+     used), what it holds per fd (sized by_fd_cap) and the fds whose watch changed since */
+  int ep;
+  unsigned char *ep_held; /* events registered, plus YHC__EP_IN / YHC__EP_DIRTY */
+  int *ep_dirty;
+  int ep_ndirty;
   /* name resolution: the config (strings copied) and the resolver built from it on first use */
   yhc_resolver_desc rdesc;
   char *rdesc_copy[4];
@@ -3278,6 +3294,7 @@ YHCDEF yhc_loop *yhc_loop_create(const yhc_loop_desc *desc) {
   }
   loop->next_pub_id = 1;
   loop->t3_due = UINT64_MAX;
+  loop->ep = YHC__EPOLL ? -1 : -2;
   if (yhc__wake_open(loop) < 0) {
     yhc__loop_free_resolver_desc(loop);
     YHC_FREE(loop);
@@ -3451,6 +3468,13 @@ static int yhc__t3_grow(yhc_loop *loop, int cap) {
   dirty = YHC__CAST(int *, YHC_REALLOC(loop->t3_dirty, (size_t)cap * sizeof *dirty));
   if (!dirty) return -1;
   loop->t3_dirty = dirty;
+  told = YHC__CAST(unsigned char *, YHC_REALLOC(loop->ep_held, (size_t)cap));
+  if (!told) return -1;
+  loop->ep_held = told;
+  memset(told + old, 0, (size_t)(cap - old));
+  dirty = YHC__CAST(int *, YHC_REALLOC(loop->ep_dirty, (size_t)cap * sizeof *dirty));
+  if (!dirty) return -1;
+  loop->ep_dirty = dirty;
   return 0;
 }
 
@@ -3479,11 +3503,39 @@ static int yhc__watch_add(yhc_loop *loop, yhc__watch *w, int fd, yhc__io_fn fn, 
   return 0;
 }
 
+/* ---- tier 1's epoll set: kept in step with the watches lazily, from a list of changed fds */
+
+enum { YHC__EP_IN = 0x40, YHC__EP_DIRTY = 0x80 };
+
+static void yhc__ep_mark(yhc_loop *loop, int fd) {
+  if (loop->ep < 0 || fd < 0 || fd >= loop->by_fd_cap || (loop->ep_held[fd] & YHC__EP_DIRTY)) return;
+  loop->ep_held[fd] |= YHC__EP_DIRTY;
+  loop->ep_dirty[loop->ep_ndirty++] = fd;
+}
+
+/* The fd is about to be closed or handed back: it leaves the set now, while its number still
+   names it. After close() the kernel keeps the registration for as long as another descriptor
+   (a forked child's) shares the socket, and no later epoll_ctl could reach it. */
+static void yhc__ep_forget(yhc_loop *loop, int fd) {
+#if YHC__EPOLL
+  if (loop->ep >= 0 && (loop->ep_held[fd] & YHC__EP_IN)) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    epoll_ctl(loop->ep, EPOLL_CTL_DEL, fd, &ev);
+    loop->ep_held[fd] &= (unsigned char)~(YHC__EP_IN | YHC__T3_EVENTS);
+  }
+#else
+  (void)loop;
+  (void)fd;
+#endif
+}
+
 static void yhc__watch_del(yhc_loop *loop, yhc__watch *w) {
   if (w->fd >= 0 && w->fd < loop->by_fd_cap && loop->by_fd[w->fd] == w) {
     loop->by_fd[w->fd] = NULL;
     loop->nwatch--;
     if (loop->on_socket && (loop->t3_told[w->fd] & YHC__T3_EVENTS)) yhc__t3_mark(loop, w->fd);
+    yhc__ep_forget(loop, w->fd);
   }
   w->fd = -1;
 }
@@ -3506,7 +3558,9 @@ static void yhc__watch_set(yhc__watch *w, int rd, int wr) {
   short ev = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
   if (ev == w->events) return;
   w->events = ev;
-  if (w->loop && w->loop->on_socket) yhc__t3_mark(w->loop, w->fd);
+  if (!w->loop) return;
+  if (w->loop->on_socket) yhc__t3_mark(w->loop, w->fd);
+  yhc__ep_mark(w->loop, w->fd);
 }
 
 /* ---- wakeup */
@@ -9204,6 +9258,9 @@ YHCDEF void yhc_loop_destroy(yhc_loop *loop) {
   yhc__watch_del(loop, &loop->wake);
   close(loop->wake_rd);
   if (loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
+  if (loop->ep >= 0) close(loop->ep);
+  YHC_FREE(loop->ep_held);
+  YHC_FREE(loop->ep_dirty);
   YHC_FREE(loop->t3_told);
   YHC_FREE(loop->t3_data);
   YHC_FREE(loop->t3_dirty);
@@ -9272,9 +9329,114 @@ static void yhc__loop_give_back_pfd(yhc_loop *loop, struct pollfd *pfd, int cap)
   loop->pfd_cap = cap;
 }
 
+#if YHC__EPOLL
+enum { YHC__EP_BATCH = 64 };
+
+/* Creates the set on first use and lists every watch to be registered; -1 when there is no
+   epoll to be had (the loop polls then). */
+static int yhc__ep_open(yhc_loop *loop) {
+  int fd;
+  if (loop->ep >= 0) return 0;
+  if (loop->ep == -2) return -1;
+  loop->ep = epoll_create1(EPOLL_CLOEXEC);
+  if (loop->ep < 0) {
+    loop->ep = -2;
+    return -1;
+  }
+  loop->ep_ndirty = 0;
+  for (fd = 0; fd < loop->by_fd_cap; fd++) {
+    loop->ep_held[fd] = 0;
+    if (loop->by_fd[fd]) yhc__ep_mark(loop, fd);
+  }
+  return 0;
+}
+
+/* Makes the set hold `want` (poll bits, 0 = out) for fd. A registration that is out of step
+   (the fd closed and its number reused behind the loop's back) is mended, not fatal. */
+static int yhc__ep_ctl(yhc_loop *loop, int fd, int want) {
+  struct epoll_event ev;
+  int in = loop->ep_held[fd] & YHC__EP_IN;
+  int op = !want ? EPOLL_CTL_DEL : in ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  memset(&ev, 0, sizeof ev);
+  ev.events = 0;
+  if (want & POLLIN) ev.events |= EPOLLIN;
+  if (want & POLLOUT) ev.events |= EPOLLOUT;
+  ev.data.fd = fd;
+  if (epoll_ctl(loop->ep, op, fd, &ev) < 0) {
+    if (op == EPOLL_CTL_MOD && errno == ENOENT) op = EPOLL_CTL_ADD;
+    else if (op == EPOLL_CTL_ADD && errno == EEXIST) op = EPOLL_CTL_MOD;
+    else if (op == EPOLL_CTL_DEL && (errno == ENOENT || errno == EBADF)) op = -1;
+    else return -1;
+    if (op >= 0 && epoll_ctl(loop->ep, op, fd, &ev) < 0) return -1;
+  }
+  loop->ep_held[fd] = (unsigned char)((loop->ep_held[fd] & YHC__EP_DIRTY) | (want ? YHC__EP_IN | want : 0));
+  return 0;
+}
+
+/* Brings the set in step with the watches that changed since the last wait. */
+static int yhc__ep_sync(yhc_loop *loop) {
+  while (loop->ep_ndirty) {
+    int fd = loop->ep_dirty[--loop->ep_ndirty];
+    yhc__watch *w = loop->by_fd[fd];
+    int held, want = w ? (w->events & YHC__T3_EVENTS) : 0;
+    loop->ep_held[fd] &= (unsigned char)~YHC__EP_DIRTY;
+    held = loop->ep_held[fd];
+    if ((held & YHC__EP_IN) ? want == (held & YHC__T3_EVENTS) : !want) continue;
+    if (yhc__ep_ctl(loop, fd, want) < 0) return -1;
+  }
+  return 0;
+}
+
+/* Tier 1 on epoll: dispatches as yhc_loop_dispatch() does poll()'s results. Returns the fds
+   reported, -1 with errno when the wait failed, -2 when the set cannot be used (the caller
+   polls, and the loop keeps polling). */
+static int yhc__loop_epoll(yhc_loop *loop, int timeout_ms) {
+  struct epoll_event evs[YHC__EP_BATCH];
+  struct pollfd pfd[YHC__EP_BATCH];
+  int n, i;
+  if (yhc__ep_open(loop) < 0) return -2;
+  if (yhc__ep_sync(loop) < 0) {
+    close(loop->ep);
+    loop->ep = -2;
+    return -2;
+  }
+  loop->fds_gen = loop->watch_gen;
+  n = epoll_wait(loop->ep, evs, YHC__EP_BATCH, timeout_ms);
+  if (n < 0) {
+    if (errno != EINTR) return -1;
+    n = 0;
+  }
+  for (i = 0; i < n; i++) {
+    uint32_t e = evs[i].events;
+    int fd = evs[i].data.fd;
+    pfd[i].fd = fd;
+    pfd[i].events = 0;
+    pfd[i].revents = 0;
+    if (e & EPOLLIN) pfd[i].revents |= POLLIN;
+    if (e & EPOLLOUT) pfd[i].revents |= POLLOUT;
+    if (e & EPOLLERR) pfd[i].revents |= POLLERR;
+    if (e & EPOLLHUP) pfd[i].revents |= POLLHUP;
+    /* nothing watches it any more: a level-triggered report would come back on every wait */
+    if (fd >= 0 && fd < loop->by_fd_cap && !loop->by_fd[fd]) yhc__ep_ctl(loop, fd, 0);
+  }
+  yhc_loop_dispatch(loop, pfd, n); /* may free the loop (destroyed from a callback) */
+  return n;
+}
+#endif
+
 YHCDEF int yhc_loop_poll(yhc_loop *loop, int timeout_ms) {
   int n, tw, rc, ran = 0, i, cap = loop->pfd_cap;
-  struct pollfd *pfd = loop->pfd;
+  struct pollfd *pfd;
+#if YHC__EPOLL
+  /* a tier-3 user's loop owns the waiting; a blocking call made there polls the fds itself */
+  if (!loop->on_socket && loop->ep != -2) {
+    tw = yhc__timers_wait(loop);
+    if (tw >= 0 && (timeout_ms < 0 || tw < timeout_ms)) timeout_ms = tw;
+    rc = yhc__loop_epoll(loop, timeout_ms);
+    if (rc != -2) return rc;
+  }
+#endif
+  pfd = loop->pfd;
   loop->pfd = NULL;
   loop->pfd_cap = 0;
   n = yhc_loop_fds(loop, pfd, cap, &tw);

@@ -5,7 +5,9 @@
    library's fds is what on_socket told it: every tell is checked against what was told
    before (add / change / remove in order, fd_data handed back), and every fd told must be
    open when told, which is what makes fd numbers safe in the user's loop. A second thread
-   (the only test linked with -lpthread) wakes a loop blocked in poll() in tiers 1 and 3. */
+   (the only test linked with -lpthread) wakes a loop blocked in poll() in tiers 1 and 3.
+   Tier 1's own wait set (epoll, or poll() under YHC_NO_EPOLL) is checked first, through the
+   loop's watches: fd numbers reused, closed fds still open elsewhere, ignored hang-ups. */
 #define YHC_IMPLEMENTATION
 #include "yhc.h"
 #include "yt.h"
@@ -329,8 +331,90 @@ static void test_wakeup_threads(void) {
   }
 }
 
+/* ---- tier 1's wait set (epoll on Linux, poll() under YHC_NO_EPOLL): the same answers either way */
+
+typedef struct seen {
+  int calls, revents;
+} seen;
+
+static void on_ready(void *ctx, int revents) {
+  seen *s = (seen *)ctx;
+  s->calls++;
+  s->revents |= revents;
+}
+
+/* yhc_loop_poll(timeout) that reports nothing must take about its timeout: a stale readiness
+   (a closed fd's, or a hang-up nobody watches) would make it return at once, every time. */
+static int waits_quietly(yhc_loop *loop, int ms) {
+  long long t0 = yt_now_ms();
+  int i, ran = 0;
+  for (i = 0; i < 3; i++) ran += yhc_loop_poll(loop, ms);
+  return ran == 0 && yt_now_ms() - t0 >= 3 * ms - 5;
+}
+
+static void test_tier1_wait_set(void) {
+  yhc_loop *loop = yhc_loop_create(NULL);
+  yhc__watch w, w2;
+  seen a, b;
+  int sp[2], sp2[2], fd, held;
+  char c = 'x';
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  YT_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp) == 0);
+  YT_CHECK(yhc__watch_add(loop, &w, sp[0], on_ready, &a) == 0);
+  yhc__watch_set(&w, 1, 0);
+  YT_CHECK(waits_quietly(loop, 20));
+  YT_CHECK(write(sp[1], &c, 1) == 1);
+  YT_CHECK(yhc_loop_poll(loop, 1000) == 1);
+  YT_CHECKF(a.calls == 1 && (a.revents & POLLIN), "a readable fd is reported (calls %d)", a.calls);
+  YT_CHECK(read(sp[0], &c, 1) == 1);
+  /* write interest added and dropped again */
+  yhc__watch_set(&w, 1, 1);
+  a.calls = a.revents = 0;
+  YT_CHECK(yhc_loop_poll(loop, 1000) == 1);
+  YT_CHECK(a.calls == 1 && (a.revents & POLLOUT));
+  yhc__watch_set(&w, 1, 0);
+  YT_CHECK(waits_quietly(loop, 20));
+
+  /* a closed fd whose socket another descriptor still holds (a forked child's, here a dup)
+     is readable: the loop must not hear of it any more */
+  fd = sp[0];
+  held = dup(sp[0]);
+  YT_CHECK(held >= 0);
+  YT_CHECK(write(sp[1], &c, 1) == 1);
+  a.calls = 0;
+  yhc__watch_close(loop, &w);
+  YT_CHECKF(waits_quietly(loop, 20), "a closed fd's socket, still open elsewhere, is not reported");
+  YT_CHECK(a.calls == 0);
+
+  /* the closed fd's number comes back for a new socket: that one is watched afresh */
+  close(held);
+  YT_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sp2) == 0);
+  YT_CHECKF(sp2[0] == fd || sp2[1] == fd, "the fd number %d is reused (got %d, %d)", fd, sp2[0], sp2[1]);
+  if (sp2[1] == fd) { int t = sp2[0]; sp2[0] = sp2[1]; sp2[1] = t; }
+  YT_CHECK(yhc__watch_add(loop, &w2, sp2[0], on_ready, &b) == 0);
+  yhc__watch_set(&w2, 1, 0);
+  YT_CHECK(write(sp2[1], &c, 1) == 1);
+  YT_CHECK(yhc_loop_poll(loop, 1000) == 1);
+  YT_CHECKF(b.calls == 1, "a new socket on a reused fd number is reported (calls %d)", b.calls);
+  YT_CHECK(read(sp2[0], &c, 1) == 1);
+
+  /* the peer hangs up while the watch asks for nothing: no report, and no spinning on it */
+  yhc__watch_set(&w2, 0, 0);
+  close(sp2[1]);
+  b.calls = 0;
+  YT_CHECKF(waits_quietly(loop, 20), "a hang-up on an fd watched for nothing is not reported");
+  yhc__watch_set(&w2, 1, 0);
+  YT_CHECK(yhc_loop_poll(loop, 1000) == 1);
+  YT_CHECK(b.calls == 1);
+  yhc__watch_close(loop, &w2);
+  close(sp[1]);
+  yhc_loop_destroy(loop);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  test_tier1_wait_set();
   test_wakeup_threads();
   if (yt_proc_start_py(&origin, "tests/servers/origin.py", NULL, 10000) != 0) {
     YT_CHECKF(0, "tests/servers/origin.py did not start (python3; run from the repository root)");
