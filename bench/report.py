@@ -451,7 +451,7 @@ def main():
                 seen.add(n)
                 out.append('- ' + n)
     out.append('')
-    out.append('Method: HTTP rate = keep-alive GETs of a 17-byte static file from nginx, each completion '
+    out.append('Method: HTTP rate = keep-alive GETs of a 17-byte body nginx answers from its config (return 200), each completion '
                'submits the next (0.3 s warm-up not counted); latency = submit to completion; client '
                'CPU = getrusage user+sys over the timed run / requests; nginx pinned to core 1 and '
                'the HTTP clients to core 0 (taskset). '
