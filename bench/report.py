@@ -357,11 +357,16 @@ def main():
         conc = (select(rows, 'scale', mode='steady', instances=n) or [{}])[0].get('conc', '8')
         sp = lambda f: stat(rows, 'scale', f, mode='steady', instances=n, loop='poll')
         se = lambda f: stat(rows, 'scale', f, mode='steady', instances=n, loop='epoll')
+        s1 = lambda f: stat(rows, 'scale', f, mode='steady', instances=n, loop='tier1')
         head = 'Scale, %d instances x %s tunnel conns' % (n, conc)
-        cp, ce = sp('cpu_us_per_req'), se('cpu_us_per_req')
+        cp, ce, c1 = sp('cpu_us_per_req'), se('cpu_us_per_req'), s1('cpu_us_per_req')
         add('%s: loop CPU per request, us (poll() vs tier-3 epoll)' % head, cp.fmt(),
             'epoll (tier 3)', ce.fmt(), fmt_num(cp.med / ce.med, 2) + 'x' if cp.med and ce.med else 'n/a', '',
             '%s / %s req/s' % (fmt_num(sp('rps').med), fmt_num(se('rps').med)))
+        if c1.med is not None:
+            add('%s: loop CPU per request, us (tier 1 as built: epoll inside, vs tier-3 epoll)' % head, c1.fmt(),
+                'epoll (tier 3)', ce.fmt(), fmt_num(c1.med / ce.med, 2) + 'x' if c1.med and ce.med else 'n/a', '',
+                '%s / %s req/s' % (fmt_num(s1('rps').med), fmt_num(se('rps').med)))
         add('%s: library heap per instance, idle / under load, bytes' % head,
             '%s / %s' % (sp('heap_idle_per_inst').fmt(), sp('heap_load_per_inst').fmt()), 'epoll',
             '%s / %s' % (fmt_num(se('heap_idle_per_inst').med), fmt_num(se('heap_load_per_inst').med)))
@@ -386,6 +391,7 @@ def main():
     for q in sorted({int(r['queued']) for r in select(rows, 'scale', mode='queue') if r.get('queued')}):
         qp = select(rows, 'scale', mode='queue', queued=q, loop='poll')
         qe = select(rows, 'scale', mode='queue', queued=q, loop='epoll')
+        q1 = select(rows, 'scale', mode='queue', queued=q, loop='tier1')
         if not qp and not qe:
             continue
         n = (qp or qe)[0].get('instances')
@@ -393,6 +399,10 @@ def main():
         add('Scale, %s instances, %s requests queued at once: CPU per request, us (submit to last answer)'
             % (n, '{:,}'.format(q)), fmt_num(g(qp, 'cpu_us_per_req')), 'epoll', fmt_num(g(qe, 'cpu_us_per_req')),
             '', '', 'submit %s / %s us per request' % (fmt_num(g(qp, 'submit_us_per_req')), fmt_num(g(qe, 'submit_us_per_req'))))
+        if q1:
+            add('Scale, %s instances, %s requests queued at once, tier 1 as built (epoll inside): CPU per request, us'
+                % (n, '{:,}'.format(q)), fmt_num(g(q1, 'cpu_us_per_req')), 'epoll', fmt_num(g(qe, 'cpu_us_per_req')),
+                '', '', 'submit %s / %s us per request' % (fmt_num(g(q1, 'submit_us_per_req')), fmt_num(g(qe, 'submit_us_per_req'))))
         add('Scale, %s instances, %s queued: library heap per queued request, bytes' % (n, '{:,}'.format(q)),
             fmt_num(g(qp, 'heap_per_queued')), 'epoll', fmt_num(g(qe, 'heap_per_queued')))
 

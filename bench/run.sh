@@ -121,6 +121,7 @@ build http_yhc bench/http_yhc.c -lm gcc $CFLAGS
 build ws_yhc bench/ws_yhc.c -lm gcc $CFLAGS
 [ -f bench/e2e_yhc.c ] && build e2e_yhc bench/e2e_yhc.c -lm gcc $CFLAGS
 build scale_yhc bench/scale_yhc.c -lm gcc $CFLAGS
+build scale_yhc_poll bench/scale_yhc.c -lm gcc $CFLAGS -DYHC_NO_EPOLL
 build chunked_srv bench/chunked_srv.c "" gcc $CFLAGS
 FOOT="-Os -ffunction-sections -fdata-sections -Wl,--gc-sections -Wall -Wextra"
 build min_yhc bench/min_yhc.c -lm gcc $FOOT -I"$ROOT"

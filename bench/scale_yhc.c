@@ -3,7 +3,8 @@
      scale_yhc YAGNA_URL APPKEY IMAGE_HASH INSTANCES SECONDS poll|epoll
    rents INSTANCES instances of the bench calc image in one cluster (instance_concurrency
    SCALE_CONC, default 8 tunnel connections each), drives the loop with yhc_loop_poll()
-   (tier 1, poll()) or with the tier-3 socket/timer callbacks on an epoll set of its own, then:
+   (tier 1: epoll inside on Linux, reported as loop=tier1; poll() when built with YHC_NO_EPOLL,
+   loop=poll) or with the tier-3 socket/timer callbacks on an epoll set of its own, then:
      mode=steady  INSTANCES x CONC requests in flight for SECONDS (every answer submits the next):
                   loop CPU per request (getrusage user+sys of this process over the window /
                   requests answered), requests/s, p50/p99; library heap (counting YHC_MALLOC/
@@ -35,6 +36,9 @@ static uint64_t completed, errors;
 static double *lat, *sub_at;
 static size_t nlat, lat_cap = 4000000, nslots;
 static char last_err[300];
+
+/* what drives the loop: the tier-3 epoll set here, or yhc_loop_poll() and what it waits in */
+static const char *loop_name(void) { return use_epoll ? "epoll" : YHC__EPOLL ? "tier1" : "poll"; }
 
 /* ---- the tier-3 driver: yhc's fds and deadline in an epoll set of our own */
 static void on_socket(void *user, int fd, int events, int old_events, void **fd_data) {
@@ -175,7 +179,7 @@ static void run_steady(int n_inst, int conc, double secs) {
            "cpu_util=%.3f p50_us=%.0f p99_us=%.0f completed=%llu errors=%llu heap_base=%zu "
            "heap_idle_per_inst=%.0f heap_load_per_inst=%.0f rss_base_kb=%ld rss_idle_per_inst_kb=%.1f "
            "rss_load_per_inst_kb=%.1f drained=%d\n",
-           use_epoll ? "epoll" : "poll", n_inst, conc, n, (double)done_in_window / wall,
+           loop_name(), n_inst, conc, n, (double)done_in_window / wall,
            done_in_window ? cpu * 1e6 / (double)done_in_window : -1, cpu / wall,
            bench_pct(lat, nlat, 0.5) * 1e6, bench_pct(lat, nlat, 0.99) * 1e6,
            (unsigned long long)done_in_window, (unsigned long long)errs, heap_base,
@@ -207,7 +211,7 @@ static void run_queue(int n_inst, size_t q) {
     drain(600);
     printf("RESULT mode=queue loop=%s instances=%d queued=%zu accepted=%zu heap_per_queued=%.0f submit_us_per_req=%.2f "
            "cpu_us_per_req=%.2f rps=%.1f completed=%llu errors=%llu drained=%d\n",
-           use_epoll ? "epoll" : "poll", n_inst, q, queued, (double)(h1 - h0) / (double)(q ? q : 1),
+           loop_name(), n_inst, q, queued, (double)(h1 - h0) / (double)(q ? q : 1),
            submit_s * 1e6 / (double)(q ? q : 1), (bench_cpu() - c0) * 1e6 / (double)(q ? q : 1),
            (double)completed / (bench_now() - t0), (unsigned long long)completed,
            (unsigned long long)errors, all_answered);
@@ -280,7 +284,7 @@ int main(int argc, char **argv) {
   t0 = bench_now();
   while ((ready = ready_now()) < n_inst && bench_now() - t0 < ready_bound) turn(50);
   printf("RESULT mode=ready loop=%s instances=%d ready=%d secs=%.1f heap_per_inst=%.0f\n",
-         use_epoll ? "epoll" : "poll", n_inst, ready, bench_now() - t0,
+         loop_name(), n_inst, ready, bench_now() - t0,
          ((double)bench_h.live - (double)heap_base) / (n_inst ? n_inst : 1));
   fflush(stdout);
   if (ready < n_inst) {
