@@ -93,10 +93,12 @@ test('failure faults', async (t) => {
     const h1 = await held();
     const due = (kind) => Date.parse(h1.find((x) => x.kind === kind).nextAttemptAt);
     assert.equal((await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state, 'Approved', 'the link is back, the retry is not due');
-    // both watched at once: waiting for one first would time the other late
+    // both watched at once: waiting for one first would time the other late. The bound follows
+    // the retries' own (random, backed-off) due times, which can lie over 10 s ahead.
+    const waitMs = (kind) => Math.max(0, due(kind) - Date.now()) + 2000;
     const [termAt, noteAt] = await Promise.all([
-      h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state === 'Terminated' && Date.now(), 9000, 25),
-      h.waitUntil(async () => (await api('GET', '/payment-api/v1/invoices')).body.some((i) => i.agreementId === svc.agreementId) && Date.now(), 9000, 25),
+      h.waitUntil(async () => (await api('GET', `/market-api/v1/agreements/${svc.agreementId}`)).body.state === 'Terminated' && Date.now(), waitMs('terminate'), 25),
+      h.waitUntil(async () => (await api('GET', '/payment-api/v1/invoices')).body.some((i) => i.agreementId === svc.agreementId) && Date.now(), waitMs('payment'), 25),
     ]);
     assert.ok(termAt >= due('terminate') - 30 && termAt <= due('terminate') + 1000, `terminated ${termAt - due('terminate')} ms after its retry was due`);
     assert.ok(noteAt >= due('payment') - 30 && noteAt <= due('payment') + 1000, `the invoice came ${noteAt - due('payment')} ms after the note's retry was due`);
