@@ -1540,6 +1540,18 @@ static long long tc_fault_detected_ms(yhc_session *s, tc_obs *obs, const char *f
   return 0;
 }
 
+/* The end of a fault group: the cluster back at `ready` instances and serving (ok_at_least
+   answers in all), every request answered cleanly, the session closed, the stand-in checked. */
+static void tr_back_at_size(yhc_session *s, tc_load *L, int ready, int ok_at_least, const char *name) {
+  TC_WAIT(s, tc_stats(s).ready == ready && L->ok >= ok_at_least, 40000);
+  tc_drain_clean(s, L, 35000);
+  YT_EQ_INT(tc_stats(s).ready, ready);
+  yhc_session_close_wait(s);
+  yhc_session_destroy(s);
+  tc_load_free(L);
+  tc_sim_check(name);
+}
+
 /* -- a provider vanishes under load: detected within vanish_timeout_ms, its requests move */
 static void test_vanish_under_load(void) {
   yhc_session_desc sd;
@@ -1561,13 +1573,7 @@ static void test_vanish_under_load(void) {
   fprintf(stderr, "   vanish detected after %lld ms (vanish_timeout_ms %d)\n", detected, sd.vanish_timeout_ms);
   YT_CHECKF(detected > 0 && detected <= sd.vanish_timeout_ms + 2000, "detected after %lld ms", detected);
   /* the cluster heals on the third provider; everything answered, in time */
-  TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 300, 40000);
-  tc_drain_clean(s, &L, 35000);
-  YT_EQ_INT(tc_stats(s).ready, 2);
-  yhc_session_close_wait(s);
-  yhc_session_destroy(s);
-  tc_load_free(&L);
-  tc_sim_check("vanish");
+  tr_back_at_size(s, &L, 2, 300, "vanish");
 }
 
 /* -- a VM that dies keeps quiet (PROTOCOL.md 9.3): its activity reads Terminated, `execution
@@ -1596,13 +1602,7 @@ static void test_crash_found_by_silence(void) {
   /* found by the state reading the silence prompted (half a second in), before new tunnels
      to the dead VM fail by their connect timeout (three of them, some 3.5 s) */
   YT_CHECKF(strstr(obs.failed_msg, "execution aborted") != NULL, "%s", obs.failed_msg);
-  TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 200, 40000);
-  tc_drain_clean(s, &L, 35000);
-  YT_EQ_INT(tc_stats(s).ready, 2);
-  yhc_session_close_wait(s);
-  yhc_session_destroy(s);
-  tc_load_free(&L);
-  tc_sim_check("crash-silence");
+  tr_back_at_size(s, &L, 2, 200, "crash-silence");
 }
 
 /* -- a service killed mid-request under full load: its connections are half-closed and the
@@ -1632,13 +1632,7 @@ static void test_kill_found_by_probe(void) {
      2 s), and only then do new tunnels get refused */
   YT_CHECKF(detected > 0 && detected < 1600, "found after %lld ms", detected);
   YT_CHECKF(strstr(obs.failed_msg, "handshake answered HTTP 400") != NULL, "%s", obs.failed_msg);
-  TC_WAIT(s, tc_stats(s).ready == 2 && L.ok >= 150, 40000);
-  tc_drain_clean(s, &L, 35000);
-  YT_EQ_INT(tc_stats(s).ready, 2);
-  yhc_session_close_wait(s);
-  yhc_session_destroy(s);
-  tc_load_free(&L);
-  tc_sim_check("kill-probe");
+  tr_back_at_size(s, &L, 2, 150, "kill-probe");
 }
 
 /* -- an exe-unit that stops reporting (yagna-sim `unresponsive`, PROTOCOL.md 5.5, 9.3): its
@@ -1666,13 +1660,7 @@ static void test_hung_exe_unit(void) {
   fprintf(stderr, "   hung exe-unit detected after %lld ms\n", detected);
   /* the state reads Ready for the first 4-6 s (the last report may be up to 1 s old) */
   YT_CHECKF(detected >= 4000 && detected <= 11000, "detected after %lld ms", detected);
-  TC_WAIT(s, tc_stats(s).ready == 1 && L.ok >= ok_before + 50, 40000);
-  tc_drain_clean(s, &L, 35000);
-  YT_EQ_INT(tc_stats(s).ready, 1);
-  yhc_session_close_wait(s);
-  yhc_session_destroy(s);
-  tc_load_free(&L);
-  tc_sim_check("hung");
+  tr_back_at_size(s, &L, 1, ok_before + 50, "hung");
 }
 
 /* -- the daemon restarts under load (yagna-sim `restart`): it keeps what yagna keeps on disk
