@@ -39,6 +39,7 @@ test('tunnel accounting and inflated debit notes', async (t) => {
     assert.equal((await api('POST', '/_sim/fault', { provider: 0, fault: 'inflateDebitNotes', factor: -1 })).status, 400);
     const notes = () => sim.state().payments.debitNotes.filter((d) => d.agreementId === svc.agreementId);
     await h.waitUntil(async () => notes().length >= 2);
+    const tFault = new Date().toISOString();
     await fault({ provider: 0, fault: 'inflateDebitNotes', factor: 1000 });
     const n0 = notes().length; // notes issued from now on are inflated
     assert.equal(sim.state().providers[0].faults.debitNoteFactor, 1000);
@@ -46,7 +47,9 @@ test('tunnel accounting and inflated debit notes', async (t) => {
     const list = notes();
     const honest = Number(list[n0 - 1].totalAmountDue);
     const inflated = Number(list[n0].totalAmountDue);
-    assert.ok(inflated > honest * 500, `${inflated} vs ${honest}`);
+    // the whole list in the message: a failure here (seen once, on a loaded CI machine) must say
+    // which note was honest and when it was stamped against the fault
+    assert.ok(inflated > honest * 500, `${inflated} vs ${honest}; n0 ${n0}, fault at ${tFault}, notes ${JSON.stringify(list.map((d) => [d.totalAmountDue, d.timestamp]))}`);
     // an honest amount is still what the invoice asks for
     await fault({ provider: 0, fault: 'clear' });
     const n1 = notes().length;
